@@ -1,0 +1,121 @@
+/**
+ * `npm start`: the whole system on this machine — the gateway under `wrangler dev` (workerd) on
+ * 127.0.0.1:1234 with local persistence, plus one local agent serving the generated demo models.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const DEV_VARS = `${ROOT}.dev.vars`;
+const HOST = "127.0.0.1";
+const PORT = Number(process.env.LMGATE_PORT ?? 1234);
+const GATEWAY = `http://${HOST}:${PORT}`;
+
+/** Secrets for local development: made once, kept in .dev.vars (git-ignored), read by wrangler dev. */
+function devSecrets(): Record<string, string> {
+  const existing = existsSync(DEV_VARS)
+    ? Object.fromEntries(
+        readFileSync(DEV_VARS, "utf8")
+          .split("\n")
+          .map((line) => /^\s*([A-Z_]+)\s*=\s*"?([^"]*)"?\s*$/.exec(line))
+          .filter((match) => match !== null)
+          .map((match) => [match[1], match[2]]),
+      )
+    : {};
+  const secret = (prefix: string) => `${prefix}_${randomBytes(24).toString("base64url")}`;
+  const wanted = {
+    LMGATE_API_KEY: existing.LMGATE_API_KEY ?? secret("lmg"),
+    LMGATE_NODE_TOKEN: existing.LMGATE_NODE_TOKEN ?? secret("lmgn"),
+    LMGATE_ADMIN_TOKEN: existing.LMGATE_ADMIN_TOKEN ?? secret("lmga"),
+  };
+  const merged = { ...existing, ...wanted };
+  writeFileSync(DEV_VARS, Object.entries(merged).map(([key, value]) => `${key}="${value}"`).join("\n") + "\n", { mode: 0o600 });
+  return wanted;
+}
+
+const children: ChildProcess[] = [];
+function run(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const prefix = (chunk: Buffer) =>
+    chunk
+      .toString()
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => `[${label}] ${line}\n`)
+      .join("");
+  child.stdout?.on("data", (chunk: Buffer) => process.stdout.write(prefix(chunk)));
+  child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(prefix(chunk)));
+  child.once("exit", (code, signal) => {
+    if (!stopping) {
+      console.error(`[${label}] exited (${signal ?? code}); stopping.`);
+      void shutdown(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+let stopping = false;
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  for (const child of children) child.kill("SIGTERM");
+  await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((r) => child.once("exit", r)) : null)));
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+const secrets = devSecrets();
+console.log("lmgate: preparing demo models…");
+await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: (message) => console.log(`lmgate: ${message}`) });
+
+console.log(`lmgate: starting the gateway (wrangler dev) on ${GATEWAY}…`);
+run(
+  `${ROOT}node_modules/.bin/wrangler`,
+  ["dev", "--ip", HOST, "--port", String(PORT), "--persist-to", `${ROOT}.lmgate/state`, "--show-interactive-dev-session=false"],
+  "gateway",
+  { WRANGLER_SEND_METRICS: "false" },
+);
+await waitFor(`${GATEWAY}/health`, 120_000);
+
+run(
+  process.execPath,
+  [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--token", secrets.LMGATE_NODE_TOKEN, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR],
+  "agent",
+);
+await waitFor(`${GATEWAY}/health`, 5_000);
+
+console.log(`
+lmgate is running: gateway ${GATEWAY} (wrangler dev, state in .lmgate/state) + one local agent.
+
+  API key (dev):  ${secrets.LMGATE_API_KEY}
+  Admin token:    ${secrets.LMGATE_ADMIN_TOKEN}
+  (kept in .dev.vars)
+
+Try:
+  curl ${GATEWAY}/api/v0/models -H "Authorization: Bearer ${secrets.LMGATE_API_KEY}"
+
+  curl ${GATEWAY}/api/v0/chat/completions -H "Authorization: Bearer ${secrets.LMGATE_API_KEY}" \\
+    -H "Content-Type: application/json" \\
+    -d '{"model":"tiny-chat-f32","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
+
+  OpenAI clients: base URL ${GATEWAY}/v1, API key as above.
+Ctrl-C stops everything.
+`);

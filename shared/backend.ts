@@ -1,0 +1,18 @@
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
+import type { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
+
+/**
+ * Everything the API app needs from whoever does the work: the node agent's local engine in
+ * direct mode, or the fleet of remote nodes in the gateway. Failures are thrown as `ApiError`.
+ * Cancellation is the web-standard way: abort the signal and the work stops, freeing its slot.
+ */
+export interface InferenceBackend {
+  listModels(): Promise<ModelObject[]>;
+  /** Emits `start`, then `delta`s, then one `done`. */
+  chat(request: ChatRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
+  completion(request: CompletionRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
+  embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult>;
+  loadModel(request: LoadRequest): Promise<LoadResult>;
+  unloadModel(request: UnloadRequest): Promise<UnloadResult>;
+}

@@ -1,0 +1,23 @@
+import type { z } from "zod";
+import { invalidRequest } from "./errors.ts";
+
+/**
+ * Parses a request body as JSON and validates it. The body is read as JSON whatever its
+ * Content-Type says: `curl -d` sends form encoding by default, and a validator that then sees
+ * `{}` would answer "model is required" to a request that plainly has one.
+ */
+export async function parseJsonBody<T extends z.ZodType>(request: Request, schema: T): Promise<z.infer<T>> {
+  const text = await request.text();
+  if (text.trim() === "") throw invalidRequest("The request body is empty; send a JSON object.");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw invalidRequest(`The request body is not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const param = issue && issue.path.length > 0 ? issue.path.join(".") : null;
+  throw invalidRequest(param ? `Invalid '${param}': ${issue?.message}` : `Invalid request body: ${issue?.message}`, param);
+}

@@ -1,0 +1,91 @@
+import { z } from "zod";
+import { ErrorBody } from "./errors.ts";
+import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
+import { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
+import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
+
+/**
+ * The wire protocol between a node agent and the gateway: JSON text frames over one WebSocket
+ * that the agent dials out. Gateway and agent share only this module (and the API schemas).
+ * Bump PROTOCOL_VERSION on any incompatible change; the gateway refuses other versions.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Text frames answered by the Durable Object's auto-response, without waking it. */
+export const HEARTBEAT_PING = "ping";
+export const HEARTBEAT_PONG = "pong";
+
+export const Hardware = z.object({
+  cpu: z.string(),
+  cores: z.number().int().positive(),
+  memory_bytes: z.number().nonnegative(),
+  gpu: z.string().nullable(),
+  gpu_devices: z.array(z.string()),
+  vram_bytes: z.number().nonnegative().nullable(),
+});
+export type Hardware = z.infer<typeof Hardware>;
+
+export const NodeStatus = z.object({
+  models: z.array(ModelObject),
+  /** Slots busy per loaded model id. */
+  busy: z.record(z.string(), z.number().int().nonnegative()),
+  /** Recent measured speed per model id. */
+  speed: z.record(z.string(), z.object({ tokens_per_second: z.number(), time_to_first_token: z.number() })),
+});
+export type NodeStatus = z.infer<typeof NodeStatus>;
+
+const Operation = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("chat"), body: ChatRequest }),
+  z.object({ op: z.literal("completion"), body: CompletionRequest }),
+  z.object({ op: z.literal("embeddings"), body: EmbeddingsRequest }),
+  z.object({ op: z.literal("load"), body: LoadRequest }),
+  z.object({ op: z.literal("unload"), body: UnloadRequest }),
+]);
+export type Operation = z.infer<typeof Operation>;
+
+/** Frames the agent receives. */
+export const ToAgentFrame = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("request"), id: z.string(), operation: Operation }),
+  z.object({ type: z.literal("cancel"), id: z.string() }),
+  z.object({ type: z.literal("welcome"), node_id: z.string() }),
+]);
+export type ToAgentFrame = z.infer<typeof ToAgentFrame>;
+
+/** Frames the gateway receives. */
+export const ToGatewayFrame = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("hello"),
+    protocol: z.number().int(),
+    node: z.object({
+      name: z.string().min(1).max(64),
+      agent_version: z.string(),
+      runtime: z.object({ name: z.string(), version: z.string(), supported_formats: z.array(z.string()) }),
+      hardware: Hardware,
+      slots_per_model: z.number().int().positive(),
+    }),
+    status: NodeStatus,
+  }),
+  z.object({ type: z.literal("status"), status: NodeStatus }),
+  /** Generation events, coalesced: the first delta goes alone, later ones in batches. */
+  z.object({ type: z.literal("events"), id: z.string(), events: z.array(GenerationEvent).min(1) }),
+  z.object({
+    type: z.literal("result"),
+    id: z.string(),
+    result: z.union([EmbeddingsResult, LoadResult, UnloadResult]),
+  }),
+  z.object({ type: z.literal("error"), id: z.string(), status: z.number().int(), body: ErrorBody, retry_after: z.number().optional() }),
+]);
+export type ToGatewayFrame = z.infer<typeof ToGatewayFrame>;
+
+/** Returns the frame, or null for anything that is not a valid frame of this protocol. */
+export function parseFrame<T extends z.ZodType>(schema: T, raw: string | ArrayBuffer): z.infer<T> | null {
+  const text = typeof raw === "string" ? raw : new TextDecoder().decode(raw);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : null;
+}

@@ -1,0 +1,95 @@
+import { z } from "zod";
+import { ToolCall } from "./requests.ts";
+
+/**
+ * What a backend reports about one generation. Field names are the API's own (snake_case) so the
+ * objects go into responses unchanged, from the node's engine through the gateway to the client.
+ */
+
+export const StopReason = z.enum([
+  "eosFound",
+  "maxPredictedTokensReached",
+  "stopStringFound",
+  "toolCalls",
+  "userStopped",
+  "contextLengthReached",
+  "modelUnloaded",
+  "failed",
+]);
+export type StopReason = z.infer<typeof StopReason>;
+
+export const FinishReason = z.enum(["stop", "length", "tool_calls"]);
+export type FinishReason = z.infer<typeof FinishReason>;
+
+export const Usage = z.object({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  total_tokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof Usage>;
+
+export const Stats = z.object({
+  /** Decode speed: tokens after the first, over the seconds after the first. */
+  tokens_per_second: z.number().nonnegative(),
+  /** Seconds from the engine starting the request (slot held, model loaded) to the first token. */
+  time_to_first_token: z.number().nonnegative(),
+  /** Seconds from the engine starting the request to its last token. */
+  generation_time: z.number().nonnegative(),
+  stop_reason: StopReason,
+});
+export type Stats = z.infer<typeof Stats>;
+
+export const ModelInfo = z.object({
+  arch: z.string(),
+  quant: z.string(),
+  format: z.literal("gguf"),
+  context_length: z.number().int().positive(),
+});
+export type ModelInfo = z.infer<typeof ModelInfo>;
+
+export const Runtime = z.object({
+  name: z.string(),
+  version: z.string(),
+  supported_formats: z.array(z.string()),
+});
+export type Runtime = z.infer<typeof Runtime>;
+
+/** Added by the gateway; one namespaced object rather than keys sprinkled over the response. */
+export const GatewayInfo = z.object({
+  node: z.string(),
+  queue_ms: z.number().nonnegative(),
+  overhead_ms: z.number().nonnegative(),
+  retries: z.number().int().nonnegative(),
+});
+export type GatewayInfo = z.infer<typeof GatewayInfo>;
+
+export const GenerationResult = z.object({
+  finish_reason: FinishReason,
+  usage: Usage,
+  stats: Stats,
+  model_info: ModelInfo,
+  runtime: Runtime,
+  tool_calls: z.array(ToolCall).optional(),
+  gateway: GatewayInfo.optional(),
+});
+export type GenerationResult = z.infer<typeof GenerationResult>;
+
+/**
+ * A chat or completion run is a stream of these: `start` once the request holds a slot (so a
+ * streaming response can commit to 200), `delta`s of text, then exactly one `done`.
+ * A failure is a thrown `ApiError`, never an event.
+ */
+export const GenerationEvent = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("start"), model: z.string() }),
+  z.object({ type: z.literal("delta"), text: z.string() }),
+  z.object({ type: z.literal("done"), result: GenerationResult }),
+]);
+export type GenerationEvent = z.infer<typeof GenerationEvent>;
+
+export const EmbeddingsResult = z.object({
+  model: z.string(),
+  embeddings: z.array(z.array(z.number())),
+  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), total_tokens: z.number().int().nonnegative() }),
+  gateway: GatewayInfo.optional(),
+});
+export type EmbeddingsResult = z.infer<typeof EmbeddingsResult>;
