@@ -4,8 +4,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { readDevVars } from "../cli/dev-vars.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -16,15 +17,7 @@ const GATEWAY = `http://${HOST}:${PORT}`;
 
 /** Secrets for local development: made once, kept in .dev.vars (git-ignored), read by wrangler dev. */
 function devSecrets(): Record<string, string> {
-  const existing = existsSync(DEV_VARS)
-    ? Object.fromEntries(
-        readFileSync(DEV_VARS, "utf8")
-          .split("\n")
-          .map((line) => /^\s*([A-Z_]+)\s*=\s*"?([^"]*)"?\s*$/.exec(line))
-          .filter((match) => match !== null)
-          .map((match) => [match[1], match[2]]),
-      )
-    : {};
+  const existing = readDevVars(DEV_VARS);
   const secret = (prefix: string) => `${prefix}_${randomBytes(24).toString("base64url")}`;
   const wanted = {
     LMGATE_API_KEY: existing.LMGATE_API_KEY ?? secret("lmg"),

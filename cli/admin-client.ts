@@ -1,0 +1,69 @@
+import type { z } from "zod";
+import { ErrorBody } from "../shared/errors.ts";
+import {
+  CreatedKey,
+  CreatedNodeToken,
+  KeyRecord,
+  ListOf,
+  NodeSummary,
+  NodeTokenRecord,
+  UsageRow,
+  type CreateKeyRequest,
+  type UpdateKeyRequest,
+  type UsageQuery,
+} from "../shared/schemas/admin.ts";
+
+export class AdminApiError extends Error {
+  override name = "AdminApiError";
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** The admin API of one gateway, typed by the shared schemas. */
+export class AdminClient {
+  readonly #base: string;
+  readonly #token: string;
+
+  constructor(baseUrl: string, adminToken: string) {
+    this.#base = baseUrl.replace(/\/+$/, "");
+    this.#token = adminToken;
+  }
+
+  async #call<T extends z.ZodType>(schema: T, method: string, path: string, body?: unknown): Promise<z.infer<T>> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.#base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new AdminApiError(0, `cannot reach the gateway at ${this.#base}: ${(error as Error).cause ?? (error as Error).message}`);
+    }
+    const payload: unknown = await response.json().catch(() => null);
+    if (!response.ok) {
+      const parsed = ErrorBody.safeParse(payload);
+      throw new AdminApiError(response.status, parsed.success ? parsed.data.error.message : `HTTP ${response.status}`);
+    }
+    return schema.parse(payload);
+  }
+
+  createKey = (request: CreateKeyRequest) => this.#call(CreatedKey, "POST", "/admin/keys", request);
+  listKeys = async () => (await this.#call(ListOf(KeyRecord), "GET", "/admin/keys")).data;
+  updateKey = (id: string, request: UpdateKeyRequest) => this.#call(KeyRecord, "PATCH", `/admin/keys/${encodeURIComponent(id)}`, request);
+  revokeKey = (id: string) => this.#call(KeyRecord, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
+
+  createNodeToken = (node: string) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", { node });
+  listNodeTokens = async () => (await this.#call(ListOf(NodeTokenRecord), "GET", "/admin/node-tokens")).data;
+  revokeNodeToken = (id: string) => this.#call(NodeTokenRecord, "DELETE", `/admin/node-tokens/${encodeURIComponent(id)}`);
+
+  listNodes = async () => (await this.#call(ListOf(NodeSummary), "GET", "/admin/nodes")).data;
+
+  usage = async (query: UsageQuery) => {
+    const search = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    return (await this.#call(ListOf(UsageRow), "GET", `/admin/usage${search.size > 0 ? `?${search}` : ""}`)).data;
+  };
+}

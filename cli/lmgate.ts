@@ -1,0 +1,213 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from "commander";
+import pc from "picocolors";
+import { resolve } from "node:path";
+import type { KeyRecord, UpdateKeyRequest } from "../shared/schemas/admin.ts";
+import { AdminApiError, AdminClient } from "./admin-client.ts";
+import { readDevVars } from "./dev-vars.ts";
+import { day, printRows } from "./output.ts";
+
+/** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
+
+interface GlobalOptions {
+  url: string;
+  adminToken?: string;
+  json: boolean;
+}
+
+const program = new Command("lmgate")
+  .description("Manage an lmgate gateway: API keys, node tokens, the live fleet and usage.")
+  .addOption(new Option("--url <url>", "gateway base URL").env("LMGATE_URL").default("http://127.0.0.1:1234"))
+  .addOption(new Option("--admin-token <token>", "admin token (default: LMGATE_ADMIN_TOKEN, then ./.dev.vars)").env("LMGATE_ADMIN_TOKEN"))
+  .option("--json", "print JSON instead of tables", false)
+  .showHelpAfterError();
+
+function client(): AdminClient {
+  const options = program.opts<GlobalOptions>();
+  const token = options.adminToken ?? readDevVars(resolve(".dev.vars")).LMGATE_ADMIN_TOKEN;
+  if (!token) throw new AdminApiError(0, "no admin token: pass --admin-token, set LMGATE_ADMIN_TOKEN, or run from the folder where `npm start` wrote .dev.vars");
+  return new AdminClient(options.url, token);
+}
+const json = () => program.opts<GlobalOptions>().json;
+
+const positiveInt = (value: string) => {
+  if (!/^\d+$/.test(value) || Number(value) <= 0) throw new InvalidArgumentError("expected a positive whole number");
+  return Number(value);
+};
+/** `30d`, `12h`, `90m` from now, or an ISO date/time. */
+const expiry = (value: string) => {
+  const relative = /^(\d+)([dhm])$/.exec(value);
+  if (relative) {
+    const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[relative[2] as "d" | "h" | "m"];
+    return new Date(Date.now() + Number(relative[1]) * unit).toISOString();
+  }
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError("expected e.g. 30d, 12h, or an ISO date such as 2027-01-31");
+  return date.toISOString();
+};
+const globs = (value: string, previous: string[] = []) => [...previous, ...value.split(",").map((glob) => glob.trim()).filter(Boolean)];
+
+const keyColumns = [
+  { header: "id", value: (key: KeyRecord) => key.id },
+  { header: "name", value: (key: KeyRecord) => key.name },
+  { header: "prefix", value: (key: KeyRecord) => `${key.prefix}…` },
+  { header: "models", value: (key: KeyRecord) => key.models?.join(", ") ?? "all" },
+  { header: "rpm", value: (key: KeyRecord) => key.rpm },
+  { header: "tokens/day", value: (key: KeyRecord) => key.tokens_per_day },
+  { header: "expires", value: (key: KeyRecord) => day(key.expires_at) },
+  { header: "created", value: (key: KeyRecord) => day(key.created_at) },
+  { header: "last used", value: (key: KeyRecord) => day(key.last_used_at) },
+  { header: "status", value: (key: KeyRecord) => (key.revoked_at ? "revoked" : key.expires_at && key.expires_at < new Date().toISOString() ? "expired" : "active") },
+];
+
+/** Accepts a key's id or its (unique) name. */
+async function keyId(reference: string): Promise<string> {
+  const keys = await client().listKeys();
+  const match = keys.find((key) => key.id === reference) ?? keys.filter((key) => key.name === reference && !key.revoked_at)[0];
+  if (!match) throw new AdminApiError(404, `no key with id or name "${reference}" (see: lmgate keys list)`);
+  return match.id;
+}
+
+const keys = program.command("keys").description("API keys for people and programs");
+keys
+  .command("create")
+  .description("create a key; the secret is printed once and never stored")
+  .requiredOption("--name <name>", "who or what the key is for")
+  .option("--models <globs>", "allowed models, comma-separated globs (e.g. 'tiny-*'); default all", globs)
+  .option("--rpm <n>", "requests per minute", positiveInt)
+  .option("--tokens-per-day <n>", "prompt + completion tokens per UTC day", positiveInt)
+  .option("--expires <when>", "expiry: 30d, 12h, or an ISO date", expiry)
+  .action(async (options: { name: string; models?: string[]; rpm?: number; tokensPerDay?: number; expires?: string }) => {
+    const created = await client().createKey({
+      name: options.name,
+      models: options.models ?? null,
+      rpm: options.rpm ?? null,
+      tokens_per_day: options.tokensPerDay ?? null,
+      expires_at: options.expires ?? null,
+    });
+    if (json()) return console.log(JSON.stringify(created, null, 2));
+    console.log(`${pc.green("Created key")} ${created.record.name} (${created.record.id})`);
+    console.log(`\n  ${pc.bold(created.key)}\n`);
+    console.log(pc.dim("Shown once: the gateway keeps only its hash. Use it as: Authorization: Bearer <key>"));
+  });
+keys
+  .command("list")
+  .description("list keys (never their secrets)")
+  .action(async () => printRows(await client().listKeys(), keyColumns, json(), "no keys yet: lmgate keys create --name <name>"));
+keys
+  .command("update <key>")
+  .description("change a key's name or scopes (by id or name); takes effect on its next request")
+  .option("--name <name>", "new name")
+  .option("--models <globs>", "allowed models, comma-separated globs; 'all' for every model")
+  .option("--rpm <n>", "requests per minute; 0 for unlimited")
+  .option("--tokens-per-day <n>", "tokens per UTC day; 0 for unlimited")
+  .option("--expires <when>", "expiry: 30d, 12h, an ISO date, or 'never'")
+  .action(async (reference: string, options: { name?: string; models?: string; rpm?: string; tokensPerDay?: string; expires?: string }) => {
+    const update: UpdateKeyRequest = {};
+    const unlimited = (value: string) => (value === "0" ? null : positiveInt(value));
+    if (options.name !== undefined) update.name = options.name;
+    if (options.models !== undefined) update.models = options.models === "all" ? null : globs(options.models);
+    if (options.rpm !== undefined) update.rpm = unlimited(options.rpm);
+    if (options.tokensPerDay !== undefined) update.tokens_per_day = unlimited(options.tokensPerDay);
+    if (options.expires !== undefined) update.expires_at = options.expires === "never" ? null : expiry(options.expires);
+    const record = await client().updateKey(await keyId(reference), update);
+    printRows([record], keyColumns, json(), "");
+  });
+keys
+  .command("revoke <key>")
+  .description("revoke a key (by id or name); its next request is refused")
+  .action(async (reference: string) => {
+    const record = await client().revokeKey(await keyId(reference));
+    if (json()) return console.log(JSON.stringify(record, null, 2));
+    console.log(`${pc.yellow("Revoked")} ${record.name} (${record.id})`);
+  });
+
+const nodes = program
+  .command("nodes")
+  .description("the live fleet; `nodes tokens` manages node tokens")
+  .action(async () => {
+    printRows(
+      await client().listNodes(),
+      [
+        { header: "node", value: (node) => node.name },
+        { header: "status", value: (node) => (node.online ? pc.green("online") : pc.red("offline")) },
+        { header: "runtime", value: (node) => node.runtime.name },
+        { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },
+        { header: "in flight", value: (node) => node.in_flight },
+        { header: "models", value: (node) => node.models.map((model) => `${model.id}${model.state === "loaded" ? "*" : ""}`).join(", ") },
+        { header: "heartbeat", value: (node) => day(node.last_heartbeat_at) },
+      ],
+      json(),
+      "no nodes connected: start one with lmgate-agent --gateway <url> --token <node token>",
+    );
+  });
+const tokens = nodes.command("tokens").description("node tokens: what an agent presents to join the fleet");
+tokens
+  .command("create")
+  .description("create a token for one node; printed once")
+  .requiredOption("--name <node>", "the node's name")
+  .action(async (options: { name: string }) => {
+    const created = await client().createNodeToken(options.name);
+    if (json()) return console.log(JSON.stringify(created, null, 2));
+    console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})\n\n  ${pc.bold(created.token)}\n`);
+    console.log(pc.dim(`Start the node with: lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --token <token> --name ${created.record.node}`));
+  });
+tokens
+  .command("list")
+  .description("list node tokens (never their secrets)")
+  .action(async () =>
+    printRows(
+      await client().listNodeTokens(),
+      [
+        { header: "id", value: (token) => token.id },
+        { header: "node", value: (token) => token.node },
+        { header: "prefix", value: (token) => `${token.prefix}…` },
+        { header: "created", value: (token) => day(token.created_at) },
+        { header: "last used", value: (token) => day(token.last_used_at) },
+        { header: "status", value: (token) => (token.revoked_at ? "revoked" : "active") },
+      ],
+      json(),
+      "no node tokens yet: lmgate nodes tokens create --name <node>",
+    ),
+  );
+tokens
+  .command("revoke <id>")
+  .description("revoke a node token; a node connected with it is disconnected at once")
+  .action(async (id: string) => {
+    const record = await client().revokeNodeToken(id);
+    if (json()) return console.log(JSON.stringify(record, null, 2));
+    console.log(`${pc.yellow("Revoked")} the token of ${record.node} (${record.id})`);
+  });
+
+program
+  .command("usage")
+  .description("usage per key, model and day")
+  .option("--key <key>", "only this key (id or name)")
+  .option("--model <model>", "only this model")
+  .option("--from <day>", "first UTC day, YYYY-MM-DD")
+  .option("--to <day>", "last UTC day, YYYY-MM-DD")
+  .action(async (options: { key?: string; model?: string; from?: string; to?: string }) => {
+    const key = options.key === undefined ? undefined : await keyId(options.key);
+    printRows(
+      await client().usage({ key, model: options.model, from: options.from, to: options.to }),
+      [
+        { header: "day", value: (row) => row.day },
+        { header: "key", value: (row) => row.key_name },
+        { header: "model", value: (row) => row.model },
+        { header: "requests", value: (row) => row.requests },
+        { header: "prompt tokens", value: (row) => row.prompt_tokens },
+        { header: "completion tokens", value: (row) => row.completion_tokens },
+        { header: "errors", value: (row) => row.errors },
+      ],
+      json(),
+      "no usage recorded for that selection",
+    );
+  });
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (!(error instanceof AdminApiError)) throw error;
+  console.error(`lmgate: ${error.message}`);
+  process.exit(error.status === 0 ? 2 : 1);
+}

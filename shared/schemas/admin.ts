@@ -1,0 +1,93 @@
+import { z } from "zod";
+import { Hardware } from "../protocol.ts";
+import { ModelObject } from "./models.ts";
+
+/** The admin API under `/admin/*` (admin token only): keys, node tokens, usage, live nodes. */
+
+const ModelGlob = z.string().min(1).max(200).regex(/^[\w.@/*?:-]+$/, "model patterns use letters, digits, . _ - / @ : and * ? as wildcards");
+
+export const KeyScopes = z.object({
+  /** Globs of model ids the key may use; null = every model. */
+  models: z.array(ModelGlob).max(100).nullable(),
+  /** Requests per minute; null = unlimited. */
+  rpm: z.number().int().positive().nullable(),
+  /** Prompt + completion tokens per UTC day; null = unlimited. */
+  tokens_per_day: z.number().int().positive().nullable(),
+  /** ISO 8601 instant after which the key stops working; null = never. */
+  expires_at: z.iso.datetime().nullable(),
+});
+export type KeyScopes = z.infer<typeof KeyScopes>;
+
+export const CreateKeyRequest = KeyScopes.partial().extend({ name: z.string().min(1).max(100) });
+export type CreateKeyRequest = z.infer<typeof CreateKeyRequest>;
+
+export const UpdateKeyRequest = KeyScopes.partial().extend({ name: z.string().min(1).max(100).optional() });
+export type UpdateKeyRequest = z.infer<typeof UpdateKeyRequest>;
+
+/** What the gateway keeps of a key: never the secret, only a prefix to recognise it by. */
+export const KeyRecord = KeyScopes.extend({
+  id: z.string(),
+  name: z.string(),
+  prefix: z.string(),
+  created_at: z.iso.datetime(),
+  last_used_at: z.iso.datetime().nullable(),
+  revoked_at: z.iso.datetime().nullable(),
+});
+export type KeyRecord = z.infer<typeof KeyRecord>;
+
+/** The only response that ever carries a secret: the one that creates it. */
+export const CreatedKey = z.object({ key: z.string(), record: KeyRecord });
+export type CreatedKey = z.infer<typeof CreatedKey>;
+
+export const CreateNodeTokenRequest = z.object({ node: z.string().min(1).max(64).regex(/^[\w.-]+$/) });
+export type CreateNodeTokenRequest = z.infer<typeof CreateNodeTokenRequest>;
+
+export const NodeTokenRecord = z.object({
+  id: z.string(),
+  node: z.string(),
+  prefix: z.string(),
+  created_at: z.iso.datetime(),
+  last_used_at: z.iso.datetime().nullable(),
+  revoked_at: z.iso.datetime().nullable(),
+});
+export type NodeTokenRecord = z.infer<typeof NodeTokenRecord>;
+
+export const CreatedNodeToken = z.object({ token: z.string(), record: NodeTokenRecord });
+export type CreatedNodeToken = z.infer<typeof CreatedNodeToken>;
+
+export const UsageQuery = z.object({
+  key: z.string().optional(),
+  model: z.string().optional(),
+  /** Inclusive UTC days, YYYY-MM-DD. */
+  from: z.iso.date().optional(),
+  to: z.iso.date().optional(),
+});
+export type UsageQuery = z.infer<typeof UsageQuery>;
+
+export const UsageRow = z.object({
+  key_id: z.string(),
+  key_name: z.string(),
+  model: z.string(),
+  day: z.iso.date(),
+  requests: z.number().int().nonnegative(),
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+});
+export type UsageRow = z.infer<typeof UsageRow>;
+
+export const NodeSummary = z.object({
+  id: z.string(),
+  name: z.string(),
+  online: z.boolean(),
+  connected_at: z.iso.datetime(),
+  last_heartbeat_at: z.iso.datetime().nullable(),
+  runtime: z.object({ name: z.string(), version: z.string() }),
+  hardware: Hardware,
+  slots_per_model: z.number().int(),
+  in_flight: z.number().int().nonnegative(),
+  models: z.array(ModelObject),
+});
+export type NodeSummary = z.infer<typeof NodeSummary>;
+
+export const ListOf = <T extends z.ZodType>(item: T) => z.object({ data: z.array(item) });
