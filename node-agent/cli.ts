@@ -21,7 +21,7 @@ async function main(): Promise<number> {
     command = parseAgentCommand(process.argv.slice(2), process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    console.error(`lmgate-agent: ${error.message}`);
+    console.error(`lmgate-agent: ${error.message}\nRun lmgate-agent --help to see the options.`);
     return 2;
   }
   if (command.kind === "help") {

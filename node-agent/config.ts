@@ -89,7 +89,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): Parse
   try {
     values = parseFlags(argv);
   } catch (error) {
-    throw new ConfigError(`${(error as Error).message}\nRun lmgate-agent --help to see the options.`);
+    throw new ConfigError((error as Error).message);
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
@@ -128,7 +128,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): Parse
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue && issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
-    throw new ConfigError(`${where}${issue?.message}\nRun lmgate-agent --help to see the options.`);
+    throw new ConfigError(`${where}${issue?.message}`);
   }
   return { kind: "run", config: parsed.data };
 }

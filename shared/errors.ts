@@ -82,13 +82,23 @@ export const invalidApiKey = (message: string) => new ApiError(401, message, { c
 export const noCapacity = (message: string, retryAfter: number) =>
   new ApiError(503, message, { code: "no_capacity", retryAfter });
 
-export const contextOverflow = (promptTokens: number, contextLength: number) =>
+export const contextOverflow = (promptTokens: number, contextLength: number, param = "messages") =>
   new ApiError(
     400,
     `The prompt is ${promptTokens} tokens but the model is loaded with a context length of only ${contextLength} tokens. ` +
       "Shorten the prompt or load the model with a larger context_length.",
-    { param: "messages", code: "context_length_exceeded" },
+    { param, code: "context_length_exceeded" },
   );
+
+/**
+ * The caller aborted before its request produced anything. Nobody is left to read it; it only ends
+ * the call. 499 is nginx's "client closed request", the usual status for this in logs.
+ */
+export const requestCancelled = () => new ApiError(499, "The request was cancelled by the client.", { code: "request_cancelled" });
+
+/** Requests still queued when their model unloads; another node (or a reload) can serve them. */
+export const modelUnloaded = (model: string) =>
+  new ApiError(503, `Model "${model}" was unloaded before the request could run.`, { code: "model_unloaded", retryAfter: 1 });
 
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;

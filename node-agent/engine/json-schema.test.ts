@@ -1,0 +1,55 @@
+import { describe, expect, test } from "vitest";
+import { toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+
+describe("toGrammarSchema", () => {
+  test("keeps the shape node-llama-cpp enforces and the descriptions models read", () => {
+    expect(
+      toGrammarSchema({
+        type: "object",
+        description: "a person",
+        properties: { name: { type: "string", maxLength: 8 }, born: { type: "string", format: "date" }, tags: { type: "array", items: { enum: ["a", "b"] }, maxItems: 2 } },
+        required: ["name"],
+        additionalProperties: false,
+      }),
+    ).toEqual({
+      type: "object",
+      description: "a person",
+      properties: {
+        name: { type: "string", minLength: undefined, maxLength: 8 },
+        born: { type: "string", format: "date" },
+        tags: { type: "array", prefixItems: undefined, items: { enum: ["a", "b"] }, minItems: undefined, maxItems: 2 },
+      },
+      additionalProperties: false,
+      minProperties: undefined,
+      maxProperties: undefined,
+    });
+  });
+
+  test("rewrites what clients commonly send: anyOf, definitions refs, nullable type lists, untyped objects", () => {
+    const converted = toGrammarSchema({
+      properties: { pet: { $ref: "#/definitions/Pet" }, note: { anyOf: [{ type: "string" }, { type: "null" }] }, count: { type: ["integer", "null"] } },
+      definitions: { Pet: { type: "object", properties: { kind: { const: "cat" } } } },
+    });
+    expect(converted).toMatchObject({
+      type: "object",
+      properties: { pet: { $ref: "#/$defs/Pet" }, note: { oneOf: [{ type: "string" }, { type: "null" }] }, count: { type: ["integer", "null"] } },
+      $defs: { Pet: { type: "object", properties: { kind: { const: "cat" } } } },
+    });
+  });
+
+  test("an object without declared properties accepts any keys, as JSON Schema says", () => {
+    expect(toGrammarSchema({ type: "object" })).toMatchObject({ type: "object", additionalProperties: true });
+  });
+
+  test.each([
+    [{ type: "string", pattern: "^a+$" }, "pattern"],
+    [{ type: "object", properties: { a: { $ref: "#/$defs/Missing" } } }, "cannot be resolved"],
+    [{ allOf: [{ type: "string" }, { maxLength: 3 }] }, "allOf"],
+    [{ type: "date" }, "not a JSON Schema type"],
+    [{ not: { type: "string" } }, "not"],
+    [{ enum: [{ a: 1 }] }, "constants"],
+  ])("refuses %j, naming the problem", (schema, problem) => {
+    expect(() => toGrammarSchema(schema)).toThrow(UnsupportedSchemaError);
+    expect(() => toGrammarSchema(schema)).toThrow(problem);
+  });
+});

@@ -1,0 +1,368 @@
+import {
+  LlamaChat,
+  LlamaCompletion,
+  resolveChatWrapper,
+  type ChatHistoryItem,
+  type ChatModelFunctions,
+  type ChatWrapper,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  type LlamaModel,
+  type LlamaText,
+  type Token,
+} from "node-llama-cpp";
+import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../shared/errors.ts";
+import type { GenerationEvent, GenerationResult, ModelInfo, Runtime } from "../../shared/schemas/generation.ts";
+import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
+import { AsyncQueue } from "./async-queue.ts";
+import { toChatHistory } from "./chat-history.ts";
+import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
+import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
+import { createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
+import { SlotPool } from "./slot-pool.ts";
+import type { MeasuredSpeed } from "./speed-tracker.ts";
+import { parseForcedCall, planTools, toToolCalls } from "./tool-calls.ts";
+
+export interface LlmLoadOptions {
+  id: string;
+  path: string;
+  /** Context per slot, in tokens. */
+  contextLength: number;
+  slots: number;
+  maxQueue: number;
+  threads: number;
+  arch: string;
+  quantization: string;
+  runtime: Runtime;
+  onLoadProgress?: (fraction: number) => void;
+  /** Slots went busy or free. */
+  onSlotsChange?: () => void;
+  /** A generation finished with a measurable decode speed. */
+  onMeasured?: (speed: MeasuredSpeed) => void;
+}
+
+/** One context sequence and the node-llama-cpp helpers bound to it. */
+interface Slot {
+  sequence: LlamaContextSequence;
+  chat: LlamaChat;
+  completion: LlamaCompletion;
+}
+
+interface RunHooks {
+  signal: AbortSignal;
+  onText: (text: string) => void;
+  onToken: () => void;
+}
+
+interface RunOutcome {
+  stopReason: EngineStopReason;
+  toolCalls?: ToolCall[];
+}
+
+/** A request checked against the loaded model, ready to run as soon as it holds a slot. */
+interface Plan {
+  promptTokens: number;
+  maxTokens: number;
+  limitIsContextEnd: boolean;
+  run(slot: Slot, hooks: RunHooks): Promise<RunOutcome>;
+}
+
+/**
+ * A loaded LLM: one llama.cpp context whose sequences are the slots parallel requests run in
+ * (batched together by node-llama-cpp), behind a bounded queue.
+ */
+export class LoadedLlm {
+  readonly id: string;
+  readonly contextLength: number;
+  readonly #llama: Llama;
+  readonly #model: LlamaModel;
+  readonly #context: LlamaContext;
+  readonly #slots: Slot[];
+  readonly #pool: SlotPool;
+  readonly #chatWrapper: ChatWrapper;
+  readonly #vocabularySize: number;
+  /** The token `LlamaCompletion` puts before every input, which the prompt count must include. */
+  readonly #completionBos: Token | null;
+  readonly #modelInfo: ModelInfo;
+  readonly #runtime: Runtime;
+  readonly #onMeasured: (speed: MeasuredSpeed) => void;
+  readonly #unloading = new AbortController();
+  readonly #running = new Set<Promise<unknown>>();
+  #jsonGrammar: Promise<LlamaGrammar> | undefined;
+  #disposed: Promise<void> | undefined;
+
+  private constructor(llama: Llama, model: LlamaModel, context: LlamaContext, options: LlmLoadOptions) {
+    this.id = options.id;
+    this.contextLength = context.contextSize;
+    this.#llama = llama;
+    this.#model = model;
+    this.#context = context;
+    this.#chatWrapper = resolveChatWrapper(model);
+    this.#slots = Array.from({ length: context.totalSequences }, () => {
+      const sequence = context.getSequence();
+      return {
+        sequence,
+        chat: new LlamaChat({ contextSequence: sequence, chatWrapper: this.#chatWrapper }),
+        completion: new LlamaCompletion({ contextSequence: sequence }),
+      };
+    });
+    this.#pool = new SlotPool({ size: this.#slots.length, maxQueue: options.maxQueue, label: `model "${options.id}"`, onChange: options.onSlotsChange });
+    this.#vocabularySize = Array.from(model.iterateAllTokens()).length;
+    this.#completionBos = model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
+    this.#modelInfo = { arch: options.arch, quant: options.quantization, format: "gguf", context_length: context.contextSize };
+    this.#runtime = options.runtime;
+    this.#onMeasured = options.onMeasured ?? (() => {});
+  }
+
+  static async load(llama: Llama, options: LlmLoadOptions): Promise<LoadedLlm> {
+    const model = await llama.loadModel({ modelPath: options.path, onLoadProgress: options.onLoadProgress });
+    try {
+      const context = await model.createContext({ contextSize: options.contextLength, sequences: options.slots, threads: options.threads });
+      return new LoadedLlm(llama, model, context, options);
+    } catch (error) {
+      await model.dispose();
+      throw error;
+    }
+  }
+
+  get slots(): number {
+    return this.#pool.size;
+  }
+
+  get busySlots(): number {
+    return this.#pool.busy;
+  }
+
+  /** Chat through the model's own chat template. Errors (also a prompt too long) come before any event. */
+  chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    return this.#generate(() => this.#planChat(request), signal);
+  }
+
+  /** Raw text completion: no template; special tokens written in the prompt are honoured, as llama.cpp's server does. */
+  completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    return this.#generate(() => this.#planCompletion(request), signal);
+  }
+
+  /** Stops running generations (`modelUnloaded`), refuses queued ones, then frees the context and the model. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      this.#unloading.abort();
+      this.#pool.close(modelUnloaded(this.id));
+      await Promise.allSettled(this.#running);
+      await this.#context.dispose();
+      await this.#model.dispose();
+    })();
+    return this.#disposed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  async *#generate(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    try {
+      yield* this.#run(makePlan, signal);
+    } catch (error) {
+      throw this.#failure(error, signal);
+    }
+  }
+
+  async *#run(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    if (signal.aborted) throw requestCancelled();
+    const plan = await makePlan();
+    const lease = await this.#pool.acquire(signal);
+    const slot = this.#slots[lease.index] as Slot;
+    const stop = new AbortController();
+    const timer = new GenerationTimer();
+    const texts = new AsyncQueue<string>();
+    const generationSignal = AbortSignal.any([signal, stop.signal, this.#unloading.signal]);
+
+    const outcome = (async () => {
+      try {
+        const meter = slot.sequence.tokenMeter.getState();
+        const ran = await plan.run(slot, { signal: generationSignal, onText: (text) => texts.push(text), onToken: timer.onToken });
+        // Read before the slot goes to the next request, which would add its own tokens.
+        return { ...ran, completionTokens: slot.sequence.tokenMeter.diff(meter).usedOutputTokens };
+      } finally {
+        lease.release();
+      }
+    })();
+    this.#running.add(outcome);
+    outcome.then(
+      () => texts.end(),
+      (error: unknown) => texts.fail(error),
+    );
+    outcome.finally(() => this.#running.delete(outcome)).catch(() => {});
+
+    try {
+      yield { type: "start", model: this.id };
+      for await (const text of texts) yield { type: "delta", text };
+      const ran = await outcome;
+      const stopReason = stopReasonOf(ran.stopReason, {
+        limitIsContextEnd: plan.limitIsContextEnd,
+        unloading: this.#unloading.signal.aborted && !signal.aborted,
+      });
+      const stats = timer.stats(ran.completionTokens, stopReason);
+      if (stats.tokens_per_second > 0) {
+        this.#onMeasured({ tokens_per_second: stats.tokens_per_second, time_to_first_token: stats.time_to_first_token });
+      }
+      const result: GenerationResult = {
+        finish_reason: finishReasonOf(stopReason),
+        usage: { prompt_tokens: plan.promptTokens, completion_tokens: ran.completionTokens, total_tokens: plan.promptTokens + ran.completionTokens },
+        stats,
+        model_info: this.#modelInfo,
+        runtime: this.#runtime,
+        ...(ran.toolCalls ? { tool_calls: ran.toolCalls } : {}),
+      };
+      yield { type: "done", result };
+    } finally {
+      // Reached early when the consumer stops iterating: stop generating and give the slot back now.
+      stop.abort();
+      await outcome.catch(() => {});
+    }
+  }
+
+  async #planChat(request: ChatRequest): Promise<Plan> {
+    const tools = planTools(request);
+    const format = request.response_format;
+    if (tools.mode === "auto" && format !== undefined && format.type !== "text") {
+      throw invalidRequest("response_format cannot be combined with tools the model may call (tool_choice auto).", "response_format");
+    }
+    const history = toChatHistory(request.messages);
+    const functions = tools.mode === "none" ? undefined : tools.functions;
+    const promptTokens = this.#renderChat(history, functions).tokenize(this.#model.tokenizer);
+    const sampling = this.#sampling(request);
+
+    if (tools.mode === "forced") {
+      const grammar = await createJsonSchemaGrammar(this.#llama, tools.callSchema);
+      // The grammar cannot ride along `functions` in LlamaChat, so the rendered prompt (which shows
+      // the tools) goes through LlamaCompletion, which puts its own BOS first.
+      const input = promptTokens[0] === this.#completionBos ? promptTokens.slice(1) : promptTokens;
+      const counted = input.length + (this.#completionBos === null ? 0 : 1);
+      const budget = this.#budget(counted, request.max_completion_tokens ?? request.max_tokens);
+      return {
+        promptTokens: counted,
+        ...budget,
+        run: async (slot, hooks) => {
+          const response = await slot.completion.generateCompletionWithMeta(input, {
+            ...this.#completionSampling(sampling),
+            grammar,
+            maxTokens: budget.maxTokens,
+            signal: hooks.signal,
+            stopOnAbortSignal: true,
+            onToken: hooks.onToken,
+          });
+          const call = parseForcedCall(response.response);
+          if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };
+          // Cut short (max_tokens, abort): hand over what was written rather than a broken call.
+          hooks.onText(response.response);
+          return { stopReason: response.metadata.stopReason };
+        },
+      };
+    }
+
+    const grammar = await this.#responseGrammar(format);
+    const budget = this.#budget(promptTokens.length, request.max_completion_tokens ?? request.max_tokens);
+    return {
+      promptTokens: promptTokens.length,
+      ...budget,
+      run: async (slot, hooks) => {
+        const common = {
+          ...sampling,
+          maxTokens: budget.maxTokens,
+          signal: hooks.signal,
+          stopOnAbortSignal: true,
+          onTextChunk: hooks.onText,
+          onToken: hooks.onToken,
+        };
+        const response = functions
+          ? await slot.chat.generateResponse(history, { ...common, functions })
+          : await slot.chat.generateResponse(history, { ...common, grammar });
+        const calls = response.functionCalls ?? [];
+        return {
+          stopReason: response.metadata.stopReason,
+          ...(calls.length > 0 ? { toolCalls: toToolCalls(calls.map((call) => ({ name: call.functionName, params: call.params }))) } : {}),
+        };
+      },
+    };
+  }
+
+  async #planCompletion(request: CompletionRequest): Promise<Plan> {
+    const prompt = Array.isArray(request.prompt) ? (request.prompt[0] ?? "") : request.prompt;
+    // Tokenized exactly as LlamaCompletion would, so the count is what the model reads.
+    const input = this.#model.tokenize(prompt, true, this.#completionBos === null ? undefined : "trimLeadingSpace");
+    const counted = input.length + (this.#completionBos === null ? 0 : 1);
+    const budget = this.#budget(counted, request.max_tokens, "prompt");
+    const sampling = this.#completionSampling(this.#sampling(request));
+    return {
+      promptTokens: counted,
+      ...budget,
+      run: async (slot, hooks) => {
+        const response = await slot.completion.generateCompletionWithMeta(input, {
+          ...sampling,
+          maxTokens: budget.maxTokens,
+          signal: hooks.signal,
+          stopOnAbortSignal: true,
+          onTextChunk: hooks.onText,
+          onToken: hooks.onToken,
+        });
+        return { stopReason: response.metadata.stopReason };
+      },
+    };
+  }
+
+  /** The exact text LlamaChat will evaluate; templates that reject a conversation (e.g. roles out of order) say why. */
+  #renderChat(history: ChatHistoryItem[], functions: ChatModelFunctions | undefined): LlamaText {
+    try {
+      return this.#chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions }).contextText;
+    } catch (error) {
+      throw invalidRequest(`The model's chat template cannot render these messages: ${(error as Error).message}`, "messages");
+    }
+  }
+
+  /**
+   * Tokens the answer may use. Without max_tokens (or -1) it runs to the end of the context; the
+   * context is never shifted, which would silently drop the start of the conversation.
+   */
+  #budget(promptTokens: number, requested: number | undefined, promptParam = "messages"): { maxTokens: number; limitIsContextEnd: boolean } {
+    if (requested === 0) throw invalidRequest("max_tokens must be at least 1, or -1 for no limit.", "max_tokens");
+    // node-llama-cpp keeps one cell free beyond the prompt before it would shift the context.
+    const room = this.contextLength - promptTokens - 1;
+    if (room < 1) throw contextOverflow(promptTokens, this.contextLength, promptParam);
+    if (requested === undefined || requested < 0 || requested >= room) return { maxTokens: room, limitIsContextEnd: true };
+    return { maxTokens: requested, limitIsContextEnd: false };
+  }
+
+  #sampling(request: ChatRequest | CompletionRequest): SamplingOptions {
+    return samplingOptions(request, { tokenizer: this.#model.tokenizer, vocabularySize: this.#vocabularySize });
+  }
+
+  /** LlamaCompletion's context shift would cut the prompt's start; the budget already keeps it from being needed. */
+  #completionSampling(sampling: SamplingOptions) {
+    return { ...sampling, contextShiftSize: 0, disableContextShift: true };
+  }
+
+  async #responseGrammar(format: ResponseFormat | undefined): Promise<LlamaGrammar | undefined> {
+    if (format === undefined || format.type === "text") return undefined;
+    if (format.type === "json_object") {
+      this.#jsonGrammar ??= this.#llama.getGrammarFor("json");
+      return this.#jsonGrammar;
+    }
+    try {
+      return await createJsonSchemaGrammar(this.#llama, toGrammarSchema(format.json_schema.schema));
+    } catch (error) {
+      const reason = error instanceof UnsupportedSchemaError ? error.message : (error as Error).message;
+      throw invalidRequest(`response_format.json_schema cannot be enforced: ${reason}.`, "response_format");
+    }
+  }
+
+  #failure(error: unknown, signal: AbortSignal): ApiError {
+    if (error instanceof ApiError) return error;
+    if (signal.aborted) return requestCancelled();
+    if (this.#unloading.signal.aborted) return modelUnloaded(this.id);
+    return toApiError(error);
+  }
+}

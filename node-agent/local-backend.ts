@@ -1,0 +1,306 @@
+import type { InferenceBackend } from "../shared/backend.ts";
+import { ApiError, invalidRequest, modelNotFound, toApiError } from "../shared/errors.ts";
+import type { Hardware, NodeStatus } from "../shared/protocol.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
+import { Engine, type Logger } from "./engine/engine.ts";
+import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
+import { LoadedLlm } from "./engine/loaded-llm.ts";
+import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
+import { SpeedTracker } from "./engine/speed-tracker.ts";
+
+export type { Logger } from "./engine/engine.ts";
+
+export interface LocalBackendOptions {
+  /** Folders searched recursively for `.gguf` files (LM Studio's `<publisher>/<repo>/<file>.gguf` layout gives ids their publisher). */
+  modelDirs: string[];
+  /** CPU threads per model. Defaults to 1 on a CPU-only machine with ≤2 cores, half the cores on a bigger one, node-llama-cpp's default with a GPU. */
+  threads?: number;
+  /** `false` never uses a GPU. Defaults to `"auto"`. */
+  gpu?: "auto" | false;
+  /** Parallel requests (context sequences) per loaded LLM. Defaults to 4. */
+  slots?: number;
+  /** Context per slot for loads that do not say: at most the model's trained context. Defaults to 4096. */
+  contextLength?: number;
+  /** Requests waiting for a slot, per model, before more get a 503. Defaults to 16. */
+  maxQueue?: number;
+  /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. Defaults to 3600. */
+  defaultTtlSeconds?: number;
+  /**
+   * Loaded models allowed before a JIT load unloads idle JIT-loaded ones (least recently used
+   * first). Explicitly loaded and busy models are never unloaded for this, so they can exceed it.
+   * Defaults to no count limit: only memory decides.
+   */
+  maxLoadedModels?: number;
+  /** Load progress from 0 to 1 per model id; 1 is reported once, when the model is ready. */
+  onLoadProgress?: (modelId: string, fraction: number) => void;
+  logger?: Logger;
+}
+
+type LoadedModel = LoadedLlm | LoadedEmbeddingModel;
+
+const DEFAULTS = { slots: 4, contextLength: 4096, maxQueue: 16, defaultTtlSeconds: 3600 } as const;
+
+const silentLogger: Logger = { info: () => {}, warn: () => {} };
+
+/**
+ * The node agent's `InferenceBackend`: models found on this machine's disk, served by
+ * node-llama-cpp, with LM Studio's lifecycle (JIT load, idle TTL, auto-evict). Also what the
+ * gateway link reports: `status()`, `hardware()`, `runtime`, `slotsPerModel` and change events.
+ */
+export class LocalBackend implements InferenceBackend {
+  readonly runtime: Runtime;
+  /** CPU threads every context evaluates with. */
+  readonly threads: number;
+  readonly slotsPerModel: number;
+  readonly #options: LocalBackendOptions;
+  readonly #logger: Logger;
+  readonly #engine: Engine;
+  readonly #catalog: ModelCatalog;
+  readonly #lifecycle: ModelLifecycle<LoadedModel>;
+  readonly #speeds = new SpeedTracker();
+  readonly #listeners = new Set<() => void>();
+  #disposed: Promise<void> | undefined;
+
+  private constructor(options: LocalBackendOptions, engine: Engine, catalog: ModelCatalog, logger: Logger) {
+    this.#options = options;
+    this.#logger = logger;
+    this.#engine = engine;
+    this.#catalog = catalog;
+    this.runtime = engine.runtime;
+    this.threads = engine.threads;
+    this.slotsPerModel = options.slots ?? DEFAULTS.slots;
+    this.#lifecycle = new ModelLifecycle<LoadedModel>({
+      load: (id, config) => this.#load(id, config),
+      fits: async (id, config) => {
+        const entry = this.#catalog.find(id);
+        return entry === undefined || (await this.#engine.fits(entry.path, config, entry.type === "embeddings"));
+      },
+      maxLoadedModels: options.maxLoadedModels,
+      defaultTtlSeconds: options.defaultTtlSeconds ?? DEFAULTS.defaultTtlSeconds,
+      onChange: () => this.#notify(),
+      onInfo: (message) => logger.info(message),
+    });
+  }
+
+  /** Starts llama.cpp and scans the model folders; loads nothing yet. */
+  static async create(options: LocalBackendOptions): Promise<LocalBackend> {
+    const logger = options.logger ?? silentLogger;
+    const engine = await Engine.create({ gpu: options.gpu, threads: options.threads, logger });
+    const catalog = new ModelCatalog({ dirs: options.modelDirs, onWarning: (message) => logger.warn(message) });
+    await catalog.refresh();
+    return new LocalBackend(options, engine, catalog, logger);
+  }
+
+  /** Rescans the model folders, so files added since show up. */
+  async listModels(): Promise<ModelObject[]> {
+    if (await this.#catalog.refresh()) this.#notify();
+    return this.#modelObjects();
+  }
+
+  chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    return this.#generate(request, (model) => model.chat(request, signal));
+  }
+
+  completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    return this.#generate(request, (model) => model.completion(request, signal));
+  }
+
+  async embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult> {
+    const lease = await this.#acquire(request.model, "embeddings", request.ttl);
+    try {
+      const inputs = typeof request.input === "string" ? [request.input] : request.input;
+      const { vectors, promptTokens } = await (lease.model as LoadedEmbeddingModel).embed(inputs, signal);
+      return { model: request.model, embeddings: vectors, usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } };
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Explicit load: the model stays until unloaded (or idle for `ttl`, if given) and is never evicted. */
+  async loadModel(request: LoadRequest): Promise<LoadResult> {
+    const entry = await this.#entry(request.model);
+    const config: LoadConfig = {
+      contextLength: request.context_length ?? this.#defaultContextLength(entry),
+      slots: entry.type === "embeddings" ? 1 : (request.parallel ?? this.slotsPerModel),
+    };
+    try {
+      const { instance, seconds } = await this.#lifecycle.load(entry.id, config, request.ttl);
+      return {
+        type: entry.type === "embeddings" ? "embedding" : "llm",
+        instance_id: entry.id,
+        load_time_seconds: seconds,
+        status: "loaded",
+        ...(request.echo_load_config ? { load_config: { context_length: instance.model.contextLength, parallel: instance.model.slots } } : {}),
+      };
+    } catch (error) {
+      throw toApiError(error);
+    }
+  }
+
+  async unloadModel(request: UnloadRequest): Promise<UnloadResult> {
+    const id = request.instance_id ?? request.model ?? "";
+    if (!(await this.#lifecycle.unload(id))) {
+      const loaded = this.#lifecycle.loaded().map((instance) => instance.id);
+      throw new ApiError(
+        404,
+        `Model "${id}" is not loaded, so there is nothing to unload. ` +
+          (loaded.length > 0 ? `Loaded models: ${loaded.join(", ")}.` : "No models loaded."),
+        { param: "instance_id", code: "model_not_loaded" },
+      );
+    }
+    return { instance_id: id };
+  }
+
+  /** Models, busy slots and measured speed, as the gateway link reports them. */
+  status(): NodeStatus {
+    return {
+      models: this.#modelObjects(),
+      busy: Object.fromEntries(this.#lifecycle.loaded().map((instance) => [instance.id, instance.model.busySlots])),
+      speed: this.#speeds.snapshot(),
+    };
+  }
+
+  hardware(): Promise<Hardware> {
+    return this.#engine.hardware();
+  }
+
+  /** Calls `listener` when a model loads or unloads, slots go busy or free, or the model list changes; returns the unsubscribe. */
+  onStatusChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Unloads every model (stopping what runs on them), then frees llama.cpp. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      await this.#lifecycle.dispose();
+      await this.#engine.dispose();
+      this.#listeners.clear();
+    })();
+    return this.#disposed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  async *#generate(
+    request: ChatRequest | CompletionRequest,
+    run: (model: LoadedLlm) => AsyncGenerator<GenerationEvent>,
+  ): AsyncGenerator<GenerationEvent> {
+    const lease = await this.#acquire(request.model, "llm", request.ttl);
+    try {
+      for await (const event of run(lease.model as LoadedLlm)) {
+        // Consumers stop pulling once they have `done`, so the request ends there, not when iteration does.
+        if (event.type === "done") lease.release();
+        yield event;
+      }
+    } finally {
+      lease.release();
+    }
+  }
+
+  async #acquire(model: string, kind: CatalogEntry["type"], ttl: number | undefined): Promise<ModelLease<LoadedModel>> {
+    const entry = await this.#entry(model);
+    if (entry.type !== kind) {
+      throw invalidRequest(
+        kind === "embeddings"
+          ? `Model "${model}" is not an embedding model; embeddings need a model of type "embeddings".`
+          : `Model "${model}" is an embedding model; it only serves embeddings, not chat or text completions.`,
+        "model",
+      );
+    }
+    try {
+      return await this.#lifecycle.acquire(entry.id, { contextLength: this.#defaultContextLength(entry), slots: this.#slotsFor(entry) }, ttl);
+    } catch (error) {
+      throw toApiError(error);
+    }
+  }
+
+  /** A model unknown so far may just have been copied in: rescan once before answering 404. */
+  async #entry(model: string): Promise<CatalogEntry> {
+    let entry = this.#catalog.find(model);
+    if (!entry) {
+      if (await this.#catalog.refresh()) this.#notify();
+      entry = this.#catalog.find(model);
+    }
+    if (!entry) throw modelNotFound(model, this.#catalog.entries.map((candidate) => candidate.id));
+    return entry;
+  }
+
+  #defaultContextLength(entry: CatalogEntry): number {
+    return Math.min(entry.contextLength, this.#options.contextLength ?? DEFAULTS.contextLength);
+  }
+
+  #slotsFor(entry: CatalogEntry): number {
+    return entry.type === "embeddings" ? 1 : this.slotsPerModel;
+  }
+
+  async #load(id: string, config: LoadConfig): Promise<LoadedModel> {
+    const entry = this.#catalog.find(id);
+    if (!entry) throw modelNotFound(id, this.#catalog.entries.map((candidate) => candidate.id));
+    const report = this.#options.onLoadProgress;
+    // node-llama-cpp's progress covers the weights only, and can arrive after the load resolves;
+    // 1 is sent once the context exists, and nothing after it.
+    let ready = false;
+    const onLoadProgress = report
+      ? (fraction: number) => {
+          if (!ready) report(id, Math.min(fraction, 0.99));
+        }
+      : undefined;
+    report?.(id, 0);
+    const shared = {
+      id,
+      path: entry.path,
+      contextLength: config.contextLength,
+      maxQueue: this.#options.maxQueue ?? DEFAULTS.maxQueue,
+      onLoadProgress,
+      onSlotsChange: () => this.#notify(),
+    };
+    const model =
+      entry.type === "embeddings"
+        ? await this.#engine.loadEmbeddingModel(shared)
+        : await this.#engine.loadLlm({
+            ...shared,
+            slots: config.slots,
+            arch: entry.arch,
+            quantization: entry.quantization,
+            onMeasured: (speed) => this.#speeds.record(id, speed),
+          });
+    ready = true;
+    report?.(id, 1);
+    return model;
+  }
+
+  #modelObjects(): ModelObject[] {
+    return this.#catalog.entries.map((entry) => {
+      const loaded = this.#lifecycle.get(entry.id);
+      return {
+        id: entry.id,
+        object: "model",
+        type: entry.type,
+        publisher: entry.publisher,
+        arch: entry.arch,
+        compatibility_type: "gguf",
+        quantization: entry.quantization,
+        state: loaded ? "loaded" : "not-loaded",
+        max_context_length: entry.contextLength,
+        ...(loaded ? { loaded_context_length: loaded.model.contextLength } : {}),
+        ...(entry.capabilities.length > 0 ? { capabilities: entry.capabilities } : {}),
+      };
+    });
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener();
+      } catch (error) {
+        this.#logger.warn(`a status listener failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}
