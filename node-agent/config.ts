@@ -2,17 +2,27 @@ import { parseArgs } from "node:util";
 import { delimiter } from "node:path";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { ConfigError } from "./config-error.ts";
+import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
+import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
+
+export { HELP } from "./options.ts";
+export { ConfigError } from "./config-error.ts";
+
+/** Addresses only this machine can reach; anything else makes `/metrics` need a token. */
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i;
 
 /**
  * The agent's settings. Every flag has an environment variable of the same name
- * (`--max-models` ↔ `LMGATE_MAX_MODELS`); a flag wins over the environment.
+ * (`--max-models` ↔ `LMGATE_MAX_MODELS`) and a config file key of the same name
+ * (`"max-models"`); a flag wins over the environment, which wins over the config file.
  */
 export const AgentConfig = z
   .object({
     serve: z.boolean(),
-    gateway: z.url({ protocol: /^(https?|wss?)$/, error: "--gateway must be an http(s):// or ws(s):// URL" }).optional(),
+    gateway: z.url({ protocol: /^(https?|wss?)$/, error: "must be an http(s):// or ws(s):// URL" }).optional(),
     token: z.string().min(1).optional(),
-    name: z.string().min(1).max(64).regex(/^[\w.-]+$/, "--name may use letters, digits, '.', '_' and '-'"),
+    name: z.string().min(1).max(64).regex(/^[\w.-]+$/, "may use letters, digits, '.', '_' and '-'"),
     models: z.array(z.string().min(1)),
     host: z.string().min(1),
     port: z.number().int().min(0).max(65535),
@@ -23,67 +33,36 @@ export const AgentConfig = z
     maxModels: z.number().int().min(1).optional(),
     ttl: z.number().int().min(1),
     cpu: z.boolean(),
+    metrics: z.boolean(),
+    metricsHost: z.string().min(1),
+    metricsPort: z.number().int().min(0).max(65535),
+    metricsToken: z.string().min(1).optional(),
+    shutdownTimeout: z.number().int().min(0).max(86_400),
   })
   .refine((config) => config.serve || config.gateway !== undefined, {
     message: "choose a mode: --serve (a local LM Studio-compatible server) or --gateway <url> (join a fleet)",
   })
   .refine((config) => config.gateway === undefined || config.token !== undefined, {
     message: "--gateway needs a node token: --token <token> or LMGATE_TOKEN",
+  })
+  .refine((config) => !config.metrics || config.metricsToken !== undefined || LOOPBACK.test(metricsListenHost(config)), {
+    message:
+      "--metrics on a non-loopback address would show this machine's traffic to anyone who can reach it: " +
+      "set --metrics-token <secret> (scrapers then send 'Authorization: Bearer <secret>'), or serve on 127.0.0.1",
   });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
-const FLAGS = {
-  serve: { type: "boolean" },
-  gateway: { type: "string" },
-  token: { type: "string" },
-  name: { type: "string" },
-  models: { type: "string", multiple: true },
-  host: { type: "string" },
-  port: { type: "string" },
-  threads: { type: "string" },
-  slots: { type: "string" },
-  "context-length": { type: "string" },
-  "max-queue": { type: "string" },
-  "max-models": { type: "string" },
-  ttl: { type: "string" },
-  cpu: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-} as const;
-
-export const HELP = `lmgate-agent — serve GGUF models on this machine, alone or as a node of an lmgate gateway
-
-Usage:
-  lmgate-agent --serve [options]                           LM Studio-compatible server on this machine
-  lmgate-agent --gateway <url> --token <token> [options]   join a gateway (dials out; works behind NAT)
-
-Options (each also read from the environment variable shown):
-  --serve                 serve the API locally                          LMGATE_SERVE=1
-  --gateway <url>         gateway to join, e.g. https://lmgate.example.workers.dev   LMGATE_GATEWAY
-  --token <token>         this node's token, from the gateway's admin     LMGATE_TOKEN
-  --name <name>           node name shown in the fleet (default: hostname)   LMGATE_NAME
-  --models <dir>          model directory, repeatable (<publisher>/<repo>/<file>.gguf)
-                          default: generated demo models                  LMGATE_MODELS (${delimiter}-separated)
-  --host <ip>             address to serve on (default 127.0.0.1)         LMGATE_HOST
-  --port <n>              port to serve on (default 1234; 0 = any free)   LMGATE_PORT
-  --threads <n>           CPU threads per model (default: chosen for this machine)   LMGATE_THREADS
-  --slots <n>             parallel requests per loaded model (default 4)  LMGATE_SLOTS
-  --context-length <n>    context per slot (default: min(trained, 4096))  LMGATE_CONTEXT_LENGTH
-  --max-queue <n>         requests waiting per model before 503 (default 16)   LMGATE_MAX_QUEUE
-  --max-models <n>        models loaded at once before JIT evicts (default: memory decides)   LMGATE_MAX_MODELS
-  --ttl <seconds>         idle time before a JIT-loaded model unloads (default 3600)   LMGATE_TTL
-  --cpu                   never use a GPU                                 LMGATE_CPU=1
-  -h, --help              show this help
-  -v, --version           show the version
-`;
+/** Where `/metrics` is served: on the API port when serving directly, else on its own port. */
+export function metricsListenHost(config: { serve: boolean; host: string; metricsHost: string }): string {
+  return config.serve ? config.host : config.metricsHost;
+}
 
 export type ParsedCommand = { kind: "help" } | { kind: "version" } | { kind: "run"; config: AgentConfig };
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
 
-/** Parses flags and environment into a validated config; throws `ConfigError` with a helpful message. */
+type Source = { kind: "flag" } | { kind: "env"; variable: string } | { kind: "file"; path: string } | { kind: "default" };
+
+/** Parses flags, environment and config file into a validated config; throws `ConfigError` with a helpful message. */
 export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): ParsedCommand {
   let values: ReturnType<typeof parseFlags>;
   try {
@@ -94,45 +73,117 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): Parse
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
 
-  const text = (flag: keyof typeof FLAGS & string): string | undefined => {
-    const value = values[flag as keyof typeof values];
-    if (typeof value === "string") return value;
-    const fromEnv = env[`LMGATE_${flag.replaceAll("-", "_").toUpperCase()}`];
-    return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+  const configPath = values.config ?? nonEmpty(env.LMGATE_CONFIG);
+  const file: ConfigFileValues = configPath === undefined ? {} : readConfigFile(configPath);
+  const sources = new Map<OptionName, Source>();
+
+  const get = <N extends OptionName>(name: N): OptionValue<N> | undefined => {
+    const flagValue = (values as Record<string, unknown>)[name];
+    if (flagValue !== undefined) {
+      sources.set(name, { kind: "flag" });
+      return fromText(name, flagValue, `--${name}`);
+    }
+    const variable = envName(name);
+    const envValue = nonEmpty(env[variable]);
+    if (envValue !== undefined) {
+      sources.set(name, { kind: "env", variable });
+      return fromText(name, envValue, variable);
+    }
+    if (file[name] !== undefined && configPath !== undefined) {
+      sources.set(name, { kind: "file", path: configPath });
+      return file[name] as OptionValue<N>;
+    }
+    sources.set(name, { kind: "default" });
+    return undefined;
   };
-  const flag = (name: "serve" | "cpu") => values[name] === true || ["1", "true", "yes"].includes(text(name) ?? "");
-  const integer = (name: keyof typeof FLAGS & string) => {
-    const value = text(name);
-    if (value === undefined) return undefined;
-    if (!/^-?\d+$/.test(value)) throw new ConfigError(`--${name} must be a whole number, got "${value}"`);
-    return Number(value);
-  };
-  const modelsFromEnv = env.LMGATE_MODELS?.split(delimiter).filter((dir) => dir !== "") ?? [];
 
   const parsed = AgentConfig.safeParse({
-    serve: flag("serve"),
-    gateway: text("gateway"),
-    token: text("token"),
-    name: text("name") ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
-    models: values.models ?? modelsFromEnv,
-    host: text("host") ?? "127.0.0.1",
-    port: integer("port") ?? 1234,
-    threads: integer("threads"),
-    slots: integer("slots") ?? 4,
-    contextLength: integer("context-length"),
-    maxQueue: integer("max-queue") ?? 16,
-    maxModels: integer("max-models"),
-    ttl: integer("ttl") ?? 3600,
-    cpu: flag("cpu"),
+    serve: get("serve") ?? false,
+    gateway: get("gateway"),
+    token: get("token"),
+    name: get("name") ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
+    models: get("models") ?? [],
+    host: get("host") ?? "127.0.0.1",
+    port: get("port") ?? 1234,
+    threads: get("threads"),
+    slots: get("slots") ?? 4,
+    contextLength: get("context-length"),
+    maxQueue: get("max-queue") ?? 16,
+    maxModels: get("max-models"),
+    ttl: get("ttl") ?? 3600,
+    cpu: get("cpu") ?? false,
+    metrics: get("metrics") ?? false,
+    metricsHost: get("metrics-host") ?? "127.0.0.1",
+    metricsPort: get("metrics-port") ?? 9464,
+    metricsToken: get("metrics-token"),
+    shutdownTimeout: get("shutdown-timeout") ?? 30,
   });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
-    throw new ConfigError(`${where}${issue?.message}`);
+    const key = issue?.path[0];
+    if (typeof key !== "string") throw new ConfigError(issue?.message ?? "invalid configuration");
+    const name = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) as OptionName;
+    throw new ConfigError(`${describeSource(name, sources.get(name))} ${issue?.message}`);
   }
   return { kind: "run", config: parsed.data };
 }
 
+/** `--max-models` ↔ `LMGATE_MAX_MODELS`. */
+export function envName(name: string): string {
+  return `LMGATE_${name.replaceAll("-", "_").toUpperCase()}`;
+}
+
+function describeSource(name: OptionName, source: Source | undefined): string {
+  switch (source?.kind) {
+    case "env":
+      return `${source.variable}:`;
+    case "file":
+      return `"${name}" in ${source.path}:`;
+    default:
+      return `--${name}:`;
+  }
+}
+
+/** A flag's or environment variable's text as the option's type; `where` names it in errors. */
+function fromText<N extends OptionName>(name: N, raw: unknown, where: string): OptionValue<N> {
+  const spec = OPTIONS[name];
+  switch (spec.kind) {
+    case "boolean": {
+      if (typeof raw === "boolean") return raw as OptionValue<N>;
+      const text = String(raw).toLowerCase();
+      if (["1", "true", "yes", "on"].includes(text)) return true as OptionValue<N>;
+      if (["0", "false", "no", "off"].includes(text)) return false as OptionValue<N>;
+      throw new ConfigError(`${where} must be 1 or 0 (true or false), got "${String(raw)}"`);
+    }
+    case "integer": {
+      const text = String(raw).trim();
+      if (!/^-?\d+$/.test(text)) throw new ConfigError(`${where} must be a whole number, got "${String(raw)}"`);
+      return Number(text) as OptionValue<N>;
+    }
+    case "list":
+      // Flags repeat (`--models a --models b`); the environment separates with the path delimiter.
+      return (Array.isArray(raw) ? raw.map(String) : String(raw).split(delimiter).filter((item) => item !== "")) as OptionValue<N>;
+    case "string":
+      return String(raw) as OptionValue<N>;
+  }
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
+const FLAGS = {
+  ...Object.fromEntries(
+    Object.entries(OPTIONS).map(([name, spec]) => [
+      name,
+      spec.kind === "boolean" ? { type: "boolean" } : spec.kind === "list" ? { type: "string", multiple: true } : { type: "string" },
+    ]),
+  ),
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+} as Record<string, { type: "boolean" | "string"; multiple?: boolean; short?: string }>;
+
 function parseFlags(argv: string[]) {
-  return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false, allowNegative: true });
+  return values as Record<string, string | boolean | string[] | undefined> & { help?: boolean; version?: boolean; config?: string };
 }

@@ -41,6 +41,14 @@ export interface LocalBackendOptions {
 
 type LoadedModel = LoadedLlm | LoadedEmbeddingModel;
 
+export interface SlotUsage {
+  model: string;
+  slots: number;
+  busy: number;
+  /** Requests waiting for one of this model's slots. */
+  queued: number;
+}
+
 const DEFAULTS = { slots: 4, contextLength: 4096, maxQueue: 16, defaultTtlSeconds: 3600 } as const;
 
 const silentLogger: Logger = { info: () => {}, warn: () => {} };
@@ -161,6 +169,11 @@ export class LocalBackend implements InferenceBackend {
       busy: Object.fromEntries(this.#lifecycle.loaded().map((instance) => [instance.id, instance.model.busySlots])),
       speed: this.#speeds.snapshot(),
     };
+  }
+
+  /** Slots and queue of every loaded model, for metrics; cheap enough to call on every scrape. */
+  slotUsage(): SlotUsage[] {
+    return this.#lifecycle.loaded().map(({ id, model }) => ({ model: id, slots: model.slots, busy: model.busySlots, queued: model.queuedRequests }));
   }
 
   hardware(): Promise<Hardware> {

@@ -61,6 +61,11 @@ export class LoadedEmbeddingModel {
     return this.#pool.busy;
   }
 
+  /** Requests waiting for a slot. */
+  get queuedRequests(): number {
+    return this.#pool.waiting;
+  }
+
   async embed(inputs: readonly string[], signal: AbortSignal): Promise<Embeddings> {
     let promptTokens = 0;
     inputs.forEach((input, index) => {

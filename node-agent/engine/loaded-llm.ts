@@ -136,6 +136,11 @@ export class LoadedLlm {
     return this.#pool.busy;
   }
 
+  /** Requests waiting for a slot. */
+  get queuedRequests(): number {
+    return this.#pool.waiting;
+  }
+
   /** Chat through the model's own chat template. Errors (also a prompt too long) come before any event. */
   chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     return this.#generate(() => this.#planChat(request), signal);
