@@ -16,7 +16,7 @@ const PORT = Number(process.env.LMGATE_PORT ?? 1234);
 const GATEWAY = `http://${HOST}:${PORT}`;
 
 /** Secrets for local development: made once, kept in .dev.vars (git-ignored), read by wrangler dev. */
-function devSecrets(): Record<string, string> {
+function devSecrets() {
   const existing = readDevVars(DEV_VARS);
   const secret = (prefix: string) => `${prefix}_${randomBytes(24).toString("base64url")}`;
   const wanted = {

@@ -15,6 +15,18 @@ export const PROTOCOL_VERSION = 1;
 export const HEARTBEAT_PING = "ping";
 export const HEARTBEAT_PONG = "pong";
 
+/**
+ * Close codes the gateway uses, so an agent can log why it was dropped. 1008 is the standard
+ * "policy violation" (a frame that is not valid protocol); the 4xxx codes are lmgate's own.
+ */
+export const CLOSE_CODES = {
+  badFrame: 1008,
+  heartbeatTimeout: 4000,
+  unsupportedProtocol: 4001,
+  replaced: 4002,
+  helloTimeout: 4003,
+} as const;
+
 export const Hardware = z.object({
   cpu: z.string(),
   cores: z.number().int().positive(),
@@ -45,9 +57,25 @@ export type Operation = z.infer<typeof Operation>;
 
 /** Frames the agent receives. */
 export const ToAgentFrame = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("request"), id: z.string(), operation: Operation }),
+  z.object({
+    type: z.literal("request"),
+    id: z.string(),
+    operation: Operation,
+    /**
+     * Flow control for `events`: at most this many frames of this request may be unacknowledged;
+     * the agent stops pulling from its engine until an `ack` arrives. Absent = no limit.
+     */
+    window: z.number().int().positive().optional(),
+  }),
   z.object({ type: z.literal("cancel"), id: z.string() }),
-  z.object({ type: z.literal("welcome"), node_id: z.string() }),
+  /** The gateway has passed on `frames` more `events` frames of this request to its client. */
+  z.object({ type: z.literal("ack"), id: z.string(), frames: z.number().int().positive() }),
+  z.object({
+    type: z.literal("welcome"),
+    node_id: z.string(),
+    /** How often the gateway wants `HEARTBEAT_PING`; it drops nodes silent for a few of these. */
+    heartbeat_interval_ms: z.number().int().positive().optional(),
+  }),
 ]);
 export type ToAgentFrame = z.infer<typeof ToAgentFrame>;
 

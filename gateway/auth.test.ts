@@ -1,0 +1,74 @@
+import { describe, expect, test } from "vitest";
+import { exports } from "cloudflare:workers";
+import { ADMIN_TOKEN, API_KEY, dialGateway, NODE_TOKEN } from "./test/fake-agent.ts";
+
+const get = (path: string, headers: Record<string, string> = {}) => exports.default.fetch(`http://gateway.test${path}`, { headers });
+
+describe("API keys", () => {
+  test("a request without a key gets OpenAI's 401 invalid_api_key", async () => {
+    const response = await get("/v1/models");
+    expect(response.status).toBe(401);
+    const body = (await response.json()) as { error: { code: string; type: string } };
+    expect(body.error.code).toBe("invalid_api_key");
+    expect(body.error.type).toBe("invalid_request_error");
+  });
+
+  test("a wrong key gets 401 invalid_api_key, and the right one gets through", async () => {
+    expect((await get("/v1/models", { authorization: "Bearer nope" })).status).toBe(401);
+    expect((await get("/v1/models", { authorization: `Bearer ${API_KEY}` })).status).toBe(200);
+    expect((await get("/api/v0/models", { "x-api-key": API_KEY })).status).toBe(200);
+  });
+
+  test("a node token cannot call the API, and is told so", async () => {
+    const response = await get("/v1/models", { authorization: `Bearer ${NODE_TOKEN}` });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(/node token/);
+  });
+
+  test("unknown routes need a key too, then answer an OpenAI-shaped 404", async () => {
+    expect((await get("/v2/whatever")).status).toBe(401);
+    const response = await get("/v2/whatever", { authorization: `Bearer ${API_KEY}` });
+    expect(response.status).toBe(404);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("not_found");
+  });
+
+  test("/health and /lmstudio-greeting are public", async () => {
+    expect(await (await get("/health")).json()).toEqual({ status: "ok" });
+    expect(await (await get("/lmstudio-greeting")).json()).toEqual({ lmstudio: true });
+  });
+});
+
+describe("node tokens", () => {
+  test("an agent without a token, or with a wrong one, cannot connect", async () => {
+    expect((await dialGateway(undefined)).status).toBe(401);
+    expect((await dialGateway("wrong")).status).toBe(401);
+  });
+
+  test("an API key cannot connect as a node", async () => {
+    const response = await dialGateway(API_KEY);
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(/API key/);
+  });
+
+  test("a plain GET on /agent/connect is told to upgrade", async () => {
+    expect((await get("/agent/connect", { authorization: `Bearer ${NODE_TOKEN}` })).status).toBe(426);
+  });
+
+  test("the node token connects", async () => {
+    const response = await dialGateway(NODE_TOKEN);
+    expect(response.status).toBe(101);
+    response.webSocket?.accept();
+    response.webSocket?.close(1000);
+  });
+});
+
+describe("admin token", () => {
+  test("/admin/nodes needs the admin token; API keys and node tokens are refused", async () => {
+    expect((await get("/admin/nodes")).status).toBe(401);
+    expect((await get("/admin/nodes", { authorization: `Bearer ${API_KEY}` })).status).toBe(401);
+    expect((await get("/admin/nodes", { authorization: `Bearer ${NODE_TOKEN}` })).status).toBe(401);
+    const response = await get("/admin/nodes", { authorization: `Bearer ${ADMIN_TOKEN}` });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ data: [] });
+  });
+});

@@ -1,0 +1,97 @@
+import type { InferenceBackend } from "../shared/backend.ts";
+import { ApiError } from "../shared/errors.ts";
+import type { EmbeddingsResult, GenerationEvent } from "../shared/schemas/generation.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type {
+  ChatRequest,
+  CompletionRequest,
+  EmbeddingsRequest,
+  LoadRequest,
+  UnloadRequest,
+} from "../shared/schemas/requests.ts";
+import type { GenerationOperation } from "./fleet/dispatcher.ts";
+import type { Fleet } from "./fleet/fleet.ts";
+import { LineDecoder, type Outcome, type WireError } from "./fleet/fleet-line.ts";
+
+/**
+ * The gateway's `InferenceBackend`: every call is one RPC to the Fleet object. Generations come
+ * back as a byte stream of lines that is turned back into events here; cancelling it (the client
+ * went away) reaches the Fleet, which tells the node to stop.
+ */
+export class FleetBackend implements InferenceBackend {
+  readonly #fleet: DurableObjectStub<Fleet>;
+  readonly #waitUntil: (promise: Promise<unknown>) => void;
+
+  /** `waitUntil` keeps the Worker alive for the cancel call after its client is gone. */
+  constructor(fleet: DurableObjectStub<Fleet>, waitUntil: (promise: Promise<unknown>) => void) {
+    this.#fleet = fleet;
+    this.#waitUntil = waitUntil;
+  }
+
+  async listModels(): Promise<ModelObject[]> {
+    return (await this.#fleet.listModels()) as ModelObject[];
+  }
+
+  chat(request: ChatRequest, signal: AbortSignal): AsyncIterable<GenerationEvent> {
+    return this.#generate({ op: "chat", body: request }, signal);
+  }
+
+  completion(request: CompletionRequest, signal: AbortSignal): AsyncIterable<GenerationEvent> {
+    return this.#generate({ op: "completion", body: request }, signal);
+  }
+
+  async embeddings(request: EmbeddingsRequest): Promise<EmbeddingsResult> {
+    return unwrap((await this.#fleet.embeddings(request)) as Outcome<EmbeddingsResult>);
+  }
+
+  async loadModel(request: LoadRequest): Promise<LoadResult> {
+    return unwrap((await this.#fleet.loadModel(request)) as Outcome<LoadResult>);
+  }
+
+  async unloadModel(request: UnloadRequest): Promise<UnloadResult> {
+    return unwrap((await this.#fleet.unloadModel(request)) as Outcome<UnloadResult>);
+  }
+
+  async *#generate(operation: GenerationOperation, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    signal.throwIfAborted();
+    const { id, events } = await this.#fleet.generate(operation);
+    const reader = events.getReader();
+    let ended = false;
+    const stop = () => {
+      void reader.cancel(signal.reason).catch(() => undefined);
+      if (!ended) this.#waitUntil(this.#fleet.cancel(id).catch(() => undefined));
+      ended = true;
+    };
+    signal.addEventListener("abort", stop, { once: true });
+    const lines = new LineDecoder();
+    try {
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        for (const line of lines.push(chunk.value)) {
+          if ("error" in line) {
+            ended = true;
+            throw fromWire(line.error);
+          }
+          if (line.event.type === "done") ended = true;
+          yield line.event;
+          if (ended) return;
+        }
+      }
+      ended = true;
+      signal.throwIfAborted();
+      throw new ApiError(502, "The fleet ended the generation without a result.", { code: "incomplete_generation" });
+    } finally {
+      signal.removeEventListener("abort", stop);
+      // Also reached when the consumer stops early: the Fleet then cancels the node's work.
+      stop();
+    }
+  }
+}
+
+const fromWire = (error: WireError) => ApiError.fromBody(error.status, error.body, error.retry_after);
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if (outcome.ok) return outcome.result;
+  throw fromWire(outcome.error);
+}

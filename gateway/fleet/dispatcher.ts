@@ -1,0 +1,433 @@
+import { ApiError, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
+import type { Operation, ToAgentFrame } from "../../shared/protocol.ts";
+import {
+  EmbeddingsResult,
+  type GatewayInfo,
+  type GenerationEvent,
+  type GenerationResult,
+} from "../../shared/schemas/generation.ts";
+import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
+import type { FleetConfig } from "../config.ts";
+import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
+import type { FleetNode } from "./fleet-node.ts";
+import type { NodeRegistry } from "./node-registry.ts";
+import { RelayStream } from "./relay-stream.ts";
+import { chooseLoadTarget, chooseNode } from "./routing.ts";
+
+export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
+export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" }>;
+
+/** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
+export interface GenerationHandle {
+  id: string;
+  events: ReadableStream<Uint8Array>;
+}
+type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
+
+interface JobBase {
+  readonly id: string;
+  readonly operation: Operation;
+  readonly model: string;
+  readonly receivedAt: number;
+  /** Connections that failed this request; it is not sent to them again. */
+  readonly excluded: Set<string>;
+  /** A call that must run on this node and nowhere else (unload). */
+  readonly pinned: FleetNode | null;
+  node: FleetNode | null;
+  /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
+  attempt: number;
+  retries: number;
+  queueMs: number;
+  enqueuedAt: number | null;
+  queueTimer: ReturnType<typeof setTimeout> | null;
+}
+
+interface GenerationJob extends JobBase {
+  readonly kind: "generation";
+  readonly stream: RelayStream;
+  startSent: boolean;
+  /** Once text has reached the client, a failure can no longer be hidden by a retry. */
+  deltaSent: boolean;
+  unacked: number;
+}
+
+interface CallJob extends JobBase {
+  readonly kind: "call";
+  readonly operation: CallOperation;
+  readonly settle: (outcome: Outcome<CallResult>) => void;
+}
+
+type Job = GenerationJob | CallJob;
+
+/** Agents answering 503 (their own queue is full, say) are worth another node's try. */
+const RETRYABLE_STATUS = 503;
+
+/**
+ * Requests in the fleet: admission, routing, the bounded wait for a slot, relaying the node's
+ * frames, flow control, cancellation and failover. The Fleet object feeds it socket events.
+ */
+export class Dispatcher {
+  readonly #registry: NodeRegistry;
+  readonly #config: FleetConfig;
+  readonly #dropNode: (node: FleetNode) => void;
+  /** Requests sent to a node, by request id. */
+  readonly #running = new Map<string, Job>();
+  /** Requests waiting for a slot, oldest first. */
+  #waiting: Job[] = [];
+  /** Generations whose stream is still open, by request id (running or waiting). */
+  readonly #generations = new Map<string, GenerationJob>();
+
+  /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
+  constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void) {
+    this.#registry = registry;
+    this.#config = config;
+    this.#dropNode = dropNode;
+  }
+
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  get running(): number {
+    return this.#running.size;
+  }
+
+  generate(operation: GenerationOperation): GenerationHandle {
+    let job: GenerationJob | undefined;
+    const stream = new RelayStream({
+      onConsumed: (attempt) => job && this.#consumed(job, attempt),
+      onCancel: () => job && this.#cancel(job),
+    });
+    job = { ...this.#base(operation, null), kind: "generation", stream, startSent: false, deltaSent: false, unacked: 0 };
+    this.#generations.set(job.id, job);
+    this.#admit(job);
+    return { id: job.id, events: stream.readable };
+  }
+
+  /**
+   * The client went away. Said explicitly by the Worker: cancelling an RPC stream reaches this
+   * side only when the next chunk is written, which may be never if the node is paused for credit.
+   */
+  cancel(id: string): void {
+    const job = this.#generations.get(id);
+    if (job !== undefined) this.#cancel(job);
+  }
+
+  call(operation: CallOperation, pinned: FleetNode | null = null): Promise<Outcome<CallResult>> {
+    return new Promise((settle) => this.#admit({ ...this.#base(operation, pinned), operation, kind: "call", settle }));
+  }
+
+  #base(operation: Operation, pinned: FleetNode | null): JobBase {
+    return {
+      id: crypto.randomUUID(),
+      operation,
+      model: modelOf(operation),
+      receivedAt: Date.now(),
+      excluded: new Set(),
+      pinned,
+      node: null,
+      attempt: 0,
+      retries: 0,
+      queueMs: 0,
+      enqueuedAt: null,
+      queueTimer: null,
+    };
+  }
+
+  // ---- routing -------------------------------------------------------------------------------
+
+  /** Live nodes that hold the job's model and have not failed it. */
+  #holders(job: Job, now: number): FleetNode[] {
+    if (job.pinned !== null) return this.#registry.get(job.pinned.id) === job.pinned ? [job.pinned] : [];
+    return this.#registry
+      .online()
+      .filter((node) => node.model(job.model) !== undefined && !job.excluded.has(node.id) && this.#registry.isAlive(node, now));
+  }
+
+  /** Routes the job now, queues it, or fails it. */
+  #admit(job: Job): void {
+    const now = Date.now();
+    const holders = this.#holders(job, now);
+    if (holders.length === 0) {
+      this.#fail(job, this.#nobodyCanServe(job));
+      return;
+    }
+    const target = this.#choose(job, holders);
+    if (target !== null) this.#dispatch(job, target, now);
+    else this.#enqueue(job, now);
+  }
+
+  #choose(job: Job, holders: FleetNode[]): FleetNode | null {
+    if (job.pinned !== null) return job.pinned;
+    const candidates = holders.map((node) => node.candidate(job.model));
+    const chosen = job.operation.op === "load" ? chooseLoadTarget(candidates) : chooseNode(candidates);
+    return chosen === null ? null : (holders.find((node) => node.id === chosen.id) ?? null);
+  }
+
+  #nobodyCanServe(job: Job): ApiError {
+    const everyModel = new Set<string>();
+    let heldSomewhere = false;
+    for (const node of this.#registry.online()) {
+      for (const model of node.status.models) everyModel.add(model.id);
+      if (node.model(job.model) !== undefined) heldSomewhere = true;
+    }
+    if (job.pinned !== null || job.retries > 0 || heldSomewhere) {
+      const why = job.retries > 0 ? `the node serving it failed and no other node that holds "${job.model}" is available` : `no node that holds "${job.model}" is reachable right now`;
+      return noCapacity(`Cannot serve the request: ${why}.`, 2);
+    }
+    return modelNotFound(job.model, [...everyModel].sort());
+  }
+
+  #enqueue(job: Job, now: number): void {
+    if (this.#waiting.length >= this.#config.maxQueue) {
+      this.#fail(job, noCapacity(`Every slot for "${job.model}" is busy and ${this.#waiting.length} requests are already waiting.`, 2));
+      return;
+    }
+    job.enqueuedAt = now;
+    job.queueTimer = setTimeout(() => {
+      this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
+      this.#stopWaiting(job, Date.now());
+      const seconds = Math.round(this.#config.queueTimeoutMs / 100) / 10;
+      this.#fail(job, noCapacity(`No slot for "${job.model}" became free within ${seconds} s.`, 2));
+    }, this.#config.queueTimeoutMs);
+    this.#waiting.push(job);
+  }
+
+  #stopWaiting(job: Job, now: number): void {
+    if (job.queueTimer !== null) clearTimeout(job.queueTimer);
+    job.queueTimer = null;
+    if (job.enqueuedAt !== null) job.queueMs += now - job.enqueuedAt;
+    job.enqueuedAt = null;
+  }
+
+  /** Slots freed or nodes came or went: start whatever waiting requests fit now, oldest first. */
+  capacityChanged(): void {
+    if (this.#waiting.length === 0) return;
+    const now = Date.now();
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const job of waiting) {
+      const holders = this.#holders(job, now);
+      const target = holders.length === 0 ? null : this.#choose(job, holders);
+      if (holders.length === 0) {
+        this.#stopWaiting(job, now);
+        this.#fail(job, this.#nobodyCanServe(job));
+      } else if (target !== null) {
+        this.#dispatch(job, target, now);
+      } else {
+        this.#waiting.push(job);
+      }
+    }
+  }
+
+  #holdsSlot(job: Job): boolean {
+    return job.operation.op !== "load" && job.operation.op !== "unload";
+  }
+
+  #dispatch(job: Job, node: FleetNode, now: number): void {
+    this.#stopWaiting(job, now);
+    job.node = node;
+    job.attempt += 1;
+    if (job.kind === "generation") job.unacked = 0;
+    if (this.#holdsSlot(job)) node.acquire(job.model, now);
+    this.#running.set(job.id, job);
+    const frame: ToAgentFrame = {
+      type: "request",
+      id: job.id,
+      operation: job.operation,
+      ...(job.kind === "generation" ? { window: this.#config.window } : {}),
+    };
+    // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
+    if (!send(node.ws, frame)) this.#dropNode(node);
+  }
+
+  /** Takes the job off its node; returns the node it was on. */
+  #detach(job: Job): FleetNode | null {
+    const node = job.node;
+    if (node !== null && this.#holdsSlot(job)) node.release(job.model);
+    job.node = null;
+    this.#running.delete(job.id);
+    return node;
+  }
+
+  // ---- frames from nodes ---------------------------------------------------------------------
+
+  #jobOn(node: FleetNode, id: string): Job | undefined {
+    const job = this.#running.get(id);
+    // Frames of a cancelled request, or of an attempt that was moved elsewhere, are dropped.
+    return job !== undefined && job.node === node ? job : undefined;
+  }
+
+  onEvents(node: FleetNode, id: string, events: GenerationEvent[]): void {
+    const job = this.#jobOn(node, id);
+    if (job === undefined || job.kind !== "generation") return;
+    const lines: Array<{ event: GenerationEvent }> = [];
+    let done = false;
+    for (const event of events) {
+      if (done) break;
+      if (event.type === "start") {
+        // A retried request starts again on its new node; the client saw the first start only.
+        if (job.startSent) continue;
+        job.startSent = true;
+        lines.push({ event });
+      } else if (event.type === "delta") {
+        job.deltaSent = true;
+        lines.push({ event });
+      } else {
+        lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
+        done = true;
+      }
+    }
+    if (lines.length > 0) job.stream.push(encodeLines(lines), job.attempt);
+    else this.#consumed(job, job.attempt);
+    if (done) {
+      this.#detach(job);
+      this.#generations.delete(job.id);
+      job.stream.end();
+      this.capacityChanged();
+    } else if (job.stream.backlog > 2 * this.#config.window) {
+      throw new FlowControlViolation(`node "${node.name}" ignored the flow-control window`);
+    }
+  }
+
+  onResult(node: FleetNode, id: string, result: CallResult): void {
+    const job = this.#jobOn(node, id);
+    if (job === undefined || job.kind !== "call") return;
+    this.#detach(job);
+    const parsed = resultSchema(job.operation.op).safeParse(result);
+    if (!parsed.success) {
+      job.settle({ ok: false, error: wire(new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" })) });
+    } else if (job.operation.op === "embeddings") {
+      const embeddings = parsed.data as EmbeddingsResult;
+      job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
+    } else {
+      job.settle({ ok: true, result: parsed.data });
+    }
+    this.capacityChanged();
+  }
+
+  onError(node: FleetNode, id: string, error: WireError): void {
+    const job = this.#jobOn(node, id);
+    if (job === undefined) return;
+    this.#detach(job);
+    const clean = job.kind === "call" || !job.deltaSent;
+    if (error.status === RETRYABLE_STATUS && clean && job.pinned === null && job.retries < this.#config.maxRetries) {
+      job.excluded.add(node.id);
+      job.retries += 1;
+      this.#admit(job);
+    } else {
+      this.#finish(job, error);
+    }
+    this.capacityChanged();
+  }
+
+  /**
+   * The node's socket is gone. Its requests that have not sent text yet move to another node,
+   * invisibly; the others end with an error event — never a hang, never a stream that looks complete.
+   */
+  nodeLost(node: FleetNode): void {
+    const affected = [...this.#running.values()].filter((job) => job.node === node);
+    for (const job of affected) {
+      this.#detach(job);
+      const clean = job.kind === "call" || !job.deltaSent;
+      if (clean && job.pinned === null && job.retries < this.#config.maxRetries) {
+        job.excluded.add(node.id);
+        job.retries += 1;
+        this.#admit(job);
+      } else {
+        const message = clean
+          ? `The node "${node.name}" disconnected before answering.`
+          : `The node "${node.name}" disconnected in the middle of the generation; the output is incomplete.`;
+        this.#fail(job, new ApiError(502, message, { code: "node_disconnected", type: "server_error" }));
+      }
+    }
+    this.capacityChanged();
+  }
+
+  // ---- the client's side ---------------------------------------------------------------------
+
+  #consumed(job: GenerationJob, attempt: number): void {
+    if (attempt !== job.attempt || job.node === null) return;
+    job.unacked += 1;
+    // Credit goes back in batches: one ack frame per quarter window, not one per frame.
+    if (job.unacked >= Math.max(1, Math.floor(this.#config.window / 4))) {
+      send(job.node.ws, { type: "ack", id: job.id, frames: job.unacked });
+      job.unacked = 0;
+    }
+  }
+
+  #cancel(job: GenerationJob): void {
+    this.#generations.delete(job.id);
+    job.stream.end();
+    const node = job.node;
+    if (node !== null) {
+      send(node.ws, { type: "cancel", id: job.id });
+      this.#detach(job);
+      this.capacityChanged();
+    } else if (job.enqueuedAt !== null) {
+      this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
+      this.#stopWaiting(job, Date.now());
+    }
+  }
+
+  // ---- endings -------------------------------------------------------------------------------
+
+  #fail(job: Job, error: ApiError): void {
+    this.#finish(job, wire(error));
+  }
+
+  #finish(job: Job, error: WireError): void {
+    if (job.kind === "generation") {
+      this.#generations.delete(job.id);
+      job.stream.end(encodeLines([{ error }]));
+    }
+    else job.settle({ ok: false, error });
+  }
+
+  /**
+   * `overhead_ms`: the request's time in the fleet minus its wait for a slot and minus the node's
+   * own generation time — routing, the WebSocket hops, and the node's time before it started
+   * (a JIT load counts). Embeddings report no engine time, so theirs includes the node's work.
+   */
+  #gatewayInfo(job: Job, node: FleetNode, result: GenerationResult | null): GatewayInfo {
+    const total = Date.now() - job.receivedAt;
+    const engine = result === null ? 0 : result.stats.generation_time * 1000;
+    return {
+      node: node.name,
+      queue_ms: Math.round(job.queueMs),
+      overhead_ms: Math.max(0, Math.round(total - job.queueMs - engine)),
+      retries: job.retries,
+    };
+  }
+}
+
+/** Thrown when a node breaks the protocol in a way that only closing its socket can answer. */
+export class FlowControlViolation extends Error {
+  override name = "FlowControlViolation";
+}
+
+function modelOf(operation: Operation): string {
+  if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
+  return operation.body.model;
+}
+
+function resultSchema(op: CallOperation["op"]) {
+  if (op === "embeddings") return EmbeddingsResult;
+  if (op === "load") return LoadResult;
+  return UnloadResult;
+}
+
+export function wire(error: ApiError): WireError {
+  const body: ErrorBody = error.toBody();
+  return { status: error.status, body, ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}) };
+}
+
+/** Sends a frame; false when the socket cannot take it any more. */
+export function send(ws: WebSocket, frame: ToAgentFrame): boolean {
+  try {
+    ws.send(JSON.stringify(frame));
+    return true;
+  } catch {
+    return false;
+  }
+}

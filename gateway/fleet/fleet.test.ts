@@ -1,0 +1,385 @@
+import { afterEach, describe, expect, test } from "vitest";
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
+import { ModelList } from "../../shared/schemas/models.ts";
+import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import { fleetStub } from "../env.ts";
+import {
+  ADMIN_TOKEN,
+  api,
+  chatBody,
+  eventually,
+  FakeAgent,
+  GatewayClosed,
+  NODE_TOKEN,
+  dialGateway,
+  result,
+  statusOf,
+  type FakeAgentOptions,
+  type RequestFrame,
+} from "../test/fake-agent.ts";
+
+const agents: FakeAgent[] = [];
+async function agent(options: FakeAgentOptions): Promise<FakeAgent> {
+  const connected = await FakeAgent.connect(options);
+  agents.push(connected);
+  return connected;
+}
+afterEach(() => {
+  for (const connected of agents.splice(0)) connected.close();
+});
+
+/** Sends a chat and returns which agent got the request frame, answering it. */
+async function routeOnce(model: string, candidates: FakeAgent[]): Promise<{ agent: FakeAgent; body: ChatCompletion }> {
+  const pending = api("/api/v0/chat/completions", chatBody(model));
+  const frame = await Promise.any(candidates.map(async (candidate) => ({ candidate, frame: await candidate.nextRequest() })));
+  frame.candidate.complete(frame.frame.id, `from ${frame.candidate.name}`);
+  const response = await pending;
+  expect(response.status).toBe(200);
+  return { agent: frame.candidate, body: ChatCompletion.parse(await response.json()) };
+}
+
+async function sse(response: Response): Promise<{ events: Array<Record<string, unknown>>; done: boolean }> {
+  const text = await response.text();
+  const events: Array<Record<string, unknown>> = [];
+  let done = false;
+  for (const block of text.split("\n\n")) {
+    const data = block.startsWith("data: ") ? block.slice(6) : "";
+    if (data === "[DONE]") done = true;
+    else if (data !== "") events.push(JSON.parse(data) as Record<string, unknown>);
+  }
+  return { events, done };
+}
+
+const adminNodes = async () =>
+  ((await (await api("/admin/nodes", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+    data: Array<{ name: string; online: boolean; in_flight: number; models: Array<{ id: string; state: string }> }>;
+  }).data;
+
+describe("routing", () => {
+  test("a chat goes to the node that has the model loaded with a free slot, not to a faster node that would have to load it", async () => {
+    const warm = await agent({ name: "warm-1", models: [{ id: "route-a", state: "loaded" }], speed: { "route-a": 10 } });
+    const cold = await agent({ name: "cold-1", models: [{ id: "route-a" }], speed: { "route-a": 1000 } });
+    const { agent: chosen, body } = await routeOnce("route-a", [warm, cold]);
+    expect(chosen).toBe(warm);
+    expect(body.choices[0]?.message.content).toBe("from warm-1");
+    expect(body.gateway).toMatchObject({ node: "warm-1", retries: 0 });
+  });
+
+  test("among nodes with the model loaded the least busy one wins, then the faster one", async () => {
+    const busy = await agent({ name: "busy-2", models: [{ id: "route-b", state: "loaded" }], busy: { "route-b": 1 }, speed: { "route-b": 900 } });
+    const idle = await agent({ name: "idle-2", models: [{ id: "route-b", state: "loaded" }], speed: { "route-b": 100 } });
+    expect((await routeOnce("route-b", [busy, idle])).agent).toBe(idle);
+
+    const slow = await agent({ name: "slow-2", models: [{ id: "route-c", state: "loaded" }], speed: { "route-c": 50 } });
+    const fast = await agent({ name: "fast-2", models: [{ id: "route-c", state: "loaded" }], speed: { "route-c": 500 } });
+    expect((await routeOnce("route-c", [slow, fast])).agent).toBe(fast);
+  });
+
+  test("concurrent requests spread over two equal nodes, and in_flight shows it", async () => {
+    const a = await agent({ name: "spread-a", models: [{ id: "route-d", state: "loaded" }] });
+    const b = await agent({ name: "spread-b", models: [{ id: "route-d", state: "loaded" }] });
+    const first = api("/v1/chat/completions", chatBody("route-d"));
+    const second = api("/v1/chat/completions", chatBody("route-d"));
+    const [frameA, frameB] = await Promise.all([a.nextRequest(), b.nextRequest()]);
+    const nodes = await adminNodes();
+    expect(nodes.find((node) => node.name === "spread-a")?.in_flight).toBe(1);
+    expect(nodes.find((node) => node.name === "spread-b")?.in_flight).toBe(1);
+    a.complete(frameA.id, "a");
+    b.complete(frameB.id, "b");
+    expect((await first).status).toBe(200);
+    expect((await second).status).toBe(200);
+  });
+
+  test("when no node has the model loaded, it is placed on the least busy node that holds it (JIT)", async () => {
+    const loaded = await agent({ name: "jit-busy", models: [{ id: "jit-other", state: "loaded" }, { id: "route-e" }], busy: { "jit-other": 2 } });
+    const idle = await agent({ name: "jit-idle", models: [{ id: "route-e" }] });
+    expect((await routeOnce("route-e", [loaded, idle])).agent).toBe(idle);
+  });
+
+  test("a model no node holds is a 404 model_not_found that lists the models that exist", async () => {
+    await agent({ name: "lonely", models: [{ id: "route-f", state: "loaded" }] });
+    const response = await api("/v1/chat/completions", chatBody("nobody-has-this"));
+    expect(response.status).toBe(404);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("model_not_found");
+    expect(body.error.message).toContain("route-f");
+  });
+
+  test("with every slot busy a request waits for one; when none frees up in time it gets 503 with Retry-After", async () => {
+    const node = await agent({ name: "full", slots: 1, models: [{ id: "route-g", state: "loaded" }] });
+    const first = api("/v1/chat/completions", chatBody("route-g"));
+    const firstFrame = await node.nextRequest();
+    // Waits, then runs when the first finishes.
+    const second = api("/v1/chat/completions", chatBody("route-g"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    node.complete(firstFrame.id, "one");
+    const secondFrame = await node.nextRequest();
+    node.complete(secondFrame.id, "two");
+    expect((await first).status).toBe(200);
+    const secondBody = ChatCompletion.parse(await (await second).json());
+    expect(secondBody.gateway?.queue_ms).toBeGreaterThan(0);
+
+    // Nothing frees the slot this time: the bounded wait ends in 503.
+    const blocker = api("/v1/chat/completions", chatBody("route-g"));
+    const blockerFrame = await node.nextRequest();
+    const started = Date.now();
+    const refused = await api("/v1/chat/completions", chatBody("route-g"));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("2");
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("no_capacity");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    node.complete(blockerFrame.id, "done");
+    expect((await blocker).status).toBe(200);
+  });
+});
+
+describe("models", () => {
+  test("the model list is the union of the nodes' models, loaded if loaded anywhere, with the nodes that hold each", async () => {
+    await agent({ name: "cat-a", models: [{ id: "cat-x", state: "loaded" }, { id: "cat-y" }], speed: { "cat-x": 42 } });
+    await agent({ name: "cat-b", models: [{ id: "cat-x" }] });
+    const list = ModelList.parse(await (await api("/api/v0/models")).json());
+    const x = list.data.find((model) => model.id === "cat-x");
+    expect(x?.state).toBe("loaded");
+    expect(x?.loaded_context_length).toBe(1024);
+    expect(x?.nodes).toEqual([
+      { node: "cat-a", state: "loaded", slots: 2, slots_busy: 0, tokens_per_second: 42, time_to_first_token: 0.01 },
+      { node: "cat-b", state: "not-loaded", slots: 2, slots_busy: 0, tokens_per_second: null, time_to_first_token: null },
+    ]);
+    const y = list.data.find((model) => model.id === "cat-y");
+    expect(y?.state).toBe("not-loaded");
+    expect(y?.loaded_context_length).toBeUndefined();
+    const openai = (await (await api("/v1/models/cat-x")).json()) as { id: string; context_length: number };
+    expect(openai).toMatchObject({ id: "cat-x", context_length: 1024 });
+  });
+
+  test("a status frame updates the registry: a model loaded after hello shows as loaded", async () => {
+    const node = await agent({ name: "status-a", models: [{ id: "status-m" }] });
+    node.sendFrame({ type: "status", status: statusOf({ models: [{ id: "status-m", state: "loaded" }] }) });
+    await eventually(async () => {
+      const list = ModelList.parse(await (await api("/api/v0/models")).json());
+      return list.data.find((model) => model.id === "status-m")?.state === "loaded";
+    });
+  });
+});
+
+describe("load and unload", () => {
+  test("a load goes to a holder that has not loaded the model; an unload reaches every node that has it loaded", async () => {
+    const warm = await agent({ name: "lu-warm", models: [{ id: "lu-m", state: "loaded" }] });
+    const cold = await agent({ name: "lu-cold", models: [{ id: "lu-m" }] });
+    cold.autoAnswer((frame) => {
+      expect(frame.operation.op).toBe("load");
+      cold.sendFrame({ type: "result", id: frame.id, result: { type: "llm", instance_id: "lu-m", load_time_seconds: 0.1, status: "loaded" } });
+      cold.sendFrame({ type: "status", status: statusOf({ models: [{ id: "lu-m", state: "loaded" }] }) });
+    });
+    const loaded = await api("/api/v1/models/load", { model: "lu-m" });
+    expect(await loaded.json()).toMatchObject({ instance_id: "lu-m", status: "loaded" });
+    expect(warm.received.some((frame) => frame.type === "request")).toBe(false);
+
+    await eventually(async () => ModelList.parse(await (await api("/api/v0/models")).json()).data.find((m) => m.id === "lu-m")?.nodes?.every((n) => n.state === "loaded") === true);
+    for (const node of [warm, cold]) {
+      node.autoAnswer((frame) => node.sendFrame({ type: "result", id: frame.id, result: { instance_id: "lu-m" } }));
+    }
+    const unloaded = await api("/api/v1/models/unload", { instance_id: "lu-m" });
+    expect(await unloaded.json()).toEqual({ instance_id: "lu-m" });
+    for (const node of [warm, cold]) {
+      expect(node.received.filter((frame) => frame.type === "request" && frame.operation.op === "unload")).toHaveLength(1);
+    }
+  });
+});
+
+describe("relay", () => {
+  test("embeddings go to a holder and come back with the gateway's info", async () => {
+    const node = await agent({ name: "embed-a", models: [{ id: "embed-m", state: "loaded", type: "embeddings" }] });
+    node.autoAnswer((frame) => {
+      node.sendFrame({
+        type: "result",
+        id: frame.id,
+        result: { model: "embed-m", embeddings: [[0.5, 0.25]], usage: { prompt_tokens: 2, total_tokens: 2 } },
+      });
+    });
+    const response = await api("/v1/embeddings", { model: "embed-m", input: "hello" });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { data: Array<{ embedding: number[] }>; gateway: { node: string } };
+    expect(body.data[0]?.embedding).toEqual([0.5, 0.25]);
+    expect(body.gateway.node).toBe("embed-a");
+  });
+
+  test("a node's error reaches the client with its status and OpenAI shape", async () => {
+    const node = await agent({ name: "err-a", models: [{ id: "err-m", state: "loaded" }] });
+    node.autoAnswer((frame) =>
+      node.sendFrame({
+        type: "error",
+        id: frame.id,
+        status: 400,
+        body: { error: { message: "The prompt is too long", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } },
+      }),
+    );
+    const response = await api("/v1/chat/completions", chatBody("err-m"));
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
+  });
+
+  test("a stream relays start, deltas and done as SSE, and credit (ack frames) flows back to the node", async () => {
+    const node = await agent({ name: "stream-a", models: [{ id: "stream-m", state: "loaded" }] });
+    const pending = api("/api/v0/chat/completions", chatBody("stream-m", { stream: true }));
+    const frame = await node.nextRequest();
+    expect(frame.window).toBe(32);
+    node.sendFrame({ type: "events", id: frame.id, events: [{ type: "start", model: "stream-m" }] });
+    for (let i = 0; i < 20; i++) node.sendFrame({ type: "events", id: frame.id, events: [{ type: "delta", text: `t${i} ` }] });
+    node.sendFrame({ type: "events", id: frame.id, events: [{ type: "done", result: result() }] });
+    const { events, done } = await sse(await pending);
+    expect(done).toBe(true);
+    const text = events.map((event) => ((event.choices as Array<{ delta?: { content?: string } }>)[0]?.delta?.content ?? "")).join("");
+    expect(text).toBe(Array.from({ length: 20 }, (_, i) => `t${i} `).join(""));
+    expect(events.at(-1)?.gateway).toMatchObject({ node: "stream-a" });
+    const acked = node.received.filter((received) => received.type === "ack" && received.id === frame.id);
+    expect(acked.length).toBeGreaterThan(0);
+  });
+
+  test("when the client goes away mid-stream the node gets a cancel frame", async () => {
+    const node = await agent({ name: "cancel-a", models: [{ id: "cancel-m", state: "loaded" }] });
+    const controller = new AbortController();
+    const response = api("/v1/chat/completions", chatBody("cancel-m", { stream: true }), { signal: controller.signal });
+    const frame = await node.nextRequest();
+    node.sendFrame({ type: "events", id: frame.id, events: [{ type: "start", model: "cancel-m" }, { type: "delta", text: "x" }] });
+    const reader = (await response).body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    const cancel = await node.next((received) => received.type === "cancel");
+    expect(cancel).toEqual({ type: "cancel", id: frame.id });
+  });
+});
+
+describe("failover", () => {
+  test("a node that drops before the first delta: the request is retried on another node, invisibly", async () => {
+    const first = await agent({ name: "fo-first", models: [{ id: "fo-m", state: "loaded" }], speed: { "fo-m": 1000 } });
+    const second = await agent({ name: "fo-second", models: [{ id: "fo-m", state: "loaded" }], speed: { "fo-m": 10 } });
+    const pending = api("/api/v0/chat/completions", chatBody("fo-m"));
+    const frame = await first.nextRequest();
+    first.close();
+    const retried = await second.nextRequest();
+    expect(retried.operation).toEqual(frame.operation);
+    second.complete(retried.id, "survived");
+    const body = ChatCompletion.parse(await (await pending).json());
+    expect(body.choices[0]?.message.content).toBe("survived");
+    expect(body.gateway).toMatchObject({ node: "fo-second", retries: 1 });
+  });
+
+  test("a stream whose node drops after start but before any text moves on, and the client sees one clean stream", async () => {
+    const first = await agent({ name: "fos-first", models: [{ id: "fos-m", state: "loaded" }], speed: { "fos-m": 1000 } });
+    const second = await agent({ name: "fos-second", models: [{ id: "fos-m", state: "loaded" }], speed: { "fos-m": 10 } });
+    const pending = api("/v1/chat/completions", chatBody("fos-m", { stream: true }));
+    const frame = await first.nextRequest();
+    first.sendFrame({ type: "events", id: frame.id, events: [{ type: "start", model: "fos-m" }] });
+    const response = await pending;
+    expect(response.status).toBe(200);
+    first.close();
+    const retried = await second.nextRequest();
+    second.complete(retried.id, "survived");
+    const { events, done } = await sse(response);
+    expect(done).toBe(true);
+    const deltas = events.map((event) => (event.choices as Array<{ delta?: { role?: string; content?: string } }>)[0]?.delta);
+    expect(deltas.filter((delta) => delta?.role === "assistant")).toHaveLength(1);
+    expect(deltas.map((delta) => delta?.content ?? "").join("")).toBe("survived");
+    expect(events.at(-1)?.gateway).toMatchObject({ node: "fos-second", retries: 1 });
+  });
+
+  test("a node that drops after the first delta: the stream ends with an error event, not [DONE]", async () => {
+    const node = await agent({ name: "drop-a", models: [{ id: "drop-m", state: "loaded" }] });
+    await agent({ name: "drop-b", models: [{ id: "drop-m", state: "loaded" }], busy: { "drop-m": 2 } });
+    const pending = api("/v1/chat/completions", chatBody("drop-m", { stream: true }));
+    const frame = await node.nextRequest();
+    node.sendFrame({ type: "events", id: frame.id, events: [{ type: "start", model: "drop-m" }, { type: "delta", text: "partial" }] });
+    const response = await pending;
+    expect(response.status).toBe(200);
+    node.close();
+    const { events, done } = await sse(response);
+    expect(done).toBe(false);
+    const last = events.at(-1) as { error?: { code: string; message: string } };
+    expect(last.error?.code).toBe("node_disconnected");
+    expect(last.error?.message).toContain("drop-a");
+  });
+
+  test("a node answering 503 before any text is skipped for another node", async () => {
+    const refusing = await agent({ name: "r503-a", models: [{ id: "r503-m", state: "loaded" }], speed: { "r503-m": 900 } });
+    const willing = await agent({ name: "r503-b", models: [{ id: "r503-m", state: "loaded" }], speed: { "r503-m": 9 } });
+    refusing.autoAnswer((frame) =>
+      refusing.sendFrame({
+        type: "error",
+        id: frame.id,
+        status: 503,
+        body: { error: { message: "queue full", type: "server_error", param: null, code: "no_capacity" } },
+      }),
+    );
+    willing.autoAnswer((frame) => willing.complete(frame.id, "ok"));
+    const body = ChatCompletion.parse(await (await api("/v1/chat/completions", chatBody("r503-m"))).json());
+    expect(body.gateway).toMatchObject({ node: "r503-b", retries: 1 });
+  });
+});
+
+describe("node connections", () => {
+  test("a bad frame closes only that node's socket (1008); the fleet and the other nodes carry on", async () => {
+    const bad = await agent({ name: "bad-a", models: [{ id: "bad-m", state: "loaded" }] });
+    const good = await agent({ name: "good-a", models: [{ id: "bad-m", state: "loaded" }] });
+    bad.ws.send(JSON.stringify({ type: "events", id: "x", events: [{ type: "delta", text: 42 }] }));
+    expect((await bad.closed).code).toBe(CLOSE_CODES.badFrame);
+    good.autoAnswer((frame) => good.complete(frame.id, "still here"));
+    const body = ChatCompletion.parse(await (await api("/v1/chat/completions", chatBody("bad-m"))).json());
+    expect(body.gateway?.node).toBe("good-a");
+  });
+
+  test("garbage that is not JSON, and a frame before hello, close the socket too", async () => {
+    const node = await agent({ name: "garbage-a", models: [{ id: "garbage-m" }] });
+    node.ws.send("{not json");
+    expect((await node.closed).code).toBe(CLOSE_CODES.badFrame);
+
+    const response = await dialGateway(NODE_TOKEN);
+    const ws = response.webSocket!;
+    const closed = new Promise<number>((resolve) => ws.addEventListener("close", (event) => resolve(event.code)));
+    ws.accept();
+    ws.send(JSON.stringify({ type: "status", status: statusOf({ models: [] }) }));
+    expect(await closed).toBe(CLOSE_CODES.badFrame);
+  });
+
+  test("an agent speaking another protocol version is closed with a reason that says so", async () => {
+    const refused = await FakeAgent.connect({ name: "future", models: [], protocol: PROTOCOL_VERSION + 1 }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(GatewayClosed);
+    expect((refused as GatewayClosed).code).toBe(CLOSE_CODES.unsupportedProtocol);
+    expect((refused as GatewayClosed).message).toContain(`this gateway speaks protocol ${PROTOCOL_VERSION}`);
+    const response = await api("/health");
+    expect(response.status).toBe(200);
+    const nodes = await adminNodes();
+    expect(nodes.find((node) => node.name === "future")).toBeUndefined();
+  });
+
+  test("a node reconnecting under the same name replaces its old connection", async () => {
+    const old = await agent({ name: "twice", models: [{ id: "twice-m" }] });
+    await agent({ name: "twice", models: [{ id: "twice-m", state: "loaded" }] });
+    expect((await old.closed).code).toBe(CLOSE_CODES.replaced);
+    const online = (await adminNodes()).filter((node) => node.name === "twice" && node.online);
+    expect(online).toHaveLength(1);
+  });
+
+  test("a silent node leaves routing within the heartbeat timeout, and the sweep closes its socket", async () => {
+    const silent = await agent({ name: "silent-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 999 } });
+    const alive = await agent({ name: "alive-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 1 } });
+    silent.stopHeartbeat();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await routeOnce("silent-m", [silent, alive])).agent).toBe(alive);
+    await runDurableObjectAlarm(fleetStub(env));
+    expect((await silent.closed).code).toBe(CLOSE_CODES.heartbeatTimeout);
+    expect((await adminNodes()).find((node) => node.name === "silent-a")?.online).toBe(false);
+  });
+
+  test("the registry survives hibernation: models and routing work after the Fleet is evicted", async () => {
+    const node = await agent({ name: "sleeper", models: [{ id: "sleep-m", state: "loaded" }], speed: { "sleep-m": 7 } });
+    await evictDurableObject(fleetStub(env), { webSockets: "hibernate" });
+    const list = ModelList.parse(await (await api("/api/v0/models")).json());
+    expect(list.data.find((model) => model.id === "sleep-m")?.nodes?.[0]).toMatchObject({ node: "sleeper", tokens_per_second: 7 });
+    node.autoAnswer((frame: RequestFrame) => node.complete(frame.id, "awake"));
+    const body = ChatCompletion.parse(await (await api("/v1/chat/completions", chatBody("sleep-m"))).json());
+    expect(body.choices[0]?.message.content).toBe("awake");
+  });
+});

@@ -1,0 +1,74 @@
+/**
+ * Which node runs a request: a pure function over a snapshot of the fleet, so every rule can be
+ * tested on its own. The order of preference (DESIGN.md, "Routing"):
+ *  1. nodes where the model is loaded and a slot is free: the least busy (in-flight / slots),
+ *     then the fastest measured tokens/s, then the one that got a request longest ago;
+ *  2. when no node has the model loaded: JIT placement on the least busy node that holds it;
+ *  3. otherwise (loaded somewhere, every slot busy): nothing; the request waits for a slot.
+ */
+
+export interface Candidate {
+  /** The node's connection id. */
+  id: string;
+  /** The model is loaded there, or is being loaded by a request the gateway already sent. */
+  loaded: boolean;
+  /** Slots for this model on this node (parallel sequences). */
+  slots: number;
+  /** Slots of this model in use. */
+  busy: number;
+  /** Requests in flight on the node, all models. */
+  nodeBusy: number;
+  /** Slots of every model loaded on the node (at least one model's worth). */
+  nodeSlots: number;
+  /** Recent measured speed of this model there, if any. */
+  tokensPerSecond: number | null;
+  /** When the gateway last sent this node a request (ms); spreads ties round-robin. */
+  lastDispatchAt: number;
+}
+
+/** Speeds within this fraction of each other count as equal: measurements are noisy. */
+const SPEED_TOLERANCE = 0.1;
+
+function compareSpeed(a: number | null, b: number | null): number {
+  if (a === null && b === null) return 0;
+  if (a === null) return 1;
+  if (b === null) return -1;
+  if (Math.abs(a - b) <= SPEED_TOLERANCE * Math.max(a, b)) return 0;
+  return b - a;
+}
+
+function compareBy(load: (candidate: Candidate) => number) {
+  return (a: Candidate, b: Candidate): number => {
+    const byLoad = load(a) - load(b);
+    if (Math.abs(byLoad) > 1e-9) return byLoad;
+    const bySpeed = compareSpeed(a.tokensPerSecond, b.tokensPerSecond);
+    if (bySpeed !== 0) return bySpeed;
+    return a.lastDispatchAt - b.lastDispatchAt;
+  };
+}
+
+const modelLoad = compareBy((candidate) => candidate.busy / candidate.slots);
+const nodeLoad = compareBy((candidate) => candidate.nodeBusy / Math.max(1, candidate.nodeSlots));
+
+function best(candidates: Candidate[], compare: (a: Candidate, b: Candidate) => number): Candidate | null {
+  let chosen: Candidate | null = null;
+  for (const candidate of candidates) if (chosen === null || compare(candidate, chosen) < 0) chosen = candidate;
+  return chosen;
+}
+
+/** The node to run on now, or null when the request has to wait for a slot. */
+export function chooseNode(candidates: Candidate[]): Candidate | null {
+  const free = candidates.filter((candidate) => candidate.loaded && candidate.busy < candidate.slots);
+  if (free.length > 0) return best(free, modelLoad);
+  if (candidates.some((candidate) => candidate.loaded)) return null;
+  return best(candidates, nodeLoad);
+}
+
+/**
+ * Where an explicit load goes: a node that holds the model but has not loaded it (the same
+ * rule as JIT placement), else one that already has it loaded (the load is then a no-op there).
+ */
+export function chooseLoadTarget(candidates: Candidate[]): Candidate | null {
+  const notLoaded = candidates.filter((candidate) => !candidate.loaded);
+  return best(notLoaded.length > 0 ? notLoaded : candidates, nodeLoad);
+}

@@ -1,0 +1,39 @@
+import { Hono } from "hono";
+import { except } from "hono/combine";
+import { createApiApp } from "../shared/app.ts";
+import { ApiError, toApiError } from "../shared/errors.ts";
+import { fleetStub, type GatewayEnv } from "./env.ts";
+import { FleetBackend } from "./fleet-backend.ts";
+import { apiKeyAuth, devApiKey } from "./middleware/api-key-auth.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { agentRoutes } from "./routes/agent.ts";
+
+export { Fleet } from "./fleet/fleet.ts";
+
+const logUnexpected = (error: unknown) => console.error("lmgate gateway: unexpected error:", error);
+
+const app = new Hono<GatewayEnv>();
+
+// Public: health checks, and the greeting LM Studio's tools probe before they have a key.
+app.get("/health", (c) => c.json({ status: "ok" }));
+app.route("/agent", agentRoutes);
+app.route("/admin", adminRoutes);
+app.use("*", except("/lmstudio-greeting", apiKeyAuth({ verify: devApiKey })));
+app.route(
+  "/",
+  createApiApp<GatewayEnv>({
+    backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise)),
+    onUnexpectedError: logUnexpected,
+  }),
+);
+
+app.notFound((c) =>
+  new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }).toResponse(),
+);
+app.onError((error) => {
+  const apiError = toApiError(error);
+  if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);
+  return apiError.toResponse();
+});
+
+export default app;

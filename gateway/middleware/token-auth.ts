@@ -1,0 +1,30 @@
+import type { MiddlewareHandler } from "hono";
+import { ApiError } from "../../shared/errors.ts";
+import type { GatewayBindings, GatewayEnv } from "../env.ts";
+import { bearerToken, secretMatches } from "./secrets.ts";
+
+export interface TokenAuthOptions {
+  /** What the token is called in error messages, e.g. "node token". */
+  label: string;
+  /** The expected token; a missing one rejects everything. */
+  secret: (env: GatewayBindings) => string | undefined;
+  /** Other secrets that must never be accepted here, with what to tell whoever presents them. */
+  refuse?: (env: GatewayBindings) => Array<{ secret: string | undefined; message: string }>;
+}
+
+/** Requires `Authorization: Bearer <token>` equal (in constant time) to one configured secret. */
+export function tokenAuth(options: TokenAuthOptions): MiddlewareHandler<GatewayEnv> {
+  return async (c, next) => {
+    const token = bearerToken(c.req.header("authorization"));
+    if (token === undefined) throw unauthorized(`Send the ${options.label} as 'Authorization: Bearer <token>'.`);
+    if (!(await secretMatches(token, options.secret(c.env)))) {
+      for (const refused of options.refuse?.(c.env) ?? []) {
+        if (await secretMatches(token, refused.secret)) throw unauthorized(refused.message);
+      }
+      throw unauthorized(`Invalid ${options.label}.`);
+    }
+    await next();
+  };
+}
+
+const unauthorized = (message: string) => new ApiError(401, message, { code: "invalid_token" });

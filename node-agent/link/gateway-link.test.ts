@@ -1,0 +1,316 @@
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, test } from "vitest";
+import { WebSocketServer, type WebSocket } from "ws";
+import { ApiError } from "../../shared/errors.ts";
+import type { z } from "zod";
+import { parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
+import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+import { backoffDelay } from "./backoff.ts";
+import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
+import { agentConnectUrl } from "./gateway-url.ts";
+import { ScriptedSource } from "./testing.ts";
+
+/** Frames as written (optional fields may be left out); the link parses them like the real ones. */
+type ToAgentFrame = z.input<typeof ToAgentFrameSchema>;
+
+/**
+ * The link against a stand-in gateway: a `ws` server on loopback that records frames, answers
+ * heartbeats like the Fleet's auto-response, and sends whatever frames a test scripts.
+ */
+class StandInGateway {
+  readonly server: WebSocketServer;
+  readonly frames: ToGatewayFrame[] = [];
+  readonly headers: Array<string | undefined> = [];
+  sockets: WebSocket[] = [];
+  answerPings = true;
+  acceptToken = "node-token";
+  #waiters: Array<{ match: (frame: ToGatewayFrame) => boolean; resolve: (frame: ToGatewayFrame) => void }> = [];
+  #seen = 0;
+
+  private constructor(server: WebSocketServer) {
+    this.server = server;
+    server.on("connection", (socket, request) => {
+      this.sockets.push(socket);
+      this.headers.push(request.headers.authorization);
+      socket.on("message", (data) => {
+        const text = data.toString();
+        if (text === "ping") {
+          if (this.answerPings) socket.send("pong");
+          return;
+        }
+        const frame = parseFrame(ToGatewayFrame, text);
+        if (frame === null) throw new Error(`the link sent an invalid frame: ${text}`);
+        this.frames.push(frame);
+        if (frame.type === "hello") this.send({ type: "welcome", node_id: "n1", heartbeat_interval_ms: 100 }, socket);
+        const waiter = this.#waiters.find((candidate) => candidate.match(frame));
+        if (waiter) {
+          this.#waiters = this.#waiters.filter((candidate) => candidate !== waiter);
+          waiter.resolve(frame);
+        }
+      });
+    });
+  }
+
+  static async start(): Promise<StandInGateway> {
+    const server = new WebSocketServer({
+      host: "127.0.0.1",
+      port: 0,
+      path: "/agent/connect",
+      verifyClient: (info, callback) => callback(info.req.headers.authorization === `Bearer ${gateway.acceptToken}`, 401),
+    });
+    const gateway = new StandInGateway(server);
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    return gateway;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  get socket(): WebSocket {
+    const socket = this.sockets.at(-1);
+    if (!socket) throw new Error("no connection");
+    return socket;
+  }
+
+  send(frame: ToAgentFrame, socket: WebSocket = this.socket): void {
+    socket.send(JSON.stringify(frame));
+  }
+
+  next<T extends ToGatewayFrame["type"]>(type: T, match: (frame: Extract<ToGatewayFrame, { type: T }>) => boolean = () => true, timeoutMs = 3_000) {
+    return new Promise<Extract<ToGatewayFrame, { type: T }>>((resolve, reject) => {
+      const matches = (frame: ToGatewayFrame): frame is Extract<ToGatewayFrame, { type: T }> =>
+        frame.type === type && match(frame as Extract<ToGatewayFrame, { type: T }>);
+      const earlier = this.frames.slice(this.#seen).find(matches);
+      if (earlier) {
+        this.#seen = this.frames.indexOf(earlier) + 1;
+        return resolve(earlier);
+      }
+      const timer = setTimeout(() => reject(new Error(`no ${type} frame within ${timeoutMs} ms`)), timeoutMs);
+      this.#waiters.push({
+        match: (frame) => matches(frame),
+        resolve: (frame) => {
+          clearTimeout(timer);
+          this.#seen = this.frames.indexOf(frame) + 1;
+          resolve(frame as Extract<ToGatewayFrame, { type: T }>);
+        },
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.server.clients) socket.terminate();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(source = new ScriptedSource({ models: ["m1"] }), token = "node-token") {
+  const gateway = await StandInGateway.start();
+  const warnings: string[] = [];
+  const link = startGatewayLink({
+    url: gateway.url,
+    token,
+    nodeName: "node-a",
+    agentVersion: "9.9.9",
+    source,
+    logger: { info: () => undefined, warn: (message) => warnings.push(message) },
+    tuning: { backoff: { initialMs: 20, maxMs: 100 }, statusDebounceMs: 20, coalesceMs: 30 },
+  });
+  cleanups.push(() => gateway.close());
+  cleanups.push(() => link.close());
+  return { gateway, link, source, warnings };
+}
+
+const until = async (check: () => boolean, timeoutMs = 3_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+const connected = (link: GatewayLink) => until(() => link.connected);
+
+const chatRequest = (id: string, window?: number): ToAgentFrame => ({
+  type: "request",
+  id,
+  operation: { op: "chat", body: { model: "m1", messages: [{ role: "user", content: "hi" }] } },
+  ...(window === undefined ? {} : { window }),
+});
+
+const eventsOf = async (gateway: StandInGateway, id: string): Promise<GenerationEvent[][]> => {
+  const frames: GenerationEvent[][] = [];
+  for (;;) {
+    const frame = await gateway.next("events", (candidate) => candidate.id === id);
+    frames.push(frame.events);
+    if (frame.events.some((event) => event.type === "done")) return frames;
+  }
+};
+
+describe("connecting", () => {
+  test("the link dials /agent/connect with the node token and introduces the node in its hello", async () => {
+    const { gateway, link } = await setup();
+    const hello = await gateway.next("hello");
+    expect(gateway.headers[0]).toBe("Bearer node-token");
+    expect(hello.protocol).toBe(PROTOCOL_VERSION);
+    expect(hello.node).toMatchObject({ name: "node-a", agent_version: "9.9.9", slots_per_model: 2 });
+    expect(hello.node.runtime.name).toBe("scripted");
+    expect(hello.node.hardware.cpu).toBe("scripted cpu");
+    expect(hello.status.models.map((model) => model.id)).toEqual(["m1"]);
+    await connected(link);
+  });
+
+  test("agentConnectUrl turns http(s) into ws(s) and adds the path once", () => {
+    expect(agentConnectUrl("http://127.0.0.1:1234")).toBe("ws://127.0.0.1:1234/agent/connect");
+    expect(agentConnectUrl("https://gw.example.dev/")).toBe("wss://gw.example.dev/agent/connect");
+    expect(agentConnectUrl("wss://gw.example.dev/agent/connect")).toBe("wss://gw.example.dev/agent/connect");
+    expect(() => agentConnectUrl("ftp://x")).toThrow(/http/);
+  });
+
+  test("backoff doubles up to the cap, with jitter in the upper half of each step", () => {
+    expect(backoffDelay(0, {}, () => 0)).toBe(125);
+    expect(backoffDelay(0, {}, () => 1)).toBe(250);
+    expect(backoffDelay(3, {}, () => 1)).toBe(2_000);
+    expect(backoffDelay(50, {}, () => 1)).toBe(10_000);
+    expect(backoffDelay(50, {}, () => 0)).toBe(5_000);
+  });
+
+  test("status changes are pushed, several changes close together as one frame", async () => {
+    const { gateway, link, source } = await setup(new ScriptedSource({ models: ["m1", "m2"] }));
+    await connected(link);
+    const before = gateway.frames.length;
+    source.setModels([]);
+    source.setModels(source.status().models);
+    const status = await gateway.next("status");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(gateway.frames.slice(before).filter((frame) => frame.type === "status")).toHaveLength(1);
+    expect(status.status.models).toEqual([]);
+  });
+
+  test("after the gateway drops the link it reconnects with backoff, says hello again, and reports its state", async () => {
+    const { gateway, link } = await setup();
+    const states: boolean[] = [];
+    link.onStateChange((state) => states.push(state));
+    await connected(link);
+    gateway.socket.terminate();
+    await until(() => !link.connected);
+    await until(() => link.connected);
+    expect(gateway.frames.filter((frame) => frame.type === "hello")).toHaveLength(2);
+    expect(states).toEqual([true, false, true]);
+  });
+
+  test("a gateway that stops answering heartbeats is treated as dead, and the link redials", async () => {
+    const { gateway, link, warnings } = await setup();
+    await connected(link);
+    gateway.answerPings = false;
+    await until(() => gateway.sockets.length === 2, 3_000);
+    expect(warnings.some((warning) => warning.includes("no answer from the gateway"))).toBe(true);
+    gateway.answerPings = true;
+    await connected(link);
+  });
+
+  test("a refused node token is logged once and retried, and the link connects once the token is accepted", async () => {
+    const { gateway, link, warnings } = await setup(undefined, "wrong-token");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(link.connected).toBe(false);
+    expect(warnings.filter((warning) => warning.includes("401"))).toHaveLength(1);
+    gateway.acceptToken = "wrong-token";
+    await connected(link);
+  });
+
+  test("close() disconnects for good: no reconnect, running requests aborted", async () => {
+    const source = new ScriptedSource({ models: ["m1"], delayMs: 20, words: () => Array.from({ length: 100 }, () => "w ") });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    gateway.send(chatRequest("r1"));
+    await gateway.next("events", (frame) => frame.events.some((event) => event.type === "delta"));
+    await link.close();
+    expect(link.connected).toBe(false);
+    await until(() => source.aborted.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(gateway.sockets).toHaveLength(1);
+  });
+});
+
+describe("requests", () => {
+  test("the first delta leaves at once (with start); later deltas are merged into batches", async () => {
+    const source = new ScriptedSource({ models: ["m1"], words: () => Array.from({ length: 50 }, (_, i) => `${i} `) });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    gateway.send(chatRequest("r1"));
+    const frames = await eventsOf(gateway, "r1");
+    expect(frames[0]).toEqual([{ type: "start", model: "m1" }, { type: "delta", text: "0 " }]);
+    const text = frames.flat().map((event) => (event.type === "delta" ? event.text : "")).join("");
+    expect(text).toBe(Array.from({ length: 50 }, (_, i) => `${i} `).join(""));
+    // 50 deltas, far fewer frames; each frame holds at most one merged delta before done.
+    expect(frames.length).toBeLessThan(10);
+    for (const frame of frames) expect(frame.filter((event) => event.type === "delta").length).toBeLessThanOrEqual(1);
+    expect(frames.at(-1)?.at(-1)?.type).toBe("done");
+  });
+
+  test("a start with no text soon after (a long prompt) still goes out on its own, so the gateway can commit the response", async () => {
+    const source = new ScriptedSource({ models: ["m1"], delayMs: 200, words: () => ["late"] });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    gateway.send(chatRequest("r1"));
+    const frames = await eventsOf(gateway, "r1");
+    expect(frames[0]).toEqual([{ type: "start", model: "m1" }]);
+    expect(frames[1]).toEqual([{ type: "delta", text: "late" }]);
+  });
+
+  test("with its window used up the link stops pulling from the engine until the gateway acks", async () => {
+    const source = new ScriptedSource({ models: ["m1"], delayMs: 2, words: () => Array.from({ length: 200 }, () => "w ") });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    gateway.send(chatRequest("r1", 3));
+    await until(() => gateway.frames.filter((frame) => frame.type === "events").length === 3);
+    const pulledAtPause = source.pulled;
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const pulledWhilePaused = source.pulled;
+    expect(gateway.frames.filter((frame) => frame.type === "events")).toHaveLength(3);
+    // Paused: at most the one event already being produced, not the rest of the 200.
+    expect(pulledWhilePaused - pulledAtPause).toBeLessThanOrEqual(1);
+    gateway.send({ type: "ack", id: "r1", frames: 3 });
+    await until(() => gateway.frames.filter((frame) => frame.type === "events").length === 6);
+    expect(source.pulled).toBeGreaterThan(pulledWhilePaused);
+    gateway.send({ type: "cancel", id: "r1" });
+  });
+
+  test("a cancel frame aborts the engine's work for that request and nothing more is sent for it", async () => {
+    const source = new ScriptedSource({ models: ["m1"], delayMs: 10, words: () => Array.from({ length: 500 }, () => "w ") });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    gateway.send(chatRequest("r1"));
+    await gateway.next("events", (frame) => frame.events.some((event) => event.type === "delta"));
+    gateway.send({ type: "cancel", id: "r1" });
+    await until(() => source.aborted.length === 1);
+    const count = gateway.frames.length;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(gateway.frames.slice(count).filter((frame) => frame.type !== "status")).toEqual([]);
+  });
+
+  test("errors go back as error frames in OpenAI's shape", async () => {
+    const { gateway, link } = await setup();
+    await connected(link);
+    gateway.send({ type: "request", id: "r1", operation: { op: "chat", body: { model: "nope", messages: [{ role: "user", content: "x" }] } } });
+    const error = await gateway.next("error");
+    expect(error).toMatchObject({ id: "r1", status: 404, body: { error: { code: "model_not_found", param: "model" } } });
+    expect(new ApiError(404, "x").toBody().error).toHaveProperty("type");
+  });
+
+  test("embeddings, load and unload come back as result frames", async () => {
+    const { gateway, link } = await setup(new ScriptedSource({ models: ["m1", "embed-1"] }));
+    await connected(link);
+    gateway.send({ type: "request", id: "e1", operation: { op: "embeddings", body: { model: "embed-1", input: ["ab", "c"] } } });
+    expect((await gateway.next("result", (frame) => frame.id === "e1")).result).toMatchObject({ embeddings: [[2, 1], [1, 1]] });
+    gateway.send({ type: "request", id: "u1", operation: { op: "unload", body: { instance_id: "m1" } } });
+    expect((await gateway.next("result", (frame) => frame.id === "u1")).result).toEqual({ instance_id: "m1" });
+    const status = await gateway.next("status");
+    expect(status.status.models.find((model) => model.id === "m1")?.state).toBe("not-loaded");
+  });
+});

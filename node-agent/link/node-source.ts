@@ -1,0 +1,17 @@
+import type { InferenceBackend } from "../../shared/backend.ts";
+import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
+import type { Runtime } from "../../shared/schemas/generation.ts";
+
+/**
+ * What the gateway link needs from this machine's engine: the API backend itself, plus what the
+ * gateway routes by. `LocalBackend` (node-agent/local-backend.ts) is the real one.
+ */
+export interface NodeSource extends InferenceBackend {
+  /** The full current status: models with their state, busy slots, recent speed. */
+  status(): NodeStatus;
+  hardware(): Promise<Hardware>;
+  readonly runtime: Runtime;
+  readonly slotsPerModel: number;
+  /** Called after anything in `status()` changed; returns the unsubscribe function. */
+  onStatusChange(listener: () => void): () => void;
+}

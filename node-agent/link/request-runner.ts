@@ -1,0 +1,252 @@
+import type { InferenceBackend } from "../../shared/backend.ts";
+import { ApiError, toApiError } from "../../shared/errors.ts";
+import type { ToAgentFrame, ToGatewayFrame } from "../../shared/protocol.ts";
+import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+
+/** The connection a runner answers on. */
+export interface FrameChannel {
+  /** Sends a frame; does nothing once the connection is gone. */
+  send(frame: ToGatewayFrame): void;
+  /** Bytes queued in the socket but not yet written to the network. */
+  readonly bufferedAmount: number;
+}
+
+export interface RequestRunnerOptions {
+  source: InferenceBackend;
+  channel: FrameChannel;
+  /** Later deltas are batched for up to this long. Defaults to 16 ms. */
+  coalesceMs?: number;
+  /** A batch this long (in characters) goes at once. Defaults to 16 Ki. */
+  maxBatchChars?: number;
+  /** Above this many bytes queued in the socket, pull no more events. Defaults to 1 MiB. */
+  highWaterBytes?: number;
+  logger?: { warn(message: string): void };
+}
+
+type RequestFrame = Extract<ToAgentFrame, { type: "request" }>;
+
+interface Running {
+  readonly controller: AbortController;
+  /** `events` frames the gateway may have unacknowledged (its flow-control window). */
+  readonly window: number;
+  outstanding: number;
+  /** Called when an ack arrives, to resume a paused stream. */
+  wake: (() => void) | null;
+}
+
+/** While the socket's buffer stays high there is no event to wait for: look again this often. */
+const BUFFER_POLL_MS = 10;
+
+/**
+ * Runs the gateway's requests against the local engine, one AbortController per request id
+ * (aborted by a `cancel` frame or when the link drops), and sends the answers back: results,
+ * errors as `error` frames, and generation events coalesced — the first delta at once (time to
+ * first token is what users feel), later ones merged into batches. It pulls the next event only
+ * while the gateway has granted credit and the socket is draining, so nothing piles up here.
+ */
+export class RequestRunner {
+  readonly #source: InferenceBackend;
+  readonly #channel: FrameChannel;
+  readonly #coalesceMs: number;
+  readonly #maxBatchChars: number;
+  readonly #highWaterBytes: number;
+  readonly #logger: RequestRunnerOptions["logger"];
+  readonly #running = new Map<string, Running>();
+
+  constructor(options: RequestRunnerOptions) {
+    this.#source = options.source;
+    this.#channel = options.channel;
+    this.#coalesceMs = options.coalesceMs ?? 16;
+    this.#maxBatchChars = options.maxBatchChars ?? 16 * 1024;
+    this.#highWaterBytes = options.highWaterBytes ?? 1024 * 1024;
+    this.#logger = options.logger;
+  }
+
+  /** Requests running now. */
+  get size(): number {
+    return this.#running.size;
+  }
+
+  handle(frame: Extract<ToAgentFrame, { type: "request" | "cancel" | "ack" }>): void {
+    if (frame.type === "request") this.#start(frame);
+    else if (frame.type === "cancel") this.#running.get(frame.id)?.controller.abort(cancelled("the client went away"));
+    else {
+      const run = this.#running.get(frame.id);
+      if (run === undefined) return;
+      run.outstanding = Math.max(0, run.outstanding - frame.frames);
+      run.wake?.();
+    }
+  }
+
+  /** The link dropped: nobody is waiting for these answers any more. */
+  abortAll(reason: string): void {
+    for (const run of this.#running.values()) run.controller.abort(cancelled(reason));
+  }
+
+  #start(frame: RequestFrame): void {
+    if (this.#running.has(frame.id)) return;
+    const run: Running = {
+      controller: new AbortController(),
+      window: frame.window ?? Number.POSITIVE_INFINITY,
+      outstanding: 0,
+      wake: null,
+    };
+    this.#running.set(frame.id, run);
+    void this.#execute(frame, run).finally(() => this.#running.delete(frame.id));
+  }
+
+  async #execute(frame: RequestFrame, run: Running): Promise<void> {
+    const { id, operation } = frame;
+    const signal = run.controller.signal;
+    try {
+      switch (operation.op) {
+        case "chat":
+          await this.#stream(id, run, this.#source.chat(operation.body, signal));
+          return;
+        case "completion":
+          await this.#stream(id, run, this.#source.completion(operation.body, signal));
+          return;
+        case "embeddings":
+          this.#reply(run, { type: "result", id, result: await this.#source.embeddings(operation.body, signal) });
+          return;
+        case "load":
+          this.#reply(run, { type: "result", id, result: await this.#source.loadModel(operation.body) });
+          return;
+        case "unload":
+          this.#reply(run, { type: "result", id, result: await this.#source.unloadModel(operation.body) });
+          return;
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      const apiError = toApiError(error);
+      if (!(error instanceof ApiError)) {
+        this.#logger?.warn(`request ${operation.op} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      }
+      this.#channel.send({
+        type: "error",
+        id,
+        status: apiError.status,
+        body: apiError.toBody(),
+        ...(apiError.retryAfter !== undefined ? { retry_after: apiError.retryAfter } : {}),
+      });
+    }
+  }
+
+  /** Answers unless the request was cancelled meanwhile. */
+  #reply(run: Running, frame: ToGatewayFrame): void {
+    if (!run.controller.signal.aborted) this.#channel.send(frame);
+  }
+
+  async #stream(id: string, run: Running, events: AsyncIterable<GenerationEvent>): Promise<void> {
+    const signal = run.controller.signal;
+    const iterator = events[Symbol.asyncIterator]();
+    let batch: GenerationEvent[] = [];
+    let text = "";
+    let firstDeltaSent = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let flushWhenWritable = false;
+
+    const flush = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      flushWhenWritable = false;
+      if (text !== "") batch.push({ type: "delta", text });
+      text = "";
+      if (batch.length === 0 || signal.aborted) return;
+      this.#channel.send({ type: "events", id, events: batch });
+      run.outstanding += 1;
+      batch = [];
+    };
+    const flushIfWritable = () => {
+      if (this.#writable(run)) flush();
+      else flushWhenWritable = true;
+    };
+
+    try {
+      for (;;) {
+        // Backpressure: no credit or a full socket buffer means no pulling from the engine.
+        if (!this.#writable(run)) await this.#whenWritable(run);
+        if (flushWhenWritable) flush();
+        const next = await untilAborted(iterator.next(), signal);
+        if (next.done) break;
+        const event = next.value;
+        if (event.type === "start") {
+          // The first delta usually follows within moments and takes `start` along (one frame
+          // fewer per request); a long prompt evaluation still gets it out after `coalesceMs`.
+          batch.push(event);
+          timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
+        } else if (event.type === "delta") {
+          text += event.text;
+          if (!firstDeltaSent) {
+            firstDeltaSent = true;
+            flush();
+          } else if (text.length >= this.#maxBatchChars) flushIfWritable();
+          else timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
+        } else {
+          if (text !== "") batch.push({ type: "delta", text });
+          text = "";
+          batch.push(event);
+          flush();
+          return;
+        }
+      }
+      throw new ApiError(500, "The engine ended the generation without a result.", { code: "incomplete_generation" });
+    } finally {
+      clearTimeout(timer);
+      // Lets the engine clean up: after `done`, and when we leave early (cancel, link lost, an
+      // error), where it stops the generation.
+      void Promise.resolve(iterator.return?.()).catch(() => undefined);
+    }
+  }
+
+  #writable(run: Running): boolean {
+    return run.outstanding < run.window && this.#channel.bufferedAmount < this.#highWaterBytes;
+  }
+
+  #whenWritable(run: Running): Promise<void> {
+    const signal = run.controller.signal;
+    return new Promise<void>((resolve, reject) => {
+      let poll: ReturnType<typeof setTimeout> | undefined;
+      const finish = (error?: unknown) => {
+        clearTimeout(poll);
+        run.wake = null;
+        signal.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const check = () => {
+        if (this.#writable(run)) finish();
+        else if (run.outstanding < run.window) poll = setTimeout(check, BUFFER_POLL_MS);
+      };
+      const onAbort = () => finish(signal.reason);
+      if (signal.aborted) return finish(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      run.wake = () => {
+        clearTimeout(poll);
+        check();
+      };
+      check();
+    });
+  }
+}
+
+const cancelled = (why: string) => new ApiError(499, `Cancelled: ${why}.`, { code: "cancelled" });
+
+/** Stops waiting on an engine that does not react to its abort signal promptly. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
