@@ -1,3 +1,4 @@
+import type { Caller } from "./access/caller.ts";
 import type { Fleet } from "./fleet/fleet.ts";
 
 /**
@@ -15,7 +16,7 @@ export interface GatewayBindings {
   LMGATE_MAX_QUEUE?: string;
 }
 
-export type GatewayEnv = { Bindings: GatewayBindings };
+export type GatewayEnv = { Bindings: GatewayBindings; Variables: { caller: Caller } };
 
 declare global {
   namespace Cloudflare {

@@ -9,6 +9,7 @@ import type {
   LoadRequest,
   UnloadRequest,
 } from "../shared/schemas/requests.ts";
+import type { Caller } from "./access/caller.ts";
 import type { GenerationOperation } from "./fleet/dispatcher.ts";
 import type { Fleet } from "./fleet/fleet.ts";
 import { LineDecoder, type Outcome, type WireError } from "./fleet/fleet-line.ts";
@@ -21,15 +22,17 @@ import { LineDecoder, type Outcome, type WireError } from "./fleet/fleet-line.ts
 export class FleetBackend implements InferenceBackend {
   readonly #fleet: DurableObjectStub<Fleet>;
   readonly #waitUntil: (promise: Promise<unknown>) => void;
+  readonly #caller: Caller;
 
-  /** `waitUntil` keeps the Worker alive for the cancel call after its client is gone. */
-  constructor(fleet: DurableObjectStub<Fleet>, waitUntil: (promise: Promise<unknown>) => void) {
+  /** `waitUntil` keeps the Worker alive for the cancel call after its client is gone; `caller` is authorized by the Fleet on every call. */
+  constructor(fleet: DurableObjectStub<Fleet>, waitUntil: (promise: Promise<unknown>) => void, caller: Caller) {
     this.#fleet = fleet;
     this.#waitUntil = waitUntil;
+    this.#caller = caller;
   }
 
   async listModels(): Promise<ModelObject[]> {
-    return (await this.#fleet.listModels()) as ModelObject[];
+    return unwrap((await this.#fleet.listModels(this.#caller)) as Outcome<ModelObject[]>);
   }
 
   chat(request: ChatRequest, signal: AbortSignal): AsyncIterable<GenerationEvent> {
@@ -41,20 +44,20 @@ export class FleetBackend implements InferenceBackend {
   }
 
   async embeddings(request: EmbeddingsRequest): Promise<EmbeddingsResult> {
-    return unwrap((await this.#fleet.embeddings(request)) as Outcome<EmbeddingsResult>);
+    return unwrap((await this.#fleet.embeddings(request, this.#caller)) as Outcome<EmbeddingsResult>);
   }
 
   async loadModel(request: LoadRequest): Promise<LoadResult> {
-    return unwrap((await this.#fleet.loadModel(request)) as Outcome<LoadResult>);
+    return unwrap((await this.#fleet.loadModel(request, this.#caller)) as Outcome<LoadResult>);
   }
 
   async unloadModel(request: UnloadRequest): Promise<UnloadResult> {
-    return unwrap((await this.#fleet.unloadModel(request)) as Outcome<UnloadResult>);
+    return unwrap((await this.#fleet.unloadModel(request, this.#caller)) as Outcome<UnloadResult>);
   }
 
   async *#generate(operation: GenerationOperation, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     signal.throwIfAborted();
-    const { id, events } = await this.#fleet.generate(operation);
+    const { id, events } = await this.#fleet.generate(operation, this.#caller);
     const reader = events.getReader();
     let ended = false;
     const stop = () => {

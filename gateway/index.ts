@@ -4,7 +4,7 @@ import { createApiApp } from "../shared/app.ts";
 import { ApiError, toApiError } from "../shared/errors.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
-import { apiKeyAuth, devApiKey } from "./middleware/api-key-auth.ts";
+import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { agentRoutes } from "./routes/agent.ts";
 
@@ -18,11 +18,11 @@ const app = new Hono<GatewayEnv>();
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/agent", agentRoutes);
 app.route("/admin", adminRoutes);
-app.use("*", except("/lmstudio-greeting", apiKeyAuth({ verify: devApiKey })));
+app.use("*", except("/lmstudio-greeting", apiKeyAuth()));
 app.route(
   "/",
   createApiApp<GatewayEnv>({
-    backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise)),
+    backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
     onUnexpectedError: logUnexpected,
   }),
 );

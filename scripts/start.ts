@@ -4,23 +4,29 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DEV_VARS = `${ROOT}.dev.vars`;
+/** The API key `npm start` made for you, kept (git-ignored) so a restart prints the same one. */
+const DEV_KEY_FILE = `${ROOT}.lmgate/dev-key`;
 const HOST = "127.0.0.1";
 const PORT = Number(process.env.LMGATE_PORT ?? 1234);
 const GATEWAY = `http://${HOST}:${PORT}`;
 
-/** Secrets for local development: made once, kept in .dev.vars (git-ignored), read by wrangler dev. */
+/**
+ * The deployment's own secrets for local development (wrangler secrets in production): made
+ * once, kept in .dev.vars (git-ignored), read by wrangler dev. API keys are not among them: they
+ * live hashed in the gateway's storage and come from the admin API, like a teammate's would.
+ */
 function devSecrets() {
   const existing = readDevVars(DEV_VARS);
   const secret = (prefix: string) => `${prefix}_${randomBytes(24).toString("base64url")}`;
   const wanted = {
-    LMGATE_API_KEY: existing.LMGATE_API_KEY ?? secret("lmg"),
     LMGATE_NODE_TOKEN: existing.LMGATE_NODE_TOKEN ?? secret("lmgn"),
     LMGATE_ADMIN_TOKEN: existing.LMGATE_ADMIN_TOKEN ?? secret("lmga"),
   };
@@ -65,6 +71,26 @@ async function waitFor(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The dev key from an earlier start if the gateway still accepts it, else a new one from the admin API. */
+async function devApiKey(admin: AdminClient): Promise<string> {
+  const previous = existsSync(DEV_KEY_FILE) ? readFileSync(DEV_KEY_FILE, "utf8").trim() : "";
+  if (previous !== "") {
+    const response = await fetch(`${GATEWAY}/v1/models`, { headers: { authorization: `Bearer ${previous}` } });
+    if (response.ok) return previous;
+  }
+  const created = await admin.createKey({ name: "dev (npm start)" });
+  writeFileSync(DEV_KEY_FILE, `${created.key}\n`, { mode: 0o600 });
+  return created.key;
+}
+
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   stopping = true;
@@ -93,22 +119,25 @@ run(
   [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--token", secrets.LMGATE_NODE_TOKEN, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR],
   "agent",
 );
-await waitFor(`${GATEWAY}/health`, 5_000);
+const admin = new AdminClient(GATEWAY, secrets.LMGATE_ADMIN_TOKEN);
+await waitUntil(async () => (await admin.listNodes()).some((node) => node.name === "local" && node.online), "the local agent to join", 60_000);
+const apiKey = await devApiKey(admin);
 
 console.log(`
 lmgate is running: gateway ${GATEWAY} (wrangler dev, state in .lmgate/state) + one local agent.
 
-  API key (dev):  ${secrets.LMGATE_API_KEY}
-  Admin token:    ${secrets.LMGATE_ADMIN_TOKEN}
-  (kept in .dev.vars)
+  API key (dev):  ${apiKey}      (kept in .lmgate/dev-key)
+  Admin token:    ${secrets.LMGATE_ADMIN_TOKEN}   (kept in .dev.vars; the lmgate CLI finds it there)
 
 Try:
-  curl ${GATEWAY}/api/v0/models -H "Authorization: Bearer ${secrets.LMGATE_API_KEY}"
+  curl ${GATEWAY}/api/v0/models -H "Authorization: Bearer ${apiKey}"
 
-  curl ${GATEWAY}/api/v0/chat/completions -H "Authorization: Bearer ${secrets.LMGATE_API_KEY}" \\
+  curl ${GATEWAY}/api/v0/chat/completions -H "Authorization: Bearer ${apiKey}" \\
     -H "Content-Type: application/json" \\
     -d '{"model":"tiny-chat-f32","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
 
   OpenAI clients: base URL ${GATEWAY}/v1, API key as above.
+  A key for a teammate:  npx lmgate keys create --name alice --models 'tiny-*' --rpm 60
+  Usage so far:          npx lmgate usage
 Ctrl-C stops everything.
 `);

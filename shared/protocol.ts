@@ -25,6 +25,7 @@ export const CLOSE_CODES = {
   unsupportedProtocol: 4001,
   replaced: 4002,
   helloTimeout: 4003,
+  revoked: 4004,
 } as const;
 
 export const Hardware = z.object({

@@ -24,8 +24,23 @@ export interface GenerationHandle {
 }
 type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
 
+/** What the Fleet learns when a request ends, whichever way it ends: for accounting and charts. */
+export interface SettledJob {
+  readonly op: Operation["op"];
+  readonly model: string;
+  /** Whose request it was (an API key id), as given to `generate`/`call`. */
+  readonly caller: string | null;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly ttftMs: number | null;
+  readonly failed: boolean;
+}
+
+export type SettleObserver = (job: SettledJob) => void;
+
 interface JobBase {
   readonly id: string;
+  readonly caller: string | null;
   readonly operation: Operation;
   readonly model: string;
   readonly receivedAt: number;
@@ -70,6 +85,7 @@ export class Dispatcher {
   readonly #registry: NodeRegistry;
   readonly #config: FleetConfig;
   readonly #dropNode: (node: FleetNode) => void;
+  readonly #onSettled: SettleObserver;
   /** Requests sent to a node, by request id. */
   readonly #running = new Map<string, Job>();
   /** Requests waiting for a slot, oldest first. */
@@ -78,10 +94,11 @@ export class Dispatcher {
   readonly #generations = new Map<string, GenerationJob>();
 
   /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
-  constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void) {
+  constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void, onSettled: SettleObserver = () => {}) {
     this.#registry = registry;
     this.#config = config;
     this.#dropNode = dropNode;
+    this.#onSettled = onSettled;
   }
 
   get waiting(): number {
@@ -92,13 +109,13 @@ export class Dispatcher {
     return this.#running.size;
   }
 
-  generate(operation: GenerationOperation): GenerationHandle {
+  generate(operation: GenerationOperation, caller: string | null = null): GenerationHandle {
     let job: GenerationJob | undefined;
     const stream = new RelayStream({
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...this.#base(operation, null), kind: "generation", stream, startSent: false, deltaSent: false, unacked: 0 };
+    job = { ...this.#base(operation, null, caller), kind: "generation", stream, startSent: false, deltaSent: false, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -113,13 +130,14 @@ export class Dispatcher {
     if (job !== undefined) this.#cancel(job);
   }
 
-  call(operation: CallOperation, pinned: FleetNode | null = null): Promise<Outcome<CallResult>> {
-    return new Promise((settle) => this.#admit({ ...this.#base(operation, pinned), operation, kind: "call", settle }));
+  call(operation: CallOperation, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResult>> {
+    return new Promise((settle) => this.#admit({ ...this.#base(operation, pinned, caller), operation, kind: "call", settle }));
   }
 
-  #base(operation: Operation, pinned: FleetNode | null): JobBase {
+  #base(operation: Operation, pinned: FleetNode | null, caller: string | null): JobBase {
     return {
       id: crypto.randomUUID(),
+      caller,
       operation,
       model: modelOf(operation),
       receivedAt: Date.now(),
@@ -260,7 +278,14 @@ export class Dispatcher {
 
   onEvents(node: FleetNode, id: string, events: GenerationEvent[]): void {
     const job = this.#jobOn(node, id);
-    if (job === undefined || job.kind !== "generation") return;
+    if (job === undefined) return;
+    if (job.kind !== "generation") {
+      // Never leave the caller waiting on an answer that will not come in the shape it needs.
+      this.#detach(job);
+      this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with generation events.`, { code: "bad_node_response" }));
+      this.capacityChanged();
+      return;
+    }
     const lines: Array<{ event: GenerationEvent }> = [];
     let done = false;
     for (const event of events) {
@@ -276,6 +301,8 @@ export class Dispatcher {
       } else {
         lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
+        const { usage, stats } = event.result;
+        this.#settled(job, usage.prompt_tokens, usage.completion_tokens, stats.time_to_first_token * 1000, false);
       }
     }
     if (lines.length > 0) job.stream.push(encodeLines(lines), job.attempt);
@@ -299,8 +326,10 @@ export class Dispatcher {
       job.settle({ ok: false, error: wire(new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" })) });
     } else if (job.operation.op === "embeddings") {
       const embeddings = parsed.data as EmbeddingsResult;
+      this.#settled(job, embeddings.usage.prompt_tokens, 0, null, false);
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
     } else {
+      this.#settled(job, 0, 0, null, false);
       job.settle({ ok: true, result: parsed.data });
     }
     this.capacityChanged();
@@ -357,6 +386,9 @@ export class Dispatcher {
   }
 
   #cancel(job: GenerationJob): void {
+    if (!this.#generations.has(job.id)) return;
+    // The node's partial usage never arrives once cancelled: the request counts, its tokens cannot.
+    this.#settled(job, 0, 0, null, false);
     this.#generations.delete(job.id);
     job.stream.end();
     const node = job.node;
@@ -372,11 +404,16 @@ export class Dispatcher {
 
   // ---- endings -------------------------------------------------------------------------------
 
+  #settled(job: Job, promptTokens: number, completionTokens: number, ttftMs: number | null, failed: boolean): void {
+    this.#onSettled({ op: job.operation.op, model: job.model, caller: job.caller, promptTokens, completionTokens, ttftMs, failed });
+  }
+
   #fail(job: Job, error: ApiError): void {
     this.#finish(job, wire(error));
   }
 
   #finish(job: Job, error: WireError): void {
+    this.#settled(job, 0, 0, null, true);
     if (job.kind === "generation") {
       this.#generations.delete(job.id);
       job.stream.end(encodeLines([{ error }]));

@@ -1,17 +1,41 @@
 import { DurableObject } from "cloudflare:workers";
 import { ApiError } from "../../shared/errors.ts";
 import { CLOSE_CODES, HEARTBEAT_PING, HEARTBEAT_PONG, parseFrame, PROTOCOL_VERSION, ToGatewayFrame } from "../../shared/protocol.ts";
-import type { NodeSummary } from "../../shared/schemas/admin.ts";
+import type {
+  CreatedKey,
+  CreatedNodeToken,
+  CreateKeyRequest,
+  FleetStats,
+  KeyRecord,
+  NodeSummary,
+  NodeTokenRecord,
+  UpdateKeyRequest,
+  UsageQuery,
+  UsageRow,
+} from "../../shared/schemas/admin.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import { AccessControl, type Grant } from "../access/access-control.ts";
+import { AccessStore } from "../access/access-store.ts";
+import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
+import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import type { GatewayBindings } from "../env.ts";
-import { Dispatcher, FlowControlViolation, send, type GenerationHandle, type GenerationOperation } from "./dispatcher.ts";
-import type { Outcome } from "./fleet-line.ts";
+import {
+  Dispatcher,
+  FlowControlViolation,
+  send,
+  wire,
+  type GenerationHandle,
+  type GenerationOperation,
+  type SettledJob,
+} from "./dispatcher.ts";
+import { encodeLines, type Outcome } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
+import { TrafficStats } from "./traffic-stats.ts";
 
 /**
  * One fleet: the WebSockets of its nodes (hibernation API, so an idle fleet costs nothing), the
@@ -22,6 +46,10 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #config: FleetConfig;
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
+  readonly #access: AccessStore;
+  readonly #ledger: UsageLedger;
+  readonly #control: AccessControl;
+  readonly #traffic = new TrafficStats();
 
   constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
@@ -29,19 +57,45 @@ export class Fleet extends DurableObject<GatewayBindings> {
     // Heartbeats are answered by the runtime itself: a ping never wakes a hibernated fleet.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
     this.#registry = new NodeRegistry(ctx, this.#config.heartbeatTimeoutMs);
-    this.#dispatcher = new Dispatcher(this.#registry, this.#config, (node) => this.#drop(node, 1011, "send failed"));
+    this.#dispatcher = new Dispatcher(
+      this.#registry,
+      this.#config,
+      (node) => this.#drop(node, 1011, "send failed"),
+      (job) => this.#account(job),
+    );
+    this.#access = new AccessStore(ctx.storage.sql);
+    this.#ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => this.#access.touchKeys(lastUsed) });
+    this.#control = new AccessControl(this.#access, this.#ledger);
   }
 
   // ---- RPC from the Worker ---------------------------------------------------------------------
 
-  listModels(): ModelObject[] {
+  // Every API call authorizes its caller here, in the same hop as routing: a revocation, a
+  // scope change or a spent budget holds from the very next request.
+
+  listModels(caller: Caller): Outcome<ModelObject[]> {
+    let grant: Grant | null;
+    try {
+      grant = this.#grant(caller);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return { ok: false, error: wire(error) };
+    }
     const now = Date.now();
-    return fleetModels(this.#registry.online().filter((node) => this.#registry.isAlive(node, now)));
+    const models = fleetModels(this.#registry.online().filter((node) => this.#registry.isAlive(node, now)));
+    return { ok: true, result: grant === null ? models : models.filter((model) => grant.scope.allows(model.id)) };
   }
 
   /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
-  generate(operation: GenerationOperation): GenerationHandle {
-    return this.#dispatcher.generate(operation);
+  generate(operation: GenerationOperation, caller: Caller): GenerationHandle {
+    let callerId: string;
+    try {
+      callerId = this.#admit(caller, operation.body.model);
+    } catch (error) {
+      const refusal = error instanceof ApiError ? error : new ApiError(500, "Authorization failed.");
+      return { id: crypto.randomUUID(), events: new Blob([encodeLines([{ error: wire(refusal) }])]).stream() };
+    }
+    return this.#dispatcher.generate(operation, callerId);
   }
 
   /** The client of a generation went away: stop it on its node and free the slot. */
@@ -49,17 +103,23 @@ export class Fleet extends DurableObject<GatewayBindings> {
     this.#dispatcher.cancel(id);
   }
 
-  embeddings(body: EmbeddingsRequest): Promise<Outcome<EmbeddingsResult>> {
-    return this.#dispatcher.call({ op: "embeddings", body }) as Promise<Outcome<EmbeddingsResult>>;
+  async embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>> {
+    const callerId = this.#admitCall(caller, body.model);
+    if (typeof callerId !== "string") return callerId;
+    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId) as Promise<Outcome<EmbeddingsResult>>;
   }
 
-  loadModel(body: LoadRequest): Promise<Outcome<LoadResult>> {
-    return this.#dispatcher.call({ op: "load", body }) as Promise<Outcome<LoadResult>>;
+  async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
+    const callerId = this.#admitCall(caller, body.model);
+    if (typeof callerId !== "string") return callerId;
+    return this.#dispatcher.call({ op: "load", body }, null, callerId) as Promise<Outcome<LoadResult>>;
   }
 
   /** Unloads the model from every node that has it loaded. */
-  async unloadModel(body: UnloadRequest): Promise<Outcome<UnloadResult>> {
+  async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
     const model = body.instance_id ?? body.model ?? "";
+    const callerId = this.#admitCall(caller, model);
+    if (typeof callerId !== "string") return callerId;
     const loadedOn = this.#registry.online().filter((node) => node.model(model)?.state === "loaded");
     if (loadedOn.length === 0) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
@@ -69,8 +129,68 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
   }
 
+  // ---- RPC from the admin API ------------------------------------------------------------------
+
   listNodes(): NodeSummary[] {
     return this.#registry.summaries(Date.now());
+  }
+
+  stats(): FleetStats {
+    const now = Date.now();
+    const nodes = this.#registry.summaries(now);
+    return {
+      at: new Date(now).toISOString(),
+      nodes_online: nodes.filter((node) => node.online).length,
+      nodes_total: nodes.length,
+      in_flight: this.#dispatcher.running,
+      queue_depth: this.#dispatcher.waiting,
+      bucket_seconds: this.#traffic.bucketSeconds,
+      series: this.#traffic.series(now),
+    };
+  }
+
+  async createKey(request: CreateKeyRequest): Promise<CreatedKey> {
+    const { secret, record } = await this.#access.createKey(request, new Date());
+    return { key: secret, record };
+  }
+
+  listKeys(): KeyRecord[] {
+    this.#ledger.flush();
+    return this.#access.keys();
+  }
+
+  updateKey(id: string, update: UpdateKeyRequest): KeyRecord | null {
+    return this.#access.updateKey(id, update) ?? null;
+  }
+
+  revokeKey(id: string): KeyRecord | null {
+    return this.#access.revokeKey(id, new Date()) ?? null;
+  }
+
+  async createNodeToken(node: string): Promise<CreatedNodeToken> {
+    const { secret, record } = await this.#access.createNodeToken(node, new Date());
+    return { token: secret, record };
+  }
+
+  listNodeTokens(): NodeTokenRecord[] {
+    return this.#access.nodeTokens();
+  }
+
+  /** Revokes a node token and disconnects, at once, every node that joined with it. */
+  revokeNodeToken(id: string): NodeTokenRecord | null {
+    const record = this.#access.revokeNodeToken(id, new Date());
+    if (record === undefined) return null;
+    for (const ws of this.ctx.getWebSockets()) {
+      const attachment = attachmentOf(ws);
+      if (attachment?.token === id) this.#reject(ws, attachment.conn, CLOSE_CODES.revoked, "node token revoked");
+    }
+    return record;
+  }
+
+  usage(query: UsageQuery): UsageRow[] {
+    const names = new Map(this.#access.keys().map((key) => [key.id, key.name]));
+    names.set(ROOT_CALLER_ID, "LMGATE_API_KEY");
+    return this.#ledger.query(query, names);
   }
 
   // ---- agent sockets ---------------------------------------------------------------------------
@@ -80,9 +200,19 @@ export class Fleet extends DurableObject<GatewayBindings> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new ApiError(426, "Expected a WebSocket upgrade.", { code: "upgrade_required" }).toResponse();
     }
+    const tokenHash = request.headers.get(NODE_TOKEN_HASH_HEADER);
+    let tokenId: string | undefined;
+    if (tokenHash !== ROOT_NODE_TOKEN) {
+      const token = tokenHash === null ? undefined : this.#access.useNodeToken(tokenHash, new Date());
+      if (token === undefined || token.revoked_at !== null) {
+        const message = token === undefined ? "Invalid node token." : "This node token has been revoked.";
+        return new ApiError(401, message, { code: "invalid_token" }).toResponse();
+      }
+      tokenId = token.id;
+    }
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
-    this.#registry.accept(server, crypto.randomUUID(), Date.now());
+    this.#registry.accept(server, crypto.randomUUID(), Date.now(), tokenId);
     await this.#ensureSweep();
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -165,6 +295,39 @@ export class Fleet extends DurableObject<GatewayBindings> {
   }
 
   // ---- internals -------------------------------------------------------------------------------
+
+  /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
+  #grant(caller: Caller): Grant | null {
+    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
+  }
+
+  /** Authorizes one request for `model` and counts it against the key's limits; returns whom to account it to. */
+  #admit(caller: Caller, model: string): string {
+    const grant = this.#grant(caller);
+    if (grant === null) return ROOT_CALLER_ID;
+    this.#control.checkModel(grant, model);
+    this.#control.admit(grant, new Date());
+    return grant.key.id;
+  }
+
+  #admitCall(caller: Caller, model: string): string | Outcome<never> {
+    try {
+      return this.#admit(caller, model);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return { ok: false, error: wire(error) };
+    }
+  }
+
+  #account(job: SettledJob): void {
+    const now = new Date();
+    if (job.op === "chat" || job.op === "completion") {
+      this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
+    }
+    if (job.caller !== null) {
+      this.#ledger.record(job.caller, job.model, { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
+    }
+  }
 
   #hello(ws: WebSocket, conn: string, hello: HelloFrame): void {
     if (hello.protocol !== PROTOCOL_VERSION) {

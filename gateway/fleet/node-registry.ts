@@ -8,6 +8,8 @@ export interface Attachment {
   acceptedAt: number;
   /** Set once the node has said hello; its details are in SQLite under this name. */
   name?: string;
+  /** The node token it connected with (absent for the deployment's own LMGATE_NODE_TOKEN), so revoking it can close the socket. */
+  token?: string;
 }
 
 type NodeRow = {
@@ -73,8 +75,8 @@ export class NodeRegistry {
   }
 
   /** A socket that just connected, not yet introduced. */
-  accept(ws: WebSocket, conn: string, now: number): void {
-    ws.serializeAttachment({ conn, acceptedAt: now } satisfies Attachment);
+  accept(ws: WebSocket, conn: string, now: number, token?: string): void {
+    ws.serializeAttachment({ conn, acceptedAt: now, ...(token === undefined ? {} : { token }) } satisfies Attachment);
     this.#connOf.set(ws, conn);
   }
 
@@ -102,7 +104,7 @@ export class NodeRegistry {
   /** Registers a node that said hello; the caller retires any older connection of the same name first. */
   register(ws: WebSocket, conn: string, hello: HelloFrame, now: number): FleetNode {
     const node = new FleetNode({ id: conn, name: hello.node.name, connectedAt: now, ws, info: hello.node, status: hello.status });
-    ws.serializeAttachment({ conn, acceptedAt: now, name: node.name } satisfies Attachment);
+    ws.serializeAttachment({ ...attachmentOf(ws), conn, acceptedAt: now, name: node.name } satisfies Attachment);
     this.#ctx.storage.sql.exec(
       `INSERT INTO nodes (name, conn_id, info_json, status_json, connected_at, disconnected_at) VALUES (?, ?, ?, ?, ?, NULL)
        ON CONFLICT(name) DO UPDATE SET conn_id = excluded.conn_id, info_json = excluded.info_json,

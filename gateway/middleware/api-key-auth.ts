@@ -1,46 +1,32 @@
-import type { Context, MiddlewareHandler } from "hono";
-import { ApiError, invalidApiKey } from "../../shared/errors.ts";
+import type { MiddlewareHandler } from "hono";
+import { invalidApiKey } from "../../shared/errors.ts";
+import type { Caller } from "../access/caller.ts";
+import { credentialKind, sha256Hex } from "../access/credentials.ts";
 import type { GatewayEnv } from "../env.ts";
 import { bearerToken, secretMatches } from "./secrets.ts";
 
-export type KeyCheck = { ok: true } | { ok: false; message: string };
-
-export interface ApiKeyAuthOptions {
-  /**
-   * Decides whether a presented key may call the API. This is the seam where real key
-   * management (hashed keys with scopes in the Fleet's storage) replaces the one dev key.
-   */
-  verify: (key: string, c: Context<GatewayEnv>) => Promise<KeyCheck>;
-}
-
 /**
  * Requires an API key on every route it guards: `Authorization: Bearer <key>`, or `x-api-key`
- * (what the Anthropic family of clients sends). Failures are OpenAI's 401 `invalid_api_key`.
+ * (what the Anthropic family of clients sends). The Worker only works out who is calling; the
+ * Fleet decides, in the same hop as routing, whether that key may make this request.
+ * Failures are OpenAI's 401 `invalid_api_key`.
  */
-export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
-  return async (c, next) => {
+export function apiKeyAuth(): MiddlewareHandler<GatewayEnv> {
+  return async function apiKeyAuth(c, next) {
     const key = bearerToken(c.req.header("authorization")) ?? c.req.header("x-api-key");
     if (key === undefined || key === "") {
       throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
     }
-    const check = await options.verify(key, c);
-    if (!check.ok) throw invalidApiKey(check.message);
+    c.set("caller", await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_NODE_TOKEN));
     await next();
   };
 }
 
-/** The single development key of `LMGATE_API_KEY`. */
-export const devApiKey: ApiKeyAuthOptions["verify"] = async (key, c) => {
-  const expected = c.env.LMGATE_API_KEY;
-  if (expected === undefined || expected === "") {
-    throw new ApiError(500, "The gateway has no API key configured (set the LMGATE_API_KEY secret).", {
-      code: "gateway_misconfigured",
-    });
-  }
-  if (await secretMatches(key, expected)) return { ok: true };
+async function callerOf(key: string, rootKey: string | undefined, rootNodeToken: string | undefined): Promise<Caller> {
+  if (await secretMatches(key, rootKey)) return { kind: "root" };
   // Said plainly, because handing an agent's token to an API client is an easy mistake to make.
-  if (await secretMatches(key, c.env.LMGATE_NODE_TOKEN)) {
-    return { ok: false, message: "That is a node token: node tokens connect agents and cannot call the API." };
+  if (credentialKind(key) === "node" || (await secretMatches(key, rootNodeToken))) {
+    throw invalidApiKey("That is a node token: node tokens connect agents and cannot call the API.");
   }
-  return { ok: false, message: "Incorrect API key provided." };
-};
+  return { kind: "key", hash: await sha256Hex(key) };
+}

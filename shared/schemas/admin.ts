@@ -91,3 +91,29 @@ export const NodeSummary = z.object({
 export type NodeSummary = z.infer<typeof NodeSummary>;
 
 export const ListOf = <T extends z.ZodType>(item: T) => z.object({ data: z.array(item) });
+
+/** One bucket of fleet traffic, for the dashboard's charts. */
+export const StatsBucket = z.object({
+  /** Unix seconds at the start of the bucket. */
+  t: z.number().int(),
+  requests: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  /** Completion tokens per second over the bucket, across the fleet. */
+  tokens_per_second: z.number().nonnegative(),
+  /** Median time to first token of the bucket's requests, in ms; null without requests. */
+  ttft_ms_p50: z.number().nonnegative().nullable(),
+});
+export type StatsBucket = z.infer<typeof StatsBucket>;
+
+/** `GET /admin/stats`: the fleet now, plus the last 15 minutes in 10-second buckets, oldest first. */
+export const FleetStats = z.object({
+  at: z.iso.datetime(),
+  nodes_online: z.number().int().nonnegative(),
+  nodes_total: z.number().int().nonnegative(),
+  in_flight: z.number().int().nonnegative(),
+  queue_depth: z.number().int().nonnegative(),
+  bucket_seconds: z.number().int().positive(),
+  series: z.array(StatsBucket),
+});
+export type FleetStats = z.infer<typeof FleetStats>;
