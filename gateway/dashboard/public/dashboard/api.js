@@ -1,0 +1,97 @@
+// @ts-check
+/** The admin API as the dashboard uses it: GET only, the admin token as a bearer token. */
+
+/** @typedef {import("../../../../shared/schemas/admin.ts").NodeSummary} NodeSummary */
+/** @typedef {import("../../../../shared/schemas/admin.ts").FleetStats} FleetStats */
+/** @typedef {import("../../../../shared/schemas/admin.ts").UsageRow} UsageRow */
+/** @typedef {import("../../../../shared/schemas/admin.ts").KeyRecord} KeyRecord */
+
+export class AdminApiError extends Error {
+  /**
+   * @param {number} status HTTP status; 0 when the gateway could not be reached.
+   * @param {string} message
+   */
+  constructor(status, message) {
+    super(message);
+    this.name = "AdminApiError";
+    this.status = status;
+  }
+  /** The token was refused: sign out. */
+  get unauthorized() {
+    return this.status === 401 || this.status === 403;
+  }
+  /** The gateway does not serve this route (an older gateway): the panel says so and the rest works. */
+  get missing() {
+    return this.status === 404;
+  }
+}
+
+const TIMEOUT_MS = 8_000;
+
+/**
+ * GET an admin route. Throws AdminApiError with the gateway's own message on a non-2xx answer.
+ * @param {string} path e.g. "/admin/nodes"
+ * @param {string} token the admin token
+ * @returns {Promise<unknown>}
+ */
+export async function adminGet(path, token) {
+  let response;
+  try {
+    response = await fetch(path, {
+      headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+      cache: "no-store",
+      credentials: "omit",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch (error) {
+    const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+    throw new AdminApiError(0, timedOut ? "The gateway did not answer in time." : "Could not reach the gateway.");
+  }
+  if (!response.ok) throw new AdminApiError(response.status, await errorMessage(response));
+  try {
+    return await response.json();
+  } catch {
+    throw new AdminApiError(response.status, `The gateway sent something other than JSON for ${path}.`);
+  }
+}
+
+/** @param {Response} response */
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    const message = body?.error?.message;
+    if (typeof message === "string" && message) return message;
+  } catch {
+    // not JSON
+  }
+  return `HTTP ${response.status} ${response.statusText}`.trim();
+}
+
+/**
+ * `{data: [...]}` per the contract; a bare array is accepted too.
+ * @template T
+ * @param {unknown} body
+ * @returns {T[]}
+ */
+export function listOf(body) {
+  if (Array.isArray(body)) return body;
+  const data = /** @type {{data?: unknown}} */ (body)?.data;
+  return Array.isArray(data) ? data : [];
+}
+
+/** @param {string} token */
+export const fetchNodes = async (token) => /** @type {NodeSummary[]} */ (listOf(await adminGet("/admin/nodes", token)));
+
+/** @param {string} token */
+export const fetchStats = async (token) => /** @type {FleetStats} */ (await adminGet("/admin/stats", token));
+
+/**
+ * Usage rows of one UTC day.
+ * @param {string} token
+ * @param {string} day YYYY-MM-DD
+ */
+export const fetchUsage = async (token, day) =>
+  /** @type {UsageRow[]} */ (listOf(await adminGet(`/admin/usage?from=${day}&to=${day}`, token)));
+
+/** @param {string} token */
+export const fetchKeys = async (token) => /** @type {KeyRecord[]} */ (listOf(await adminGet("/admin/keys", token)));

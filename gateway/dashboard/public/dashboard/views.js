@@ -1,0 +1,212 @@
+// @ts-check
+/**
+ * The tables and the headline tiles. Everything the gateway or an agent names (nodes, models,
+ * keys) goes into the page as text, never as HTML.
+ */
+import { backendOf, fmtAgo, fmtBytes, fmtCompact, fmtContext, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots } from "./model.js";
+
+/** @typedef {import("./api.js").NodeSummary} NodeSummary */
+/** @typedef {import("./model.js").FleetModel} FleetModel */
+/** @typedef {import("./model.js").KeyUsage} KeyUsage */
+
+/**
+ * @param {string} tag
+ * @param {Record<string, string | number | boolean | undefined | null>} [attrs] `class`, `title`, `data-*`, …
+ * @param {...(Node | string | number | null | undefined | false)} children
+ * @returns {HTMLElement}
+ */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/**
+ * Replaces a table body's rows; shows `empty` across the table when there are none.
+ * @param {HTMLTableSectionElement} tbody
+ * @param {HTMLElement[]} rows
+ * @param {string} empty
+ */
+function fillBody(tbody, rows, empty) {
+  if (rows.length === 0) {
+    const columns = tbody.closest("table")?.querySelectorAll("thead th").length ?? 1;
+    tbody.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: columns }, empty)));
+  } else {
+    tbody.replaceChildren(...rows);
+  }
+}
+
+/** @param {string} filter @param {...string} fields */
+const matches = (filter, ...fields) => filter === "" || fields.some((field) => field.toLowerCase().includes(filter));
+
+/**
+ * A small meter: busy of total, as text and a bar.
+ * @param {number} busy
+ * @param {number} total
+ * @param {(value: number) => string} [format]
+ */
+function meter(busy, total, format = fmtInt) {
+  if (total <= 0) return el("span", { class: "muted", title: "no model loaded" }, "—");
+  const share = total > 0 ? Math.min(1, busy / total) : 0;
+  const bar = el("span", { class: "meter-bar" });
+  bar.style.width = `${Math.round(share * 100)}%`;
+  return el(
+    "span",
+    { class: `meter${busy > 0 && busy >= total ? " full" : ""}`, title: `${busy} of ${total} slots busy` },
+    el("span", { class: "meter-text" }, `${format(busy)} / ${format(total)}`),
+    el("span", { class: "meter-track" }, bar),
+  );
+}
+
+/**
+ * @param {HTMLTableSectionElement} tbody
+ * @param {NodeSummary[]} nodes
+ * @param {{now: number, filter: string, staleMs: number}} options
+ */
+export function renderNodes(tbody, nodes, { now, filter, staleMs }) {
+  const rows = nodes
+    .filter((node) => matches(filter, node.name, node.hardware.cpu, node.hardware.gpu ?? "", node.runtime.name, ...node.models.map((m) => m.id)))
+    .map((node) => {
+      const hw = node.hardware;
+      const heartbeatAge = node.last_heartbeat_at === null ? Infinity : now - Date.parse(node.last_heartbeat_at);
+      const state = !node.online ? "offline" : heartbeatAge > staleMs ? "stale" : "online";
+      const stateLabel = { online: "Online", stale: "Late", offline: "Offline" }[state];
+      const slots = nodeSlots(node);
+      const loaded = node.models.filter((model) => model.state === "loaded" && node.online);
+      const device = hw.gpu_devices.length > 0 ? hw.gpu_devices.join(", ") : hw.gpu ? hw.gpu.toUpperCase() : hw.cpu;
+      const details = [
+        `${hw.cores} cores`,
+        `${fmtBytes(hw.memory_bytes)} RAM`,
+        hw.vram_bytes !== null ? `${fmtBytes(hw.vram_bytes)} VRAM` : null,
+      ].filter(Boolean).join(" · ");
+      const backend = backendOf(node.runtime.name);
+      const modelNames = node.models.map((model) => model.id + (model.state === "loaded" && node.online ? " (loaded)" : "")).join("\n");
+      return el(
+        "tr",
+        { "data-node": node.name, class: state },
+        el("td", {}, el("span", { class: `pill ${state}` }, el("span", { class: "dot" }), stateLabel)),
+        el("td", { class: "strong" }, node.name),
+        el("td", { class: "hardware" }, el("span", { class: "ellipsis", title: `${device}\n${hw.cpu}\n${details}` }, device, el("span", { class: "sub" }, ` · ${details}`))),
+        el("td", {}, el("span", { class: `badge backend-${backend.toLowerCase()}`, title: `${node.runtime.name}\n${node.runtime.version}` }, backend)),
+        el("td", {}, meter(slots.busy, slots.total)),
+        el("td", { class: "num" }, node.online ? fmtInt(node.in_flight) : "—"),
+        el("td", { class: "muted nowrap", title: node.last_heartbeat_at ?? "" }, fmtAgo(node.last_heartbeat_at, now)),
+        el(
+          "td",
+          { class: "models-cell", title: modelNames },
+          el("span", { class: "count" }, `${loaded.length}/${node.models.length}`),
+          el("span", { class: "ellipsis sub" }, node.models.map((model) => model.id).join(", ") || "no models"),
+        ),
+      );
+    });
+  fillBody(tbody, rows, nodes.length === 0 ? "No node has connected yet. Start an agent with --gateway and a node token." : "No node matches the filter.");
+}
+
+/**
+ * @param {HTMLTableSectionElement} tbody
+ * @param {FleetModel[]} models
+ * @param {{filter: string}} options
+ */
+export function renderModels(tbody, models, { filter }) {
+  const rows = models
+    .filter((model) => matches(filter, model.id, model.arch, model.quantization, model.type, ...model.holders.map((h) => h.node)))
+    .map((model) => {
+      const speeds = model.holders.map((h) => h.tokensPerSecond).filter((v) => v !== null);
+      const best = speeds.length > 0 ? Math.max(.../** @type {number[]} */ (speeds)) : null;
+      const state =
+        model.loadedOn > 0 ? el("span", { class: "pill online" }, el("span", { class: "dot" }), `Loaded · ${model.loadedOn}/${model.holders.length}`)
+        : model.onlineHolders > 0 ? el("span", { class: "pill idle" }, el("span", { class: "dot" }), "Not loaded")
+        : el("span", { class: "pill offline" }, el("span", { class: "dot" }), "No node online");
+      return el(
+        "tr",
+        { "data-model": model.id },
+        el("td", {}, el("span", { class: "ellipsis model-id", title: `${model.id}\n${model.arch} · ${model.type}` }, el("span", { class: "strong" }, model.id), el("span", { class: "sub" }, ` · ${model.arch}${model.type === "llm" ? "" : ` · ${model.type}`}`))),
+        el("td", {}, el("span", { class: "badge" }, model.quantization)),
+        el("td", { class: "num nowrap", title: "loaded context / max context (tokens)" }, model.loadedContext !== null ? `${fmtContext(model.loadedContext)} / ${fmtContext(model.maxContext)}` : fmtContext(model.maxContext)),
+        el("td", {}, state),
+        el("td", { class: "holders" }, ...holderChips(model)),
+        el("td", { class: "num" }, best === null ? "—" : fmtRate(best)),
+      );
+    });
+  fillBody(tbody, rows, models.length === 0 ? "No models yet: the connected nodes report none." : "No model matches the filter.");
+}
+
+/** At most this many node chips per model row; the rest are summed up in a "+N" chip. */
+const MAX_CHIPS = 3;
+
+/** @param {FleetModel} model */
+function holderChips(model) {
+  /** @param {import("./model.js").Holder} h */
+  const describe = (h) => `${h.node}: ${h.loaded ? `loaded, ${h.slotsBusy}/${h.slots} slots busy` : h.online ? "holds it, not loaded" : "offline"}`;
+  const shown = model.holders.slice(0, MAX_CHIPS);
+  const rest = model.holders.slice(MAX_CHIPS);
+  const chips = shown.map((h) =>
+    el(
+      "span",
+      { class: `chip ${h.loaded ? "loaded" : h.online ? "idle" : "offline"}`, title: describe(h), "data-holder": h.node },
+      h.node,
+      h.loaded && h.slotsBusy > 0 ? el("span", { class: "chip-busy" }, `${h.slotsBusy}/${h.slots}`) : null,
+    ),
+  );
+  if (rest.length > 0) {
+    const restLoaded = rest.filter((h) => h.loaded).length;
+    chips.push(el("span", { class: `chip more${restLoaded > 0 ? " loaded" : ""}`, title: rest.map(describe).join("\n") }, `+${rest.length}`));
+  }
+  return chips;
+}
+
+/**
+ * @param {HTMLTableSectionElement} tbody
+ * @param {KeyUsage[]} usage
+ */
+export function renderUsage(tbody, usage) {
+  const rows = usage.map((key) => {
+    const tokens = key.promptTokens + key.completionTokens;
+    const quota =
+      key.tokensPerDay === null ? el("span", { class: "muted" }, "no limit") : meter(tokens, key.tokensPerDay, fmtCompact);
+    if (key.tokensPerDay !== null) quota.setAttribute("title", `${fmtInt(tokens)} of ${fmtInt(key.tokensPerDay)} tokens today`);
+    const models = key.models.length > 0 ? key.models.join(", ") : "no requests";
+    return el(
+      "tr",
+      { "data-key": key.keyId, class: key.revoked ? "revoked" : undefined, title: `${key.name}${key.prefix ? ` (${key.prefix}…)` : ""}\nmodels today: ${models}` },
+      el(
+        "td",
+        { class: "key-cell" },
+        el("span", { class: "ellipsis" }, el("span", { class: "strong" }, key.name), el("span", { class: "sub mono" }, `  ${key.prefix ? `${key.prefix}…` : key.keyId}`), key.revoked ? el("span", { class: "tag" }, "revoked") : null),
+      ),
+      el("td", { class: "num" }, fmtCount(key.requests)),
+      el("td", { class: "num" }, fmtCount(key.promptTokens)),
+      el("td", { class: "num" }, fmtCount(key.completionTokens)),
+      el("td", { class: `num${key.errors > 0 ? " bad" : ""}` }, fmtCount(key.errors)),
+      el("td", { class: "models-used" }, el("span", { class: "ellipsis sub" }, models)),
+      el("td", {}, quota),
+    );
+  });
+  fillBody(tbody, rows, "No usage today.");
+}
+
+/**
+ * The headline tiles: `data-kpi` elements get their text; a missing value shows as "—".
+ * @param {ParentNode} root
+ * @param {Record<string, {value: string, sub?: string, tone?: "bad" | "warn" | null}>} values
+ */
+export function renderKpis(root, values) {
+  for (const tile of root.querySelectorAll("[data-kpi]")) {
+    const item = values[/** @type {HTMLElement} */ (tile).dataset.kpi ?? ""];
+    const value = tile.querySelector(".kpi-value");
+    const sub = tile.querySelector(".kpi-sub");
+    if (value) value.textContent = item?.value ?? "—";
+    if (sub) sub.textContent = item?.sub ?? "";
+    tile.classList.toggle("bad", item?.tone === "bad");
+    tile.classList.toggle("warn", item?.tone === "warn");
+  }
+}
+
+export { fmtMs, fmtRate, fmtInt };

@@ -1,0 +1,257 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { NodeSummary } from "../../shared/schemas/admin.ts";
+import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
+import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { testModelsDir } from "../harness/test-models.ts";
+
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's package, driven by playwright-core)
+ * opens `/dashboard` on the real gateway (`wrangler dev`) with two real agents after some traffic,
+ * signs in with the admin token and finds both nodes, their models and the throughput chart.
+ * Leaves a screenshot in test-artifacts/dashboard.png.
+ */
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const SCREENSHOT = fileURLToPath(new URL("../../test-artifacts/dashboard.png", import.meta.url));
+const TOKEN_KEY = "lmgate.dashboard.adminToken";
+
+/** Finds Debian's Chromium, or installs it once with apt-get; the reason it can't otherwise. */
+function findOrInstallChromium(): { path: string } | { skip: string } {
+  if (existsSync(CHROMIUM)) return { path: CHROMIUM };
+  if (process.platform !== "linux" || process.getuid?.() !== 0) {
+    return { skip: `${CHROMIUM} is missing and installing it needs root on Debian (apt-get install chromium)` };
+  }
+  console.log(`dashboard test: ${CHROMIUM} is missing; installing Debian's chromium package (apt-get)…`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const update = spawnSync("apt-get", ["update"], { env, encoding: "utf8", timeout: 300_000 });
+  const install = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], { env, encoding: "utf8", timeout: 600_000 });
+  if (existsSync(CHROMIUM)) return { path: CHROMIUM };
+  const tail = (result: typeof install) => `${result.error?.message ?? ""}${result.stderr ?? ""}`.trim().split("\n").slice(-3).join(" | ");
+  return { skip: `Chromium could not be installed (apt-get update: ${update.status}; apt-get install chromium: ${install.status}: ${tail(install) || tail(update)})` };
+}
+
+const browserFound = findOrInstallChromium();
+if ("skip" in browserFound) console.warn(`dashboard test SKIPPED: ${browserFound.skip}`);
+
+let gateway: GatewayProcess;
+const agents: AgentProcess[] = [];
+const cleanup: string[] = [];
+let browser: Browser | undefined;
+
+/** A models folder with just these files of the shared test models (symlinked). */
+async function modelsFolder(files: string[]): Promise<string> {
+  const source = await testModelsDir();
+  const dir = await mkdtemp(join(tmpdir(), "lmgate-dashboard-models-"));
+  cleanup.push(dir);
+  for (const file of files) {
+    await mkdir(dirname(join(dir, file)), { recursive: true });
+    await symlink(join(source, file), join(dir, file));
+  }
+  return dir;
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const admin = (path: string) => fetch(`${gateway.url}${path}`, { headers: { authorization: `Bearer ${gateway.adminToken}` } });
+
+async function nodes(): Promise<NodeSummary[]> {
+  const body = (await (await admin("/admin/nodes")).json()) as { data: unknown[] };
+  return body.data.map((node) => NodeSummary.parse(node));
+}
+
+async function chat(model: string, stream = false): Promise<void> {
+  const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${gateway.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ model, messages: [{ role: "user", content: "Tell me about the sea." }], max_tokens: 32, stream }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  expect(response.status, `chat with ${model}`).toBe(200);
+  await response.text();
+}
+
+async function embed(model: string): Promise<void> {
+  const response = await fetch(`${gateway.url}/v1/embeddings`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${gateway.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ model, input: "the sea" }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  expect(response.status, `embeddings with ${model}`).toBe(200);
+  await response.text();
+}
+
+/** Loads the model on every online node that holds it (the load API picks a holder that has not loaded it yet). */
+async function loadEverywhere(model: string): Promise<void> {
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const holders = (await nodes()).filter((node) => node.online && node.models.some((entry) => entry.id === model));
+    if (holders.every((node) => node.models.find((entry) => entry.id === model)?.state === "loaded")) return;
+    const response = await fetch(`${gateway.url}/api/v1/models/load`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${gateway.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(response.status, `load ${model}`).toBe(200);
+    await response.text();
+  }
+  throw new Error(`${model} is not loaded on every node that holds it`);
+}
+
+beforeAll(async () => {
+  if ("skip" in browserFound) return;
+  const [dirA, dirB] = await Promise.all([
+    modelsFolder(["lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf", "lmgate/tiny-embed-GGUF/tiny-embed-F32.gguf"]),
+    modelsFolder(["lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf", "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"]),
+  ]);
+  gateway = await startGateway({ vars: { LMGATE_HEARTBEAT_INTERVAL_MS: "2000", LMGATE_HEARTBEAT_TIMEOUT_MS: "6000" } });
+  const [a, b] = await Promise.all([
+    startAgent({ models: [dirA], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-a" }),
+    startAgent({ models: [dirB], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-b" }),
+  ]);
+  agents.push(a, b);
+  await until(async () => (await nodes()).filter((node) => node.online).length === 2, "both nodes online");
+  browser = await chromium.launch({ executablePath: browserFound.path, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all(agents.map((agent) => agent.stop()));
+  await gateway?.stop();
+  for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
+});
+
+const suiteName = "skip" in browserFound ? `dashboard in a real browser (skipped: ${browserFound.skip})` : "dashboard in a real browser";
+
+describe.skipIf("skip" in browserFound)(suiteName, () => {
+  test("the dashboard is static assets at /dashboard/, and the Worker still answers everything else", async () => {
+    const redirect = await fetch(`${gateway.url}/dashboard`, { redirect: "manual" });
+    expect([301, 302, 307, 308]).toContain(redirect.status);
+    expect(new URL(redirect.headers.get("location") ?? "", gateway.url).pathname).toBe("/dashboard/");
+
+    const page = await fetch(`${gateway.url}/dashboard/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    expect(await page.text()).toContain('id="signin-form"');
+    const vendored = await fetch(`${gateway.url}/dashboard/vendor/uPlot.iife.min.js`);
+    expect(vendored.status, "uPlot vendored by scripts/build-dashboard.ts").toBe(200);
+    await vendored.arrayBuffer();
+
+    const unknown = await fetch(`${gateway.url}/no-such-route`, { headers: { authorization: `Bearer ${gateway.apiKey}` } });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe("not_found");
+    expect((await fetch(`${gateway.url}/admin/nodes`)).status).toBe(401);
+  });
+
+  test("sign in, see both nodes, their models and live throughput; sign out", async () => {
+    // Traffic first, on both nodes: the chat model both hold (loaded on both), the one only
+    // node-b holds, and node-a's embedding model.
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([chat("tiny-chat-f32"), chat("tiny-chat-q8_0", i === 0)]);
+    }
+    await loadEverywhere("tiny-chat-f32");
+    await Promise.all([chat("tiny-chat-f32"), chat("tiny-chat-f32", true), embed("tiny-embed-f32")]);
+    const statsServed = (await admin("/admin/stats")).status === 200;
+
+    const context = await browser!.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: "light" });
+    const page: Page = await context.newPage();
+    const pageErrors: string[] = [];
+    const cspViolations: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+    });
+
+    try {
+      await page.goto(`${gateway.url}/dashboard`, { timeout: 20_000 });
+      expect(new URL(page.url()).pathname).toBe("/dashboard/");
+      await page.locator("#signin-form").waitFor({ state: "visible", timeout: 10_000 });
+
+      // A wrong token: a clear message, nothing stored.
+      await page.fill("#token", "definitely-not-the-admin-token");
+      await page.click("#signin-button");
+      await expect.poll(() => page.locator("#signin-error").textContent(), { timeout: 10_000 }).toMatch(/Wrong admin token/);
+      expect(await page.evaluate((key) => sessionStorage.getItem(key), TOKEN_KEY)).toBeNull();
+      // The API key is not the admin token either.
+      await page.fill("#token", gateway.apiKey);
+      await page.click("#signin-button");
+      await expect.poll(() => page.locator("#signin-error").textContent(), { timeout: 10_000 }).toMatch(/API key/);
+
+      // The admin token: kept in sessionStorage only, never in the URL or localStorage.
+      await page.fill("#token", gateway.adminToken);
+      await page.click("#signin-button");
+      await page.locator("#dashboard-view").waitFor({ state: "visible", timeout: 10_000 });
+      const storage = await page.evaluate((key) => ({ session: sessionStorage.getItem(key), local: localStorage.length }), TOKEN_KEY);
+      expect(storage).toEqual({ session: gateway.adminToken, local: 0 });
+      expect(page.url()).not.toContain(gateway.adminToken);
+      expect(await page.inputValue("#token")).toBe("");
+
+      // Both nodes, online, with their hardware and backend.
+      for (const name of ["node-a", "node-b"]) {
+        const row = page.locator(`#nodes-body tr[data-node="${name}"]`);
+        await row.waitFor({ timeout: 10_000 });
+        await expect.poll(() => row.textContent()).toContain("Online");
+        expect(await row.textContent()).toMatch(/CPU|CUDA|Vulkan|Metal/);
+      }
+
+      // Every model, with the nodes that hold it; the chat models are loaded after the traffic.
+      const holders = async (model: string) =>
+        page.locator(`#models-body tr[data-model="${model}"] [data-holder]`).evaluateAll((chips) => chips.map((chip) => chip.getAttribute("data-holder")).sort());
+      await expect.poll(() => holders("tiny-chat-f32"), { timeout: 10_000 }).toEqual(["node-a", "node-b"]);
+      expect(await holders("tiny-chat-q8_0")).toEqual(["node-b"]);
+      expect(await holders("tiny-embed-f32")).toEqual(["node-a"]);
+      await expect.poll(() => page.locator('#models-body tr[data-model="tiny-chat-f32"]').textContent()).toContain("Loaded · 2/2");
+      expect(await page.locator('#models-body tr[data-model="tiny-chat-q8_0"]').textContent()).toMatch(/Loaded/);
+      expect(await page.locator('#models-body tr[data-model="tiny-chat-q8_0"]').textContent()).toContain("Q8_0");
+
+      // The charts: drawn by uPlot; the throughput one shows the traffic once /admin/stats exists.
+      await page.locator("#chart-throughput canvas").waitFor({ timeout: 10_000 });
+      if (statsServed) {
+        await expect
+          .poll(() => page.locator("#chart-throughput").getAttribute("data-nonzero").then(Number), { timeout: 15_000, message: "throughput chart has points above zero" })
+          .toBeGreaterThan(0);
+        await expect.poll(() => page.locator('[data-kpi="tps"] .kpi-value').textContent()).not.toBe("—");
+      } else {
+        console.warn("dashboard test: the gateway does not serve /admin/stats yet, so the throughput chart is not checked for data");
+      }
+
+      await page.waitForTimeout(500); // let the last refresh settle before the picture
+      await mkdir(dirname(SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      console.log(`dashboard screenshot: ${SCREENSHOT}`);
+
+      // Sign out: back to the form, the token gone.
+      await page.click("#sign-out");
+      await page.locator("#signin-form").waitFor({ state: "visible" });
+      expect(await page.evaluate((key) => sessionStorage.getItem(key), TOKEN_KEY)).toBeNull();
+      expect(await page.locator("#nodes-body tr").count()).toBe(0);
+
+      expect(pageErrors).toEqual([]);
+      expect(cspViolations).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+});
