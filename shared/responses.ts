@@ -48,16 +48,22 @@ export function completionBody(
   result: GenerationResult,
   flavor: Flavor,
 ): ChatCompletion | TextCompletion {
-  const common = { ...head, usage: result.usage, ...extras(result, flavor) };
+  const tail = { usage: result.usage, ...extras(result, flavor) };
   if (kind === "text") {
-    return { ...common, object: "text_completion", choices: [{ index: 0, text, logprobs: null, finish_reason: result.finish_reason }] };
+    const choices = [{ index: 0, text, logprobs: null, finish_reason: result.finish_reason }];
+    return { ...ordered(head, "text_completion"), choices, ...tail };
   }
   const message = {
     role: "assistant" as const,
     content: result.tool_calls && text === "" ? null : text,
     ...(result.tool_calls ? { tool_calls: result.tool_calls } : {}),
   };
-  return { ...common, object: "chat.completion", choices: [{ index: 0, logprobs: null, finish_reason: result.finish_reason, message }] };
+  return { ...ordered(head, "chat.completion"), choices: [{ index: 0, logprobs: null, finish_reason: result.finish_reason, message }], ...tail };
+}
+
+/** OpenAI's key order (`id`, `object`, `created`, `model`): some clients print bodies as they come. */
+function ordered<O extends string>(head: ResponseHead, object: O) {
+  return { id: head.id, object, created: head.created, model: head.model };
 }
 
 type Chunk = ChatCompletionChunk | TextCompletionChunk;
@@ -76,7 +82,7 @@ export class ChunkShaper {
 
   #chunk(choice: Record<string, unknown> | null, rest: Record<string, unknown> = {}): Chunk {
     const choices = choice === null ? [] : [{ index: 0, logprobs: null, finish_reason: null, ...choice }];
-    return { ...this.#head, object: this.#kind === "chat" ? "chat.completion.chunk" : "text_completion", choices, ...rest } as Chunk;
+    return { ...ordered(this.#head, this.#kind === "chat" ? "chat.completion.chunk" : "text_completion"), choices, ...rest } as Chunk;
   }
 
   /** OpenAI's first chat chunk announces the role; completions have no such chunk. */
