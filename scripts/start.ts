@@ -128,6 +128,7 @@ lmgate is running: gateway ${GATEWAY} (wrangler dev, state in .lmgate/state) + o
 
   API key (dev):  ${apiKey}      (kept in .lmgate/dev-key)
   Admin token:    ${secrets.LMGATE_ADMIN_TOKEN}   (kept in .dev.vars; the lmgate CLI finds it there)
+  Dashboard:      ${GATEWAY}/dashboard/   (sign in with the admin token)
 
 Try:
   curl ${GATEWAY}/api/v0/models -H "Authorization: Bearer ${apiKey}"
