@@ -1,5 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { exports } from "cloudflare:workers";
+import { createExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import app from "./index.ts";
 import { ADMIN_TOKEN, API_KEY, dialGateway, NODE_TOKEN } from "./test/fake-agent.ts";
 
 const get = (path: string, headers: Record<string, string> = {}) => exports.default.fetch(`http://gateway.test${path}`, { headers });
@@ -70,5 +72,36 @@ describe("admin token", () => {
     const response = await get("/admin/nodes", { authorization: `Bearer ${ADMIN_TOKEN}` });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ data: [] });
+  });
+});
+
+describe("CORS", () => {
+  const preflight = (origin: string) => ({ method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" } });
+
+  test("is off by default: no CORS headers, and a preflight gets no pass", async () => {
+    const response = await get("/v1/models", { authorization: `Bearer ${API_KEY}`, origin: "https://evil.example" });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("access-control-allow-origin")).toBeNull();
+    const check = await exports.default.fetch("http://gateway.test/v1/chat/completions", preflight("https://evil.example"));
+    expect(check.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  test("LMGATE_CORS_ORIGINS allows exactly the listed origins, preflight before auth", async () => {
+    const withCors = { ...env, LMGATE_CORS_ORIGINS: "https://chat.example, https://other.example" };
+    const call = (path: string, init: RequestInit) => app.fetch(new Request(`http://gateway.test${path}`, init), withCors, createExecutionContext());
+
+    const allowed = await call("/v1/chat/completions", preflight("https://chat.example"));
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://chat.example");
+    expect(allowed.headers.get("access-control-allow-headers")).toMatch(/authorization/);
+
+    const listed = await call("/v1/models", { headers: { authorization: `Bearer ${API_KEY}`, origin: "https://other.example" } });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get("access-control-allow-origin")).toBe("https://other.example");
+
+    const stranger = await call("/v1/models", { headers: { authorization: `Bearer ${API_KEY}`, origin: "https://evil.example" } });
+    expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
+    // CORS only tells browsers what they may read: the key is still required.
+    expect((await call("/v1/models", { headers: { origin: "https://chat.example" } })).status).toBe(401);
   });
 });

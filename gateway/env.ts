@@ -14,6 +14,8 @@ export interface GatewayBindings {
   LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
   LMGATE_QUEUE_TIMEOUT_MS?: string;
   LMGATE_MAX_QUEUE?: string;
+  /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
+  LMGATE_CORS_ORIGINS?: string;
 }
 
 export type GatewayEnv = { Bindings: GatewayBindings; Variables: { caller: Caller } };

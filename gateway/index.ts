@@ -5,6 +5,7 @@ import { ApiError, toApiError } from "../shared/errors.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
+import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { agentRoutes } from "./routes/agent.ts";
 
@@ -14,6 +15,8 @@ const logUnexpected = (error: unknown) => console.error("lmgate gateway: unexpec
 
 const app = new Hono<GatewayEnv>();
 
+// First, so a browser's preflight (which carries no key) gets its answer before any auth.
+app.use("*", corsFromEnv());
 // Public: health checks, and the greeting LM Studio's tools probe before they have a key.
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/agent", agentRoutes);
