@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NodeSummary } from "../../shared/schemas/admin.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { connectIdleNode, simulatedModel, type IdleNode } from "../harness/idle-node.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -29,6 +30,7 @@ const CHROMIUM_ARGS = [
   "--no-first-run",
 ];
 const SCREENSHOT = fileURLToPath(new URL("../../test-artifacts/dashboard.png", import.meta.url));
+const FLEET_SCREENSHOT = fileURLToPath(new URL("../../test-artifacts/dashboard-fleet.png", import.meta.url));
 const TOKEN_KEY = "lmgate.dashboard.adminToken";
 
 /** Finds Debian's Chromium, or installs it once with apt-get; the reason it can't otherwise. */
@@ -51,6 +53,7 @@ if ("skip" in browserFound) console.warn(`dashboard test SKIPPED: ${browserFound
 
 let gateway: GatewayProcess;
 const agents: AgentProcess[] = [];
+const idleNodes: IdleNode[] = [];
 const cleanup: string[] = [];
 let browser: Browser | undefined;
 
@@ -138,6 +141,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  await Promise.all(idleNodes.map((node) => node.close()));
   await Promise.all(agents.map((agent) => agent.stop()));
   await gateway?.stop();
   for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
@@ -250,6 +254,57 @@ describe.skipIf("skip" in browserFound)(suiteName, () => {
 
       expect(pageErrors).toEqual([]);
       expect(cspViolations).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
+  test("stays usable with 20 more nodes and 50 more models: every row is there, and the filters find one", async () => {
+    // 20 simulated nodes over real WebSockets; node i holds 5 of the 50 models, the first two loaded.
+    const models = Array.from({ length: 50 }, (_, i) => `sim-model-${String(i).padStart(2, "0")}`);
+    for (let i = 0; i < 20; i++) {
+      const held = Array.from({ length: 5 }, (_, j) => models[(i * 5 + j * 3) % 50]!);
+      idleNodes.push(
+        await connectIdleNode({
+          url: gateway.url,
+          token: gateway.nodeToken,
+          name: `sim-node-${String(i).padStart(2, "0")}`,
+          models: held.map((id, j) => simulatedModel(id, j < 2)),
+        }),
+      );
+    }
+    await until(async () => (await nodes()).filter((node) => node.online).length === 22, "22 nodes online");
+
+    const context = await browser!.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    try {
+      await page.goto(`${gateway.url}/dashboard/`, { timeout: 20_000 });
+      await page.fill("#token", gateway.adminToken);
+      await page.click("#signin-button");
+      await page.locator("#dashboard-view").waitFor({ state: "visible", timeout: 10_000 });
+
+      await expect.poll(() => page.locator("#nodes-body tr").count(), { timeout: 10_000 }).toBe(22);
+      await expect.poll(() => page.locator("#models-body tr").count(), { timeout: 10_000 }).toBe(53);
+      expect(await page.locator('#models-body tr[data-model="sim-model-07"] [data-holder]').count()).toBeGreaterThan(0);
+
+      await page.fill("#nodes-filter", "sim-node-13");
+      await expect.poll(() => page.locator("#nodes-body tr").count()).toBe(1);
+      await page.fill("#models-filter", "sim-model-42");
+      await expect.poll(() => page.locator("#models-body tr").count()).toBe(1);
+      // Filters survive the live refresh (a redraw must not throw the user's view away).
+      await page.waitForTimeout(6_000);
+      expect(await page.locator("#nodes-body tr").count()).toBe(1);
+      expect(await page.inputValue("#models-filter")).toBe("sim-model-42");
+      await page.fill("#nodes-filter", "");
+      await page.fill("#models-filter", "");
+      await expect.poll(() => page.locator("#nodes-body tr").count()).toBe(22);
+
+      await mkdir(dirname(FLEET_SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: FLEET_SCREENSHOT, fullPage: true });
+      console.log(`dashboard screenshot (22 nodes, 53 models): ${FLEET_SCREENSHOT}`);
+      expect(pageErrors).toEqual([]);
     } finally {
       await context.close();
     }
