@@ -1,6 +1,6 @@
 /**
  * `npm run models -- [--dir <dir>] [--small]`: writes the generated demo models (and, with --small,
- * the benchmark's ~0.4 B-parameter model) into an LM Studio-style models folder. Files already
+ * the benchmark's ~0.5 B-parameter model) into an LM Studio-style models folder. Files already
  * there with the right size are kept.
  */
 import { stat } from "node:fs/promises";

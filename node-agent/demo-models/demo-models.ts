@@ -52,8 +52,8 @@ export const DEMO_MODELS: readonly DemoModel[] = [
 ];
 
 /**
- * A synthetic model of realistic size for benchmarks (~0.4 B parameters, ~430 MB in Q8_0): big
- * enough that generation is compute-bound like a real small model. Written only on request.
+ * A synthetic model of realistic size for benchmarks (~0.5 B parameters, ~550 MB in Q8_0): big
+ * enough that generation is compute-bound like a real small model. Written only on request (≈20 s).
  */
 export const BENCH_SMALL_MODEL: DemoModel = {
   path: "lmgate/bench-small-GGUF/bench-small-Q8_0.gguf",
@@ -62,7 +62,7 @@ export const BENCH_SMALL_MODEL: DemoModel = {
     name: "bench-small",
     embeddingLength: 1024,
     layers: 24,
-    feedForwardLength: 4096,
+    feedForwardLength: 5632,
     heads: 16,
     kvHeads: 16,
     contextLength: 4096,
