@@ -11,6 +11,8 @@ const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const HOST = "127.0.0.1";
 
 export interface GatewayProcessOptions {
+  /** The wrangler config to run. Defaults to the gateway's own `wrangler.toml`; any Worker that answers `/health` works. */
+  config?: string;
   /** Defaults to a free port. Pass the previous gateway's port to restart it in place. */
   port?: number;
   /** Local Durable Object storage. Defaults to a fresh temporary folder, removed by `stop()`. */
@@ -82,7 +84,7 @@ export async function startGateway(options: GatewayProcessOptions = {}): Promise
     WRANGLER,
     "dev",
     "--config",
-    join(ROOT, "wrangler.toml"),
+    options.config ?? join(ROOT, "wrangler.toml"),
     "--ip",
     HOST,
     "--port",
