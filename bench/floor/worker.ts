@@ -34,6 +34,7 @@ export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const hub = env.HUB.getByName("floor");
     const path = new URL(request.url).pathname;
+    if (path === "/health") return new Response("ok");
     if (path === "/connect") return hub.fetch(request);
     if (path === "/worker-echo") return new Response(await request.text(), { headers: { "content-type": "application/json" } });
     return new Response(await hub.echo(await request.text()), { headers: { "content-type": "application/json" } });
