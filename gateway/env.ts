@@ -10,6 +10,8 @@ export interface GatewayBindings {
   LMGATE_API_KEY?: string;
   LMGATE_NODE_TOKEN?: string;
   LMGATE_ADMIN_TOKEN?: string;
+  /** Optional: a token that reads `/metrics` and nothing else (the admin token reads it too). */
+  LMGATE_METRICS_TOKEN?: string;
   LMGATE_HEARTBEAT_INTERVAL_MS?: string;
   LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
   LMGATE_QUEUE_TIMEOUT_MS?: string;

@@ -8,6 +8,7 @@ import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 
 export { Fleet } from "./fleet/fleet.ts";
 
@@ -21,6 +22,7 @@ app.use("*", corsFromEnv());
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/agent", agentRoutes);
 app.route("/admin", adminRoutes);
+app.route("/metrics", metricsRoutes);
 app.use("*", except("/lmstudio-greeting", apiKeyAuth()));
 app.route(
   "/",

@@ -24,16 +24,38 @@ export interface GenerationHandle {
 }
 type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
 
-/** What the Fleet learns when a request ends, whichever way it ends: for accounting and charts. */
+/** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
   readonly op: Operation["op"];
   readonly model: string;
   /** Whose request it was (an API key id), as given to `generate`/`call`. */
   readonly caller: string | null;
+  /** The HTTP status it ended with: 200, the error's status, or 499 when the client went away first. */
+  readonly status: number;
+  /** The error's code (e.g. `model_not_found`) when it failed. */
+  readonly errorCode: string | null;
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /** The node's own time to first token, as its engine measured it. */
   readonly ttftMs: number | null;
+  /** From arrival in the fleet to the first token relayed: queueing, routing and both hops on top of the node's. */
+  readonly firstTokenMs: number | null;
+  /** From arrival in the fleet to the end. */
+  readonly durationMs: number;
+  /** Decode speed the node measured; null when it measured none. */
+  readonly tokensPerSecond: number | null;
   readonly failed: boolean;
+}
+
+/** How a request ended, as `#settled` is told it; the rest of a `SettledJob` comes from the job. */
+interface Ending {
+  status: number;
+  failed?: boolean;
+  errorCode?: string | null;
+  promptTokens?: number;
+  completionTokens?: number;
+  ttftMs?: number;
+  tokensPerSecond?: number;
 }
 
 export type SettleObserver = (job: SettledJob) => void;
@@ -63,6 +85,8 @@ interface GenerationJob extends JobBase {
   startSent: boolean;
   /** Once text has reached the client, a failure can no longer be hidden by a retry. */
   deltaSent: boolean;
+  /** When the first text went to the client (`Date.now()`), for the fleet's time to first token. */
+  firstTokenAt: number | null;
   unacked: number;
 }
 
@@ -115,7 +139,7 @@ export class Dispatcher {
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...this.#base(operation, null, caller), kind: "generation", stream, startSent: false, deltaSent: false, unacked: 0 };
+    job = { ...this.#base(operation, null, caller), kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -297,12 +321,19 @@ export class Dispatcher {
         lines.push({ event });
       } else if (event.type === "delta") {
         job.deltaSent = true;
+        job.firstTokenAt ??= Date.now();
         lines.push({ event });
       } else {
         lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
         const { usage, stats } = event.result;
-        this.#settled(job, usage.prompt_tokens, usage.completion_tokens, stats.time_to_first_token * 1000, false);
+        this.#settled(job, {
+          status: 200,
+          promptTokens: usage.prompt_tokens,
+          completionTokens: usage.completion_tokens,
+          ttftMs: stats.time_to_first_token * 1000,
+          ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),
+        });
       }
     }
     if (lines.length > 0) job.stream.push(encodeLines(lines), job.attempt);
@@ -323,13 +354,13 @@ export class Dispatcher {
     this.#detach(job);
     const parsed = resultSchema(job.operation.op).safeParse(result);
     if (!parsed.success) {
-      job.settle({ ok: false, error: wire(new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" })) });
+      this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" }));
     } else if (job.operation.op === "embeddings") {
       const embeddings = parsed.data as EmbeddingsResult;
-      this.#settled(job, embeddings.usage.prompt_tokens, 0, null, false);
+      this.#settled(job, { status: 200, promptTokens: embeddings.usage.prompt_tokens });
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
     } else {
-      this.#settled(job, 0, 0, null, false);
+      this.#settled(job, { status: 200 });
       job.settle({ ok: true, result: parsed.data });
     }
     this.capacityChanged();
@@ -388,7 +419,7 @@ export class Dispatcher {
   #cancel(job: GenerationJob): void {
     if (!this.#generations.has(job.id)) return;
     // The node's partial usage never arrives once cancelled: the request counts, its tokens cannot.
-    this.#settled(job, 0, 0, null, false);
+    this.#settled(job, { status: 499 });
     this.#generations.delete(job.id);
     job.stream.end();
     const node = job.node;
@@ -404,8 +435,22 @@ export class Dispatcher {
 
   // ---- endings -------------------------------------------------------------------------------
 
-  #settled(job: Job, promptTokens: number, completionTokens: number, ttftMs: number | null, failed: boolean): void {
-    this.#onSettled({ op: job.operation.op, model: job.model, caller: job.caller, promptTokens, completionTokens, ttftMs, failed });
+  #settled(job: Job, ending: Ending): void {
+    const firstTokenAt = job.kind === "generation" ? job.firstTokenAt : null;
+    this.#onSettled({
+      op: job.operation.op,
+      model: job.model,
+      caller: job.caller,
+      status: ending.status,
+      errorCode: ending.errorCode ?? null,
+      promptTokens: ending.promptTokens ?? 0,
+      completionTokens: ending.completionTokens ?? 0,
+      ttftMs: ending.ttftMs ?? null,
+      firstTokenMs: firstTokenAt === null ? null : firstTokenAt - job.receivedAt,
+      durationMs: Date.now() - job.receivedAt,
+      tokensPerSecond: ending.tokensPerSecond ?? null,
+      failed: ending.failed ?? false,
+    });
   }
 
   #fail(job: Job, error: ApiError): void {
@@ -413,7 +458,7 @@ export class Dispatcher {
   }
 
   #finish(job: Job, error: WireError): void {
-    this.#settled(job, 0, 0, null, true);
+    this.#settled(job, { status: error.status, failed: true, errorCode: error.body.error.code });
     if (job.kind === "generation") {
       this.#generations.delete(job.id);
       job.stream.end(encodeLines([{ error }]));

@@ -52,9 +52,15 @@ export class FleetNode {
     return total;
   }
 
+  /** The models that hold slots here: loaded, or being loaded by a request the gateway sent. */
+  loadedModels(): Set<string> {
+    const loaded = new Set(this.status.models.filter((entry) => entry.state === "loaded").map((entry) => entry.id));
+    for (const [id, count] of this.inFlight) if (count > 0) loaded.add(id);
+    return loaded;
+  }
+
   candidate(model: string): Candidate {
-    const loadedModels = new Set(this.status.models.filter((entry) => entry.state === "loaded").map((entry) => entry.id));
-    for (const [id, count] of this.inFlight) if (count > 0) loadedModels.add(id);
+    const loadedModels = this.loadedModels();
     let nodeBusy = 0;
     for (const id of loadedModels) nodeBusy += this.busy(id);
     return {

@@ -22,6 +22,7 @@ import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } 
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import type { GatewayBindings } from "../env.ts";
+import { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import {
   Dispatcher,
   FlowControlViolation,
@@ -31,7 +32,7 @@ import {
   type GenerationOperation,
   type SettledJob,
 } from "./dispatcher.ts";
-import { encodeLines, type Outcome } from "./fleet-line.ts";
+import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
@@ -50,6 +51,11 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #ledger: UsageLedger;
   readonly #control: AccessControl;
   readonly #traffic = new TrafficStats();
+  readonly #metrics = new FleetMetrics(() => ({
+    nodes: this.#registry.alive(Date.now()),
+    queueDepth: this.#dispatcher.waiting,
+    inFlight: this.#dispatcher.running,
+  }));
 
   constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
@@ -79,10 +85,9 @@ export class Fleet extends DurableObject<GatewayBindings> {
       grant = this.#grant(caller);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: wire(error) };
+      return { ok: false, error: this.#refused(error) };
     }
-    const now = Date.now();
-    const models = fleetModels(this.#registry.online().filter((node) => this.#registry.isAlive(node, now)));
+    const models = fleetModels(this.#registry.alive(Date.now()));
     return { ok: true, result: grant === null ? models : models.filter((model) => grant.scope.allows(model.id)) };
   }
 
@@ -92,8 +97,8 @@ export class Fleet extends DurableObject<GatewayBindings> {
     try {
       callerId = this.#admit(caller, operation.body.model);
     } catch (error) {
-      const refusal = error instanceof ApiError ? error : new ApiError(500, "Authorization failed.");
-      return { id: crypto.randomUUID(), events: new Blob([encodeLines([{ error: wire(refusal) }])]).stream() };
+      const refusal = error instanceof ApiError ? this.#refused(error) : wire(new ApiError(500, "Authorization failed."));
+      return { id: crypto.randomUUID(), events: new Blob([encodeLines([{ error: refusal }])]).stream() };
     }
     return this.#dispatcher.generate(operation, callerId);
   }
@@ -129,7 +134,12 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
   }
 
-  // ---- RPC from the admin API ------------------------------------------------------------------
+  // ---- RPC from the admin API and /metrics ------------------------------------------------------
+
+  /** Prometheus text; see `FleetMetrics` for why the counters restart when this object does. */
+  metrics(): string {
+    return this.#metrics.text();
+  }
 
   listNodes(): NodeSummary[] {
     return this.#registry.summaries(Date.now());
@@ -315,8 +325,14 @@ export class Fleet extends DurableObject<GatewayBindings> {
       return this.#admit(caller, model);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: wire(error) };
+      return { ok: false, error: this.#refused(error) };
     }
+  }
+
+  /** A caller turned away before routing (bad key, model out of scope, over a limit): counted, then answered. */
+  #refused(error: ApiError): WireError {
+    this.#metrics.refused(error.code ?? String(error.status));
+    return wire(error);
   }
 
   #account(job: SettledJob): void {
@@ -324,6 +340,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     if (job.op === "chat" || job.op === "completion") {
       this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
     }
+    this.#metrics.observe(job);
     if (job.caller !== null) {
       this.#ledger.record(job.caller, job.model, { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
@@ -334,6 +351,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       this.#reject(ws, conn, CLOSE_CODES.unsupportedProtocol, `protocol ${hello.protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}`);
       return;
     }
+    if (this.#registry.knows(hello.node.name)) this.#metrics.nodeReconnected(hello.node.name);
     // A node that reconnects before its old socket was noticed dead replaces it.
     const previous = this.#registry.byName(hello.node.name);
     if (previous !== undefined) this.#drop(previous, CLOSE_CODES.replaced, "replaced by a newer connection of this node");

@@ -101,6 +101,16 @@ export class NodeRegistry {
     return [...this.#nodes.values()];
   }
 
+  /** Online nodes whose heartbeats are on time: the ones requests can go to. */
+  alive(now: number): FleetNode[] {
+    return this.online().filter((node) => this.isAlive(node, now));
+  }
+
+  /** Whether a node of this name has connected before (it is online, or still listed offline). */
+  knows(name: string): boolean {
+    return this.#ctx.storage.sql.exec("SELECT 1 FROM nodes WHERE name = ?", name).toArray().length > 0;
+  }
+
   /** Registers a node that said hello; the caller retires any older connection of the same name first. */
   register(ws: WebSocket, conn: string, hello: HelloFrame, now: number): FleetNode {
     const node = new FleetNode({ id: conn, name: hello.node.name, connectedAt: now, ws, info: hello.node, status: hello.status });

@@ -6,18 +6,20 @@ import { bearerToken, secretMatches } from "./secrets.ts";
 export interface TokenAuthOptions {
   /** What the token is called in error messages, e.g. "node token". */
   label: string;
-  /** The expected token; a missing one rejects everything. */
-  secret: (env: GatewayBindings) => string | undefined;
+  /** The tokens accepted here; missing ones accept nothing (with none configured, everything is refused). */
+  secrets: (env: GatewayBindings) => Array<string | undefined>;
   /** Other secrets that must never be accepted here, with what to tell whoever presents them. */
   refuse?: (env: GatewayBindings) => Array<{ secret: string | undefined; message: string }>;
 }
 
-/** Requires `Authorization: Bearer <token>` equal (in constant time) to one configured secret. */
+/** Requires `Authorization: Bearer <token>` equal (in constant time) to one of the configured secrets. */
 export function tokenAuth(options: TokenAuthOptions): MiddlewareHandler<GatewayEnv> {
   return async (c, next) => {
     const token = bearerToken(c.req.header("authorization"));
     if (token === undefined) throw unauthorized(`Send the ${options.label} as 'Authorization: Bearer <token>'.`);
-    if (!(await secretMatches(token, options.secret(c.env)))) {
+    // Every secret is compared, so the time taken does not say which one matched.
+    const matches = await Promise.all(options.secrets(c.env).map((secret) => secretMatches(token, secret)));
+    if (!matches.includes(true)) {
       for (const refused of options.refuse?.(c.env) ?? []) {
         if (await secretMatches(token, refused.secret)) throw unauthorized(refused.message);
       }

@@ -12,7 +12,7 @@ export const adminRoutes = new Hono<GatewayEnv>()
   .use(
     tokenAuth({
       label: "admin token",
-      secret: (env) => env.LMGATE_ADMIN_TOKEN,
+      secrets: (env) => [env.LMGATE_ADMIN_TOKEN],
       refuse: (env) => [{ secret: env.LMGATE_API_KEY, message: "That is an API key: the admin API needs the admin token." }],
     }),
   )
