@@ -6,6 +6,7 @@ import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
+import { GATEWAY_OPENAPI } from "./route-docs.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -18,17 +19,18 @@ const app = new Hono<GatewayEnv>();
 
 // First, so a browser's preflight (which carries no key) gets its answer before any auth.
 app.use("*", corsFromEnv());
-// Public: health checks, and the greeting LM Studio's tools probe before they have a key.
+// Public: health checks, the greeting LM Studio's tools probe before they have a key, and the API's description.
 app.get("/health", (c) => c.json({ status: "ok" }));
 app.route("/agent", agentRoutes);
 app.route("/admin", adminRoutes);
 app.route("/metrics", metricsRoutes);
-app.use("*", except("/lmstudio-greeting", apiKeyAuth()));
+app.use("*", except(["/lmstudio-greeting", "/openapi.json"], apiKeyAuth()));
 app.route(
   "/",
   createApiApp<GatewayEnv>({
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
     onUnexpectedError: logUnexpected,
+    openApi: GATEWAY_OPENAPI,
   }),
 );
 

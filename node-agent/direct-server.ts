@@ -2,6 +2,7 @@ import { serve, type Http2Bindings, type HttpBindings, type ServerType } from "@
 import type { AddressInfo } from "node:net";
 import type { InferenceBackend } from "../shared/backend.ts";
 import { createApiApp } from "../shared/app.ts";
+import type { OpenApiOptions } from "../shared/openapi.ts";
 import type { Drain } from "./drain.ts";
 import { METRICS_PATH, type MetricsHandler } from "./metrics/metrics-endpoint.ts";
 import { shuttingDown } from "./tracked-backend.ts";
@@ -29,9 +30,12 @@ export interface DirectServerOptions {
   metrics?: MetricsHandler;
 }
 
+/** The direct server's `/openapi.json`: the API alone, open to anyone who can reach the port. */
+export const DIRECT_OPENAPI: OpenApiOptions = { title: "lmgate-agent (direct mode)", apiKeys: false };
+
 /** Serves API.md for one machine's backend: the same app the gateway serves, on Node. */
 export async function startDirectServer(options: DirectServerOptions): Promise<DirectServer> {
-  const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError });
+  const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError, openApi: DIRECT_OPENAPI });
   const { drain, metrics } = options;
   const fetch = (request: Request, env: HttpBindings | Http2Bindings): Response | Promise<Response> => {
     if (metrics && new URL(request.url).pathname === METRICS_PATH) return metrics(request);

@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import type { InferenceBackend } from "./backend.ts";
 import { ApiError, modelNotFound, toApiError } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
+import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
 import {
   ChunkShaper,
   completionBody,
@@ -25,6 +26,8 @@ export interface ApiAppOptions<E extends Env> {
   maxBodyBytes?: number;
   /** Logs unexpected (5xx) errors; never given request bodies or keys. */
   onUnexpectedError?: (error: unknown) => void;
+  /** What `GET /openapi.json` says of the host: its name, its auth, its own routes. */
+  openApi: OpenApiOptions;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -45,6 +48,10 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   );
 
   app.get("/lmstudio-greeting", (c) => c.json({ lmstudio: true }));
+
+  // Public on purpose: it describes the routes, and client generators and API explorers fetch it without credentials.
+  let document: ReturnType<typeof hostOpenApiDocument> | undefined;
+  app.get("/openapi.json", (c) => c.json((document ??= hostOpenApiDocument(options.openApi))));
 
   app.get("/api/v0/models", async (c) => c.json({ object: "list", data: await options.backend(c).listModels() }));
   app.get("/api/v0/models/:model{.+}", async (c) => c.json(await findModel(options.backend(c), c.req.param("model"))));

@@ -1,0 +1,77 @@
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { GATEWAY_OPENAPI } from "../../gateway/route-docs.ts";
+import { DIRECT_OPENAPI, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
+import { createApiApp } from "../../shared/app.ts";
+import type { InferenceBackend } from "../../shared/backend.ts";
+import { honoPathToOpenApi, hostOpenApiDocument } from "../../shared/openapi.ts";
+
+/**
+ * Both `/openapi.json` documents against the OpenAPI 3.1 schema, with a real validator (it compiles
+ * JSON Schemas into functions, which workerd forbids: the gateway's document is checked here, and
+ * gateway/openapi.test.ts checks in workerd that the gateway serves exactly this document and that
+ * it lists every route of the gateway's router).
+ */
+
+type Document = { openapi: string; paths: Record<string, Record<string, unknown>> };
+
+async function expectValidOpenApi31(document: Document): Promise<void> {
+  expect(document.openapi).toBe("3.1.0");
+  const result = await new Validator().validate(document);
+  expect(result.errors).toBeUndefined();
+  expect(result.valid).toBe(true);
+}
+
+const operations = (document: Document) =>
+  Object.entries(document.paths).flatMap(([path, byMethod]) => Object.keys(byMethod).map((method) => `${method.toUpperCase()} ${path}`));
+
+const noInference = (): never => {
+  throw new Error("this test serves no inference");
+};
+const backend: InferenceBackend = {
+  listModels: noInference,
+  chat: noInference,
+  completion: noInference,
+  embeddings: noInference,
+  loadModel: noInference,
+  unloadModel: noInference,
+};
+
+let server: DirectServer;
+beforeAll(async () => {
+  server = await startDirectServer({ backend, host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+test("the validator is strict enough to refuse a broken document", async () => {
+  const broken = { ...hostOpenApiDocument(GATEWAY_OPENAPI), info: { title: "no version" } };
+  expect((await new Validator().validate(broken)).valid).toBe(false);
+});
+
+test("the gateway's /openapi.json validates as OpenAPI 3.1, with the admin and meta routes and their security", async () => {
+  const document = hostOpenApiDocument(GATEWAY_OPENAPI);
+  await expectValidOpenApi31(document);
+  expect(operations(document)).toEqual(expect.arrayContaining(["POST /admin/keys", "GET /admin/usage", "GET /metrics", "GET /health", "GET /openapi.json"]));
+  const paths = document.paths as Record<string, Record<string, { security: unknown[] }>>;
+  expect(paths["/v1/chat/completions"]?.post?.security).toEqual([{ apiKey: [] }, { xApiKey: [] }]);
+  expect(paths["/admin/keys"]?.post?.security).toEqual([{ admin: [] }]);
+  expect(paths["/metrics"]?.get?.security).toEqual([{ admin: [] }, { metricsToken: [] }]);
+  expect(paths["/openapi.json"]?.get?.security).toEqual([]);
+});
+
+test("an agent's direct server serves a valid OpenAPI 3.1 document of exactly its routes, all open", async () => {
+  const response = await fetch(`${server.url}/openapi.json`);
+  expect(response.status).toBe(200);
+  const document = (await response.json()) as Document;
+  await expectValidOpenApi31(document);
+  expect(document).toEqual(JSON.parse(JSON.stringify(hostOpenApiDocument(DIRECT_OPENAPI))));
+
+  // The direct server's router is this app: its route table, less middleware (method ALL).
+  const app = createApiApp({ backend: () => backend, openApi: DIRECT_OPENAPI });
+  const served = app.routes.filter((route) => route.method !== "ALL").map((route) => `${route.method} ${honoPathToOpenApi(route.path)}`);
+  expect(new Set(operations(document))).toEqual(new Set(served));
+  const securities = Object.values(document.paths).flatMap((byMethod) => Object.values(byMethod).map((operation) => (operation as { security: unknown[] }).security));
+  expect(securities.every((security) => security.length === 0)).toBe(true);
+});
