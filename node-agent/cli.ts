@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from "node:fs";
+import { LMGATE_VERSION } from "../shared/version.ts";
 import { ConfigError, HELP, parseAgentCommand } from "./config.ts";
-
-const VERSION = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 const log = {
   info: (message: string) => console.log(`lmgate-agent: ${message}`),
@@ -23,12 +21,12 @@ async function main(): Promise<number> {
     return 0;
   }
   if (command.kind === "version") {
-    console.log(VERSION);
+    console.log(LMGATE_VERSION);
     return 0;
   }
   // Loaded only now: llama.cpp's bindings take a moment, which --help and a typo should not wait for.
   const { runAgent } = await import("./run-agent.ts");
-  return runAgent(command.config, { version: VERSION, logger: log });
+  return runAgent(command.config, { version: LMGATE_VERSION, logger: log });
 }
 
 main().then(
