@@ -67,6 +67,6 @@ cmake --build "$BUILD" --config Release --target llama-server -j "$JOBS" >"$OUT/
 
 BIN="$BUILD/bin/llama-server"
 [ -x "$BIN" ] || { echo "build finished but $BIN is missing" >&2; exit 1; }
-"$BIN" --version 2>&1 | head -2 || true
+"$BIN" --version 2>&1 | grep -m1 "^version" || true
 echo "$BIN"
 echo "use it with: LLAMA_SERVER=$BIN npm run bench"
