@@ -70,16 +70,19 @@ export async function promptForFullLength(target: Target, model: string, maxToke
   return best;
 }
 
-/** Posts a small JSON body and reads the answer; for the floor's echo paths. */
-export async function timedPost(url: string, body: unknown): Promise<number> {
+/**
+ * Posts a small JSON body and reads the answer, which must have status `expectStatus` (default
+ * 200); for the floor's echo paths and the gateway's early refusals.
+ */
+export async function timedPost(url: string, body: unknown, options: { apiKey?: string; expectStatus?: number } = {}): Promise<number> {
   const started = performance.now();
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...(options.apiKey === undefined ? {} : { authorization: `Bearer ${options.apiKey}` }) },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(TIMEOUT_MS),
   });
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`);
+  if (response.status !== (options.expectStatus ?? 200)) throw new Error(`${url}: HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`);
   await response.arrayBuffer();
   return performance.now() - started;
 }
@@ -95,6 +98,8 @@ export interface StreamTiming {
   tokens: number;
   /** SSE events that carried text. */
   textEvents: number;
+  /** The longest pause between two text events (ms): a stalled stream shows here. */
+  maxGapMs: number;
   /** The node that served it, from the gateway's `gateway` object (absent on direct paths). */
   node?: string;
 }
@@ -116,6 +121,7 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
   let firstText: number | undefined;
   let lastText = started;
   let textEvents = 0;
+  let maxGapMs = 0;
   let usageTokens: number | undefined;
   let node: string | undefined;
   let done = false;
@@ -138,6 +144,7 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
         const choice = chunk.choices?.[0];
         const text = choice?.text ?? choice?.delta?.content ?? "";
         if (text !== "") {
+          if (firstText !== undefined) maxGapMs = Math.max(maxGapMs, now - lastText);
           firstText ??= now;
           lastText = now;
           textEvents += 1;
@@ -156,6 +163,7 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
     decodeMs: lastText - firstText,
     tokens: usageTokens ?? textEvents,
     textEvents,
+    maxGapMs,
     ...(node === undefined ? {} : { node }),
   };
 }

@@ -7,7 +7,7 @@
  * keeps 4 streams in flight per agent (what the gateway's queue does): the reference for what
  * batching alone does to aggregate speed and to fairness on this machine.
  */
-import { decodeRate, timedStream, type CompletionParams, type StreamTiming, type Target } from "./client.ts";
+import { decodeRate, timedPost, timedStream, type CompletionParams, type StreamTiming, type Target } from "./client.ts";
 import { SLOTS, TINY_CHAT } from "./environment.ts";
 import type { SectionContext, SectionResult } from "./section.ts";
 import { round, summarize, type Summary } from "./stats.ts";
@@ -22,6 +22,8 @@ export interface ConcurrencyRun {
   streamTokensPerSecond: Summary;
   /** Slowest ÷ fastest stream, by tokens/s after the first token. */
   fairness: number;
+  /** The longest pause between two text events of any stream (ms). */
+  maxGapMs: number;
   errors: number;
   errorMessages: string[];
   /** Streams served per node (gateway only). */
@@ -35,6 +37,11 @@ export interface ConcurrencyLevel {
   gateway: ConcurrencyRun;
   /** The same streams straight to the agents, 4 in flight per agent. */
   direct: ConcurrencyRun;
+  /**
+   * Wall time for as many small requests at once to the floor's bare Worker echo (ms): what the
+   * local runtime needs just to take in a burst, during which it relays nothing else.
+   */
+  floorBurstMs: number;
 }
 
 export type ConcurrencyData = ConcurrencyLevel[];
@@ -83,6 +90,7 @@ function summarizeRun(outcomes: Outcome[], wallMs: number): ConcurrencyRun {
     ttftMs: summarize(timings.map((timing) => timing.ttftMs)),
     streamTokensPerSecond: rates,
     fairness: rates.min / rates.max,
+    maxGapMs: Math.max(0, ...timings.map((timing) => timing.maxGapMs)),
     errors: errorMessages.length,
     errorMessages: [...new Set(errorMessages)].slice(0, 5),
     nodes,
@@ -94,7 +102,7 @@ export async function runConcurrency(context: SectionContext): Promise<SectionRe
   const dir = await env.tinyModelsDir();
   const nodes = await Promise.all([env.node("bench-a", [dir]), env.node("bench-b", [dir])]);
   await Promise.all(nodes.map((node) => env.load(node, TINY_CHAT)));
-  const gateway = await env.gatewayTarget();
+  const [gateway, floor] = await Promise.all([env.gatewayTarget(), env.floor()]);
   const agents = nodes.map((node) => node.direct);
   const rounds = context.iterations ?? (quick ? 1 : 2);
   const params = await longStream(agents[0]!, TINY_CHAT, quick ? 64 : 128, log);
@@ -115,26 +123,32 @@ export async function runConcurrency(context: SectionContext): Promise<SectionRe
         wallMs[path] += performance.now() - started;
       }
     }
+    const burstStarted = performance.now();
+    await Promise.all(Array.from({ length: streams }, () => timedPost(`${floor.url}/worker-echo`, { model: TINY_CHAT, prompt: "Hello" })));
+    const floorBurstMs = performance.now() - burstStarted;
     const level: ConcurrencyLevel = {
       streams,
       rounds,
       maxTokens: params.maxTokens,
       gateway: summarizeRun(outcomes.gateway, wallMs.gateway),
       direct: summarizeRun(outcomes.direct, wallMs.direct),
+      floorBurstMs,
     };
     data.push(level);
     for (const path of ["gateway", "direct"] as const) {
       const run = level[path];
       log(
         `concurrency ${streams} ${path}: ${round(run.aggregateTokensPerSecond)} tok/s, TTFT p50 ${round(run.ttftMs.p50)} ms p99 ${round(run.ttftMs.p99)} ms, ` +
-          `slowest÷fastest ${run.fairness.toFixed(2)}, errors ${run.errors}${path === "gateway" ? `, per node ${JSON.stringify(run.nodes)}` : ""}`,
+          `slowest÷fastest ${run.fairness.toFixed(2)}, longest pause ${round(run.maxGapMs)} ms, errors ${run.errors}` +
+          (path === "gateway" ? `, per node ${JSON.stringify(run.nodes)}; ${streams} requests at once to the bare floor Worker: ${round(floorBurstMs)} ms` : ""),
       );
     }
   }
 
   const section = `concurrency (2 agents × ${SLOTS} slots, ${params.maxTokens} tokens, ${rounds} round${rounds > 1 ? "s" : ""})`;
   const describe = (run: ConcurrencyRun) =>
-    `${round(run.aggregateTokensPerSecond)} tok/s · ${round(run.ttftMs.p50)}/${round(run.ttftMs.p99)} ms · ${run.fairness.toFixed(2)} · ${run.errors}`;
+    `${round(run.aggregateTokensPerSecond)} tok/s · ${round(run.ttftMs.p50)}/${round(run.ttftMs.p99)} ms · ${run.fairness.toFixed(2)} · ` +
+    `${round(run.maxGapMs)} ms · ${run.errors}`;
   return {
     data,
     rows: data.flatMap((level) => {
@@ -142,11 +156,12 @@ export async function runConcurrency(context: SectionContext): Promise<SectionRe
       return [
         {
           section,
-          measure: `${level.streams} streams via gateway: aggregate · TTFT p50/p99 · slowest÷fastest · errors`,
+          measure: `${level.streams} via gateway: aggregate · TTFT p50/p99 · slowest÷fastest · longest pause · errors`,
           value: describe(level.gateway),
           ...(last ? { target: `0 errors, ≥ ${FAIRNESS_TARGET}`, met: level.gateway.errors === 0 && level.gateway.fairness >= FAIRNESS_TARGET } : {}),
         },
-        { section, measure: `${level.streams} streams direct (reference, ${SLOTS} per agent)`, value: describe(level.direct) },
+        { section, measure: `${level.streams} direct (reference: ${SLOTS} in flight per agent)`, value: describe(level.direct) },
+        { section, measure: `${level.streams} requests at once to the bare floor Worker: wall time`, value: `${round(level.floorBurstMs)} ms` },
       ];
     }),
   };

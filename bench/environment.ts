@@ -19,6 +19,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** The bench's ~0.5 B model lives apart from the test models, so test agents never list it. */
 export const BENCH_MODELS_DIR = join(ROOT, ".lmgate/bench-models");
 const FLOOR_CONFIG = join(ROOT, "bench/floor/wrangler.toml");
+const FLOOR_ASSETS_CONFIG = join(ROOT, "bench/floor/wrangler.assets.toml");
 const ECHO_AGENT = join(ROOT, "bench/floor/echo-agent.ts");
 
 /** Model ids as the agent's catalog names them (file name without `.gguf`, lower-cased). */
@@ -33,6 +34,8 @@ export const SLOTS = 4;
 
 export interface Floor {
   url: string;
+  /** The same worker behind the gateway's static-assets layer (no echo agent: for /worker-echo). */
+  assetsUrl: string;
   stop(): Promise<void>;
 }
 
@@ -85,17 +88,24 @@ export class BenchEnvironment {
     return { label: "gateway", url: gateway.url, apiKey: gateway.apiKey };
   }
 
-  /** The fixture worker of bench/floor under its own `wrangler dev`, with its echo agent connected. */
+  /**
+   * The fixture worker of bench/floor under its own `wrangler dev`, with its echo agent connected,
+   * and a second copy behind the gateway's static-assets layer.
+   */
   floor(): Promise<Floor> {
     this.#floor ??= (async () => {
-      this.log("starting the floor fixture worker (wrangler dev) and its echo agent…");
-      const worker = await startGateway({ config: FLOOR_CONFIG, readyTimeoutMs: 120_000 });
+      this.log("starting the floor fixture worker (wrangler dev, plain and behind [assets]) and its echo agent…");
+      const [worker, withAssets] = await Promise.all([
+        startGateway({ config: FLOOR_CONFIG, readyTimeoutMs: 120_000 }),
+        startGateway({ config: FLOOR_ASSETS_CONFIG, readyTimeoutMs: 120_000 }),
+      ]);
       const echo = spawn(process.execPath, [ECHO_AGENT, worker.url], { stdio: ["ignore", "pipe", "pipe"] });
       const floor: Floor = {
         url: worker.url,
+        assetsUrl: withAssets.url,
         stop: async () => {
           await stopChild(echo);
-          await worker.stop();
+          await Promise.all([worker.stop(), withAssets.stop()]);
         },
       };
       this.#cleanup.push(() => floor.stop());

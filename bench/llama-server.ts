@@ -79,15 +79,15 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
       "llama-server to answer /health",
     );
 
-    const maxTokens = quick ? 16 : 48;
+    const maxTokens = quick ? 16 : 64;
     const params = await longStream(node.direct, SMALL_CHAT, maxTokens, log);
-    const pairs = context.iterations ?? (quick ? 1 : 3);
+    const pairs = context.iterations ?? (quick ? 1 : 5);
     log(`engine: single stream, ${pairs} × (agent, llama-server), max_tokens ${maxTokens}`);
     const [agentRuns, serverRuns] = await interleavedStreams("engine single", node.direct, llamaServer, params, pairs, log);
     const agentSingle = median(agentRuns.map(decodeRate));
     const serverSingle = median(serverRuns.map(decodeRate));
 
-    const rounds = context.iterations ?? (quick ? 1 : 2);
+    const rounds = context.iterations ?? (quick ? 1 : 3);
     log(`engine: ${SLOTS} streams at once, ${rounds} × (agent, llama-server)`);
     const agentConcurrent: number[] = [];
     const serverConcurrent: number[] = [];

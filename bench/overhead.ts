@@ -2,26 +2,56 @@
  * Gateway overhead: a non-streaming 1-token completion through the gateway vs the agent's direct
  * mode (the same agent process, so the same engine), and in the same run the platform floor —
  * a bare Worker echo and a Worker → Durable Object → WebSocket → echo agent round trip on the
- * same runtime. All four paths are interleaved, one request each per round.
+ * same runtime. Two early refusals of the gateway split its cost into parts: no key (401 from
+ * the Worker's middleware) and an unknown model (404 from the Fleet: validation and the RPC, no
+ * node). Every path is interleaved, one request each per round.
  */
 import { timedCompletion, timedPost, type CompletionParams } from "./client.ts";
 import { TINY_CHAT } from "./environment.ts";
 import { withProgress, type SectionContext, type SectionResult } from "./section.ts";
 import { round, summarize, type Summary } from "./stats.ts";
 
-export interface OverheadData {
+const PATHS = [
+  "direct",
+  "gateway",
+  "workerEcho",
+  "durableObjectEcho",
+  "durableObjectStreamEcho",
+  "assetsWorkerEcho",
+  "gatewayNoKey",
+  "gatewayUnknownModel",
+] as const;
+type PathName = (typeof PATHS)[number];
+
+interface Span {
+  p50: number;
+  p99: number;
+}
+
+export interface OverheadData extends Record<PathName, Summary> {
   model: string;
   iterations: number;
-  direct: Summary;
-  gateway: Summary;
-  workerEcho: Summary;
-  durableObjectEcho: Summary;
   /** gateway − direct. */
-  added: { p50: number; p99: number };
+  added: Span;
   /** The Worker → DO → WebSocket → agent round trip: what any design on this runtime pays. */
-  floor: { p50: number; p99: number };
+  floor: Span;
   /** added − floor: the gateway's own cost. */
-  ours: { p50: number; p99: number };
+  ours: Span;
+  /** ours − (assetsWorkerEcho − workerEcho): without the static-assets layer, which is the platform's code. */
+  oursWithoutAssetsLayer: Span;
+  /** p50 differences that say where `ours` goes (ms); they add up to `ours.p50`. */
+  breakdown: {
+    /** assetsWorkerEcho − workerEcho: the static-assets layer the dashboard puts in front of every request. */
+    assetsLayer: number;
+    /** gatewayNoKey − assetsWorkerEcho: Hono, routing and middleware up to the key check. */
+    workerMiddleware: number;
+    /** gatewayUnknownModel − gatewayNoKey: key check, body validation, the Fleet RPC and its answer. */
+    validationAndFleetRpc: number;
+    /** gateway − gatewayUnknownModel − direct: the node hop and the agent's gateway-mode path, less direct mode's HTTP path. */
+    nodeHop: number;
+    /** durableObjectEcho − workerEcho: the same hop on the floor (DO RPC + WebSocket round trip). */
+    floorHop: number;
+  };
 }
 
 export const OVERHEAD_TARGET = { p50: 1, p99: 5 };
@@ -30,58 +60,91 @@ const WARMUP = 20;
 
 export async function runOverhead(context: SectionContext): Promise<SectionResult<OverheadData>> {
   const { env, log } = context;
-  const iterations = context.iterations ?? (context.quick ? 100 : 500);
+  const iterations = context.iterations ?? (context.quick ? 100 : 800);
   const node = await env.node("bench-a", [await env.tinyModelsDir()]);
   const [gateway, floor] = await Promise.all([env.gatewayTarget(), env.floor()]);
   await env.load(node, TINY_CHAT);
 
   const params: CompletionParams = { model: TINY_CHAT, prompt: "Hello", maxTokens: 1 };
-  const echoBody = { model: TINY_CHAT, prompt: "Hello", max_tokens: 1 };
-  const paths: Array<{ name: keyof typeof samples; run: () => Promise<number> }> = [
-    { name: "direct", run: () => timedCompletion(node.direct, params) },
-    { name: "gateway", run: () => timedCompletion(gateway, params) },
-    { name: "workerEcho", run: () => timedPost(`${floor.url}/worker-echo`, echoBody) },
-    { name: "durableObjectEcho", run: () => timedPost(`${floor.url}/echo`, echoBody) },
-  ];
-  const samples = { direct: [] as number[], gateway: [] as number[], workerEcho: [] as number[], durableObjectEcho: [] as number[] };
+  const body = { model: TINY_CHAT, prompt: "Hello", max_tokens: 1 };
+  const run: Record<PathName, () => Promise<number>> = {
+    direct: () => timedCompletion(node.direct, params),
+    gateway: () => timedCompletion(gateway, params),
+    workerEcho: () => timedPost(`${floor.url}/worker-echo`, body),
+    durableObjectEcho: () => timedPost(`${floor.url}/echo`, body),
+    durableObjectStreamEcho: () => timedPost(`${floor.url}/echo-stream`, body),
+    assetsWorkerEcho: () => timedPost(`${floor.assetsUrl}/worker-echo`, body),
+    gatewayNoKey: () => timedPost(`${gateway.url}/v1/completions`, body, { expectStatus: 401 }),
+    gatewayUnknownModel: () =>
+      timedPost(`${gateway.url}/v1/completions`, { ...body, model: "bench-no-such-model" }, { apiKey: gateway.apiKey, expectStatus: 404 }),
+  };
+  const samples = Object.fromEntries(PATHS.map((path) => [path, [] as number[]])) as Record<PathName, number[]>;
 
   log(`overhead: warming up (${WARMUP} requests per path)`);
-  for (let index = 0; index < WARMUP; index++) for (const path of paths) await path.run();
+  for (let index = 0; index < WARMUP; index++) for (const path of PATHS) await run[path]();
 
-  log(`overhead: ${iterations} rounds of direct, gateway, Worker echo, Worker→DO→WS echo (1-token completion on ${TINY_CHAT})`);
+  log(`overhead: ${iterations} rounds of ${PATHS.join(", ")} (1-token completion on ${TINY_CHAT})`);
   await withProgress("overhead", iterations, log, async (index) => {
     // Interleaved, and the starting path rotates so none always follows the same one.
-    for (let offset = 0; offset < paths.length; offset++) {
-      const path = paths[(index + offset) % paths.length]!;
-      samples[path.name].push(await path.run());
+    for (let offset = 0; offset < PATHS.length; offset++) {
+      const path = PATHS[(index + offset) % PATHS.length] as PathName;
+      samples[path].push(await run[path]());
     }
   });
 
-  const direct = summarize(samples.direct);
-  const gatewaySummary = summarize(samples.gateway);
-  const workerEcho = summarize(samples.workerEcho);
-  const durableObjectEcho = summarize(samples.durableObjectEcho);
-  const added = { p50: gatewaySummary.p50 - direct.p50, p99: gatewaySummary.p99 - direct.p99 };
-  const floorCost = { p50: durableObjectEcho.p50, p99: durableObjectEcho.p99 };
+  const s = Object.fromEntries(PATHS.map((path) => [path, summarize(samples[path])])) as Record<PathName, Summary>;
+  const added = { p50: s.gateway.p50 - s.direct.p50, p99: s.gateway.p99 - s.direct.p99 };
+  const floorCost = { p50: s.durableObjectEcho.p50, p99: s.durableObjectEcho.p99 };
   const ours = { p50: added.p50 - floorCost.p50, p99: added.p99 - floorCost.p99 };
-  const data: OverheadData = { model: TINY_CHAT, iterations, direct, gateway: gatewaySummary, workerEcho, durableObjectEcho, added, floor: floorCost, ours };
+  const oursWithoutAssetsLayer = {
+    p50: ours.p50 - (s.assetsWorkerEcho.p50 - s.workerEcho.p50),
+    p99: ours.p99 - (s.assetsWorkerEcho.p99 - s.workerEcho.p99),
+  };
+  const breakdown = {
+    assetsLayer: s.assetsWorkerEcho.p50 - s.workerEcho.p50,
+    workerMiddleware: s.gatewayNoKey.p50 - s.assetsWorkerEcho.p50,
+    validationAndFleetRpc: s.gatewayUnknownModel.p50 - s.gatewayNoKey.p50,
+    nodeHop: s.gateway.p50 - s.gatewayUnknownModel.p50 - s.direct.p50,
+    floorHop: s.durableObjectEcho.p50 - s.workerEcho.p50,
+  };
+  const data: OverheadData = { model: TINY_CHAT, iterations, ...s, added, floor: floorCost, ours, oursWithoutAssetsLayer, breakdown };
 
-  const ms = (value: { p50: number; p99: number }) => `p50 ${round(value.p50)} ms · p99 ${round(value.p99)} ms`;
+  const ms = (value: Span) => `p50 ${round(value.p50)} ms · p99 ${round(value.p99)} ms`;
   const section = `overhead (n=${iterations})`;
   return {
     data,
     rows: [
-      { section, measure: "direct: agent --serve, 1-token completion", value: ms(direct) },
-      { section, measure: "gateway: same agent via wrangler dev", value: ms(gatewaySummary) },
+      { section, measure: "direct: agent --serve, 1-token completion", value: ms(s.direct) },
+      { section, measure: "gateway: same agent via wrangler dev", value: ms(s.gateway) },
       { section, measure: "added = gateway − direct", value: ms(added) },
-      { section, measure: "floor: bare Worker echo", value: ms(workerEcho) },
-      { section, measure: "floor: Worker→DO→WebSocket→echo agent", value: ms(durableObjectEcho) },
+      { section, measure: "floor: bare Worker echo", value: ms(s.workerEcho) },
+      { section, measure: "floor: Worker→DO→WebSocket→echo agent", value: ms(s.durableObjectEcho) },
+      { section, measure: "  the same, answer as an RPC byte stream", value: ms(s.durableObjectStreamEcho) },
       {
         section,
         measure: "ours = gateway − direct − floor",
         value: ms(ours),
         target: `≤ ${OVERHEAD_TARGET.p50} ms p50, ≤ ${OVERHEAD_TARGET.p99} ms p99`,
         met: ours.p50 <= OVERHEAD_TARGET.p50 && ours.p99 <= OVERHEAD_TARGET.p99,
+      },
+      {
+        section,
+        measure: "ours less the [assets] layer (the dashboard's static-assets router)",
+        value: ms(oursWithoutAssetsLayer),
+        target: `≤ ${OVERHEAD_TARGET.p50} ms p50, ≤ ${OVERHEAD_TARGET.p99} ms p99`,
+        met: oursWithoutAssetsLayer.p50 <= OVERHEAD_TARGET.p50 && oursWithoutAssetsLayer.p99 <= OVERHEAD_TARGET.p99,
+      },
+      {
+        section,
+        measure: "p50 of: Worker echo behind [assets] · gateway 401 (no key) · 404 (unknown model)",
+        value: `${round(s.assetsWorkerEcho.p50)} · ${round(s.gatewayNoKey.p50)} · ${round(s.gatewayUnknownModel.p50)} ms`,
+      },
+      {
+        section,
+        measure: "ours at p50 = [assets] layer + middleware + validation & Fleet RPC + node hop − floor hop",
+        value:
+          `${round(breakdown.assetsLayer)} + ${round(breakdown.workerMiddleware)} + ${round(breakdown.validationAndFleetRpc)} + ` +
+          `${round(breakdown.nodeHop)} − ${round(breakdown.floorHop)} ms`,
       },
     ],
   };

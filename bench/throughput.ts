@@ -83,7 +83,7 @@ export async function runThroughput(context: SectionContext): Promise<SectionRes
   const gateway = await env.gatewayTarget();
   const cases = [
     { model: TINY_CHAT, nodeName: "bench-a", dirs: async () => [await env.tinyModelsDir()], maxTokens: quick ? 256 : 1000, pairs: quick ? 3 : 8 },
-    { model: SMALL_CHAT, nodeName: "bench-small", dirs: async () => [await env.smallModelsDir()], maxTokens: quick ? 16 : 48, pairs: quick ? 1 : 3 },
+    { model: SMALL_CHAT, nodeName: "bench-small", dirs: async () => [await env.smallModelsDir()], maxTokens: quick ? 16 : 64, pairs: quick ? 1 : 5 },
   ];
   const data: ThroughputData = [];
   const rows: SectionResult["rows"] = [];

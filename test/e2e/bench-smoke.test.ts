@@ -36,7 +36,7 @@ test("npm run bench -- --only overhead runs end to end and writes its JSON", { t
   expect(report.machine.cores).toBeGreaterThan(0);
   const overhead = report.sections.overhead as OverheadData;
   expect(overhead.iterations).toBe(5);
-  for (const path of [overhead.direct, overhead.gateway, overhead.workerEcho, overhead.durableObjectEcho]) {
+  for (const path of [overhead.direct, overhead.gateway, overhead.workerEcho, overhead.durableObjectEcho, overhead.durableObjectStreamEcho, overhead.assetsWorkerEcho, overhead.gatewayNoKey, overhead.gatewayUnknownModel]) {
     expect(path.n).toBe(5);
     for (const value of [path.p50, path.p99, path.min, path.max]) {
       expect(Number.isFinite(value)).toBe(true);
