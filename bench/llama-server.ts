@@ -71,7 +71,9 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
   try {
     await until(
       async () => {
-        if (server.exitCode !== null) throw new Error(`llama-server exited with code ${server.exitCode}:\n${output}`);
+        if (server.exitCode !== null || server.signalCode !== null) {
+          throw new Error(`llama-server exited (${server.signalCode ?? `code ${server.exitCode}`}) before it was ready:\n${output}`);
+        }
         const response = await fetch(`${llamaServer.url}/health`).catch(() => null);
         return response?.ok === true;
       },

@@ -46,8 +46,17 @@ echo "llama.cpp $TAG at $(git -C "$SRC" rev-parse --short HEAD)"
 
 # Same shape as node-llama-cpp's CPU binaries: ggml's own thread pool (no OpenMP), release build.
 # GGML_NATIVE tunes for this CPU, as node-llama-cpp picks its best CPU variant at run time.
+# Without AMX, though: on a Sapphire Rapids VM here, -march=native turned on ggml's AMX matmul,
+# which crashed llama-server in its warm-up (SIGSEGV in ggml_backend_amx_mul_mat), and
+# node-llama-cpp's prebuilt CPU variants carry no AMX kernels either. GCC and Clang let an
+# explicit -mno-* override what -march=native enables, wherever it sits on the command line.
+ISA_FLAGS=""
+case "$(uname -m)" in
+  x86_64|amd64) ISA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" ;;
+esac
 cmake -S "$SRC" -B "$BUILD" \
   -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS="$ISA_FLAGS" -DCMAKE_CXX_FLAGS="$ISA_FLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
   -DGGML_NATIVE=ON \
   -DGGML_OPENMP=OFF \
