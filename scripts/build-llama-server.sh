@@ -7,7 +7,7 @@
 #   scripts/build-llama-server.sh [--out <dir>] [--jobs <n>]
 #
 # Default output folder: .lmgate/llama-server (git-ignored). Prints the binary's path last.
-# Takes 10-20 min of CPU on a 2-core machine; run it with `nice` if the machine is shared.
+# Takes 5-20 min on a 2-core machine (5 here); run it with `nice` if the machine is shared.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -46,10 +46,12 @@ echo "llama.cpp $TAG at $(git -C "$SRC" rev-parse --short HEAD)"
 
 # Same shape as node-llama-cpp's CPU binaries: ggml's own thread pool (no OpenMP), release build.
 # GGML_NATIVE tunes for this CPU, as node-llama-cpp picks its best CPU variant at run time.
-# Without AMX, though: on a Sapphire Rapids VM here, -march=native turned on ggml's AMX matmul,
-# which crashed llama-server in its warm-up (SIGSEGV in ggml_backend_amx_mul_mat), and
-# node-llama-cpp's prebuilt CPU variants carry no AMX kernels either. GCC and Clang let an
-# explicit -mno-* override what -march=native enables, wherever it sits on the command line.
+# Without AMX, though: on the Sapphire Rapids VM here llama-server died in its first decode inside
+# ggml's AMX tile kernel (SIGSEGV with -march=native; SIGILL with ggml's own sapphirerapids
+# variant, built as node-llama-cpp builds its CPU variants), while node-llama-cpp's copy of that
+# variant runs. So on AMX machines the comparison is AVX-512 llama-server against the agent's
+# AMX-repacked weights (bench/README.md). GCC and Clang let an explicit -mno-* override what
+# -march=native enables, wherever it sits on the command line.
 ISA_FLAGS=""
 case "$(uname -m)" in
   x86_64|amd64) ISA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" ;;
