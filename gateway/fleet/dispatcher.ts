@@ -98,6 +98,9 @@ interface CallJob extends JobBase {
 
 type Job = GenerationJob | CallJob;
 
+/** Retry-After when only offline nodes hold a model: agents redial at least every 10 s. */
+const OFFLINE_RETRY_AFTER_S = 5;
+
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
 const RETRYABLE_STATUS = 503;
 
@@ -216,6 +219,11 @@ export class Dispatcher {
     if (job.pinned !== null || job.retries > 0 || heldSomewhere) {
       const why = job.retries > 0 ? `the node serving it failed and no other node that holds "${job.model}" is available` : `no node that holds "${job.model}" is reachable right now`;
       return noCapacity(`Cannot serve the request: ${why}.`, 2);
+    }
+    // A home machine that is asleep or reconnecting still has the model: "try again" is the truth, not "no such model".
+    const offline = this.#registry.offlineHolders(job.model);
+    if (offline.length > 0) {
+      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).`, OFFLINE_RETRY_AFTER_S);
     }
     return modelNotFound(job.model, [...everyModel].sort());
   }

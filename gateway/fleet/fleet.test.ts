@@ -107,6 +107,18 @@ describe("routing", () => {
     expect(body.error.message).toContain("route-f");
   });
 
+  test("a model that only offline nodes hold is a 503 no_capacity with Retry-After that names them, not a 404", async () => {
+    const sleeper = await agent({ name: "asleep", models: [{ id: "route-off", state: "loaded" }] });
+    sleeper.close();
+    await eventually(async () => (await adminNodes()).some((node) => node.name === "asleep" && !node.online));
+    const response = await api("/v1/chat/completions", chatBody("route-off"));
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("5");
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("no_capacity");
+    expect(body.error.message).toContain("asleep");
+  });
+
   test("with every slot busy a request waits for one; when none frees up in time it gets 503 with Retry-After", async () => {
     const node = await agent({ name: "full", slots: 1, models: [{ id: "route-g", state: "loaded" }] });
     const first = api("/v1/chat/completions", chatBody("route-g"));

@@ -106,6 +106,15 @@ export class NodeRegistry {
     return this.online().filter((node) => this.isAlive(node, now));
   }
 
+  /** Names of offline nodes whose last known catalog holds `model`. */
+  offlineHolders(model: string): string[] {
+    return this.#ctx.storage.sql
+      .exec<Pick<NodeRow, "name" | "status_json">>("SELECT name, status_json FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
+      .toArray()
+      .filter((row) => (JSON.parse(row.status_json) as NodeStatus).models.some((held) => held.id === model))
+      .map((row) => row.name);
+  }
+
   /** Whether a node of this name has connected before (it is online, or still listed offline). */
   knows(name: string): boolean {
     return this.#ctx.storage.sql.exec("SELECT 1 FROM nodes WHERE name = ?", name).toArray().length > 0;
