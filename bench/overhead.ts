@@ -4,12 +4,14 @@
  * a bare Worker echo and a Worker → Durable Object → WebSocket → echo agent round trip on the
  * same runtime. Two early refusals of the gateway split its cost into parts: no key (401 from
  * the Worker's middleware) and an unknown model (404 from the Fleet: validation and the RPC, no
- * node). Every path is interleaved, one request each per round.
+ * node). Every path is interleaved, one request each per round. Then each path that runs in
+ * workerd runs once more as a block, to read the runtime's CPU time per request.
  */
 import { timedCompletion, timedPost, type CompletionParams } from "./client.ts";
 import { TINY_CHAT } from "./environment.ts";
 import { withProgress, type SectionContext, type SectionResult } from "./section.ts";
 import { round, summarize, type Summary } from "./stats.ts";
+import { workerdCpuMs } from "./workerd-cpu.ts";
 
 const PATHS = [
   "direct",
@@ -22,6 +24,8 @@ const PATHS = [
   "gatewayUnknownModel",
 ] as const;
 type PathName = (typeof PATHS)[number];
+type WorkerdPath = Exclude<PathName, "direct">;
+const WORKERD_PATHS = PATHS.filter((path): path is WorkerdPath => path !== "direct");
 
 interface Span {
   p50: number;
@@ -52,6 +56,11 @@ export interface OverheadData extends Record<PathName, Summary> {
     /** durableObjectEcho − workerEcho: the same hop on the floor (DO RPC + WebSocket round trip). */
     floorHop: number;
   };
+  /**
+   * CPU time of all workerd processes per request (ms), each path run alone as a block; null
+   * where /proc is not there. `oursCpu` = gateway − floor DO echo − the [assets] layer's CPU.
+   */
+  workerdCpuPerRequest: (Record<WorkerdPath, number> & { oursCpu: number }) | null;
 }
 
 export const OVERHEAD_TARGET = { p50: 1, p99: 5 };
@@ -92,6 +101,8 @@ export async function runOverhead(context: SectionContext): Promise<SectionResul
     }
   });
 
+  const workerdCpuPerRequest = await measureWorkerdCpu(run, context.iterations ?? (context.quick ? 100 : 300), log);
+
   const s = Object.fromEntries(PATHS.map((path) => [path, summarize(samples[path])])) as Record<PathName, Summary>;
   const added = { p50: s.gateway.p50 - s.direct.p50, p99: s.gateway.p99 - s.direct.p99 };
   const floorCost = { p50: s.durableObjectEcho.p50, p99: s.durableObjectEcho.p99 };
@@ -107,7 +118,7 @@ export async function runOverhead(context: SectionContext): Promise<SectionResul
     nodeHop: s.gateway.p50 - s.gatewayUnknownModel.p50 - s.direct.p50,
     floorHop: s.durableObjectEcho.p50 - s.workerEcho.p50,
   };
-  const data: OverheadData = { model: TINY_CHAT, iterations, ...s, added, floor: floorCost, ours, oursWithoutAssetsLayer, breakdown };
+  const data: OverheadData = { model: TINY_CHAT, iterations, ...s, added, floor: floorCost, ours, oursWithoutAssetsLayer, breakdown, workerdCpuPerRequest };
 
   const ms = (value: Span) => `p50 ${round(value.p50)} ms · p99 ${round(value.p99)} ms`;
   const section = `overhead (n=${iterations})`;
@@ -146,6 +157,41 @@ export async function runOverhead(context: SectionContext): Promise<SectionResul
           `${round(breakdown.assetsLayer)} + ${round(breakdown.workerMiddleware)} + ${round(breakdown.validationAndFleetRpc)} + ` +
           `${round(breakdown.nodeHop)} − ${round(breakdown.floorHop)} ms`,
       },
+      ...(workerdCpuPerRequest === null
+        ? []
+        : [
+            {
+              section,
+              measure: "workerd CPU per request: Worker echo · behind [assets] · DO echo · 401 · 404 · gateway",
+              value:
+                `${round(workerdCpuPerRequest.workerEcho)} · ${round(workerdCpuPerRequest.assetsWorkerEcho)} · ` +
+                `${round(workerdCpuPerRequest.durableObjectEcho)} · ${round(workerdCpuPerRequest.gatewayNoKey)} · ` +
+                `${round(workerdCpuPerRequest.gatewayUnknownModel)} · ${round(workerdCpuPerRequest.gateway)} ms`,
+            },
+            {
+              section,
+              measure: "ours in CPU = gateway − DO echo − [assets] layer",
+              value: `${round(workerdCpuPerRequest.oursCpu)} ms per request`,
+            },
+          ]),
     ],
   };
+}
+
+/** Runs each workerd path as a block of `count` requests and divides the runtime's CPU time among them. */
+async function measureWorkerdCpu(
+  run: Record<PathName, () => Promise<number>>,
+  count: number,
+  log: (message: string) => void,
+): Promise<OverheadData["workerdCpuPerRequest"]> {
+  if (workerdCpuMs() === null) return null;
+  log(`overhead: workerd CPU time, ${count} requests per path`);
+  const perRequest = {} as Record<WorkerdPath, number>;
+  for (const path of WORKERD_PATHS) {
+    const before = workerdCpuMs() as number;
+    for (let index = 0; index < count; index++) await run[path]();
+    perRequest[path] = ((workerdCpuMs() as number) - before) / count;
+  }
+  const assetsLayer = perRequest.assetsWorkerEcho - perRequest.workerEcho;
+  return { ...perRequest, oursCpu: perRequest.gateway - perRequest.durableObjectEcho - assetsLayer };
 }
