@@ -98,7 +98,7 @@ interface CallJob extends JobBase {
 
 type Job = GenerationJob | CallJob;
 
-/** Retry-After when only offline nodes hold a model: agents redial at least every 10 s. */
+/** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
 const OFFLINE_RETRY_AFTER_S = 5;
 
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
@@ -216,9 +216,11 @@ export class Dispatcher {
       for (const model of node.status.models) everyModel.add(model.id);
       if (node.model(job.model) !== undefined) heldSomewhere = true;
     }
-    if (job.pinned !== null || job.retries > 0 || heldSomewhere) {
-      const why = job.retries > 0 ? `the node serving it failed and no other node that holds "${job.model}" is available` : `no node that holds "${job.model}" is reachable right now`;
-      return noCapacity(`Cannot serve the request: ${why}.`, 2);
+    if (job.retries > 0) {
+      return noCapacity(`Cannot serve the request: the node serving it failed and no other node that holds "${job.model}" is available.`, 2);
+    }
+    if (job.pinned !== null || heldSomewhere) {
+      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is reachable right now.`, 2);
     }
     // A home machine that is asleep or reconnecting still has the model: "try again" is the truth, not "no such model".
     const offline = this.#registry.offlineHolders(job.model);

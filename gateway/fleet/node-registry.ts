@@ -106,12 +106,16 @@ export class NodeRegistry {
     return this.online().filter((node) => this.isAlive(node, now));
   }
 
-  /** Names of offline nodes whose last known catalog holds `model`. */
+  /** Names of offline nodes whose last known catalog holds `model` (SQLite reads the stored JSON; nothing is parsed here). */
   offlineHolders(model: string): string[] {
     return this.#ctx.storage.sql
-      .exec<Pick<NodeRow, "name" | "status_json">>("SELECT name, status_json FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
+      .exec<Pick<NodeRow, "name">>(
+        `SELECT name FROM nodes WHERE disconnected_at IS NOT NULL
+           AND EXISTS (SELECT 1 FROM json_each(status_json, '$.models') WHERE json_extract(value, '$.id') = ?)
+         ORDER BY name`,
+        model,
+      )
       .toArray()
-      .filter((row) => (JSON.parse(row.status_json) as NodeStatus).models.some((held) => held.id === model))
       .map((row) => row.name);
   }
 
