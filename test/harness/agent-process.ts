@@ -40,7 +40,8 @@ export async function startAgent(options: AgentProcessOptions): Promise<AgentPro
   args.push(...(options.extraArgs ?? []));
 
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, LMGATE_THREADS: "1", ...options.env },
+    // NO_COLOR: the tests read the banner as text, and picocolors colours it whenever CI is set.
+    env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
