@@ -33,7 +33,9 @@ export function parsePrometheus(text: string): { samples: Samples; types: Map<st
     if (!match) throw new Error(`not a Prometheus sample line: ${line}`);
     const [, name = "", labelText = "", valueText = ""] = match;
     const value = valueText === "+Inf" ? Infinity : valueText === "-Inf" ? -Infinity : Number(valueText);
-    if (Number.isNaN(value) && valueText !== "NaN") throw new Error(`bad value in: ${line}`);
+    // Prometheus reads values with Go's ParseFloat, which takes NaN in any case; prom-client writes
+    // "Nan" (e.g. the event-loop lag of a scrape that follows another before any lag was sampled).
+    if (Number.isNaN(value) && valueText.toLowerCase() !== "nan") throw new Error(`bad value in: ${line}`);
     const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, "");
     expect(types.has(family), `${name} has no TYPE line`).toBe(true);
     const labels: string[] = [];
