@@ -6,7 +6,7 @@ import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, UsageRow } from "../sh
 import { HEARTBEAT_PING } from "../shared/protocol.ts";
 import { sha256Hex } from "./access/credentials.ts";
 import { DEFAULT_FLEET } from "./env.ts";
-import { ADMIN_TOKEN, chatBody, dialGateway, eventually, FakeAgent } from "./test/fake-agent.ts";
+import { ADMIN_TOKEN, chatBody, dialGateway, eventually, FakeAgent, result } from "./test/fake-agent.ts";
 
 /** The security suite of issue 4, against the real Worker and Fleet in workerd. */
 
@@ -238,5 +238,42 @@ describe("accounting", () => {
     });
     const keys = ListOf(KeyRecord).parse(await (await admin("GET", "/keys")).json()).data;
     expect(keys.find((key) => key.id === record.id)?.last_used_at).not.toBeNull();
+  });
+
+  /** Starts a stream for `key`, reads its first text, then goes away; returns the node and the request id. */
+  async function cancelMidStream(key: string, nodeName: string): Promise<{ node: FakeAgent; id: string }> {
+    const node = await FakeAgent.connect({ name: nodeName, models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const response = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { stream: true }));
+    const { id } = await node.nextRequest();
+    node.sendFrame({ type: "events", id, events: [{ type: "start", model: "tiny-chat" }, { type: "delta", text: "x" }] });
+    const reader = (await response).body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await node.next((frame) => frame.type === "cancel" && frame.id === id);
+    return { node, id };
+  }
+
+  const usageOf = async (keyId: string) => {
+    const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${keyId}`)).json()).data;
+    return rows.map(({ requests, prompt_tokens, completion_tokens, errors }) => ({ requests, prompt_tokens, completion_tokens, errors }));
+  };
+
+  test("a stream its client cancels counts the tokens its node spent, so cancelling cannot dodge a token budget", async () => {
+    const { key, record } = await createKey({ name: "canceller", tokens_per_day: 100 });
+    const { node, id } = await cancelMidStream(key, "gpu-cancel");
+    // What an agent does after a cancel: its engine stops and reports what it spent.
+    const usage = { prompt_tokens: 20, completion_tokens: 150, total_tokens: 170 };
+    const stats = { tokens_per_second: 900, time_to_first_token: 0.01, generation_time: 0.2, stop_reason: "userStopped" as const };
+    node.sendFrame({ type: "events", id, events: [{ type: "done", result: result({ usage, stats }) }] });
+    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 20, completion_tokens: 150, errors: 0 }]));
+    await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
+  });
+
+  test("a cancelled stream whose node goes before reporting is counted once, without tokens", async () => {
+    const { key, record } = await createKey({ name: "canceller-2" });
+    const { node } = await cancelMidStream(key, "gpu-cancel-2");
+    node.close();
+    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 0, completion_tokens: 0, errors: 0 }]));
   });
 });

@@ -15,7 +15,7 @@ const result: GenerationResult = {
 };
 
 /** A source whose chat emits `start`, two deltas and `done`, or fails as told. */
-function fakeSource(options: { fail?: unknown; failAfterStart?: unknown } = {}): NodeSource {
+function fakeSource(options: { fail?: unknown; failAfterStart?: unknown; stopped?: boolean } = {}): NodeSource {
   return {
     runtime: result.runtime,
     slotsPerModel: 1,
@@ -29,7 +29,7 @@ function fakeSource(options: { fail?: unknown; failAfterStart?: unknown } = {}):
       if (options.failAfterStart) throw options.failAfterStart;
       yield { type: "delta", text: "a" };
       yield { type: "delta", text: "b" };
-      yield { type: "done", result };
+      yield { type: "done", result: options.stopped ? { ...result, stats: { ...result.stats, stop_reason: "userStopped" } } : result };
     },
     completion: () => {
       throw new Error("unused");
@@ -69,7 +69,7 @@ test("a generation is recorded once, at its done event, with usage, speed and ti
   expect(ended[0]?.seconds).toBeGreaterThanOrEqual(0);
 });
 
-test("failures are recorded with their status; unknown model ids become 'unknown'; a caller who leaves is a 499", async () => {
+test("failures are recorded with their status; unknown model ids become 'unknown'; a caller who leaves is a 499, with the tokens spent when the engine reports them", async () => {
   const { ended, observer } = recorder();
   const failing = (fail: Record<string, unknown>) => new TrackedBackend(fakeSource(fail), { observer });
   await expect(failing({ fail: modelNotFound("made-up", []) }).chat(chatRequest("made-up"), never).next()).rejects.toThrow(ApiError);
@@ -82,6 +82,11 @@ test("failures are recorded with their status; unknown model ids become 'unknown
   await left.next();
   await left.return(undefined);
 
+  // Aborted, then drained to its result (what the link does after the gateway's cancel).
+  for await (const event of new TrackedBackend(fakeSource({ stopped: true }), { observer }).chat(chatRequest(), never)) {
+    if (event.type === "done") break;
+  }
+
   await expect(new TrackedBackend(fakeSource(), { observer }).unloadModel(UnloadRequest.parse({ instance_id: "m" }))).rejects.toThrow("not loaded");
   await new TrackedBackend(fakeSource(), { observer }).embeddings(EmbeddingsRequest.parse({ model: "e", input: "x" }), never);
 
@@ -89,10 +94,12 @@ test("failures are recorded with their status; unknown model ids become 'unknown
     "chat/completions unknown 404",
     "chat/completions m 500",
     "chat/completions m 499",
+    "chat/completions m 499",
     "models/unload m 404",
     "embeddings e 200",
   ]);
   expect(ended.at(-1)?.promptTokens).toBe(4);
+  expect(ended[3]).toMatchObject({ promptTokens: 11, completionTokens: 3 });
 });
 
 test("with a drain, running requests hold it until shortly after their result, and new ones get a 503 once it closes", async () => {

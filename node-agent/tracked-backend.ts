@@ -136,7 +136,9 @@ export class TrackedBackend implements NodeSource {
         else if (event.type === "done") {
           // Consumers stop pulling once they have `done`: the request ends here, not when iteration does.
           const { usage, stats } = event.result;
-          end(200, {
+          // A generation stopped by its caller's abort still reports what it spent (the gateway
+          // asks for that after a cancel): it ended as the caller going away, with its tokens.
+          end(stats.stop_reason === "userStopped" ? 499 : 200, {
             promptTokens: usage.prompt_tokens,
             completionTokens: usage.completion_tokens,
             ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),

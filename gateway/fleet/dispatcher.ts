@@ -56,6 +56,16 @@ interface Ending {
   completionTokens?: number;
   ttftMs?: number;
   tokensPerSecond?: number;
+  /** When the request ended for its client (`Date.now()`), if not now. */
+  endedAt?: number;
+}
+
+/** A generation cancelled on its node, waiting for the node's final `done` with what it spent. */
+interface Cancelled {
+  readonly job: GenerationJob;
+  readonly node: FleetNode;
+  readonly at: number;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
 export type SettleObserver = (job: SettledJob) => void;
@@ -105,6 +115,12 @@ const OFFLINE_RETRY_AFTER_S = 5;
 const RETRYABLE_STATUS = 503;
 
 /**
+ * How long a cancelled generation's node has to report the tokens it spent (agents give their
+ * engine 2 s); past it, or when the node goes, the request is counted without tokens.
+ */
+const FINAL_USAGE_WAIT_MS = 5_000;
+
+/**
  * Requests in the fleet: admission, routing, the bounded wait for a slot, relaying the node's
  * frames, flow control, cancellation and failover. The Fleet object feeds it socket events.
  */
@@ -119,6 +135,8 @@ export class Dispatcher {
   #waiting: Job[] = [];
   /** Generations whose stream is still open, by request id (running or waiting). */
   readonly #generations = new Map<string, GenerationJob>();
+  /** Generations cancelled on a node, by request id, until their usage arrives. */
+  readonly #cancelled = new Map<string, Cancelled>();
 
   /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
   constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void, onSettled: SettleObserver = () => {}) {
@@ -312,7 +330,10 @@ export class Dispatcher {
 
   onEvents(node: FleetNode, id: string, events: GenerationEvent[]): void {
     const job = this.#jobOn(node, id);
-    if (job === undefined) return;
+    if (job === undefined) {
+      this.#finalUsage(node, id, events);
+      return;
+    }
     if (job.kind !== "generation") {
       // Never leave the caller waiting on an answer that will not come in the shape it needs.
       this.#detach(job);
@@ -396,6 +417,9 @@ export class Dispatcher {
    * invisibly; the others end with an error event — never a hang, never a stream that looks complete.
    */
   nodeLost(node: FleetNode): void {
+    for (const cancelled of this.#cancelled.values()) {
+      if (cancelled.node === node) this.#settleCancelled(cancelled, null);
+    }
     const affected = [...this.#running.values()].filter((job) => job.node === node);
     for (const job of affected) {
       this.#detach(job);
@@ -428,19 +452,43 @@ export class Dispatcher {
 
   #cancel(job: GenerationJob): void {
     if (!this.#generations.has(job.id)) return;
-    // The node's partial usage never arrives once cancelled: the request counts, its tokens cannot.
-    this.#settled(job, { status: 499 });
     this.#generations.delete(job.id);
     job.stream.end();
     const node = job.node;
     if (node !== null) {
+      // Settled when the node reports what the generation spent: a stream cancelled near its
+      // end must count against the caller's token budget, not pass as free.
+      const at = Date.now();
+      const timer = setTimeout(() => this.#settleCancelled(cancelled, null), FINAL_USAGE_WAIT_MS);
+      const cancelled: Cancelled = { job, node, at, timer };
+      this.#cancelled.set(job.id, cancelled);
       send(node.ws, { type: "cancel", id: job.id });
       this.#detach(job);
       this.capacityChanged();
-    } else if (job.enqueuedAt !== null) {
+      return;
+    }
+    this.#settled(job, { status: 499 });
+    if (job.enqueuedAt !== null) {
       this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
       this.#stopWaiting(job, Date.now());
     }
+  }
+
+  #finalUsage(node: FleetNode, id: string, events: GenerationEvent[]): void {
+    const cancelled = this.#cancelled.get(id);
+    if (cancelled === undefined || cancelled.node !== node) return;
+    const done = events.find((event) => event.type === "done");
+    if (done !== undefined) this.#settleCancelled(cancelled, done.result);
+  }
+
+  #settleCancelled(cancelled: Cancelled, result: GenerationResult | null): void {
+    clearTimeout(cancelled.timer);
+    this.#cancelled.delete(cancelled.job.id);
+    this.#settled(cancelled.job, {
+      status: 499,
+      endedAt: cancelled.at,
+      ...(result === null ? {} : { promptTokens: result.usage.prompt_tokens, completionTokens: result.usage.completion_tokens }),
+    });
   }
 
   // ---- endings -------------------------------------------------------------------------------
@@ -457,7 +505,7 @@ export class Dispatcher {
       completionTokens: ending.completionTokens ?? 0,
       ttftMs: ending.ttftMs ?? null,
       firstTokenMs: firstTokenAt === null ? null : firstTokenAt - job.receivedAt,
-      durationMs: Date.now() - job.receivedAt,
+      durationMs: (ending.endedAt ?? Date.now()) - job.receivedAt,
       tokensPerSecond: ending.tokensPerSecond ?? null,
       failed: ending.failed ?? false,
     });

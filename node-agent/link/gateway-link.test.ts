@@ -281,17 +281,25 @@ describe("requests", () => {
     gateway.send({ type: "cancel", id: "r1" });
   });
 
-  test("a cancel frame aborts the engine's work for that request and nothing more is sent for it", async () => {
+  test("a cancel frame aborts the engine's work for that request; only its final usage follows, no more text", async () => {
     const source = new ScriptedSource({ models: ["m1"], delayMs: 10, words: () => Array.from({ length: 500 }, () => "w ") });
     const { gateway, link } = await setup(source);
     await connected(link);
     gateway.send(chatRequest("r1"));
     await gateway.next("events", (frame) => frame.events.some((event) => event.type === "delta"));
+    const sent = gateway.frames.length;
     gateway.send({ type: "cancel", id: "r1" });
     await until(() => source.aborted.length === 1);
-    const count = gateway.frames.length;
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(gateway.frames.slice(count).filter((frame) => frame.type !== "status")).toEqual([]);
+    const after = gateway.frames.slice(sent).filter((frame) => frame.type !== "status");
+    const last = after.at(-1);
+    expect(last?.type === "events" && last.events).toEqual([
+      { type: "done", result: expect.objectContaining({ stats: expect.objectContaining({ stop_reason: "userStopped" }) }) },
+    ]);
+    // Coalesced text may have left before the cancel arrived; nothing but the usage after it.
+    expect(after.slice(0, -1).every((frame) => frame.type === "events" && frame.events.every((event) => event.type === "delta"))).toBe(true);
+    const done = last?.type === "events" ? last.events[0] : undefined;
+    expect(done?.type === "done" && done.result.usage.completion_tokens).toBe(source.pulled);
   });
 
   test("errors go back as error frames in OpenAI's shape", async () => {

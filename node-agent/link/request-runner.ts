@@ -32,10 +32,15 @@ interface Running {
   outstanding: number;
   /** Called when an ack arrives, to resume a paused stream. */
   wake: (() => void) | null;
+  /** Cancelled by the gateway (its client went away), which still wants the tokens it cost. */
+  cancelled: boolean;
 }
 
 /** While the socket's buffer stays high there is no event to wait for: look again this often. */
 const BUFFER_POLL_MS = 10;
+
+/** How long a cancelled generation may take to report what it spent; engines stop within moments. */
+const FINAL_USAGE_WAIT_MS = 2_000;
 
 /**
  * Runs the gateway's requests against the local engine, one AbortController per request id
@@ -43,6 +48,8 @@ const BUFFER_POLL_MS = 10;
  * errors as `error` frames, and generation events coalesced — the first delta at once (time to
  * first token is what users feel), later ones merged into batches. It pulls the next event only
  * while the gateway has granted credit and the socket is draining, so nothing piles up here.
+ * A generation the gateway cancels still sends its final `done` (stop reason `userStopped`): the
+ * tokens it spent count against the caller's budget, or a stream cancelled near its end is free.
  */
 export class RequestRunner {
   readonly #source: InferenceBackend;
@@ -69,7 +76,12 @@ export class RequestRunner {
 
   handle(frame: Extract<ToAgentFrame, { type: "request" | "cancel" | "ack" }>): void {
     if (frame.type === "request") this.#start(frame);
-    else if (frame.type === "cancel") this.#running.get(frame.id)?.controller.abort(cancelled("the client went away"));
+    else if (frame.type === "cancel") {
+      const run = this.#running.get(frame.id);
+      if (run === undefined) return;
+      run.cancelled = true;
+      run.controller.abort(cancelled("the client went away"));
+    }
     else {
       const run = this.#running.get(frame.id);
       if (run === undefined) return;
@@ -90,6 +102,7 @@ export class RequestRunner {
       window: frame.window ?? Number.POSITIVE_INFINITY,
       outstanding: 0,
       wake: null,
+      cancelled: false,
     };
     this.#running.set(frame.id, run);
     void this.#execute(frame, run).finally(() => this.#running.delete(frame.id));
@@ -145,6 +158,8 @@ export class RequestRunner {
     let firstDeltaSent = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let flushWhenWritable = false;
+    /** The pull an abort interrupted: its answer may be the `done` a cancel still reports. */
+    let pulling: Promise<IteratorResult<GenerationEvent>> | undefined;
 
     const flush = () => {
       clearTimeout(timer);
@@ -167,7 +182,9 @@ export class RequestRunner {
         // Backpressure: no credit or a full socket buffer means no pulling from the engine.
         if (!this.#writable(run)) await this.#whenWritable(run);
         if (flushWhenWritable) flush();
-        const next = await untilAborted(iterator.next(), signal);
+        pulling = iterator.next();
+        const next = await untilAborted(pulling, signal);
+        pulling = undefined;
         if (next.done) break;
         const event = next.value;
         if (event.type === "start") {
@@ -191,11 +208,37 @@ export class RequestRunner {
         }
       }
       throw new ApiError(500, "The engine ended the generation without a result.", { code: "incomplete_generation" });
+    } catch (error) {
+      if (run.cancelled) await this.#sendFinalUsage(id, iterator, pulling);
+      throw error;
     } finally {
       clearTimeout(timer);
       // Lets the engine clean up: after `done`, and when we leave early (cancel, link lost, an
       // error), where it stops the generation.
       void Promise.resolve(iterator.return?.()).catch(() => undefined);
+    }
+  }
+
+  /** Skips the text the client will not read, up to the engine's `done`, and sends that alone. */
+  async #sendFinalUsage(
+    id: string,
+    iterator: AsyncIterator<GenerationEvent>,
+    pulling: Promise<IteratorResult<GenerationEvent>> | undefined,
+  ): Promise<void> {
+    const deadline = AbortSignal.timeout(FINAL_USAGE_WAIT_MS);
+    try {
+      for (;;) {
+        const next = await untilAborted(pulling ?? iterator.next(), deadline);
+        pulling = undefined;
+        if (next.done) return;
+        if (next.value.type === "done") {
+          this.#channel.send({ type: "events", id, events: [next.value] });
+          return;
+        }
+      }
+    } catch {
+      // An engine that fails or overruns the wait has nothing to report; the gateway counts the
+      // request without tokens when no `done` comes.
     }
   }
 

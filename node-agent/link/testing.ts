@@ -1,6 +1,6 @@
 import { ApiError } from "../../shared/errors.ts";
 import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime } from "../../shared/schemas/generation.ts";
+import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime, StopReason } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { NodeSource } from "./node-source.ts";
@@ -35,11 +35,11 @@ export function scriptedModel(id: string, state: ModelObject["state"] = "loaded"
   };
 }
 
-export function scriptedResult(completionTokens: number): GenerationResult {
+export function scriptedResult(completionTokens: number, stopReason: StopReason = "eosFound"): GenerationResult {
   return {
     finish_reason: "stop",
     usage: { prompt_tokens: 1, completion_tokens: completionTokens, total_tokens: completionTokens + 1 },
-    stats: { tokens_per_second: 1000, time_to_first_token: 0.001, generation_time: 0.005, stop_reason: "eosFound" },
+    stats: { tokens_per_second: 1000, time_to_first_token: 0.001, generation_time: 0.005, stop_reason: stopReason },
     model_info: { arch: "llama", quant: "F32", format: "gguf", context_length: 2048 },
     runtime: { name: "scripted", version: "1", supported_formats: ["gguf"] },
   };
@@ -113,10 +113,17 @@ export class ScriptedSource implements NodeSource {
     try {
       yield { type: "start", model: request.model };
       const words = this.#options.words?.(request) ?? ["one ", "two ", "three ", "four ", "five"];
+      let produced = 0;
       for (const word of words) {
         if (this.#options.delayMs) await new Promise((resolve) => setTimeout(resolve, this.#options.delayMs));
-        if (signal.aborted) throw signal.reason;
+        if (signal.aborted) {
+          // Like LocalBackend: an aborted generation ends with what it spent so far.
+          release();
+          yield { type: "done", result: scriptedResult(produced, "userStopped") };
+          return;
+        }
         this.pulled += 1;
+        produced += 1;
         yield { type: "delta", text: word };
       }
       completed = true;

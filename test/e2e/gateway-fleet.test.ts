@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
-import { NodeSummary } from "../../shared/schemas/admin.ts";
+import { CreatedKey, ListOf, NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
@@ -167,6 +167,30 @@ describe("a fleet of two real agents behind the real gateway", () => {
       .catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(OpenAI.NotFoundError);
     expect((failure as InstanceType<typeof OpenAI.APIError>).code).toBe("model_not_found");
+  });
+
+  test("a stream its client leaves is counted with the tokens its node generated, not as free", async () => {
+    const admin = (path: string, init: RequestInit = {}) =>
+      fetch(`${gateway.url}/admin${path}`, { ...init, headers: { authorization: `Bearer ${gateway.adminToken}` } });
+    const { key, record } = CreatedKey.parse(await (await admin("/keys", { method: "POST", body: JSON.stringify({ name: "leaver" }) })).json());
+    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
+    const stream = await client.chat.completions.create({ model: CHAT, messages, max_tokens: -1, temperature: 0, stream: true });
+    let chunks = 0;
+    for await (const chunk of stream) {
+      expect(chunk.choices[0]?.finish_reason ?? null).toBeNull();
+      if (++chunks === 3) break; // leaving the loop aborts the request
+    }
+    let rows: UsageRow[] = [];
+    await until(async () => {
+      rows = ListOf(UsageRow).parse(await (await admin(`/usage?key=${record.id}`)).json()).data;
+      return rows.length > 0;
+    });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ model: CHAT, requests: 1, errors: 0 });
+    expect(rows[0]?.prompt_tokens).toBeGreaterThan(0);
+    // At least the text that reached the client; under ~2,000, since the generation was stopped.
+    expect(rows[0]?.completion_tokens).toBeGreaterThanOrEqual(3);
+    expect(rows[0]?.completion_tokens).toBeLessThan(2_000);
   });
 
   test("kill -9 an agent mid-stream: the client gets an error promptly, and the next request succeeds on the other node", async () => {
