@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
@@ -17,6 +18,26 @@ const DEV_KEY_FILE = `${ROOT}.lmgate/dev-key`;
 const HOST = "127.0.0.1";
 const PORT = Number(process.env.LMGATE_PORT ?? 1234);
 const GATEWAY = `http://${HOST}:${PORT}`;
+
+/** Stops before anything starts when the gateway could not listen, saying what to do instead. */
+async function checkPort(): Promise<void> {
+  if (!Number.isInteger(PORT) || PORT < 1 || PORT > 65535) {
+    console.error(`lmgate: LMGATE_PORT must be a port number (1–65535), got "${process.env.LMGATE_PORT}".`);
+    process.exit(1);
+  }
+  const server = createServer();
+  const taken = await new Promise<boolean>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => (error.code === "EADDRINUSE" ? resolve(true) : reject(error)));
+    server.listen(PORT, HOST, () => server.close(() => resolve(false)));
+  });
+  if (taken) {
+    console.error(
+      `lmgate: ${HOST}:${PORT} is already in use (LM Studio's server uses 1234 too). ` +
+        "Stop the other server, or start on another port: LMGATE_PORT=8787 npm start",
+    );
+    process.exit(1);
+  }
+}
 
 /**
  * The deployment's own secrets for local development (wrangler secrets in production): made
@@ -101,6 +122,7 @@ async function shutdown(code: number): Promise<never> {
 process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
 
+await checkPort();
 const secrets = devSecrets();
 console.log("lmgate: preparing demo models…");
 await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: (message) => console.log(`lmgate: ${message}`) });
