@@ -121,6 +121,13 @@ async function shutdown(code: number): Promise<never> {
 }
 process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
+// npm runs this through a shell that does not pass SIGTERM on: when `npm start` is stopped that
+// way (a service manager, `timeout`, `kill`), our parent goes and we would run on with nobody to
+// stop us, holding the port. A new parent means that happened.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent && !stopping) void shutdown(0);
+}, 1_000).unref();
 
 await checkPort();
 const secrets = devSecrets();
