@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { OpenApiOptions, RouteDoc } from "../shared/openapi.ts";
+import { metricsRouteDoc, type OpenApiOptions, type RouteDoc } from "../shared/openapi.ts";
 import {
   CreatedKey,
   CreatedNodeToken,
@@ -41,14 +41,7 @@ const ADMIN_ROUTE_DOCS: RouteDoc[] = [
 /** The gateway's own routes beside the API app's: health, metrics, the agents' socket, the admin API. */
 const GATEWAY_ROUTE_DOCS: RouteDoc[] = [
   { method: "get", path: "/health", summary: "Liveness", tag: "meta", security: "public", response: z.object({ status: z.literal("ok") }) },
-  {
-    method: "get",
-    path: "/metrics",
-    summary: "Prometheus metrics of the fleet",
-    tag: "meta",
-    security: "metrics",
-    text: { mediaType: "text/plain; version=0.0.4", description: "The Prometheus text exposition format" },
-  },
+  metricsRouteDoc("Prometheus metrics of the fleet", "metrics"),
   { method: "get", path: "/agent/connect", summary: "A node agent's WebSocket (upgrade)", tag: "agent", security: "node", status: 101 },
   ...ADMIN_ROUTE_DOCS,
 ];

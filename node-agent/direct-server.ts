@@ -2,7 +2,7 @@ import { serve, type Http2Bindings, type HttpBindings, type ServerType } from "@
 import type { AddressInfo } from "node:net";
 import type { InferenceBackend } from "../shared/backend.ts";
 import { createApiApp } from "../shared/app.ts";
-import type { OpenApiOptions } from "../shared/openapi.ts";
+import { metricsRouteDoc, type OpenApiOptions } from "../shared/openapi.ts";
 import type { Drain } from "./drain.ts";
 import { METRICS_PATH, type MetricsHandler } from "./metrics/metrics-endpoint.ts";
 import { shuttingDown } from "./tracked-backend.ts";
@@ -26,19 +26,25 @@ export interface DirectServerOptions {
    * closes, API requests get a 503 `shutting_down` with `Retry-After`.
    */
   drain?: Drain;
-  /** Serves `GET /metrics` ahead of the API (also while draining). */
-  metrics?: MetricsHandler;
+  /** Serves `GET /metrics` ahead of the API (also while draining); `guarded` when it needs the metrics token. */
+  metrics?: { handler: MetricsHandler; guarded: boolean };
 }
 
-/** The direct server's `/openapi.json`: the API alone, open to anyone who can reach the port. */
-export const DIRECT_OPENAPI: OpenApiOptions = { title: "lmgate-agent (direct mode)", apiKeys: false };
+/**
+ * The direct server's `/openapi.json`: the API, open to anyone who can reach the port, and
+ * `/metrics` when it is served.
+ */
+export function directOpenApi(metrics?: { guarded: boolean }): OpenApiOptions {
+  const routes = metrics ? [metricsRouteDoc("Prometheus metrics of this agent", metrics.guarded ? "metricsToken" : "public")] : [];
+  return { title: "lmgate-agent (direct mode)", apiKeys: false, routes };
+}
 
 /** Serves API.md for one machine's backend: the same app the gateway serves, on Node. */
 export async function startDirectServer(options: DirectServerOptions): Promise<DirectServer> {
-  const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError, openApi: DIRECT_OPENAPI });
+  const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError, openApi: directOpenApi(options.metrics) });
   const { drain, metrics } = options;
   const fetch = (request: Request, env: HttpBindings | Http2Bindings): Response | Promise<Response> => {
-    if (metrics && new URL(request.url).pathname === METRICS_PATH) return metrics(request);
+    if (metrics && new URL(request.url).pathname === METRICS_PATH) return metrics.handler(request);
     if (drain) {
       if (drain.draining) {
         const refused = shuttingDown().toResponse();

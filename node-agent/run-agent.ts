@@ -80,7 +80,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
         host: config.host,
         port: config.port,
         drain,
-        metrics: handler,
+        ...(handler ? { metrics: { handler, guarded: config.metricsToken !== undefined } } : {}),
         onUnexpectedError: (error) => log.warn(`unexpected error: ${error instanceof Error ? error.stack : String(error)}`),
       }),
     );

@@ -12,9 +12,10 @@ import { LMGATE_VERSION } from "./version.ts";
 
 /**
  * Who may call a route: an API key (Bearer or `x-api-key`), the admin token, the admin or the
- * metrics token, a node token (agents' WebSocket), or anyone.
+ * metrics token (the gateway's `/metrics`), the metrics token alone (an agent's), a node token
+ * (agents' WebSocket), or anyone.
  */
-export type Security = "apiKey" | "admin" | "metrics" | "node" | "public";
+export type Security = "apiKey" | "admin" | "metrics" | "metricsToken" | "node" | "public";
 
 export interface RouteDoc {
   method: "get" | "post" | "patch" | "delete";
@@ -60,6 +61,18 @@ export const API_ROUTE_DOCS: RouteDoc[] = [
   { method: "post", path: "/api/v1/models/unload", summary: "Unload a model", tag: "lmstudio", security: "apiKey", body: UnloadRequest, response: UnloadResult },
 ];
 
+/** `GET /metrics` of the gateway or an agent: Prometheus text, not JSON. */
+export function metricsRouteDoc(summary: string, security: Security): RouteDoc {
+  return {
+    method: "get",
+    path: "/metrics",
+    summary,
+    tag: "meta",
+    security,
+    text: { mediaType: "text/plain; version=0.0.4", description: "The Prometheus text exposition format" },
+  };
+}
+
 /** `/api/v0/models/:model{.+}` → `/api/v0/models/{model}` */
 export const honoPathToOpenApi = (path: string) => path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}");
 
@@ -76,6 +89,7 @@ const REQUIREMENTS: Record<Security, Array<keyof typeof SECURITY_SCHEMES>> = {
   apiKey: ["apiKey", "xApiKey"],
   admin: ["admin"],
   metrics: ["admin", "metricsToken"],
+  metricsToken: ["metricsToken"],
   node: ["nodeToken"],
   public: [],
 };

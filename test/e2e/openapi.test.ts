@@ -1,7 +1,7 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { GATEWAY_OPENAPI } from "../../gateway/route-docs.ts";
-import { DIRECT_OPENAPI, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
+import { directOpenApi, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { createApiApp } from "../../shared/app.ts";
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { honoPathToOpenApi, hostOpenApiDocument } from "../../shared/openapi.ts";
@@ -66,12 +66,28 @@ test("an agent's direct server serves a valid OpenAPI 3.1 document of exactly it
   expect(response.status).toBe(200);
   const document = (await response.json()) as Document;
   await expectValidOpenApi31(document);
-  expect(document).toEqual(JSON.parse(JSON.stringify(hostOpenApiDocument(DIRECT_OPENAPI))));
+  expect(document).toEqual(JSON.parse(JSON.stringify(hostOpenApiDocument(directOpenApi()))));
 
   // The direct server's router is this app: its route table, less middleware (method ALL).
-  const app = createApiApp({ backend: () => backend, openApi: DIRECT_OPENAPI });
+  const app = createApiApp({ backend: () => backend, openApi: directOpenApi() });
   const served = app.routes.filter((route) => route.method !== "ALL").map((route) => `${route.method} ${honoPathToOpenApi(route.path)}`);
   expect(new Set(operations(document))).toEqual(new Set(served));
   const securities = Object.values(document.paths).flatMap((byMethod) => Object.values(byMethod).map((operation) => (operation as { security: unknown[] }).security));
   expect(securities.every((security) => security.length === 0)).toBe(true);
+});
+
+test("with metrics, the direct server's document lists /metrics, guarded by the metrics token when it has one", async () => {
+  const metrics = async () => new Response("");
+  for (const guarded of [false, true]) {
+    const withMetrics = await startDirectServer({ backend, host: "127.0.0.1", port: 0, metrics: { handler: metrics, guarded } });
+    try {
+      const document = (await (await fetch(`${withMetrics.url}/openapi.json`)).json()) as Document;
+      await expectValidOpenApi31(document);
+      const paths = document.paths as Record<string, Record<string, { security: unknown[]; responses: Record<string, { content?: object }> }>>;
+      expect(paths["/metrics"]?.get?.security).toEqual(guarded ? [{ metricsToken: [] }] : []);
+      expect(Object.keys(paths["/metrics"]?.get?.responses["200"]?.content ?? {})).toEqual(["text/plain; version=0.0.4"]);
+    } finally {
+      await withMetrics.close();
+    }
+  }
 });
