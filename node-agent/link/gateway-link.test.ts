@@ -136,10 +136,10 @@ const until = async (check: () => boolean, timeoutMs = 3_000) => {
 
 const connected = (link: GatewayLink) => until(() => link.connected);
 
-const chatRequest = (id: string, window?: number): ToAgentFrame => ({
+const chatRequest = (id: string, window?: number, stream = true): ToAgentFrame => ({
   type: "request",
   id,
-  operation: { op: "chat", body: { model: "m1", messages: [{ role: "user", content: "hi" }] } },
+  operation: { op: "chat", body: { model: "m1", messages: [{ role: "user", content: "hi" }], stream } },
   ...(window === undefined ? {} : { window }),
 });
 
@@ -251,6 +251,16 @@ describe("requests", () => {
     expect(frames.length).toBeLessThan(10);
     for (const frame of frames) expect(frame.filter((event) => event.type === "delta").length).toBeLessThanOrEqual(1);
     expect(frames.at(-1)?.at(-1)?.type).toBe("done");
+  });
+
+  test("a short non-streamed generation goes back in one frame: its client sees nothing before the end", async () => {
+    const { gateway, link } = await setup();
+    await connected(link);
+    gateway.send(chatRequest("r1", undefined, false));
+    const frames = await eventsOf(gateway, "r1");
+    expect(frames).toHaveLength(1);
+    expect(frames[0]?.map((event) => event.type)).toEqual(["start", "delta", "done"]);
+    expect(frames[0]?.[1]).toEqual({ type: "delta", text: "one two three four five" });
   });
 
   test("a start with no text soon after (a long prompt) still goes out on its own, so the gateway can commit the response", async () => {

@@ -45,8 +45,9 @@ const FINAL_USAGE_WAIT_MS = 2_000;
 /**
  * Runs the gateway's requests against the local engine, one AbortController per request id
  * (aborted by a `cancel` frame or when the link drops), and sends the answers back: results,
- * errors as `error` frames, and generation events coalesced — the first delta at once (time to
- * first token is what users feel), later ones merged into batches. It pulls the next event only
+ * errors as `error` frames, and generation events coalesced — the first delta of a streamed
+ * request at once (time to first token is what users feel), later ones merged into batches; a
+ * non-streamed request's client sees nothing before the end, so a short one goes in one frame. It pulls the next event only
  * while the gateway has granted credit and the socket is draining, so nothing piles up here.
  * A generation the gateway cancels still sends its final `done` (stop reason `userStopped`): the
  * tokens it spent count against the caller's budget, or a stream cancelled near its end is free.
@@ -114,10 +115,10 @@ export class RequestRunner {
     try {
       switch (operation.op) {
         case "chat":
-          await this.#stream(id, run, this.#source.chat(operation.body, signal));
+          await this.#stream(id, run, this.#source.chat(operation.body, signal), operation.body.stream === true);
           return;
         case "completion":
-          await this.#stream(id, run, this.#source.completion(operation.body, signal));
+          await this.#stream(id, run, this.#source.completion(operation.body, signal), operation.body.stream === true);
           return;
         case "embeddings":
           this.#reply(run, { type: "result", id, result: await this.#source.embeddings(operation.body, signal) });
@@ -150,7 +151,8 @@ export class RequestRunner {
     if (!run.controller.signal.aborted) this.#channel.send(frame);
   }
 
-  async #stream(id: string, run: Running, events: AsyncIterable<GenerationEvent>): Promise<void> {
+  /** `streamed`: the client reads the text as it comes, so the first delta leaves at once. */
+  async #stream(id: string, run: Running, events: AsyncIterable<GenerationEvent>, streamed: boolean): Promise<void> {
     const signal = run.controller.signal;
     const iterator = events[Symbol.asyncIterator]();
     let batch: GenerationEvent[] = [];
@@ -194,7 +196,7 @@ export class RequestRunner {
           timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
         } else if (event.type === "delta") {
           text += event.text;
-          if (!firstDeltaSent) {
+          if (streamed && !firstDeltaSent) {
             firstDeltaSent = true;
             flush();
           } else if (text.length >= this.#maxBatchChars) flushIfWritable();
