@@ -417,8 +417,8 @@ export class Dispatcher {
    * invisibly; the others end with an error event — never a hang, never a stream that looks complete.
    */
   nodeLost(node: FleetNode): void {
-    for (const cancelled of this.#cancelled.values()) {
-      if (cancelled.node === node) this.#settleCancelled(cancelled, null);
+    for (const [id, cancelled] of this.#cancelled) {
+      if (cancelled.node === node) this.#settleCancelled(id, null);
     }
     const affected = [...this.#running.values()].filter((job) => job.node === node);
     for (const job of affected) {
@@ -458,10 +458,8 @@ export class Dispatcher {
     if (node !== null) {
       // Settled when the node reports what the generation spent: a stream cancelled near its
       // end must count against the caller's token budget, not pass as free.
-      const at = Date.now();
-      const timer = setTimeout(() => this.#settleCancelled(cancelled, null), FINAL_USAGE_WAIT_MS);
-      const cancelled: Cancelled = { job, node, at, timer };
-      this.#cancelled.set(job.id, cancelled);
+      const timer = setTimeout(() => this.#settleCancelled(job.id, null), FINAL_USAGE_WAIT_MS);
+      this.#cancelled.set(job.id, { job, node, at: Date.now(), timer });
       send(node.ws, { type: "cancel", id: job.id });
       this.#detach(job);
       this.capacityChanged();
@@ -475,15 +473,16 @@ export class Dispatcher {
   }
 
   #finalUsage(node: FleetNode, id: string, events: GenerationEvent[]): void {
-    const cancelled = this.#cancelled.get(id);
-    if (cancelled === undefined || cancelled.node !== node) return;
+    if (this.#cancelled.get(id)?.node !== node) return;
     const done = events.find((event) => event.type === "done");
-    if (done !== undefined) this.#settleCancelled(cancelled, done.result);
+    if (done !== undefined) this.#settleCancelled(id, done.result);
   }
 
-  #settleCancelled(cancelled: Cancelled, result: GenerationResult | null): void {
+  #settleCancelled(id: string, result: GenerationResult | null): void {
+    const cancelled = this.#cancelled.get(id);
+    if (cancelled === undefined) return;
     clearTimeout(cancelled.timer);
-    this.#cancelled.delete(cancelled.job.id);
+    this.#cancelled.delete(id);
     this.#settled(cancelled.job, {
       status: 499,
       endedAt: cancelled.at,
