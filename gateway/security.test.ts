@@ -210,6 +210,8 @@ describe("garbage in", () => {
 });
 
 describe("accounting", () => {
+  const usageRows = async (keyId: string) => ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${keyId}`)).json()).data;
+
   test("usage equals the sum of the responses' usage over streaming, non-streaming and failed requests", async () => {
     await connectNode();
     const { key, record } = await createKey({ name: "counted" });
@@ -232,7 +234,7 @@ describe("accounting", () => {
     expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-missing"))).status).toBe(404);
 
     await eventually(async () => {
-      const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+      const rows = await usageRows(record.id);
       const total = (field: "requests" | "prompt_tokens" | "completion_tokens" | "errors") => rows.reduce((sum, row) => sum + row[field], 0);
       return total("requests") === 8 && total("prompt_tokens") === prompt && total("completion_tokens") === completion && total("errors") === 1;
     });
@@ -255,7 +257,7 @@ describe("accounting", () => {
   }
 
   const usageOf = async (keyId: string) => {
-    const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${keyId}`)).json()).data;
+    const rows = await usageRows(keyId);
     return rows.map(({ requests, prompt_tokens, completion_tokens, errors }) => ({ requests, prompt_tokens, completion_tokens, errors }));
   };
 

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
-import { CreatedKey, ListOf, NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
+import { AdminClient } from "../../cli/admin-client.ts";
+import type { NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
@@ -43,10 +44,8 @@ async function startNode(name: string): Promise<AgentProcess> {
   return agent;
 }
 
-async function nodes(): Promise<NodeSummary[]> {
-  const response = await fetch(`${gateway.url}/admin/nodes`, { headers: { authorization: `Bearer ${gateway.adminToken}` } });
-  return ((await response.json()) as { data: unknown[] }).data.map((node) => NodeSummary.parse(node));
-}
+const admin = () => new AdminClient(gateway.url, gateway.adminToken);
+const nodes = (): Promise<NodeSummary[]> => admin().listNodes();
 
 async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -77,7 +76,7 @@ const online = async (names: string[]) => {
   return names.every((name) => listed.some((node) => node.name === name && node.online));
 };
 
-const openai = () => new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: gateway.apiKey, maxRetries: 0, timeout: 30_000 });
+const openai = (apiKey = gateway.apiKey) => new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey, maxRetries: 0, timeout: 30_000 });
 const openaiDirect = () => new OpenAI({ baseURL: `${direct.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 30_000 });
 const messages = [{ role: "user" as const, content: "Tell me a story about the sea." }];
 
@@ -170,11 +169,8 @@ describe("a fleet of two real agents behind the real gateway", () => {
   });
 
   test("a stream its client leaves is counted with the tokens its node generated, not as free", async () => {
-    const admin = (path: string, init: RequestInit = {}) =>
-      fetch(`${gateway.url}/admin${path}`, { ...init, headers: { authorization: `Bearer ${gateway.adminToken}` } });
-    const { key, record } = CreatedKey.parse(await (await admin("/keys", { method: "POST", body: JSON.stringify({ name: "leaver" }) })).json());
-    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
-    const stream = await client.chat.completions.create({ model: CHAT, messages, max_tokens: -1, temperature: 0, stream: true });
+    const { key, record } = await admin().createKey({ name: "leaver" });
+    const stream = await openai(key).chat.completions.create({ model: CHAT, messages, max_tokens: -1, temperature: 0, stream: true });
     let chunks = 0;
     for await (const chunk of stream) {
       expect(chunk.choices[0]?.finish_reason ?? null).toBeNull();
@@ -182,7 +178,7 @@ describe("a fleet of two real agents behind the real gateway", () => {
     }
     let rows: UsageRow[] = [];
     await until(async () => {
-      rows = ListOf(UsageRow).parse(await (await admin(`/usage?key=${record.id}`)).json()).data;
+      rows = await admin().usage({ key: record.id });
       return rows.length > 0;
     });
     expect(rows).toHaveLength(1);
