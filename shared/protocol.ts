@@ -11,6 +11,9 @@ import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
  */
 export const PROTOCOL_VERSION = 1;
 
+/** How long an agent gives its engine, after a `cancel`, to stop and report what it spent. */
+export const CANCEL_USAGE_WAIT_MS = 2_000;
+
 /** Text frames answered by the Durable Object's auto-response, without waking it. */
 export const HEARTBEAT_PING = "ping";
 export const HEARTBEAT_PONG = "pong";
@@ -68,6 +71,10 @@ export const ToAgentFrame = z.discriminatedUnion("type", [
      */
     window: z.number().int().positive().optional(),
   }),
+  /**
+   * The client went away: the agent stops the generation and, within `CANCEL_USAGE_WAIT_MS`,
+   * sends its final `done` alone in an `events` frame, so the tokens it spent are counted.
+   */
   z.object({ type: z.literal("cancel"), id: z.string() }),
   /** The gateway has passed on `frames` more `events` frames of this request to its client. */
   z.object({ type: z.literal("ack"), id: z.string(), frames: z.number().int().positive() }),

@@ -1,5 +1,5 @@
 import { ApiError, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
-import type { Operation, ToAgentFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, type Operation, type ToAgentFrame } from "../../shared/protocol.ts";
 import {
   EmbeddingsResult,
   type GatewayInfo,
@@ -115,10 +115,10 @@ const OFFLINE_RETRY_AFTER_S = 5;
 const RETRYABLE_STATUS = 503;
 
 /**
- * How long a cancelled generation's node has to report the tokens it spent (agents give their
- * engine 2 s); past it, or when the node goes, the request is counted without tokens.
+ * How long a cancelled generation's node has to report the tokens it spent: the agent's own wait
+ * for its engine, plus the trip. Past it, or when the node goes, the request counts without tokens.
  */
-const FINAL_USAGE_WAIT_MS = 5_000;
+const FINAL_USAGE_WAIT_MS = CANCEL_USAGE_WAIT_MS + 3_000;
 
 /**
  * Requests in the fleet: admission, routing, the bounded wait for a slot, relaying the node's

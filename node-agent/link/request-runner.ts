@@ -1,6 +1,6 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
-import type { ToAgentFrame, ToGatewayFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
 
 /** The connection a runner answers on. */
@@ -33,22 +33,20 @@ interface Running {
   /** Called when an ack arrives, to resume a paused stream. */
   wake: (() => void) | null;
   /** Cancelled by the gateway (its client went away), which still wants the tokens it cost. */
-  cancelled: boolean;
+  cancelledByGateway: boolean;
 }
 
 /** While the socket's buffer stays high there is no event to wait for: look again this often. */
 const BUFFER_POLL_MS = 10;
-
-/** How long a cancelled generation may take to report what it spent; engines stop within moments. */
-const FINAL_USAGE_WAIT_MS = 2_000;
 
 /**
  * Runs the gateway's requests against the local engine, one AbortController per request id
  * (aborted by a `cancel` frame or when the link drops), and sends the answers back: results,
  * errors as `error` frames, and generation events coalesced — the first delta of a streamed
  * request at once (time to first token is what users feel), later ones merged into batches; a
- * non-streamed request's client sees nothing before the end, so a short one goes in one frame. It pulls the next event only
- * while the gateway has granted credit and the socket is draining, so nothing piles up here.
+ * non-streamed request's client sees nothing before the end, so a short one goes in one frame.
+ * It pulls the next event only while the gateway has granted credit and the socket is draining,
+ * so nothing piles up here.
  * A generation the gateway cancels still sends its final `done` (stop reason `userStopped`): the
  * tokens it spent count against the caller's budget, or a stream cancelled near its end is free.
  */
@@ -80,7 +78,7 @@ export class RequestRunner {
     else if (frame.type === "cancel") {
       const run = this.#running.get(frame.id);
       if (run === undefined) return;
-      run.cancelled = true;
+      run.cancelledByGateway = true;
       run.controller.abort(cancelled("the client went away"));
     }
     else {
@@ -103,7 +101,7 @@ export class RequestRunner {
       window: frame.window ?? Number.POSITIVE_INFINITY,
       outstanding: 0,
       wake: null,
-      cancelled: false,
+      cancelledByGateway: false,
     };
     this.#running.set(frame.id, run);
     void this.#execute(frame, run).finally(() => this.#running.delete(frame.id));
@@ -211,7 +209,7 @@ export class RequestRunner {
       }
       throw new ApiError(500, "The engine ended the generation without a result.", { code: "incomplete_generation" });
     } catch (error) {
-      if (run.cancelled) await this.#sendFinalUsage(id, iterator, pulling);
+      if (run.cancelledByGateway) await this.#sendFinalUsage(id, iterator, pulling);
       throw error;
     } finally {
       clearTimeout(timer);
@@ -227,7 +225,7 @@ export class RequestRunner {
     iterator: AsyncIterator<GenerationEvent>,
     pulling: Promise<IteratorResult<GenerationEvent>> | undefined,
   ): Promise<void> {
-    const deadline = AbortSignal.timeout(FINAL_USAGE_WAIT_MS);
+    const deadline = AbortSignal.timeout(CANCEL_USAGE_WAIT_MS);
     try {
       for (;;) {
         const next = await untilAborted(pulling ?? iterator.next(), deadline);
