@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
-import { createServer, type Server } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { holdPort } from "../harness/gateway-process.ts";
 
 /** `npm start` refuses a port it cannot use before it starts anything, and says what to do. */
 
@@ -15,20 +15,16 @@ function start(port: string): Promise<{ code: number | null; stderr: string }> {
   });
 }
 
-let busy: Server;
-let busyPort: number;
+let busy: Awaited<ReturnType<typeof holdPort>>;
 beforeAll(async () => {
-  busy = createServer();
-  await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
-  const address = busy.address();
-  busyPort = typeof address === "object" && address !== null ? address.port : 0;
+  busy = await holdPort();
 });
-afterAll(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+afterAll(() => busy.close());
 
 test("a port already in use is named, with the way out, and nothing starts", async () => {
-  const { code, stderr } = await start(String(busyPort));
+  const { code, stderr } = await start(String(busy.port));
   expect(code).toBe(1);
-  expect(stderr).toContain(`127.0.0.1:${busyPort} is already in use`);
+  expect(stderr).toContain(`127.0.0.1:${busy.port} is already in use`);
   expect(stderr).toContain("LMGATE_PORT=8787 npm start");
   expect(stderr).not.toContain("wrangler");
 });

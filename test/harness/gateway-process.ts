@@ -45,17 +45,25 @@ export interface GatewayProcess extends GatewaySecrets {
   readonly exited: Promise<number | null>;
 }
 
+/** Listens on a free loopback port (accepting nothing) until `close`. */
+export async function holdPort(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, HOST, resolve);
+  });
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address !== null ? address.port : 0,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 /** A port nobody listens on right now (there is a small race until wrangler binds it). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
+  const held = await holdPort();
+  await held.close();
+  return held.port;
 }
 
 const secret = (prefix: string) => `${prefix}_${randomBytes(18).toString("base64url")}`;
