@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { afterAll, expect, test } from "vitest";
+import { WRANGLER, wranglerEnv } from "../harness/gateway-process.ts";
 
 /**
  * The gateway's Worker as `npm run deploy` would upload it, built by `wrangler deploy --dry-run`
@@ -15,7 +16,6 @@ import { afterAll, expect, test } from "vitest";
 const MAX_BUNDLE_BYTES = 1_000 * 1024;
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 let out: string | undefined;
 
 afterAll(async () => {
@@ -26,14 +26,7 @@ test(`the Worker bundle that wrangler deploy would upload is under ${MAX_BUNDLE_
   out = await mkdtemp(join(tmpdir(), "lmgate-worker-bundle-"));
   await promisify(execFile)(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", out], {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      // wrangler runs the config's build command through the shell: let `node` there be this Node.
-      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
-      WRANGLER_SEND_METRICS: "false",
-      CI: "1",
-      NO_COLOR: "1",
-    },
+    env: wranglerEnv(),
     timeout: 110_000,
     maxBuffer: 16 * 1024 * 1024,
   });

@@ -7,7 +7,7 @@ import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+export const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const HOST = "127.0.0.1";
 
 export interface GatewayProcessOptions {
@@ -66,6 +66,18 @@ export async function freePort(): Promise<number> {
   return held.port;
 }
 
+/** The environment wrangler runs in under tests: quiet, offline, and building with this Node. */
+export function wranglerEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    // wrangler runs the config's build command through the shell: let `node` there be this Node.
+    PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
+    WRANGLER_SEND_METRICS: "false",
+    CI: "1",
+    NO_COLOR: "1",
+  };
+}
+
 const secret = (prefix: string) => `${prefix}_${randomBytes(18).toString("base64url")}`;
 
 /**
@@ -107,14 +119,7 @@ export async function startGateway(options: GatewayProcessOptions = {}): Promise
   ];
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      // wrangler runs the config's build command through the shell: let `node` there be this Node.
-      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}`,
-      WRANGLER_SEND_METRICS: "false",
-      CI: "1",
-      NO_COLOR: "1",
-    },
+    env: wranglerEnv(),
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: wrangler runs workerd as a child, and both must go on stop.
     detached: true,
