@@ -6,7 +6,7 @@ import { GATEWAY_OPENAPI } from "./route-docs.ts";
 
 /**
  * `GET /openapi.json` on the gateway, in workerd: public, and listing exactly the routes the
- * router serves. (shared/openapi.test.ts validates this same document as OpenAPI 3.1 in Node,
+ * router serves. (test/e2e/openapi.test.ts validates this same document as OpenAPI 3.1 in Node,
  * where the validator can compile its schemas.)
  */
 

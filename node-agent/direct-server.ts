@@ -39,7 +39,7 @@ export function directOpenApi(metrics?: { guarded: boolean }): OpenApiOptions {
   return { title: "lmgate-agent (direct mode)", apiKeys: false, routes };
 }
 
-/** Serves API.md for one machine's backend: the same app the gateway serves, on Node. */
+/** Serves the API (docs/api.md) for one machine's backend: the same app the gateway serves, on Node. */
 export async function startDirectServer(options: DirectServerOptions): Promise<DirectServer> {
   const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError, openApi: directOpenApi(options.metrics) });
   const { drain, metrics } = options;

@@ -32,7 +32,7 @@ export interface ApiAppOptions<E extends Env> {
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
-/** Every route of API.md, written once for any `InferenceBackend`. */
+/** Every route of the API (docs/api.md), written once for any `InferenceBackend`. */
 export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> {
   const app = new Hono<E>();
   const maxSize = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;

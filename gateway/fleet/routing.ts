@@ -1,6 +1,6 @@
 /**
  * Which node runs a request: a pure function over a snapshot of the fleet, so every rule can be
- * tested on its own. The order of preference (DESIGN.md, "Routing"):
+ * tested on its own. The order of preference (docs/architecture.md, "Routing"):
  *  1. nodes where the model is loaded and a slot is free: the least busy (in-flight / slots),
  *     then the fastest measured tokens/s, then the one that got a request longest ago;
  *  2. when no node has the model loaded: JIT placement on the least busy node that holds it;

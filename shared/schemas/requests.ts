@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * Request bodies of API.md. Unknown fields are stripped (clients send extras such as `user`,
+ * Request bodies of the API (docs/api.md). Unknown fields are stripped (clients send extras such as `user`,
  * `n` or vendor keys); a known field of the wrong type is a 400 naming the field.
  * `null` is accepted wherever a field is optional because many clients send `"stop": null`.
  */

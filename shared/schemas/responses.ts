@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ToolCall } from "./requests.ts";
 import { FinishReason, GatewayInfo, ModelInfo, Runtime, Stats, Usage } from "./generation.ts";
 
-/** Response bodies of API.md. `/api/v0/*` fills `stats`, `model_info` and `runtime`; `/v1/*` omits them. */
+/** Response bodies of the API (docs/api.md). `/api/v0/*` fills `stats`, `model_info` and `runtime`; `/v1/*` omits them. */
 
 const lmstudioExtras = {
   stats: Stats.optional(),
