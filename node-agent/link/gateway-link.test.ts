@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { ApiError } from "../../shared/errors.ts";
+import { ErrorBody } from "../../shared/errors.ts";
 import type { z } from "zod";
 import { parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
@@ -318,7 +318,7 @@ describe("requests", () => {
     gateway.send({ type: "request", id: "r1", operation: { op: "chat", body: { model: "nope", messages: [{ role: "user", content: "x" }] } } });
     const error = await gateway.next("error");
     expect(error).toMatchObject({ id: "r1", status: 404, body: { error: { code: "model_not_found", param: "model" } } });
-    expect(new ApiError(404, "x").toBody().error).toHaveProperty("type");
+    expect(ErrorBody.parse(error.body).error).toMatchObject({ type: "invalid_request_error", message: expect.stringContaining("nope") });
   });
 
   test("embeddings, load and unload come back as result frames", async () => {
