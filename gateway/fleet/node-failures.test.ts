@@ -3,6 +3,7 @@ import { ErrorBody } from "../../shared/errors.ts";
 import { FleetStats } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent, type FakeAgentOptions } from "../test/fake-agent.ts";
+import { readSse } from "../../test/harness/sse.ts";
 import { TEST_BINDINGS } from "../test/bindings.ts";
 
 /**
@@ -31,18 +32,6 @@ async function expectError(response: Response, status: number, code: string) {
   return body.error;
 }
 
-/** Every `data:` event of an SSE body, and whether `[DONE]` came. */
-async function sse(response: Response): Promise<{ events: Array<Record<string, unknown>>; done: boolean }> {
-  const events: Array<Record<string, unknown>> = [];
-  let done = false;
-  for (const block of (await response.text()).split("\n\n")) {
-    const data = block.startsWith("data: ") ? block.slice(6) : "";
-    if (data === "[DONE]") done = true;
-    else if (data !== "") events.push(JSON.parse(data) as Record<string, unknown>);
-  }
-  return { events, done };
-}
-
 describe("a node drops after the first token", () => {
   test("a non-streamed request gets 502 node_disconnected, and is not moved to the other holder", async () => {
     const serving = await agent({ name: "nd-a", models: [{ id: "nd-m", state: "loaded" }], speed: { "nd-m": 1000 } });
@@ -65,7 +54,7 @@ describe("a node drops after the first token", () => {
     const response = await pending;
     expect(response.status).toBe(200);
     node.close();
-    const { events, done } = await sse(response);
+    const { events, done } = await readSse(response);
     expect(done).toBe(false);
     const chunks = events.slice(0, -1) as Array<{ choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; usage?: unknown }>;
     expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe("partial");

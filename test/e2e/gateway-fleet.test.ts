@@ -210,20 +210,26 @@ describe("a fleet of two real agents behind the real gateway", () => {
   });
 
   test("kill -9 an agent mid-stream: the client gets an error promptly, and the next request succeeds on the other node", async () => {
-    const stream = await openai().chat.completions.create({ model: CHAT, messages, max_tokens: -1, temperature: 0, stream: true });
-    const iterator = stream[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    expect(first.done).toBe(false);
-    // Both nodes frozen at once, whatever their speed: the one serving is still mid-stream when it dies.
-    for (const agent of fleet.values()) agent.kill("SIGSTOP");
-    const serving = (await nodes()).find((node) => node.in_flight > 0);
-    for (const [name, agent] of fleet) if (name !== serving?.name) agent.kill("SIGCONT");
-    expect(serving).toBeDefined();
-    const victim = serving?.name as string;
+    // After the first chunk both nodes are frozen at once; the one still serving dies mid-stream.
+    // A fast (or, on a loaded machine, slow-to-relay) node may have finished all ~2,000 tokens by
+    // then: that stream is read to its end and another one tried.
+    let iterator: AsyncIterator<unknown> | undefined;
+    let serving: NodeSummary | undefined;
+    for (let attempt = 1; serving === undefined; attempt++) {
+      if (attempt > 5) throw new Error("every stream had finished on its node before the node could be frozen");
+      const stream = await openai().chat.completions.create({ model: CHAT, messages, max_tokens: -1, temperature: 0, stream: true });
+      iterator = stream[Symbol.asyncIterator]();
+      expect((await iterator.next()).done).toBe(false);
+      for (const agent of fleet.values()) agent.kill("SIGSTOP");
+      serving = (await nodes()).find((node) => node.in_flight > 0);
+      for (const [name, agent] of fleet) if (name !== serving?.name) agent.kill("SIGCONT");
+      if (serving === undefined) while (!(await iterator.next()).done);
+    }
+    const victim = serving.name;
     fleet.get(victim)?.kill("SIGKILL");
     let failure: unknown;
     try {
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      for (let next = await iterator!.next(); !next.done; next = await iterator!.next()) {
         // draining what was already relayed
       }
     } catch (error) {

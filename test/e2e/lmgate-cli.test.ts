@@ -32,6 +32,7 @@ let nodeToken: string;
 let cwd: string;
 /** What gateways stopped during this file printed (a restart replaces `gateway`). */
 const earlierGatewayLogs: string[] = [];
+const keptStateDirs: string[] = [];
 /** Every secret and prompt this file handled, for the log test. */
 const secrets = new Set<string>();
 
@@ -91,7 +92,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop();
   await gateway?.stop();
-  if (cwd !== undefined) await rm(cwd, { recursive: true, force: true });
+  for (const dir of [cwd, ...keptStateDirs]) if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
 test("lmgate nodes shows the agent that joined with the CLI's node token; nodes tokens list never shows the token", async () => {
@@ -148,12 +149,9 @@ test("keys, usage and tokens per day survive a gateway restart, read back throug
   const { port, persistDir, apiKey, nodeToken: rootNodeToken, adminToken } = gateway;
   earlierGatewayLogs.push(gateway.output());
   await gateway.stop({ keepState: true });
-  try {
-    gateway = await startGateway({ port, persistDir, secrets: { apiKey, nodeToken: rootNodeToken, adminToken }, vars: VARS });
-  } finally {
-    // This file's own gateway owns the folder from here: stop() of the new one must remove it.
-    afterAll(() => rm(persistDir, { recursive: true, force: true }));
-  }
+  // The restarted gateway does not own the folder: afterAll removes it.
+  keptStateDirs.push(persistDir);
+  gateway = await startGateway({ port, persistDir, secrets: { apiKey, nodeToken: rootNodeToken, adminToken }, vars: VARS });
   await until(nodeOnline, "the agent back after the restart");
 
   expect(await lmgateJson(rows(UsageRow), "usage", "--key", "bob")).toEqual(before);
