@@ -24,6 +24,8 @@ class StandInGateway {
   sockets: WebSocket[] = [];
   answerPings = true;
   acceptToken = "node-token";
+  /** Connection attempts turned away for a wrong token. */
+  refused = 0;
   #waiters: Array<{ match: (frame: ToGatewayFrame) => boolean; resolve: (frame: ToGatewayFrame) => void }> = [];
   #seen = 0;
 
@@ -56,7 +58,11 @@ class StandInGateway {
       host: "127.0.0.1",
       port: 0,
       path: "/agent/connect",
-      verifyClient: (info, callback) => callback(info.req.headers.authorization === `Bearer ${gateway.acceptToken}`, 401),
+      verifyClient: (info, callback) => {
+        const accepted = info.req.headers.authorization === `Bearer ${gateway.acceptToken}`;
+        if (!accepted) gateway.refused += 1;
+        callback(accepted, 401);
+      },
     });
     const gateway = new StandInGateway(server);
     await new Promise<void>((resolve) => server.once("listening", () => resolve()));
@@ -216,7 +222,7 @@ describe("connecting", () => {
 
   test("a refused node token is logged once and retried, and the link connects once the token is accepted", async () => {
     const { gateway, link, warnings } = await setup(undefined, "wrong-token");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => gateway.refused >= 3);
     expect(link.connected).toBe(false);
     expect(warnings.filter((warning) => warning.includes("401"))).toHaveLength(1);
     gateway.acceptToken = "wrong-token";
@@ -300,7 +306,7 @@ describe("requests", () => {
     const sent = gateway.frames.length;
     gateway.send({ type: "cancel", id: "r1" });
     await until(() => source.aborted.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await gateway.next("events", (frame) => frame.events.some((event) => event.type === "done"));
     const after = gateway.frames.slice(sent).filter((frame) => frame.type !== "status");
     const last = after.at(-1);
     expect(last?.type === "events" && last.events).toEqual([
