@@ -9,15 +9,16 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
-import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureModel } from "../node-agent/demo-models/demo-models.ts";
+import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { startAgent, type AgentProcess } from "../test/harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../test/harness/gateway-process.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
 import type { Target } from "./client.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** The bench's ~0.5 B model lives apart from the test models, so test agents never list it. */
 export const BENCH_MODELS_DIR = join(ROOT, ".lmgate/bench-models");
+/** The tiny demo models the bench serves, written once (atomically: concurrent runs share them safely). */
+const TINY_MODELS_DIR = join(ROOT, ".lmgate/bench-tiny-models");
 const FLOOR_CONFIG = join(ROOT, "bench/floor/wrangler.toml");
 const FLOOR_ASSETS_CONFIG = join(ROOT, "bench/floor/wrangler.assets.toml");
 const ECHO_AGENT = join(ROOT, "bench/floor/echo-agent.ts");
@@ -60,8 +61,9 @@ export class BenchEnvironment {
     this.log = log;
   }
 
-  tinyModelsDir(): Promise<string> {
-    return testModelsDir();
+  async tinyModelsDir(): Promise<string> {
+    await ensureDemoModels(TINY_MODELS_DIR);
+    return TINY_MODELS_DIR;
   }
 
   /** Writes the ~0.5 B-parameter synthetic model once (≈20 s), then reuses it. */

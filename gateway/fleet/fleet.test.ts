@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
+import { FleetStats } from "../../shared/schemas/admin.ts";
 import { ModelList } from "../../shared/schemas/models.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { fleetStub } from "../env.ts";
@@ -51,6 +52,8 @@ async function sse(response: Response): Promise<{ events: Array<Record<string, u
   }
   return { events, done };
 }
+
+const adminStats = async () => FleetStats.parse(await (await api("/admin/stats", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json());
 
 const adminNodes = async () =>
   ((await (await api("/admin/nodes", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
@@ -125,7 +128,7 @@ describe("routing", () => {
     const firstFrame = await node.nextRequest();
     // Waits, then runs when the first finishes.
     const second = api("/v1/chat/completions", chatBody("route-g"));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await eventually(async () => (await adminStats()).queue_depth === 1);
     node.complete(firstFrame.id, "one");
     const secondFrame = await node.nextRequest();
     node.complete(secondFrame.id, "two");
@@ -181,13 +184,13 @@ describe("load and unload", () => {
     const warm = await agent({ name: "lu-warm", models: [{ id: "lu-m", state: "loaded" }] });
     const cold = await agent({ name: "lu-cold", models: [{ id: "lu-m" }] });
     cold.autoAnswer((frame) => {
-      expect(frame.operation.op).toBe("load");
       cold.sendFrame({ type: "result", id: frame.id, result: { type: "llm", instance_id: "lu-m", load_time_seconds: 0.1, status: "loaded" } });
       cold.sendFrame({ type: "status", status: statusOf({ models: [{ id: "lu-m", state: "loaded" }] }) });
     });
     const loaded = await api("/api/v1/models/load", { model: "lu-m" });
     expect(await loaded.json()).toMatchObject({ instance_id: "lu-m", status: "loaded" });
     expect(warm.received.some((frame) => frame.type === "request")).toBe(false);
+    expect(cold.received.flatMap((frame) => (frame.type === "request" ? [frame.operation.op] : []))).toEqual(["load"]);
 
     await eventually(async () => ModelList.parse(await (await api("/api/v0/models")).json()).data.find((m) => m.id === "lu-m")?.nodes?.every((n) => n.state === "loaded") === true);
     for (const node of [warm, cold]) {
@@ -378,7 +381,7 @@ describe("node connections", () => {
     const silent = await agent({ name: "silent-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 999 } });
     const alive = await agent({ name: "alive-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 1 } });
     silent.stopHeartbeat();
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await eventually(async () => (await adminNodes()).find((node) => node.name === "silent-a")?.online === false);
     expect((await routeOnce("silent-m", [silent, alive])).agent).toBe(alive);
     await runDurableObjectAlarm(fleetStub(env));
     expect((await silent.closed).code).toBe(CLOSE_CODES.heartbeatTimeout);

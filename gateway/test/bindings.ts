@@ -1,5 +1,12 @@
-/** Secrets and short timings for the gateway's tests inside workerd. */
-export const TEST_BINDINGS = {
+import type { GatewayBindings } from "../env.ts";
+
+/**
+ * Secrets and short timings for the gateway's tests inside workerd. Every var the gateway reads is
+ * set here (the type makes a new one a compile error until it is), because the test pool also
+ * reads the checkout's `.dev.vars`: a developer's own setting there must not change what the
+ * tests see. An empty string is "unset" to the gateway.
+ */
+export const TEST_BINDINGS: Required<Omit<GatewayBindings, "FLEET">> = {
   LMGATE_API_KEY: "test-api-key",
   LMGATE_NODE_TOKEN: "test-node-token",
   LMGATE_ADMIN_TOKEN: "test-admin-token",
@@ -8,4 +15,5 @@ export const TEST_BINDINGS = {
   LMGATE_HEARTBEAT_TIMEOUT_MS: "800",
   LMGATE_QUEUE_TIMEOUT_MS: "600",
   LMGATE_MAX_QUEUE: "2",
+  LMGATE_CORS_ORIGINS: "",
 };

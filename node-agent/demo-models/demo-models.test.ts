@@ -137,8 +137,15 @@ describe("node-llama-cpp", () => {
       const prompt = chat.chatWrapper.generateContextState({ chatHistory: history, availableFunctions: functions }).contextText.toString();
       expect(prompt).toContain("<tools>");
       expect(prompt).toContain('"name": "get_weather"');
-      const result = await chat.generateResponse(history, { functions, maxTokens: 16, temperature: 0 });
-      expect(result.metadata.stopReason).toBeDefined();
+      // A call and its result in the history come back in the template's own tags: the syntax the
+      // wrapper expects the model to write is the one the template teaches it.
+      const call = { type: "functionCall", name: "get_weather", params: { city: "Paris" }, result: { celsius: 21 } } as const;
+      const called: ChatHistoryItem[] = [...history.slice(0, 2), { type: "model", response: [call, "It is 21 degrees."] }];
+      const written = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+      expect(chat.chatWrapper.generateFunctionCall("get_weather", { city: "Paris" }).toString()).toBe(written);
+      const replayed = chat.chatWrapper.generateContextState({ chatHistory: called, availableFunctions: functions }).contextText.toString();
+      expect(replayed).toContain(`<|im_start|>assistant\n${written}<|im_end|>`);
+      expect(replayed).toContain('<tool_response>\n{"celsius": 21}\n</tool_response>');
     } finally {
       await context.dispose();
       await model.dispose();

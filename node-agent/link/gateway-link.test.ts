@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { ApiError } from "../../shared/errors.ts";
+import { ErrorBody } from "../../shared/errors.ts";
 import type { z } from "zod";
 import { parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
@@ -24,6 +24,8 @@ class StandInGateway {
   sockets: WebSocket[] = [];
   answerPings = true;
   acceptToken = "node-token";
+  /** Connection attempts turned away for a wrong token. */
+  refused = 0;
   #waiters: Array<{ match: (frame: ToGatewayFrame) => boolean; resolve: (frame: ToGatewayFrame) => void }> = [];
   #seen = 0;
 
@@ -56,7 +58,11 @@ class StandInGateway {
       host: "127.0.0.1",
       port: 0,
       path: "/agent/connect",
-      verifyClient: (info, callback) => callback(info.req.headers.authorization === `Bearer ${gateway.acceptToken}`, 401),
+      verifyClient: (info, callback) => {
+        const accepted = info.req.headers.authorization === `Bearer ${gateway.acceptToken}`;
+        if (!accepted) gateway.refused += 1;
+        callback(accepted, 401);
+      },
     });
     const gateway = new StandInGateway(server);
     await new Promise<void>((resolve) => server.once("listening", () => resolve()));
@@ -216,7 +222,7 @@ describe("connecting", () => {
 
   test("a refused node token is logged once and retried, and the link connects once the token is accepted", async () => {
     const { gateway, link, warnings } = await setup(undefined, "wrong-token");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => gateway.refused >= 3);
     expect(link.connected).toBe(false);
     expect(warnings.filter((warning) => warning.includes("401"))).toHaveLength(1);
     gateway.acceptToken = "wrong-token";
@@ -300,7 +306,7 @@ describe("requests", () => {
     const sent = gateway.frames.length;
     gateway.send({ type: "cancel", id: "r1" });
     await until(() => source.aborted.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await gateway.next("events", (frame) => frame.events.some((event) => event.type === "done"));
     const after = gateway.frames.slice(sent).filter((frame) => frame.type !== "status");
     const last = after.at(-1);
     expect(last?.type === "events" && last.events).toEqual([
@@ -318,7 +324,7 @@ describe("requests", () => {
     gateway.send({ type: "request", id: "r1", operation: { op: "chat", body: { model: "nope", messages: [{ role: "user", content: "x" }] } } });
     const error = await gateway.next("error");
     expect(error).toMatchObject({ id: "r1", status: 404, body: { error: { code: "model_not_found", param: "model" } } });
-    expect(new ApiError(404, "x").toBody().error).toHaveProperty("type");
+    expect(ErrorBody.parse(error.body).error).toMatchObject({ type: "invalid_request_error", message: expect.stringContaining("nope") });
   });
 
   test("embeddings, load and unload come back as result frames", async () => {

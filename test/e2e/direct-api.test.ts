@@ -1,5 +1,7 @@
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { join } from "node:path";
+import { getLlama } from "node-llama-cpp";
 import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { ErrorBody } from "../../shared/errors.ts";
@@ -15,6 +17,7 @@ import { testModelsDir } from "../harness/test-models.ts";
 import { readSse } from "../harness/sse.ts";
 
 const CHAT = "tiny-chat-f32";
+const CHAT_FILE = "lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf";
 const CHAT_Q8 = "tiny-chat-q8_0";
 const EMBED = "tiny-embed-f32";
 
@@ -207,7 +210,12 @@ describe("chat and completions", () => {
     const body = TextCompletion.parse(await (await post("/api/v0/completions", request)).json());
     expect(body.id).toMatch(/^cmpl-/);
     expect(body.choices[0]?.text.length).toBeGreaterThan(0);
-    expect(body.stats?.stop_reason).toBeDefined();
+    expect(body.stats?.stop_reason).toBe("maxPredictedTokensReached");
+    // The prompt the model saw is the text's own tokens (and BOS), not the chat template's ~2x.
+    const vocabulary = await (await getLlama({ gpu: false })).loadModel({ modelPath: join(await testModelsDir(), CHAT_FILE), vocabOnly: true });
+    const rawTokens = vocabulary.tokenize(request.prompt).length + (vocabulary.tokens.shouldPrependBosToken ? 1 : 0);
+    await vocabulary.dispose();
+    expect(body.usage.prompt_tokens).toBe(rawTokens);
     const { events, done } = await readSse(await post("/api/v0/completions", { ...request, stream: true }));
     expect(done).toBe(true);
     const text = events.map((event) => TextCompletionChunk.parse(event).choices[0]?.text ?? "").join("");

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { ErrorBody } from "../../shared/errors.ts";
@@ -34,6 +34,13 @@ async function waitForState(model: string, state: string, timeoutMs: number) {
   }
 }
 
+// Each test starts with nothing loaded, whatever ran before it.
+beforeEach(async () => {
+  for (const [model, state] of Object.entries(await states())) {
+    if (state === "loaded") expect((await post("/api/v1/models/unload", { instance_id: model })).status).toBe(200);
+  }
+});
+
 const chat = (model: string, extra: Record<string, unknown> = {}) =>
   post("/api/v0/chat/completions", { model, messages: [{ role: "user", content: "hi" }], max_tokens: 4, ...extra });
 
@@ -46,6 +53,7 @@ test("nothing is loaded until a request needs it (JIT), then the model reports l
 });
 
 test("a JIT load of another model evicts the earlier JIT-loaded one", async () => {
+  expect((await chat("tiny-chat-f32")).status).toBe(200);
   expect((await chat("tiny-chat-q8_0")).status).toBe(200);
   const now = await states();
   expect(now["tiny-chat-q8_0"]).toBe("loaded");
@@ -53,7 +61,6 @@ test("a JIT load of another model evicts the earlier JIT-loaded one", async () =
 });
 
 test("a request's ttl unloads the model it loaded once idle that long", async () => {
-  await post("/api/v1/models/unload", { instance_id: "tiny-chat-q8_0" });
   expect((await chat("tiny-chat-f32", { ttl: 1 })).status).toBe(200);
   expect((await states())["tiny-chat-f32"]).toBe("loaded");
   await waitForState("tiny-chat-f32", "not-loaded", 10_000);
