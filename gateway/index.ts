@@ -31,6 +31,8 @@ app.route(
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
     onUnexpectedError: logUnexpected,
     openApi: GATEWAY_OPENAPI,
+    // Under `wrangler dev` a client that leaves is noticed only by writing to it.
+    nonStreamedPulseMs: 100,
   }),
 );
 
