@@ -262,8 +262,8 @@ export class LoadedLlm {
           });
           const call = parseForcedCall(response.response);
           if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };
-          // Cut short (max_tokens, abort): hand over what was written rather than a broken call.
-          hooks.onText(response.response);
+          // Cut short (max_tokens, abort): no call and no text, as half a call in `content` would
+          // be read as the answer; finish_reason "length" says what happened.
           return { stopReason: response.metadata.stopReason };
         },
       };

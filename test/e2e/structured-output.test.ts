@@ -67,3 +67,27 @@ test("LM Studio's structured-output example, with \"strict\": \"true\" as its do
   const body = (await response.json()) as { choices: Array<{ message: { content: string } }> };
   expect(typeof (JSON.parse(body.choices[0]?.message.content ?? "") as { joke: unknown }).joke).toBe("string");
 });
+
+test("a forced tool call cut off by max_tokens ends with finish_reason length and no text, never half a call", async () => {
+  const tools = [
+    {
+      type: "function" as const,
+      function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" }, days: { type: "integer" } }, required: ["city", "days"] } },
+    },
+  ];
+  const request = { model: MODEL, messages: [{ role: "user" as const, content: "Weather?" }], tools, tool_choice: "required" as const, max_tokens: 12, temperature: 0 };
+  const plain = await openai.chat.completions.create(request);
+  expect(plain.choices[0]?.finish_reason).toBe("length");
+  expect(plain.choices[0]?.message.content ?? "").toBe("");
+  expect(plain.choices[0]?.message.tool_calls ?? []).toEqual([]);
+
+  let streamedText = "";
+  let finish: string | null | undefined;
+  for await (const chunk of await openai.chat.completions.create({ ...request, stream: true })) {
+    streamedText += chunk.choices[0]?.delta.content ?? "";
+    expect(chunk.choices[0]?.delta.tool_calls ?? []).toEqual([]);
+    finish ??= chunk.choices[0]?.finish_reason;
+  }
+  expect(streamedText).toBe("");
+  expect(finish).toBe("length");
+});
