@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { ChatRequest, LoadRequest } from "./requests.ts";
+import { ChatRequest, CompletionRequest, LoadRequest } from "./requests.ts";
 
 /** LM Studio's structured-output example (lmstudio.ai/docs, "Structured Output"), as it sends it. */
 const LM_STUDIO_EXAMPLE = {
@@ -48,4 +48,20 @@ test("anything else stays a 400 naming the field", () => {
   }
   // Messages stay strict: a number is not a message's text.
   expect(ChatRequest.safeParse({ ...LM_STUDIO_EXAMPLE, messages: [{ role: "user", content: 5 }] }).success).toBe(false);
+});
+
+test("n > 1 and log probabilities are refused with a 400 naming the field, not dropped; their neutral values pass", () => {
+  for (const [field, value] of [
+    ["n", 2],
+    ["logprobs", true],
+    ["top_logprobs", 3],
+  ] as const) {
+    const result = ChatRequest.safeParse({ ...LM_STUDIO_EXAMPLE, [field]: value });
+    expect(result.error?.issues[0]?.path[0], field).toBe(field);
+    expect(result.error?.issues[0]?.message).toMatch(/not supported/);
+  }
+  const completion = CompletionRequest.safeParse({ model: "m", prompt: "x", logprobs: 0 });
+  expect(completion.error?.issues[0]?.path[0]).toBe("logprobs");
+  expect(ChatRequest.safeParse({ ...LM_STUDIO_EXAMPLE, n: 1, logprobs: false, top_logprobs: null }).success).toBe(true);
+  expect(CompletionRequest.safeParse({ model: "m", prompt: "x", n: 1, logprobs: null }).success).toBe(true);
 });

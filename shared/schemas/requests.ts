@@ -1,8 +1,8 @@
 import { z } from "zod";
 
 /**
- * Request bodies of API.md. Unknown fields are stripped (clients send extras such as `user`,
- * `n` or vendor keys); a known field of the wrong type is a 400 naming the field.
+ * Request bodies of API.md. Unknown fields are stripped (clients send extras such as `user`
+ * or vendor keys); a known field of the wrong type is a 400 naming the field.
  * `null` is accepted wherever a field is optional because many clients send `"stop": null`.
  */
 
@@ -21,6 +21,13 @@ const flag = z.union([z.boolean(), z.enum(["true", "false"])], { error: "expecte
 const numeric = (schema: z.ZodNumber) =>
   z.union([z.number(), z.string().regex(/^-?\d+(\.\d+)?$/, "expected a number")]).transform(Number).pipe(schema);
 
+/**
+ * Parts of OpenAI's API this engine does not produce yet (several choices, token log
+ * probabilities): refused with a 400 naming the field rather than dropped, so a client can tell.
+ */
+const notSupported = (what: string) => z.unknown().refine(() => false, `${what} is not supported by lmgate yet.`);
+const onlyOne = numeric(z.number().int().min(1).max(1, "n > 1 (several choices) is not supported by lmgate yet; send separate requests."));
+
 const samplingFields = {
   model: z.string().min(1, "model is required"),
   max_tokens: optional(numeric(z.number().int().min(-1))),
@@ -36,6 +43,7 @@ const samplingFields = {
   stream: optional(flag),
   stream_options: optional(z.object({ include_usage: optional(flag) })),
   logit_bias: optional(z.record(z.string(), z.number())),
+  n: optional(onlyOne),
   /** Seconds a model that this request loads stays loaded while idle. */
   ttl: optional(numeric(z.number().int().positive())),
 };
@@ -99,6 +107,8 @@ export const ChatRequest = z.object({
   messages: z.array(ChatMessage).min(1, "messages must not be empty"),
   max_completion_tokens: optional(numeric(z.number().int().min(-1))),
   response_format: optional(ResponseFormat),
+  logprobs: optional(flag.refine((wanted) => !wanted, "logprobs is not supported by lmgate yet.")),
+  top_logprobs: optional(numeric(z.number().int().min(0).max(0, "top_logprobs is not supported by lmgate yet."))),
   tools: optional(z.array(Tool).max(128)),
   tool_choice: optional(ToolChoice),
 });
@@ -107,6 +117,7 @@ export type ChatRequest = z.infer<typeof ChatRequest>;
 export const CompletionRequest = z.object({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
+  logprobs: optional(notSupported("logprobs")),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
