@@ -1,11 +1,11 @@
 import { expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../shared/errors.ts";
 import { CreatedKey, FleetStats } from "../shared/schemas/admin.ts";
 import { parsePrometheus, series } from "../test/harness/prometheus-text.ts";
 import { fleetStub } from "./env.ts";
-import { ADMIN_TOKEN, api, chatBody, FakeAgent } from "./test/fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent } from "./test/fake-agent.ts";
 
 /**
  * What the Fleet must not forget when it hibernates after a quiet spell (or is evicted, or the
@@ -75,4 +75,22 @@ test("Prometheus counters and the dashboard's traffic survive hibernation", asyn
   // And they go on counting from there.
   expect((await api("/v1/chat/completions", chatBody(MODEL))).status).toBe(200);
   expect((await scrape()).samples.get(requests)).toBe((counted.get(requests) ?? 0) + 1);
+});
+
+test("counts are saved within moments of a request, unscraped, so a Fleet that falls asleep right after keeps them", async () => {
+  await connectNode();
+  const requests = series("lmgate_gateway_requests_total", { route: "chat/completions", model: MODEL, status: "200" });
+  const before = (await scrape()).samples.get(requests) ?? 0;
+  expect((await api("/v1/chat/completions", chatBody(MODEL))).status).toBe(200);
+  // What the Fleet has saved, read from its storage as the next life of the object will.
+  const saved = () =>
+    runInDurableObject(fleetStub(env), (_fleet, state) => {
+      const row = state.storage.sql.exec<{ state: string }>("SELECT state FROM saved_state WHERE part = 'metrics'").toArray()[0];
+      const metrics = row === undefined ? {} : (JSON.parse(row.state) as Record<string, Array<{ values: string[]; state: { value: number } }>>);
+      const entry = metrics.lmgate_gateway_requests_total?.find((series) => series.values.join() === ["chat/completions", MODEL, "200"].join());
+      return entry?.state.value ?? 0;
+    });
+  await eventually(async () => (await saved()) === before + 1);
+  await hibernate();
+  expect((await scrape()).samples.get(requests)).toBe(before + 1);
 });
