@@ -164,10 +164,21 @@ const BOUNDED_NUMBER_RULES = new Map([
 
 /** node-llama-cpp types the schema for compile-time inference of the output; a schema known only at run time has nothing to infer. */
 export async function createJsonSchemaGrammar(llama: Llama, schema: GbnfJsonSchema): Promise<LlamaGrammar> {
-  const generated = await llama.createGrammarForJsonSchema(schema as never);
-  const grammar = boundNumbers(generated.grammar);
-  if (grammar === generated.grammar) return generated;
-  // The options node-llama-cpp gives its own JSON Schema grammars.
+  return withGrammar(llama, await llama.createGrammarForJsonSchema(schema as never), boundNumbers);
+}
+
+/** llama.cpp's exponent in its JSON grammar (`json_object`): up to 16 digits, as in the schema grammars. */
+const JSON_GRAMMAR_EXPONENT = '([eE] [-+]? [0-9] [1-9]{0,15})?';
+
+/** llama.cpp's JSON grammar, for `json_object`, with its exponents bounded to two digits. */
+export async function createJsonGrammar(llama: Llama): Promise<LlamaGrammar> {
+  return withGrammar(llama, await llama.getGrammarFor("json"), (grammar) => grammar.replace(JSON_GRAMMAR_EXPONENT, "([eE] [-+]? [0-9]{1,2})?"));
+}
+
+/** `original` with its text rewritten, and the options node-llama-cpp gives its own JSON grammars. */
+function withGrammar(llama: Llama, original: LlamaGrammar, rewrite: (grammar: string) => string): Promise<LlamaGrammar> | LlamaGrammar {
+  const grammar = rewrite(original.grammar);
+  if (grammar === original.grammar) return original;
   return llama.createGrammar({ grammar, stopGenerationTriggers: [LlamaText("\n".repeat(4))], trimWhitespaceSuffix: true });
 }
 

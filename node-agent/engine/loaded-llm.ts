@@ -20,7 +20,7 @@ import { AsyncQueue } from "./async-queue.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
-import { createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
 import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
 import { SlotPool } from "./slot-pool.ts";
 import type { MeasuredSpeed } from "./speed-tracker.ts";
@@ -353,7 +353,7 @@ export class LoadedLlm {
   async #responseGrammar(format: ResponseFormat | undefined): Promise<LlamaGrammar | undefined> {
     if (format === undefined || format.type === "text") return undefined;
     if (format.type === "json_object") {
-      this.#jsonGrammar ??= this.#llama.getGrammarFor("json");
+      this.#jsonGrammar ??= createJsonGrammar(this.#llama);
       return this.#jsonGrammar;
     }
     try {
