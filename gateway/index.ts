@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { except } from "hono/combine";
 import { createApiApp } from "../shared/app.ts";
 import { ApiError, toApiError } from "../shared/errors.ts";
+import type { Caller } from "./access/caller.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
@@ -31,12 +32,17 @@ app.route(
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
     onUnexpectedError: logUnexpected,
     openApi: GATEWAY_OPENAPI,
+    // Under `wrangler dev` a client that leaves is noticed only by writing to it.
+    nonStreamedPulseMs: 100,
   }),
 );
 
-app.notFound((c) =>
-  new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }).toResponse(),
-);
+app.notFound(async (c) => {
+  // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
+  const caller = c.get("caller") as Caller | undefined;
+  if (caller?.kind === "key") await new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
+  return new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }).toResponse();
+});
 app.onError((error) => {
   const apiError = toApiError(error);
   if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { InferenceBackend } from "./backend.ts";
 import { ApiError, modelNotFound, toApiError } from "./errors.ts";
+import { heldJsonResponse } from "./held-json.ts";
 import { parseJsonBody } from "./json-body.ts";
 import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
 import {
@@ -28,6 +29,11 @@ export interface ApiAppOptions<E extends Env> {
   onUnexpectedError?: (error: unknown) => void;
   /** What `GET /openapi.json` says of the host: its name, its auth, its own routes. */
   openApi: OpenApiOptions;
+  /**
+   * Hosts that learn of a client that left only by writing to it (see `heldJsonResponse`): a
+   * non-streamed generation answers 200 once text is coming and sends a space this often.
+   */
+  nonStreamedPulseMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -64,13 +70,13 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   for (const [prefix, flavor] of [["/api/v0", "lmstudio"], ["/v1", "openai"]] as const) {
     app.post(`${prefix}/chat/completions`, async (c) => {
       const body = await parseJsonBody(c.req.raw, ChatRequest);
-      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, (signal) =>
+      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, (signal) =>
         options.backend(c).chat(body, signal),
       );
     });
     app.post(`${prefix}/completions`, async (c) => {
       const body = await parseJsonBody(c.req.raw, CompletionRequest);
-      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, (signal) =>
+      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, (signal) =>
         options.backend(c).completion(body, signal),
       );
     });
@@ -117,21 +123,36 @@ async function generate(
   flavor: Flavor,
   stream: boolean | undefined,
   includeUsage: boolean | undefined,
+  pulseMs: number | undefined,
   run: (signal: AbortSignal) => AsyncIterable<GenerationEvent>,
 ): Promise<Response> {
   const abort = new AbortController();
   const signal = AbortSignal.any([abort.signal, request.signal]);
   const events = run(signal)[Symbol.asyncIterator]();
   const head = { id: responseId(kind), created: unixSeconds(), model };
+  const clientClosed = () => {
+    abort.abort(new ApiError(499, "The client closed the connection.", { code: "client_closed" }));
+    // Pulled to its end: a generator suspended at a `yield` would never run its cleanup (metrics,
+    // the slot), and the aborted generation still ends with what it spent.
+    void drain(events);
+  };
 
   if (!stream) {
     let text = "";
-    for (let next = await events.next(); !next.done; next = await events.next()) {
-      const event = next.value;
-      if (event.type === "delta") text += event.text;
-      if (event.type === "done") return Response.json(completionBody(kind, head, text, event.result, flavor));
-    }
-    throw new ApiError(502, "The backend ended the generation without a result.", { code: "incomplete_generation" });
+    /** The response body once the result is in; or null at the first text, when `untilText`. */
+    const read = async (untilText: boolean) => {
+      for (let next = await events.next(); !next.done; next = await events.next()) {
+        const event = next.value;
+        if (event.type === "delta") text += event.text;
+        if (event.type === "done") return completionBody(kind, head, text, event.result, flavor);
+        if (event.type === "delta" && untilText) return null;
+      }
+      throw new ApiError(502, "The backend ended the generation without a result.", { code: "incomplete_generation" });
+    };
+    // Until text comes, a failure keeps its own status (failover, capacity); from then on the client is watched.
+    const early = await read(pulseMs !== undefined);
+    if (early !== null || pulseMs === undefined) return Response.json(early);
+    return heldJsonResponse(read(false), pulseMs, clientClosed);
   }
 
   const first = await events.next();
@@ -163,8 +184,16 @@ async function generate(
         return [sseData(toApiError(error).toBody())];
       }
     },
-    () => abort.abort(new ApiError(499, "The client closed the connection.", { code: "client_closed" })),
+    clientClosed,
   );
+}
+
+async function drain(events: AsyncIterator<GenerationEvent>): Promise<void> {
+  try {
+    while (!(await events.next()).done);
+  } catch {
+    // an aborted generation may end by throwing
+  }
 }
 
 async function nextEvent(events: AsyncIterator<GenerationEvent>): Promise<GenerationEvent | null> {

@@ -2,6 +2,7 @@ import { ApiError, invalidApiKey } from "../../shared/errors.ts";
 import type { KeyRecord } from "../../shared/schemas/admin.ts";
 import type { AccessStore } from "./access-store.ts";
 import { ModelScope } from "./model-scope.ts";
+import type { RateWindow } from "./rate-window.ts";
 import { utcDay, type UsageLedger } from "./usage-ledger.ts";
 
 /** A key that passed authentication, for the rest of one request. */
@@ -19,12 +20,12 @@ const MINUTE_MS = 60_000;
 export class AccessControl {
   readonly #store: AccessStore;
   readonly #ledger: UsageLedger;
-  /** Request times in the last minute per key; in memory, as a rate window needs no durability. */
-  readonly #recent = new Map<string, number[]>();
+  readonly #window: RateWindow;
 
-  constructor(store: AccessStore, ledger: UsageLedger) {
+  constructor(store: AccessStore, ledger: UsageLedger, window: RateWindow) {
     this.#store = store;
     this.#ledger = ledger;
+    this.#window = window;
   }
 
   authenticate(keyHash: string, now: Date): Grant {
@@ -53,17 +54,13 @@ export class AccessControl {
       });
     }
     if (key.rpm !== null) {
-      const since = now.getTime() - MINUTE_MS;
-      const recent = (this.#recent.get(key.id) ?? []).filter((at) => at > since);
-      if (recent.length >= key.rpm) {
-        this.#recent.set(key.id, recent);
+      const window = this.#window.admit(key.id, key.rpm, now.getTime());
+      if (!window.admitted) {
         throw new ApiError(429, `This API key is limited to ${key.rpm} requests per minute.`, {
           code: "rate_limit_exceeded",
-          retryAfter: ((recent[0] ?? now.getTime()) + MINUTE_MS - now.getTime()) / 1000,
+          retryAfter: window.retryAfterMs / 1000,
         });
       }
-      recent.push(now.getTime());
-      this.#recent.set(key.id, recent);
     }
   }
 }

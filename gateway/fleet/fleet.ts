@@ -18,6 +18,7 @@ import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas
 import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
+import { RateWindow } from "../access/rate-window.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
@@ -36,6 +37,7 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
+import { SavedState } from "./saved-state.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 /**
@@ -50,6 +52,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #access: AccessStore;
   readonly #ledger: UsageLedger;
   readonly #control: AccessControl;
+  readonly #saved: SavedState;
   readonly #traffic = new TrafficStats();
   readonly #metrics = new FleetMetrics(() => ({
     nodes: this.#registry.alive(Date.now()),
@@ -71,7 +74,8 @@ export class Fleet extends DurableObject<GatewayBindings> {
     );
     this.#access = new AccessStore(ctx.storage.sql);
     this.#ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => this.#access.touchKeys(lastUsed) });
-    this.#control = new AccessControl(this.#access, this.#ledger);
+    this.#control = new AccessControl(this.#access, this.#ledger, new RateWindow(ctx.storage.sql));
+    this.#saved = new SavedState(ctx.storage.sql, { metrics: this.#metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
   }
 
   // ---- RPC from the Worker ---------------------------------------------------------------------
@@ -136,8 +140,10 @@ export class Fleet extends DurableObject<GatewayBindings> {
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
-  /** Prometheus text; see `FleetMetrics` for why the counters restart when this object does. */
+  /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
   metrics(): string {
+    // Saved now, so what a scrape saw is what the next life of the object starts from.
+    this.#saved.flush();
     return this.#metrics.text();
   }
 
@@ -332,6 +338,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   /** A caller turned away before routing (bad key, model out of scope, over a limit): counted, then answered. */
   #refused(error: ApiError): WireError {
     this.#metrics.refused(error.code ?? String(error.status));
+    this.#saved.changed();
     return wire(error);
   }
 
@@ -341,6 +348,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
     }
     this.#metrics.observe(job);
+    this.#saved.changed();
     if (job.caller !== null) {
       this.#ledger.record(job.caller, job.model, { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
@@ -351,7 +359,10 @@ export class Fleet extends DurableObject<GatewayBindings> {
       this.#reject(ws, conn, CLOSE_CODES.unsupportedProtocol, `protocol ${hello.protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}`);
       return;
     }
-    if (this.#registry.knows(hello.node.name)) this.#metrics.nodeReconnected(hello.node.name);
+    if (this.#registry.knows(hello.node.name)) {
+      this.#metrics.nodeReconnected(hello.node.name);
+      this.#saved.changed();
+    }
     // A node that reconnects before its old socket was noticed dead replaces it.
     const previous = this.#registry.byName(hello.node.name);
     if (previous !== undefined) this.#drop(previous, CLOSE_CODES.replaced, "replaced by a newer connection of this node");

@@ -1,4 +1,5 @@
 import type { StatsBucket } from "../../shared/schemas/admin.ts";
+import type { Persistent } from "./saved-state.ts";
 
 const BUCKET_SECONDS = 10;
 const BUCKETS = 90;
@@ -15,9 +16,9 @@ interface Bucket {
 
 /**
  * The fleet's recent traffic in 10-second buckets, 15 minutes of them, for the dashboard. Kept in
- * memory: an idle fleet hibernates and forgets it, and an idle fleet has nothing to chart.
+ * memory and saved with `SavedState`, so the charts keep their history across hibernation.
  */
-export class TrafficStats {
+export class TrafficStats implements Persistent {
   readonly bucketSeconds = BUCKET_SECONDS;
   #buckets: Bucket[] = [];
 
@@ -33,6 +34,14 @@ export class TrafficStats {
     bucket.errors += sample.failed ? 1 : 0;
     bucket.completionTokens += sample.completionTokens;
     if (sample.ttftMs !== null && bucket.ttftMs.length < MAX_SAMPLES) bucket.ttftMs.push(sample.ttftMs);
+  }
+
+  saved(): unknown {
+    return this.#buckets;
+  }
+
+  restore(saved: unknown): void {
+    if (Array.isArray(saved)) this.#buckets = (saved as Bucket[]).filter((bucket) => typeof bucket?.t === "number" && Array.isArray(bucket.ttftMs)).slice(-BUCKETS);
   }
 
   /** Every bucket of the window, oldest first, empty ones included so charts keep their time axis. */

@@ -1,5 +1,6 @@
 import type { SettledJob } from "../fleet/dispatcher.ts";
 import type { FleetNode } from "../fleet/fleet-node.ts";
+import type { Persistent } from "../fleet/saved-state.ts";
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from "./registry.ts";
 
 /** The fleet right now, read on every scrape. */
@@ -25,14 +26,12 @@ const TOKENS_PER_SECOND_BUCKETS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 3
 
 /**
  * The gateway's Prometheus metrics (`lmgate_gateway_*`, the agent's `lmgate_agent_*` seen from
- * the fleet). They live in the Fleet object's memory, never in storage (a write per request would
- * hold back the fleet's frames): they start again from zero whenever the object is evicted or
- * hibernates after a quiet spell. Prometheus's `rate()` and `increase()` read that as a counter
- * reset, as from any restarted process; what was counted after the last scrape before the object
- * slept is lost. Requests are counted once each, when they settle; node, slot and queue gauges are
- * read from the fleet at scrape time.
+ * the fleet). They are counted in the Fleet object's memory and saved to its storage shortly after
+ * (`SavedState`; a write per request would hold back the fleet's frames), so hibernation and
+ * eviction do not reset them. Requests are counted once each, when they settle; node, slot and
+ * queue gauges are read from the fleet at scrape time.
  */
-export class FleetMetrics {
+export class FleetMetrics implements Persistent {
   readonly #registry = new MetricsRegistry();
   readonly #read: () => FleetReadings;
   readonly #requests: Counter<"route" | "model" | "status">;
@@ -129,6 +128,14 @@ export class FleetMetrics {
 
   nodeReconnected(node: string): void {
     this.#reconnects.inc({ node });
+  }
+
+  saved(): unknown {
+    return this.#registry.saved();
+  }
+
+  restore(saved: unknown): void {
+    if (typeof saved === "object" && saved !== null) this.#registry.restore(saved as Record<string, unknown>);
   }
 
   /** Everything, in the Prometheus text format. */

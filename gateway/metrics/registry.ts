@@ -40,6 +40,24 @@ abstract class Metric<L extends string, S> {
 
   protected abstract initial(): S;
 
+  /** Every series as plain data, for `restore` in the next life of the object. */
+  saved(): Array<{ values: string[]; state: S }> {
+    return [...this.series.values()];
+  }
+
+  /** Puts back what `saved` returned; series whose shape no longer fits (changed buckets or labels) are left out. */
+  restore(saved: Array<{ values: string[]; state: S }>): void {
+    for (const { values, state } of saved) {
+      if (values.length !== this.labelNames.length || !this.fits(state)) continue;
+      this.series.set(JSON.stringify(values), { values, state });
+    }
+  }
+
+  protected fits(state: S): boolean {
+    const initial = this.initial();
+    return typeof state === "object" && state !== null && Object.keys(initial as object).every((field) => field in (state as object));
+  }
+
   protected stateOf(labels: Labels<L>): S {
     const values = this.labelNames.map((name) => labels[name]);
     const key = JSON.stringify(values);
@@ -138,6 +156,10 @@ export class Histogram<L extends string = never> extends Metric<L, HistogramStat
     state.count += 1;
   }
 
+  protected override fits(state: HistogramState): boolean {
+    return super.fits(state) && Array.isArray(state.counts) && state.counts.length === this.buckets.length + 1;
+  }
+
   protected sampleLines(values: string[], state: HistogramState): string[] {
     const labels = this.pairs(values);
     const lines: string[] = [];
@@ -167,6 +189,19 @@ export class MetricsRegistry {
 
   histogram<L extends string = never>(options: MetricOptions<L> & { buckets: readonly number[] }): Histogram<L> {
     return this.#add(new Histogram<L>(options));
+  }
+
+  /** The counters and histograms (gauges are read afresh), by metric name, as plain data. */
+  saved(): Record<string, unknown> {
+    return Object.fromEntries(this.#metrics.filter((metric) => metric.type !== "gauge").map((metric) => [metric.name, metric.saved()]));
+  }
+
+  /** Puts back what `saved` returned, skipping metrics that are gone or changed type. */
+  restore(saved: Record<string, unknown>): void {
+    for (const metric of this.#metrics) {
+      const series = saved[metric.name];
+      if (metric.type !== "gauge" && Array.isArray(series)) metric.restore(series as Array<{ values: string[]; state: unknown }>);
+    }
   }
 
   /** Every metric in the text format, ending with a newline as the format requires. */

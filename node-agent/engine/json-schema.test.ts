@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+import { getLlama } from "node-llama-cpp";
+import { boundNumbers, createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
 
 describe("toGrammarSchema", () => {
   test("keeps the shape node-llama-cpp enforces and the descriptions models read", () => {
@@ -52,4 +53,32 @@ describe("toGrammarSchema", () => {
     expect(() => toGrammarSchema(schema)).toThrow(UnsupportedSchemaError);
     expect(() => toGrammarSchema(schema)).toThrow(problem);
   });
+});
+
+test("boundNumbers takes exponents off integers and bounds them on other numbers, leaving other rules alone", () => {
+  // node-llama-cpp's rules as it writes them (utils/gbnfJson/terminals/GbnfNumber.js).
+  const exponent = '([eE] [-+]? ("0" | [1-9] [0-9]{0,15}))?';
+  const grammar = [
+    'root ::= "[" integer-number-rule "," fractional-number-rule "]"',
+    `integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ${exponent}`,
+    `fractional-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ${exponent}`,
+  ].join("\n");
+  const [root, integer, fractional] = boundNumbers(grammar).split("\n");
+  expect(root).toBe('root ::= "[" integer-number-rule "," fractional-number-rule "]"');
+  expect(integer).toBe('integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,14})');
+  expect(fractional).toBe('fractional-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?');
+});
+
+test("the grammars handed to the engine have bounded numbers: json_object's and a JSON Schema's, as this node-llama-cpp writes them", async () => {
+  const llama = await getLlama({ gpu: false, build: "never" });
+  try {
+    const json = (await createJsonGrammar(llama)).grammar;
+    expect(json).toContain('([eE] [-+]? [0-9]{1,2})?');
+    expect(json).not.toMatch(/\{0,15\}\)\?/);
+    const schema = (await createJsonSchemaGrammar(llama, { type: "array", items: { oneOf: [{ type: "integer" }, { type: "number" }] } })).grammar;
+    expect(schema).toContain('integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,14})\n');
+    expect(schema).toContain('fractional-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?');
+  } finally {
+    await llama.dispose();
+  }
 });

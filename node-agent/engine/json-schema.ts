@@ -1,4 +1,4 @@
-import type { GbnfJsonSchema, Llama, LlamaGrammar } from "node-llama-cpp";
+import { LlamaText, type GbnfJsonSchema, type Llama, type LlamaGrammar } from "node-llama-cpp";
 
 /** A JSON Schema construct the grammar cannot enforce; the message says which and where. */
 export class UnsupportedSchemaError extends Error {
@@ -150,7 +150,46 @@ function isObject(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/**
+ * node-llama-cpp's number rules allow exponents of up to 16 digits (`921190481714E7178116071713097`
+ * reads as Infinity, or as `inf` in Python) and exponents on integers (which zod and pydantic then
+ * refuse as integers). Its JSON Schema grammar with these two rules bounded: integers are plain
+ * digits within 2^53, other numbers keep an exponent of at most two digits, so every number the
+ * model writes parses to a finite double and every integer to an exact one.
+ */
+const BOUNDED_NUMBER_RULES = new Map([
+  ["integer-number-rule", '"-"? ("0" | [1-9] [0-9]{0,14})'],
+  ["fractional-number-rule", '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?'],
+]);
+
 /** node-llama-cpp types the schema for compile-time inference of the output; a schema known only at run time has nothing to infer. */
-export function createJsonSchemaGrammar(llama: Llama, schema: GbnfJsonSchema): Promise<LlamaGrammar> {
-  return llama.createGrammarForJsonSchema(schema as never);
+export async function createJsonSchemaGrammar(llama: Llama, schema: GbnfJsonSchema): Promise<LlamaGrammar> {
+  return withGrammar(llama, await llama.createGrammarForJsonSchema(schema as never), boundNumbers);
+}
+
+/** llama.cpp's exponent in its JSON grammar (`json_object`): up to 16 digits, as in the schema grammars. */
+const JSON_GRAMMAR_EXPONENT = '([eE] [-+]? [0-9] [1-9]{0,15})?';
+
+/** llama.cpp's JSON grammar, for `json_object`, with its exponents bounded to two digits. */
+export async function createJsonGrammar(llama: Llama): Promise<LlamaGrammar> {
+  return withGrammar(llama, await llama.getGrammarFor("json"), (grammar) => grammar.replace(JSON_GRAMMAR_EXPONENT, "([eE] [-+]? [0-9]{1,2})?"));
+}
+
+/** `original` with its text rewritten, and the options node-llama-cpp gives its own JSON grammars. */
+function withGrammar(llama: Llama, original: LlamaGrammar, rewrite: (grammar: string) => string): Promise<LlamaGrammar> | LlamaGrammar {
+  const grammar = rewrite(original.grammar);
+  if (grammar === original.grammar) return original;
+  return llama.createGrammar({ grammar, stopGenerationTriggers: [LlamaText("\n".repeat(4))], trimWhitespaceSuffix: true });
+}
+
+/** The grammar text with node-llama-cpp's number rules replaced by `BOUNDED_NUMBER_RULES`. */
+export function boundNumbers(grammar: string): string {
+  return grammar
+    .split("\n")
+    .map((line) => {
+      const name = /^([\w-]+) ::= /.exec(line)?.[1];
+      const bounded = name === undefined ? undefined : BOUNDED_NUMBER_RULES.get(name);
+      return bounded === undefined ? line : `${name} ::= ${bounded}`;
+    })
+    .join("\n");
 }

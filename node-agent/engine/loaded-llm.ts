@@ -20,7 +20,7 @@ import { AsyncQueue } from "./async-queue.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
-import { createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
 import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
 import { SlotPool } from "./slot-pool.ts";
 import type { MeasuredSpeed } from "./speed-tracker.ts";
@@ -262,8 +262,8 @@ export class LoadedLlm {
           });
           const call = parseForcedCall(response.response);
           if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };
-          // Cut short (max_tokens, abort): hand over what was written rather than a broken call.
-          hooks.onText(response.response);
+          // Cut short (max_tokens, abort): no call and no text, as half a call in `content` would
+          // be read as the answer; finish_reason "length" says what happened.
           return { stopReason: response.metadata.stopReason };
         },
       };
@@ -353,7 +353,7 @@ export class LoadedLlm {
   async #responseGrammar(format: ResponseFormat | undefined): Promise<LlamaGrammar | undefined> {
     if (format === undefined || format.type === "text") return undefined;
     if (format.type === "json_object") {
-      this.#jsonGrammar ??= this.#llama.getGrammarFor("json");
+      this.#jsonGrammar ??= createJsonGrammar(this.#llama);
       return this.#jsonGrammar;
     }
     try {

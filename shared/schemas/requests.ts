@@ -1,30 +1,51 @@
 import { z } from "zod";
 
 /**
- * Request bodies of the API (docs/api.md). Unknown fields are stripped (clients send extras such as `user`,
- * `n` or vendor keys); a known field of the wrong type is a 400 naming the field.
+ * Request bodies of the API (docs/api.md). Unknown fields are stripped (clients send extras such as `user`
+ * or vendor keys); a known field of the wrong type is a 400 naming the field.
  * `null` is accepted wherever a field is optional because many clients send `"stop": null`.
  */
 
 const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
+/**
+ * A boolean, or the string "true"/"false": LM Studio takes both, and its own structured-output
+ * example sends `"strict": "true"`. Any other string is still a 400.
+ */
+const flag = z.union([z.boolean(), z.enum(["true", "false"])], { error: "expected a boolean" }).transform((value) => value === true || value === "true");
+
+/**
+ * A sampling number, or a string of plain decimal digits ("0.7", "256") as clients that build
+ * bodies from text settings send them. Messages, tools and ids stay strict.
+ */
+const numeric = (schema: z.ZodNumber) =>
+  z.union([z.number(), z.string().regex(/^-?\d+(\.\d+)?$/, "expected a number")]).transform(Number).pipe(schema);
+
+/**
+ * Parts of OpenAI's API this engine does not produce yet (several choices, token log
+ * probabilities): refused with a 400 naming the field rather than dropped, so a client can tell.
+ */
+const notSupported = (what: string) => z.unknown().refine(() => false, `${what} is not supported by lmgate yet.`);
+const onlyOne = numeric(z.number().int().min(1).max(1, "n > 1 (several choices) is not supported by lmgate yet; send separate requests."));
+
 const samplingFields = {
   model: z.string().min(1, "model is required"),
-  max_tokens: optional(z.number().int().min(-1)),
-  temperature: optional(z.number().min(0).max(2)),
-  top_p: optional(z.number().min(0).max(1)),
-  top_k: optional(z.number().int().min(0)),
-  min_p: optional(z.number().min(0).max(1)),
-  repeat_penalty: optional(z.number().min(0)),
-  presence_penalty: optional(z.number().min(-2).max(2)),
-  frequency_penalty: optional(z.number().min(-2).max(2)),
-  seed: optional(z.number().int()),
+  max_tokens: optional(numeric(z.number().int().min(-1))),
+  temperature: optional(numeric(z.number().min(0).max(2))),
+  top_p: optional(numeric(z.number().min(0).max(1))),
+  top_k: optional(numeric(z.number().int().min(0))),
+  min_p: optional(numeric(z.number().min(0).max(1))),
+  repeat_penalty: optional(numeric(z.number().min(0))),
+  presence_penalty: optional(numeric(z.number().min(-2).max(2))),
+  frequency_penalty: optional(numeric(z.number().min(-2).max(2))),
+  seed: optional(numeric(z.number().int())),
   stop: optional(z.union([z.string(), z.array(z.string()).max(16)])),
-  stream: optional(z.boolean()),
-  stream_options: optional(z.object({ include_usage: optional(z.boolean()) })),
+  stream: optional(flag),
+  stream_options: optional(z.object({ include_usage: optional(flag) })),
   logit_bias: optional(z.record(z.string(), z.number())),
+  n: optional(onlyOne),
   /** Seconds a model that this request loads stays loaded while idle. */
-  ttl: optional(z.number().int().positive()),
+  ttl: optional(numeric(z.number().int().positive())),
 };
 
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -75,7 +96,7 @@ export const ResponseFormat = z.discriminatedUnion("type", [
     json_schema: z.object({
       name: optional(z.string()),
       schema: JsonSchemaObject,
-      strict: optional(z.boolean()),
+      strict: optional(flag),
     }),
   }),
 ]);
@@ -84,8 +105,10 @@ export type ResponseFormat = z.infer<typeof ResponseFormat>;
 export const ChatRequest = z.object({
   ...samplingFields,
   messages: z.array(ChatMessage).min(1, "messages must not be empty"),
-  max_completion_tokens: optional(z.number().int().min(-1)),
+  max_completion_tokens: optional(numeric(z.number().int().min(-1))),
   response_format: optional(ResponseFormat),
+  logprobs: optional(flag.refine((wanted) => !wanted, "logprobs is not supported by lmgate yet.")),
+  top_logprobs: optional(numeric(z.number().int().min(0).max(0, "top_logprobs is not supported by lmgate yet."))),
   tools: optional(z.array(Tool).max(128)),
   tool_choice: optional(ToolChoice),
 });
@@ -94,6 +117,7 @@ export type ChatRequest = z.infer<typeof ChatRequest>;
 export const CompletionRequest = z.object({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
+  logprobs: optional(notSupported("logprobs")),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
@@ -112,7 +136,7 @@ export const LoadRequest = z.object({
   /** Parallel slots (context sequences); LM Studio scripts send it as an extension. */
   parallel: optional(z.number().int().min(1).max(64)),
   ttl: optional(z.number().int().positive()),
-  echo_load_config: optional(z.boolean()),
+  echo_load_config: optional(flag),
 });
 export type LoadRequest = z.infer<typeof LoadRequest>;
 
