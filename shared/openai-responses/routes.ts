@@ -1,0 +1,63 @@
+import type { Context, Env, Hono } from "hono";
+import type { InferenceBackend } from "../backend.ts";
+import { ApiError } from "../errors.ts";
+import { collectGeneration, streamGeneration } from "../generation-stream.ts";
+import { parseJsonBody } from "../json-body.ts";
+import type { GenerationResult } from "../schemas/generation.ts";
+import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
+import { ResponsesRequest } from "./schemas.ts";
+import type { ResponseStore } from "./store.ts";
+import { inputMessages, toChatRequest } from "./to-chat.ts";
+
+export interface ResponsesRouteOptions<E extends Env> {
+  backend: (c: Context<E>) => InferenceBackend;
+  /** The caller's view of the store: only responses it made. */
+  store: (c: Context<E>) => ResponseStore;
+}
+
+/**
+ * OpenAI's Responses API on any `InferenceBackend`: each request runs as the chat completion it
+ * translates to (instructions, the stored conversation it continues, then its input), so routing,
+ * keys, scopes, limits, usage and metrics are the chat path's own.
+ */
+export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRouteOptions<E>): void {
+  app.post("/v1/responses", async (c) => {
+    const body = await parseJsonBody(c.req.raw, ResponsesRequest);
+    const store = options.store(c);
+    const previous = body.previous_response_id === undefined ? undefined : await store.get(body.previous_response_id);
+    if (body.previous_response_id !== undefined && previous === undefined) {
+      throw new ApiError(400, `Previous response with id '${body.previous_response_id}' not found.`, {
+        param: "previous_response_id",
+        code: "previous_response_not_found",
+      });
+    }
+    const conversation = [...(previous?.messages ?? []), ...inputMessages(body.input)];
+    const chat = toChatRequest(body, conversation);
+    const draft = new ResponseDraft(body);
+    const finish = async (text: string, result: GenerationResult) => {
+      const response = draft.finished(text, result);
+      if (response.store) await store.save({ response, messages: [...conversation, assistantTurn(response)] });
+      return response;
+    };
+    const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
+    if (!body.stream) {
+      const { text, result } = await collectGeneration(c.req.raw, run);
+      return c.json(await finish(text, result));
+    }
+    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish));
+  });
+
+  app.get("/v1/responses/:id", async (c) => {
+    const record = await options.store(c).get(c.req.param("id"));
+    if (record === undefined) throw responseNotFound(c.req.param("id"));
+    return c.json(record.response);
+  });
+
+  app.delete("/v1/responses/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!(await options.store(c).delete(id))) throw responseNotFound(id);
+    return c.json({ id, object: "response.deleted", deleted: true });
+  });
+}
+
+const responseNotFound = (id: string) => new ApiError(404, `Response with id '${id}' not found.`, { param: "response_id", code: "not_found" });
