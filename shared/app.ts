@@ -6,6 +6,7 @@ import type { InferenceBackend } from "./backend.ts";
 import { errorResponse } from "./error-response.ts";
 import { ApiError, modelNotFound, toApiError } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
+import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
 import { mountResponses } from "./openai-responses/routes.ts";
 import { MemoryResponseStore, type ResponseStore } from "./openai-responses/store.ts";
 import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
@@ -93,7 +94,9 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
 
   mountAnthropicMessages(app, options.backend);
   const memoryStore = new MemoryResponseStore();
-  mountResponses(app, { backend: options.backend, store: options.responseStore ?? (() => memoryStore) });
+  const responseStore = options.responseStore ?? (() => memoryStore);
+  mountResponses(app, { backend: options.backend, store: responseStore });
+  mountLmStudioChat(app, { backend: options.backend, store: responseStore });
 
   app.notFound((c) =>
     errorResponse(

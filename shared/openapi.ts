@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ANTHROPIC_ROUTE_DOCS } from "./anthropic/route-docs.ts";
 import { ErrorBody } from "./errors.ts";
+import { LMSTUDIO_CHAT_ROUTE_DOCS } from "./lmstudio-chat/route-docs.ts";
 import { RESPONSES_ROUTE_DOCS } from "./openai-responses/route-docs.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import { LoadResult, ModelList, ModelObject, OpenAIModelObject, UnloadResult } from "./schemas/models.ts";
@@ -63,6 +64,7 @@ export const API_ROUTE_DOCS: RouteDoc[] = [
   ...inference("OpenAI", "/v1", "openai"),
   ...ANTHROPIC_ROUTE_DOCS,
   ...RESPONSES_ROUTE_DOCS,
+  ...LMSTUDIO_CHAT_ROUTE_DOCS,
   { method: "post", path: "/api/v1/models/load", summary: "Load a model", tag: "lmstudio", security: "apiKey", body: LoadRequest, response: LoadResult },
   { method: "post", path: "/api/v1/models/unload", summary: "Unload a model", tag: "lmstudio", security: "apiKey", body: UnloadRequest, response: UnloadResult },
 ];

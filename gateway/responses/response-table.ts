@@ -22,10 +22,10 @@ export class ResponseTable {
   }
 
   save(owner: string, record: StoredResponse): void {
-    const createdAt = record.response.created_at;
+    const createdAt = record.created_at;
     this.#sql.exec(
       "INSERT OR REPLACE INTO stored_responses (id, owner, created_at, record) VALUES (?, ?, ?, ?)",
-      record.response.id,
+      record.id,
       owner,
       createdAt,
       JSON.stringify(record),

@@ -29,5 +29,3 @@ function messageOf(error: ApiError): string {
 export function anthropicErrorBody(error: ApiError): AnthropicErrorBody {
   return { type: "error", error: { type: errorType(error.status), message: messageOf(error) } };
 }
-
-export const anthropicErrorResponse = (error: ApiError): Response => error.toResponse(anthropicErrorBody(error));

@@ -6,7 +6,7 @@ import { parseJsonBody } from "../json-body.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
 import { ResponsesRequest } from "./schemas.ts";
-import type { ResponseStore } from "./store.ts";
+import { conversationBefore, type ResponseStore } from "./store.ts";
 import { inputMessages, toChatRequest } from "./to-chat.ts";
 
 export interface ResponsesRouteOptions<E extends Env> {
@@ -24,19 +24,14 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
   app.post("/v1/responses", async (c) => {
     const body = await parseJsonBody(c.req.raw, ResponsesRequest);
     const store = options.store(c);
-    const previous = body.previous_response_id === undefined ? undefined : await store.get(body.previous_response_id);
-    if (body.previous_response_id !== undefined && previous === undefined) {
-      throw new ApiError(400, `Previous response with id '${body.previous_response_id}' not found.`, {
-        param: "previous_response_id",
-        code: "previous_response_not_found",
-      });
-    }
-    const conversation = [...(previous?.messages ?? []), ...inputMessages(body.input)];
+    const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
     const chat = toChatRequest(body, conversation);
     const draft = new ResponseDraft(body);
     const finish = async (text: string, result: GenerationResult) => {
       const response = draft.finished(text, result);
-      if (response.store) await store.save({ response, messages: [...conversation, assistantTurn(response)] });
+      if (response.store) {
+        await store.save({ id: response.id, created_at: response.created_at, messages: [...conversation, assistantTurn(response)], response });
+      }
       return response;
     };
     const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
@@ -49,7 +44,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
 
   app.get("/v1/responses/:id", async (c) => {
     const record = await options.store(c).get(c.req.param("id"));
-    if (record === undefined) throw responseNotFound(c.req.param("id"));
+    if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
     return c.json(record.response);
   });
 

@@ -1,11 +1,19 @@
+import { ApiError } from "../errors.ts";
 import type { ResponseObject } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";
 
-/** A stored response and what a follow-up (`previous_response_id`) continues from. */
+/**
+ * A stored response and what a follow-up (`previous_response_id`) continues from. `/v1/responses`
+ * and LM Studio's `/api/v1/chat` share the store, so either can continue the other's conversation.
+ */
 export interface StoredResponse {
-  response: ResponseObject;
+  id: string;
+  /** Unix seconds. */
+  created_at: number;
   /** The conversation up to and including this response's output; instructions are not inherited, so not here. */
   messages: MessageInput[];
+  /** The Responses API object, for `GET /v1/responses/{id}`; absent for an LM Studio chat. */
+  response?: ResponseObject;
 }
 
 /**
@@ -30,7 +38,7 @@ export class MemoryResponseStore implements ResponseStore {
   }
 
   async save(record: StoredResponse): Promise<void> {
-    this.#records.set(record.response.id, record);
+    this.#records.set(record.id, record);
     // A Map iterates in insertion order: the first key is the oldest.
     for (const id of this.#records.keys()) {
       if (this.#records.size <= this.#capacity) break;
@@ -45,4 +53,14 @@ export class MemoryResponseStore implements ResponseStore {
   async delete(id: string): Promise<boolean> {
     return this.#records.delete(id);
   }
+}
+
+/** The stored conversation a request continues (none without `previous_response_id`); an unknown id is a 400, as at OpenAI and LM Studio. */
+export async function conversationBefore(store: ResponseStore, previousId: string | undefined): Promise<MessageInput[]> {
+  if (previousId === undefined) return [];
+  const previous = await store.get(previousId);
+  if (previous === undefined) {
+    throw new ApiError(400, `Previous response with id '${previousId}' not found.`, { param: "previous_response_id", code: "previous_response_not_found" });
+  }
+  return previous.messages;
 }
