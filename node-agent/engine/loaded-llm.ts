@@ -190,7 +190,8 @@ export class LoadedLlm {
         const meter = slot.sequence.tokenMeter.getState();
         const ran = await plan.run(slot, { signal: generationSignal, onText: (text) => texts.push(text), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.
-        return { ...ran, completionTokens: slot.sequence.tokenMeter.diff(meter).usedOutputTokens };
+        const used = slot.sequence.tokenMeter.diff(meter);
+        return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.promptTokens, used.usedInputTokens) };
       } finally {
         lease.release();
       }
@@ -216,7 +217,12 @@ export class LoadedLlm {
       }
       const result: GenerationResult = {
         finish_reason: finishReasonOf(stopReason),
-        usage: { prompt_tokens: plan.promptTokens, completion_tokens: ran.completionTokens, total_tokens: plan.promptTokens + ran.completionTokens },
+        usage: {
+          prompt_tokens: plan.promptTokens,
+          completion_tokens: ran.completionTokens,
+          total_tokens: plan.promptTokens + ran.completionTokens,
+          prompt_tokens_details: { cached_tokens: ran.cachedTokens },
+        },
         stats,
         model_info: this.#modelInfo,
         runtime: this.#runtime,
@@ -370,4 +376,13 @@ export class LoadedLlm {
     if (this.#unloading.signal.aborted) return modelUnloaded(this.id);
     return toApiError(error);
   }
+}
+
+/**
+ * Prompt tokens the slot already held from its previous request (llama.cpp's prefix reuse), so
+ * not evaluated again. The meter counts the prompt's last token as output: it is evaluated (again,
+ * if it was held) in the batch that yields the first token's logits.
+ */
+function cachedPromptTokens(promptTokens: number, evaluatedInputTokens: number): number {
+  return Math.max(0, promptTokens - evaluatedInputTokens - 1);
 }

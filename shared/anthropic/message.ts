@@ -48,12 +48,14 @@ function stopReasonOf(result: GenerationResult): StopReason {
   }
 }
 
+/** Anthropic counts cache hits apart: `input_tokens` is only what was read anew. */
 function usageOf(result: GenerationResult): MessageUsage {
+  const cached = result.usage.prompt_tokens_details?.cached_tokens ?? 0;
   return {
-    input_tokens: result.usage.prompt_tokens,
+    input_tokens: result.usage.prompt_tokens - cached,
     output_tokens: result.usage.completion_tokens,
     cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
+    cache_read_input_tokens: cached,
   };
 }
 

@@ -75,7 +75,7 @@ const outputText = (text: string) => ({ type: "output_text" as const, text, anno
 function usageOf(result: GenerationResult): ResponseObject["usage"] {
   return {
     input_tokens: result.usage.prompt_tokens,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: result.usage.prompt_tokens_details?.cached_tokens ?? 0 },
     output_tokens: result.usage.completion_tokens,
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: result.usage.total_tokens,
