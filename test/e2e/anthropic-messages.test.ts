@@ -1,9 +1,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AnthropicErrorBody, Message } from "../../shared/anthropic/schemas.ts";
-import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
-import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
-import { testModelsDir } from "../harness/test-models.ts";
+import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 
 /**
  * Anthropic's Messages API with the official `@anthropic-ai/sdk`, unchanged, against an agent in
@@ -12,23 +10,11 @@ import { testModelsDir } from "../harness/test-models.ts";
 
 const CHAT = "tiny-chat-f32";
 
-let gateway: GatewayProcess;
-let direct: AgentProcess;
-let node: AgentProcess;
-
+let api: ApiTargets;
 beforeAll(async () => {
-  const models = await testModelsDir();
-  gateway = await startGateway();
-  [direct, node] = await Promise.all([
-    startAgent({ models: [models] }),
-    startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-a" }),
-  ]);
+  api = await startApiTargets(["node-a"]);
 }, 180_000);
-
-afterAll(async () => {
-  await Promise.all([direct, node].filter(Boolean).map((agent) => agent.stop()));
-  await gateway?.stop();
-});
+afterAll(() => api?.stop());
 
 // Bounded: a random model never closes an unbounded string by itself.
 const weather = {
@@ -42,13 +28,8 @@ const GREEDY = { temperature: 0 };
 const promptTokens = (usage: Anthropic.Usage) => usage.input_tokens + (usage.cache_read_input_tokens ?? 0);
 const question = [{ role: "user" as const, content: "Weather in Paris?" }];
 
-const targets = {
-  direct: () => ({ url: direct.url as string, key: "unused" }),
-  gateway: () => ({ url: gateway.url, key: gateway.apiKey }),
-};
-
-describe.each(Object.keys(targets) as Array<keyof typeof targets>)("Anthropic Messages (%s)", (name) => {
-  const target = () => targets[name]();
+describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
+  const target = () => api.target(name);
   const client = (options: ConstructorParameters<typeof Anthropic>[0] = {}) =>
     new Anthropic({ baseURL: target().url, apiKey: target().key, maxRetries: 0, timeout: 30_000, ...options });
 
@@ -167,7 +148,7 @@ describe.each(Object.keys(targets) as Array<keyof typeof targets>)("Anthropic Me
       expect(badKey).toBeInstanceOf(Anthropic.AuthenticationError);
       expect(AnthropicErrorBody.parse((badKey as InstanceType<typeof Anthropic.APIError>).error).error.type).toBe("authentication_error");
       // ANTHROPIC_AUTH_TOKEN: the key as a Bearer token instead of x-api-key.
-      const bearer = await client({ apiKey: null, authToken: gateway.apiKey }).messages.create({ model: CHAT, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
+      const bearer = await client({ apiKey: null, authToken: api.gateway.apiKey }).messages.create({ model: CHAT, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
       expect(bearer.usage.output_tokens).toBe(4);
     }
   });

@@ -1,36 +1,17 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LmChatResponse, LmErrorBody } from "../../shared/lmstudio-chat/schemas.ts";
-import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
-import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
-import { testModelsDir } from "../harness/test-models.ts";
+import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 
 /** LM Studio's native `POST /api/v1/chat`, against an agent in direct mode and the real gateway. */
 
 const CHAT = "tiny-chat-f32";
 
-let gateway: GatewayProcess;
-let direct: AgentProcess;
-let node: AgentProcess;
-
+let api: ApiTargets;
 beforeAll(async () => {
-  const models = await testModelsDir();
-  gateway = await startGateway();
-  [direct, node] = await Promise.all([
-    startAgent({ models: [models] }),
-    startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-a" }),
-  ]);
+  api = await startApiTargets(["node-a"]);
 }, 180_000);
-
-afterAll(async () => {
-  await Promise.all([direct, node].filter(Boolean).map((agent) => agent.stop()));
-  await gateway?.stop();
-});
-
-const targets = {
-  direct: () => ({ url: direct.url as string, key: "unused" }),
-  gateway: () => ({ url: gateway.url, key: gateway.apiKey }),
-};
+afterAll(() => api?.stop());
 
 /** SSE with `event:` lines: each event's name and JSON. */
 async function readEvents(response: Response): Promise<Array<{ event: string; data: Record<string, unknown> }>> {
@@ -43,9 +24,9 @@ async function readEvents(response: Response): Promise<Array<{ event: string; da
     });
 }
 
-describe.each(Object.keys(targets) as Array<keyof typeof targets>)("LM Studio v1 chat (%s)", (name) => {
+describe.each(TARGETS)("LM Studio v1 chat (%s)", (name) => {
   const chat = (body: Record<string, unknown>) =>
-    fetch(`${targets[name]().url}/api/v1/chat`, { method: "POST", headers: { authorization: `Bearer ${targets[name]().key}` }, body: JSON.stringify(body) });
+    fetch(`${api.target(name).url}/api/v1/chat`, { method: "POST", headers: { authorization: `Bearer ${api.target(name).key}` }, body: JSON.stringify(body) });
 
   test("answers with output, stats and a response_id; streams chat.start … message.delta … chat.end with the same text", async () => {
     const request = { model: CHAT, input: "Tell me about the sea.", system_prompt: "Be brief.", temperature: 0, max_output_tokens: 10 };
@@ -76,7 +57,7 @@ describe.each(Object.keys(targets) as Array<keyof typeof targets>)("LM Studio v1
     expect(second.response_id).toBeUndefined();
     expect(second.stats.input_tokens).toBeGreaterThan(first.stats.input_tokens + first.stats.total_output_tokens);
 
-    const openai = new OpenAI({ baseURL: `${targets[name]().url}/v1`, apiKey: targets[name]().key, maxRetries: 0 });
+    const openai = new OpenAI({ baseURL: `${api.target(name).url}/v1`, apiKey: api.target(name).key, maxRetries: 0 });
     const made = await openai.responses.create({ model: CHAT, input: "My name is Ada.", max_output_tokens: 6, temperature: 0 });
     const continued = LmChatResponse.parse(await (await chat({ model: CHAT, input: "And?", previous_response_id: made.id, max_output_tokens: 4 })).json());
     expect(continued.stats.input_tokens).toBeGreaterThan(made.usage?.input_tokens ?? 0);

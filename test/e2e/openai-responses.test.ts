@@ -2,9 +2,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import { ResponseObject } from "../../shared/openai-responses/schemas.ts";
-import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
-import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
-import { testModelsDir } from "../harness/test-models.ts";
+import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 
 /**
  * OpenAI's Responses API with the official `openai` client's `responses.create`, against an agent
@@ -13,23 +11,11 @@ import { testModelsDir } from "../harness/test-models.ts";
 
 const CHAT = "tiny-chat-f32";
 
-let gateway: GatewayProcess;
-let direct: AgentProcess;
-const nodes = new Map<string, AgentProcess>();
-
-const startNode = async (name: string, models: string) =>
-  nodes.set(name, await startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name }));
-
+let api: ApiTargets;
 beforeAll(async () => {
-  const models = await testModelsDir();
-  gateway = await startGateway();
-  [direct] = await Promise.all([startAgent({ models: [models] }), startNode("node-a", models), startNode("node-b", models)]);
+  api = await startApiTargets(["node-a", "node-b"]);
 }, 180_000);
-
-afterAll(async () => {
-  await Promise.all([direct, ...nodes.values()].filter(Boolean).map((agent) => agent.stop()));
-  await gateway?.stop();
-});
+afterAll(() => api?.stop());
 
 const weather = {
   type: "function" as const,
@@ -40,13 +26,8 @@ const weather = {
   strict: false,
 };
 
-const targets = {
-  direct: () => ({ url: direct.url as string, key: "unused" }),
-  gateway: () => ({ url: gateway.url, key: gateway.apiKey }),
-};
-
-describe.each(Object.keys(targets) as Array<keyof typeof targets>)("OpenAI Responses (%s)", (name) => {
-  const client = (key = targets[name]().key) => new OpenAI({ baseURL: `${targets[name]().url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
+describe.each(TARGETS)("OpenAI Responses (%s)", (name) => {
+  const client = (key = api.target(name).key) => new OpenAI({ baseURL: `${api.target(name).url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
 
   test("create answers a response with output_text and usage; streaming gives the same text and ends with response.completed", async () => {
     const params = { model: CHAT, input: "Tell me about the sea.", instructions: "Be brief.", max_output_tokens: 12, temperature: 0 };
@@ -108,6 +89,54 @@ describe.each(Object.keys(targets) as Array<keyof typeof targets>)("OpenAI Respo
     await expect(client().responses.retrieve(second.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  test("a Codex-shaped turn (full history, store false, hosted tools, reasoning, include, prompt_cache_key) streams the events Codex reads", async () => {
+    const response = await fetch(`${api.target(name).url}/v1/responses`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${api.target(name).key}`, "content-type": "application/json", accept: "text/event-stream", originator: "codex_cli_rs" },
+      body: JSON.stringify({
+        model: CHAT,
+        instructions: "You are Codex, a coding agent. ".repeat(4),
+        input: [
+          { type: "message", role: "developer", content: [{ type: "input_text", text: "<permissions>workspace-write</permissions>" }] },
+          { type: "message", role: "user", content: [{ type: "input_text", text: "<environment_context>cwd=/tmp</environment_context>" }] },
+          { type: "message", role: "user", content: [{ type: "input_text", text: "List the files." }] },
+          { type: "reasoning", id: "rs_1", summary: [{ type: "summary_text", text: "Listing." }], encrypted_content: null },
+          { type: "function_call", id: "fc_1", call_id: "call_1", name: "shell", arguments: '{"command":["ls"]}' },
+          { type: "function_call_output", call_id: "call_1", output: "a.txt\nb.txt" },
+          { type: "message", role: "assistant", content: [{ type: "output_text", text: "Two files.", annotations: [] }] },
+          { type: "message", role: "user", content: [{ type: "input_text", text: "Thanks." }] },
+        ],
+        tools: [
+          { type: "function", name: "shell", description: "Runs a command", strict: false, parameters: { type: "object", properties: { command: { type: "array", items: { type: "string" } } }, required: ["command"] } },
+          { type: "local_shell" },
+          { type: "web_search" },
+        ],
+        tool_choice: "auto",
+        parallel_tool_calls: false,
+        reasoning: null,
+        store: false,
+        stream: true,
+        include: [],
+        prompt_cache_key: "thread-1",
+        text: { verbosity: "low" },
+        client_metadata: { session: "s" },
+        // Codex sends no limit; the test keeps the random model short.
+        max_output_tokens: 16,
+      }),
+    });
+    expect(response.status).toBe(200);
+    const events = (await response.text())
+      .split("\n\n")
+      .filter((block) => block !== "")
+      .map((block) => JSON.parse(block.slice(block.indexOf("data: ") + 6)) as { type: string; sequence_number: number; response?: ResponseObject });
+    expect(events[0]?.type).toBe("response.created");
+    expect(events.map((event) => event.sequence_number)).toEqual(events.map((_, index) => index));
+    expect(events.some((event) => event.type === "response.output_item.done")).toBe(true);
+    const last = events.at(-1);
+    expect(["response.completed", "response.incomplete"]).toContain(last?.type);
+    expect(last?.response?.usage?.total_tokens).toBeGreaterThan(0);
+  });
+
   test("text.format json_schema makes the output match the schema", async () => {
     const response = await client().responses.create({
       model: CHAT,
@@ -143,21 +172,21 @@ describe.each(Object.keys(targets) as Array<keyof typeof targets>)("OpenAI Respo
 });
 
 describe("stored responses in the gateway", () => {
-  const client = (key = gateway.apiKey) => new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
+  const client = (key = api.gateway.apiKey) => new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
 
   test("a conversation continues on another node: the state is the gateway's, not the node's", async () => {
     const first = await client().responses.create({ model: CHAT, input: "My name is Ada.", max_output_tokens: 6, temperature: 0 });
     const firstNode = (first as unknown as ResponseObject).gateway?.node as string;
     // With the first turn's node gone, the next turn can only land on the other one.
-    await nodes.get(firstNode)?.stop();
-    nodes.delete(firstNode);
+    await api.nodes.get(firstNode)?.stop();
+    api.nodes.delete(firstNode);
     const second = await client().responses.create({ model: CHAT, input: "What is my name?", previous_response_id: first.id, max_output_tokens: 6, temperature: 0 });
     expect((second as unknown as ResponseObject).gateway?.node).not.toBe(firstNode);
     expect(second.usage?.input_tokens).toBeGreaterThan((first.usage?.input_tokens ?? 0) + (first.usage?.output_tokens ?? 0));
   });
 
   test("another key can neither read, continue nor delete a stored response", async () => {
-    const admin = new AdminClient(gateway.url, gateway.adminToken);
+    const admin = new AdminClient(api.gateway.url, api.gateway.adminToken);
     const [{ key: alice }, { key: bob }] = await Promise.all([admin.createKey({ name: "alice" }), admin.createKey({ name: "bob" })]);
     const mine = await client(alice).responses.create({ model: CHAT, input: "A secret.", max_output_tokens: 4 });
     expect((await client(alice).responses.retrieve(mine.id)).id).toBe(mine.id);
