@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { GatewayInfo, Stats } from "../schemas/generation.ts";
+import { optional } from "../schemas/requests.ts";
 
 /**
  * Anthropic's Messages API (`POST /v1/messages`). Unknown fields are stripped: Claude Code and
@@ -7,8 +8,6 @@ import { GatewayInfo, Stats } from "../schemas/generation.ts";
  * has no use for. What the engine cannot honour is accepted and ignored (`cache_control`,
  * `thinking`, `metadata`) or refused by name (images, documents).
  */
-
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
 const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
 

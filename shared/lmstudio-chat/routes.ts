@@ -4,7 +4,7 @@ import { invalidRequest } from "../errors.ts";
 import { collectGeneration, streamGeneration } from "../generation-stream.ts";
 import { parseJsonBody, validate } from "../json-body.ts";
 import { newId } from "../openai-responses/response.ts";
-import { conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
+import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { ChatRequest } from "../schemas/requests.ts";
@@ -27,6 +27,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     }
     const store = options.store(c);
     const conversation: MessageInput[] = [...(await conversationBefore(store, body.previous_response_id)), { role: "user", content: inputText(body.input) }];
+    if (body.store !== false) assertStorable(conversation);
     const chat = validate(ChatRequest, {
       model: body.model,
       messages: [...(body.system_prompt ? [{ role: "system" as const, content: body.system_prompt }] : []), ...conversation],

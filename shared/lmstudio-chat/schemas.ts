@@ -1,13 +1,12 @@
 import { z } from "zod";
 import { GatewayInfo } from "../schemas/generation.ts";
+import { optional } from "../schemas/requests.ts";
 
 /**
  * LM Studio's native chat (`POST /api/v1/chat`, LM Studio 0.4+). Unknown fields are stripped;
  * `reasoning` and `context_length` are accepted and ignored, images and `integrations` (MCP
  * plugins run by the server) are refused by name.
  */
-
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
 const InputItem = z.discriminatedUnion("type", [
   z.object({ type: z.literal("message"), content: z.string() }),

@@ -6,7 +6,7 @@ import { parseJsonBody } from "../json-body.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
 import { ResponsesRequest } from "./schemas.ts";
-import { conversationBefore, type ResponseStore } from "./store.ts";
+import { assertStorable, conversationBefore, type ResponseStore } from "./store.ts";
 import { inputMessages, toChatRequest } from "./to-chat.ts";
 
 export interface ResponsesRouteOptions<E extends Env> {
@@ -25,6 +25,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     const body = await parseJsonBody(c.req.raw, ResponsesRequest);
     const store = options.store(c);
     const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
+    if (body.store !== false) assertStorable(conversation);
     const chat = toChatRequest(body, conversation);
     const draft = new ResponseDraft(body);
     const finish = async (text: string, result: GenerationResult) => {

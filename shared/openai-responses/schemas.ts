@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { GatewayInfo, Stats } from "../schemas/generation.ts";
+import { optional } from "../schemas/requests.ts";
 
 /**
  * OpenAI's Responses API (`POST /v1/responses`). Unknown fields are stripped: Codex and the SDK
@@ -7,8 +8,6 @@ import { GatewayInfo, Stats } from "../schemas/generation.ts";
  * use for. Items and tools the engine cannot serve are dropped (reasoning, hosted tools) or
  * refused by name (images, files).
  */
-
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
 const TextPart = z.object({ type: z.enum(["input_text", "output_text"]), text: z.string() });
 const UnreadablePart = z.object({ type: z.enum(["input_image", "input_file", "input_audio"]) });

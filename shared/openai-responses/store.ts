@@ -64,3 +64,17 @@ export async function conversationBefore(store: ResponseStore, previousId: strin
   }
   return previous.messages;
 }
+
+/** The gateway keeps a stored conversation in one SQLite row, which holds at most 2 MB; this leaves room for the answer. */
+const MAX_STORED_CONVERSATION_BYTES = 1_500_000;
+
+/** Refuses, before any token is spent, a conversation too long to store with its answer. */
+export function assertStorable(conversation: MessageInput[]): void {
+  const bytes = new TextEncoder().encode(JSON.stringify(conversation)).length;
+  if (bytes > MAX_STORED_CONVERSATION_BYTES) {
+    throw new ApiError(413, `This conversation is ${bytes} bytes, too long to store (at most ${MAX_STORED_CONVERSATION_BYTES}). Send store: false with the whole history instead.`, {
+      param: "store",
+      code: "conversation_too_large",
+    });
+  }
+}

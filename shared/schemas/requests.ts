@@ -6,7 +6,8 @@ import { z } from "zod";
  * `null` is accepted wherever a field is optional because many clients send `"stop": null`.
  */
 
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+/** An optional field that also takes `null`, read as absent. */
+export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
 const samplingFields = {
   model: z.string().min(1, "model is required"),
