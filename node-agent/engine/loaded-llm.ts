@@ -59,6 +59,8 @@ interface RunHooks {
 
 interface RunOutcome {
   stopReason: EngineStopReason;
+  /** The caller's stop string that ended the text. */
+  stopString?: string;
   toolCalls?: ToolCall[];
 }
 
@@ -227,6 +229,7 @@ export class LoadedLlm {
         model_info: this.#modelInfo,
         runtime: this.#runtime,
         ...(ran.toolCalls ? { tool_calls: ran.toolCalls } : {}),
+        ...(ran.stopString !== undefined ? { stop_string: ran.stopString } : {}),
       };
       yield { type: "done", result };
     } finally {
@@ -270,7 +273,7 @@ export class LoadedLlm {
           if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };
           // Cut short (max_tokens, abort): hand over what was written rather than a broken call.
           hooks.onText(response.response);
-          return { stopReason: response.metadata.stopReason };
+          return outcomeOf(response.metadata);
         },
       };
     }
@@ -294,7 +297,7 @@ export class LoadedLlm {
           : await slot.chat.generateResponse(history, { ...common, grammar });
         const calls = response.functionCalls ?? [];
         return {
-          stopReason: response.metadata.stopReason,
+          ...outcomeOf(response.metadata),
           ...(calls.length > 0 ? { toolCalls: toToolCalls(calls.map((call) => ({ name: call.functionName, params: call.params }))) } : {}),
         };
       },
@@ -320,7 +323,7 @@ export class LoadedLlm {
           onTextChunk: hooks.onText,
           onToken: hooks.onToken,
         });
-        return { stopReason: response.metadata.stopReason };
+        return outcomeOf(response.metadata);
       },
     };
   }
@@ -385,4 +388,10 @@ export class LoadedLlm {
  */
 function cachedPromptTokens(promptTokens: number, evaluatedInputTokens: number): number {
   return Math.max(0, promptTokens - evaluatedInputTokens - 1);
+}
+
+/** Why node-llama-cpp stopped, and which of the caller's stop strings did it (given as strings, so its parts are text). */
+function outcomeOf(metadata: { stopReason: EngineStopReason; customStopTrigger?: readonly (string | Token)[] }): RunOutcome {
+  const trigger = metadata.stopReason === "customStopTrigger" ? metadata.customStopTrigger : undefined;
+  return { stopReason: metadata.stopReason, ...(trigger ? { stopString: trigger.filter((part) => typeof part === "string").join("") } : {}) };
 }

@@ -9,8 +9,6 @@ import type { Message, MessageUsage, ResponseBlock, StopReason } from "./schemas
 export interface MessageHead {
   id: string;
   model: string;
-  /** The request's stop sequences, to name the one that ended the answer. */
-  stopSequences: string[];
 }
 
 export function messageId(): string {
@@ -20,18 +18,16 @@ export function messageId(): string {
 
 export function messageBody(head: MessageHead, text: string, result: GenerationResult): Message {
   const content: ResponseBlock[] = [...(text === "" ? [] : [{ type: "text" as const, text }]), ...(result.tool_calls ?? []).map(toolUseBlock)];
-  return { ...opening(head), content, ...ending(head, result), usage: usageOf(result), ...extras(result) };
+  return { ...opening(head), content, ...ending(result), usage: usageOf(result), ...extras(result) };
 }
 
 function opening(head: MessageHead) {
   return { id: head.id, type: "message" as const, role: "assistant" as const, model: head.model };
 }
 
-function ending(head: MessageHead, result: GenerationResult): { stop_reason: StopReason; stop_sequence: string | null } {
+function ending(result: GenerationResult): { stop_reason: StopReason; stop_sequence: string | null } {
   const stopReason = stopReasonOf(result);
-  // The engine does not say which stop string matched; with one there is no doubt.
-  const stopSequence = stopReason === "stop_sequence" && head.stopSequences.length === 1 ? (head.stopSequences[0] ?? null) : null;
-  return { stop_reason: stopReason, stop_sequence: stopSequence };
+  return { stop_reason: stopReason, stop_sequence: stopReason === "stop_sequence" ? (result.stop_string ?? null) : null };
 }
 
 function stopReasonOf(result: GenerationResult): StopReason {
@@ -106,7 +102,7 @@ export class MessageStreamEncoder {
     frames.push(
       sseEvent("message_delta", {
         type: "message_delta",
-        delta: ending(this.#head, event.result),
+        delta: ending(event.result),
         usage: usageOf(event.result),
         ...extras(event.result),
       }),

@@ -17,7 +17,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, backend: (c:
   app.post("/v1/messages", async (c) => {
     const body = await parseJsonBody(c.req.raw, MessagesRequest);
     const chat = toChatRequest(body);
-    const head = { id: messageId(), model: body.model, stopSequences: body.stop_sequences ?? [] };
+    const head = { id: messageId(), model: body.model };
     const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
     if (!body.stream) {
       const { text, result } = await collectGeneration(c.req.raw, run);

@@ -72,6 +72,8 @@ export const GenerationResult = z.object({
   model_info: ModelInfo,
   runtime: Runtime,
   tool_calls: z.array(ToolCall).optional(),
+  /** With stop reason `stopStringFound`: which of the request's stop strings ended the text. */
+  stop_string: z.string().optional(),
   gateway: GatewayInfo.optional(),
 });
 export type GenerationResult = z.infer<typeof GenerationResult>;

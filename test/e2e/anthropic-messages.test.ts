@@ -57,6 +57,19 @@ describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
     expect(final.usage.cache_read_input_tokens).toBeGreaterThan(0);
   });
 
+  test("stop_sequences end the text before the one that matched, and stop_sequence names it", async () => {
+    const params = { model: CHAT, max_tokens: 24, ...GREEDY, messages: [{ role: "user" as const, content: "Tell me about the sea." }] };
+    const full = await client().messages.create(params);
+    const text = full.content[0]?.type === "text" ? full.content[0].text : "";
+    const cut = text.slice(6, 9);
+    const stopped = await client().messages.create({ ...params, stop_sequences: ["never-in-the-text", cut] });
+    expect(stopped.stop_reason).toBe("stop_sequence");
+    expect(stopped.stop_sequence).toBe(cut);
+    expect(stopped.content[0]?.type === "text" ? stopped.content[0].text : undefined).toBe(text.slice(0, text.indexOf(cut)));
+    const streamed = await client().messages.stream({ ...params, stop_sequences: ["never-in-the-text", cut] }).finalMessage();
+    expect(streamed.stop_sequence).toBe(cut);
+  });
+
   test("a tool round trip over two turns: tool_use with parsed input, then the tool_result is read", async () => {
     const first = await client().messages.create({
       model: CHAT,
