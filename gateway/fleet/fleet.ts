@@ -138,7 +138,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
   }
 
-  // Stored responses (/v1/responses): each key reads, continues and deletes only its own.
+  // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
 
   saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
     return this.#asOwner(caller, (owner) => (this.#responses.save(owner, record), null));
