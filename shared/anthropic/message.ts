@@ -11,11 +11,6 @@ export interface MessageHead {
   model: string;
 }
 
-export function messageId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return `msg_${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
-}
-
 export function messageBody(head: MessageHead, text: string, result: GenerationResult): Message {
   const content: ResponseBlock[] = [...(text === "" ? [] : [{ type: "text" as const, text }]), ...(result.tool_calls ?? []).map(toolUseBlock)];
   return { ...opening(head), content, ...ending(result), usage: usageOf(result), ...extras(result) };

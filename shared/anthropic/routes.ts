@@ -3,8 +3,9 @@ import type { InferenceBackend } from "../backend.ts";
 import { modelNotFound } from "../errors.ts";
 import { collectGeneration, streamGeneration } from "../generation-stream.ts";
 import { parseJsonBody } from "../json-body.ts";
+import { randomId } from "../random-id.ts";
 import { estimateTokens } from "./token-estimate.ts";
-import { messageBody, messageId, MessageStreamEncoder } from "./message.ts";
+import { messageBody, MessageStreamEncoder } from "./message.ts";
 import { CountTokensRequest, MessagesRequest } from "./schemas.ts";
 import { promptOf, toChatRequest } from "./to-chat.ts";
 
@@ -17,7 +18,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, backend: (c:
   app.post("/v1/messages", async (c) => {
     const body = await parseJsonBody(c.req.raw, MessagesRequest);
     const chat = toChatRequest(body);
-    const head = { id: messageId(), model: body.model };
+    const head = { id: randomId("msg", 12), model: body.model };
     const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
     if (!body.stream) {
       const { text, result } = await collectGeneration(c.req.raw, run);

@@ -3,8 +3,8 @@ import type { InferenceBackend } from "../backend.ts";
 import { invalidRequest } from "../errors.ts";
 import { collectGeneration, streamGeneration } from "../generation-stream.ts";
 import { parseJsonBody, validate } from "../json-body.ts";
-import { newId } from "../openai-responses/response.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
+import { randomId } from "../random-id.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { ChatRequest } from "../schemas/requests.ts";
@@ -41,7 +41,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     });
     const finish = async (text: string, result: GenerationResult) => {
       // LM Studio stores by default and leaves response_id out with store: false.
-      const id = body.store === false ? undefined : newId("resp");
+      const id = body.store === false ? undefined : randomId("resp");
       if (id !== undefined) await store.save({ id, created_at: unixSeconds(), messages: [...conversation, { role: "assistant", content: text }] });
       return lmChatBody(body.model, text, result, id);
     };

@@ -1,19 +1,15 @@
 import type { ApiError } from "../errors.ts";
+import { randomId } from "../random-id.ts";
 import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
 import { unixSeconds } from "../responses.ts";
 import { sseEvent } from "../sse.ts";
 import type { OutputItem, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";
 
-export function newId(prefix: "resp" | "msg" | "fc"): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(24));
-  return `${prefix}_${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
-}
-
 /** One response in the making: its id, its message item's id, and the request's settings it echoes. */
 export class ResponseDraft {
-  readonly id = newId("resp");
-  readonly messageId = newId("msg");
+  readonly id = randomId("resp");
+  readonly messageId = randomId("msg");
   readonly createdAt = unixSeconds();
   readonly #request: ResponsesRequest;
 
@@ -52,9 +48,9 @@ export class ResponseDraft {
   finished(text: string, result: GenerationResult): ResponseObject {
     const status = result.finish_reason === "length" ? "incomplete" : "completed";
     const output: OutputItem[] = [
-      ...(text === "" && result.tool_calls ? [] : [this.message(text, status === "incomplete" ? "incomplete" : "completed")]),
+      ...(text === "" && result.tool_calls ? [] : [this.message(text, status)]),
       ...(result.tool_calls ?? []).map((call) => ({
-        id: newId("fc"),
+        id: randomId("fc"),
         type: "function_call" as const,
         status: "completed" as const,
         call_id: call.id,
