@@ -1,6 +1,9 @@
 import Anthropic from "@anthropic-ai/sdk";
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { AdminClient } from "../../cli/admin-client.ts";
 import { AnthropicErrorBody, Message } from "../../shared/anthropic/schemas.ts";
+import type { UsageRow } from "../../shared/schemas/admin.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 
 /**
@@ -238,5 +241,32 @@ describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
     const delta = JSON.parse(blocks.at(-2)?.split("data: ")[1] ?? "{}") as { delta: { stop_reason: string }; usage: { input_tokens: number } };
     expect(["end_turn", "max_tokens", "tool_use"]).toContain(delta.delta.stop_reason);
     expect(delta.usage.input_tokens).toBeGreaterThan(200);
+  });
+});
+
+describe("the gateway's keys, scopes and usage on the Anthropic and Responses families", () => {
+  test("a key scoped to other models is refused in each family's shape; what it may use is counted under it", async () => {
+    const admin = new AdminClient(api.gateway.url, api.gateway.adminToken);
+    const { key, record } = await admin.createKey({ name: "claude-code", models: [CHAT] });
+    const anthropic = new Anthropic({ baseURL: api.gateway.url, apiKey: key, maxRetries: 0 });
+
+    const outOfScope = await anthropic.messages
+      .create({ model: "tiny-chat-q8_0", max_tokens: 4, messages: [{ role: "user", content: "Hi" }] })
+      .catch((error: unknown) => error);
+    expect(outOfScope).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect(AnthropicErrorBody.parse((outOfScope as InstanceType<typeof Anthropic.APIError>).error).error.type).toBe("permission_error");
+
+    const message = await anthropic.messages.create({ model: CHAT, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
+    const openai = new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: key, maxRetries: 0 });
+    const response = await openai.responses.create({ model: CHAT, input: "Hi", max_output_tokens: 4 });
+
+    let rows: UsageRow[] = [];
+    for (let attempt = 0; attempt < 100 && rows[0]?.requests !== 2; attempt++) {
+      rows = await admin.usage({ key: record.id });
+      if (rows[0]?.requests !== 2) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ model: CHAT, requests: 2, completion_tokens: 8 });
+    expect(rows[0]?.prompt_tokens).toBe(message.usage.input_tokens + (message.usage.cache_read_input_tokens ?? 0) + (response.usage?.input_tokens ?? 0));
   });
 });
