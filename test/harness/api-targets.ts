@@ -21,12 +21,20 @@ export async function startApiTargets(nodeNames: string[]): Promise<ApiTargets> 
   const models = await testModelsDir();
   const gateway = await startGateway();
   const nodes = new Map<string, AgentProcess>();
-  const [direct] = await Promise.all([
+  const started = await Promise.allSettled([
     startAgent({ models: [models] }),
-    ...nodeNames.map(async (name) => {
-      nodes.set(name, await startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name }));
-    }),
+    ...nodeNames.map((name) => startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name })),
   ]);
+  const agents = started.flatMap((outcome) => (outcome.status === "fulfilled" ? [outcome.value] : []));
+  const failed = started.find((outcome) => outcome.status === "rejected");
+  if (failed) {
+    // Nobody else knows about the agents that did start: stop them here, or they outlive the run.
+    await Promise.all(agents.map((agent) => agent.stop()));
+    await gateway.stop();
+    throw failed.reason;
+  }
+  const [direct, ...gatewayNodes] = agents as [AgentProcess, ...AgentProcess[]];
+  nodeNames.forEach((name, index) => nodes.set(name, gatewayNodes[index] as AgentProcess));
   return {
     gateway,
     direct,
