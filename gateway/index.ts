@@ -1,10 +1,12 @@
 import { Hono } from "hono";
 import { except } from "hono/combine";
 import { createApiApp } from "../shared/app.ts";
+import { errorResponse } from "../shared/error-response.ts";
 import { ApiError, toApiError } from "../shared/errors.ts";
 import type { Caller } from "./access/caller.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
+import { FleetResponseStore } from "./responses/fleet-response-store.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { GATEWAY_OPENAPI } from "./route-docs.ts";
@@ -30,6 +32,7 @@ app.route(
   "/",
   createApiApp<GatewayEnv>({
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
+    responseStore: (c) => new FleetResponseStore(fleetStub(c.env), c.get("caller")),
     onUnexpectedError: logUnexpected,
     openApi: GATEWAY_OPENAPI,
     // Under `wrangler dev` a client that leaves is noticed only by writing to it.
@@ -41,12 +44,12 @@ app.notFound(async (c) => {
   // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
   const caller = c.get("caller") as Caller | undefined;
   if (caller?.kind === "key") await new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
-  return new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }).toResponse();
+  return errorResponse(c.req.raw, new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }));
 });
-app.onError((error) => {
+app.onError((error, c) => {
   const apiError = toApiError(error);
   if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);
-  return apiError.toResponse();
+  return errorResponse(c.req.raw, apiError);
 });
 
 export default app;

@@ -86,7 +86,12 @@ describe("chat and completion", () => {
     const { events, text, result } = await chat();
     expect(events[0]).toEqual({ type: "start", model: CHAT });
     expect(text.length).toBeGreaterThan(0);
-    expect(result.usage).toEqual({ prompt_tokens: expect.any(Number), completion_tokens: 24, total_tokens: result.usage.prompt_tokens + 24 });
+    expect(result.usage).toEqual({
+      prompt_tokens: expect.any(Number),
+      completion_tokens: 24,
+      total_tokens: result.usage.prompt_tokens + 24,
+      prompt_tokens_details: { cached_tokens: expect.any(Number) },
+    });
     // The template wraps the three words in a system prompt and role markers.
     expect(result.usage.prompt_tokens).toBeGreaterThan(20);
     expect(result.stats.tokens_per_second).toBeGreaterThan(0);
@@ -168,6 +173,18 @@ describe("chat and completion", () => {
     } finally {
       await backend.unloadModel({ instance_id: CHAT_Q8, model: undefined });
     }
+  });
+
+  test("a prompt that extends the slot's previous one is read from its cache: prompt_tokens_details.cached_tokens", async () => {
+    const opening = [{ role: "system", content: `Conversation ${crypto.randomUUID()}.` }, { role: "user", content: "Hello there" }];
+    const first = await chat({ messages: opening, max_tokens: 4 });
+    // Only the template's first tokens can be shared with whatever ran before.
+    expect(first.result.usage.prompt_tokens_details?.cached_tokens).toBeLessThan(first.result.usage.prompt_tokens / 2);
+    const next = await chat({ messages: [...opening, { role: "assistant", content: first.text }, { role: "user", content: "And then?" }], max_tokens: 4 });
+    expect(next.result.usage.prompt_tokens_details?.cached_tokens).toBeGreaterThan(first.result.usage.prompt_tokens - 8);
+    const again = await chat({ messages: [...opening, { role: "assistant", content: first.text }, { role: "user", content: "And then?" }], max_tokens: 4 });
+    // All of it but the last token, which is evaluated again for the first token's logits.
+    expect(again.result.usage.prompt_tokens_details?.cached_tokens).toBe(again.result.usage.prompt_tokens - 1);
   });
 
   test("8 concurrent requests over 4 slots all complete, each equal to its own sequential result", async () => {

@@ -1,10 +1,14 @@
 import { Hono, type Context, type Env } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { mountAnthropicMessages } from "./anthropic/routes.ts";
 import type { InferenceBackend } from "./backend.ts";
+import { errorResponse } from "./error-response.ts";
 import { ApiError, modelNotFound, toApiError } from "./errors.ts";
-import { heldJsonResponse } from "./held-json.ts";
 import { parseJsonBody } from "./json-body.ts";
+import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
+import { mountResponses } from "./openai-responses/routes.ts";
+import { MemoryResponseStore, type ResponseStore } from "./openai-responses/store.ts";
 import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
 import {
   ChunkShaper,
@@ -17,8 +21,8 @@ import {
   type Flavor,
 } from "./responses.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
-import type { GenerationEvent } from "./schemas/generation.ts";
-import { SSE_DONE, sseData, sseResponse } from "./sse.ts";
+import { jsonGeneration, streamGeneration, type RunGeneration } from "./generation-stream.ts";
+import { SSE_DONE, sseData } from "./sse.ts";
 
 export interface ApiAppOptions<E extends Env> {
   /** The backend for this request: the gateway scopes it to the caller's key. */
@@ -30,10 +34,12 @@ export interface ApiAppOptions<E extends Env> {
   /** What `GET /openapi.json` says of the host: its name, its auth, its own routes. */
   openApi: OpenApiOptions;
   /**
-   * Hosts that learn of a client that left only by writing to it (see `heldJsonResponse`): a
-   * non-streamed generation answers 200 once text is coming and sends a space this often.
+   * Hosts that learn of a client that left only by writing to it (see `jsonGeneration`): a
+   * non-streamed generation still running shortly after its first token answers 200 and sends a space this often.
    */
   nonStreamedPulseMs?: number;
+  /** Where `/v1/responses` keeps stored responses, as the caller may see them. Defaults to one store in memory. */
+  responseStore?: (c: Context<E>) => ResponseStore;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -91,15 +97,22 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
     c.json(await options.backend(c).unloadModel(await parseJsonBody(c.req.raw, UnloadRequest))),
   );
 
+  mountAnthropicMessages(app, { backend: options.backend, pulseMs: options.nonStreamedPulseMs });
+  const memoryStore = new MemoryResponseStore();
+  const responseStore = options.responseStore ?? (() => memoryStore);
+  mountResponses(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
+  mountLmStudioChat(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
+
   app.notFound((c) =>
-    new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, {
-      code: "not_found",
-    }).toResponse(),
+    errorResponse(
+      c.req.raw,
+      new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }),
+    ),
   );
-  app.onError((error) => {
+  app.onError((error, c) => {
     const apiError = error instanceof HTTPException ? new ApiError(error.status, error.message) : toApiError(error);
     if (apiError.status >= 500 && !(error instanceof ApiError)) options.onUnexpectedError?.(error);
-    return apiError.toResponse();
+    return errorResponse(c.req.raw, apiError);
   });
   return app;
 }
@@ -111,11 +124,7 @@ async function findModel(backend: InferenceBackend, id: string) {
   return model;
 }
 
-/**
- * Runs a generation and answers with JSON or SSE. The first event is awaited before the
- * response starts, so a failure to admit the request (unknown model, no capacity, prompt too
- * long) still gets its proper status instead of a 200 stream that carries an error.
- */
+/** Runs a chat or text completion and answers with JSON, or SSE when the request streams. */
 async function generate(
   request: Request,
   kind: CompletionKind,
@@ -124,82 +133,17 @@ async function generate(
   stream: boolean | undefined,
   includeUsage: boolean | undefined,
   pulseMs: number | undefined,
-  run: (signal: AbortSignal) => AsyncIterable<GenerationEvent>,
+  run: RunGeneration,
 ): Promise<Response> {
-  const abort = new AbortController();
-  const signal = AbortSignal.any([abort.signal, request.signal]);
-  const events = run(signal)[Symbol.asyncIterator]();
   const head = { id: responseId(kind), created: unixSeconds(), model };
-  const clientClosed = () => {
-    abort.abort(new ApiError(499, "The client closed the connection.", { code: "client_closed" }));
-    // Pulled to its end: a generator suspended at a `yield` would never run its cleanup (metrics,
-    // the slot), and the aborted generation still ends with what it spent.
-    void drain(events);
-  };
-
-  if (!stream) {
-    let text = "";
-    /** The response body once the result is in; or null at the first text, when `untilText`. */
-    const read = async (untilText: boolean) => {
-      for (let next = await events.next(); !next.done; next = await events.next()) {
-        const event = next.value;
-        if (event.type === "delta") text += event.text;
-        if (event.type === "done") return completionBody(kind, head, text, event.result, flavor);
-        if (event.type === "delta" && untilText) return null;
-      }
-      throw new ApiError(502, "The backend ended the generation without a result.", { code: "incomplete_generation" });
-    };
-    // Until text comes, a failure keeps its own status (failover, capacity); from then on the client is watched.
-    const early = await read(pulseMs !== undefined);
-    if (early !== null || pulseMs === undefined) return Response.json(early);
-    return heldJsonResponse(read(false), pulseMs, clientClosed);
-  }
-
-  const first = await events.next();
+  if (!stream) return jsonGeneration(request, run, (text, result) => completionBody(kind, head, text, result, flavor), pulseMs);
   const shaper = new ChunkShaper(kind, head, flavor);
-  let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
-  let finished = first.done === true;
-
-  const framesFor = (event: GenerationEvent): Uint8Array[] => {
-    if (event.type === "start") return shaper.opening().map(sseData);
-    if (event.type === "delta") return [sseData(shaper.delta(event.text))];
-    return [...shaper.closing(event.result, includeUsage === true).map(sseData), SSE_DONE];
-  };
-
-  return sseResponse(
-    async () => {
-      if (finished) return null;
-      try {
-        const event = pending ?? (await nextEvent(events));
-        pending = undefined;
-        if (event === null) {
-          finished = true;
-          return [sseData(incompleteStream().toBody())];
-        }
-        if (event.type === "done") finished = true;
-        return framesFor(event);
-      } catch (error) {
-        // Mid-stream the status is already sent: the error travels as an event and the stream ends.
-        finished = true;
-        return [sseData(toApiError(error).toBody())];
-      }
+  return streamGeneration(request, run, {
+    frames: (event) => {
+      if (event.type === "start") return shaper.opening().map(sseData);
+      if (event.type === "delta") return [sseData(shaper.delta(event.text))];
+      return [...shaper.closing(event.result, includeUsage === true).map(sseData), SSE_DONE];
     },
-    clientClosed,
-  );
+    failure: (error) => [sseData(error.toBody())],
+  });
 }
-
-async function drain(events: AsyncIterator<GenerationEvent>): Promise<void> {
-  try {
-    while (!(await events.next()).done);
-  } catch {
-    // an aborted generation may end by throwing
-  }
-}
-
-async function nextEvent(events: AsyncIterator<GenerationEvent>): Promise<GenerationEvent | null> {
-  const next = await events.next();
-  return next.done ? null : next.value;
-}
-
-const incompleteStream = () =>
-  new ApiError(502, "The backend ended the stream without a result.", { code: "incomplete_generation" });

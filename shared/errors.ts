@@ -44,10 +44,11 @@ export class ApiError extends Error {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 
-  toResponse(): Response {
+  /** `body` is another API family's shape of this error (Anthropic's, LM Studio's v1). */
+  toResponse(body: unknown = this.toBody()): Response {
     const headers: Record<string, string> = {};
     if (this.retryAfter !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(this.retryAfter)));
-    return Response.json(this.toBody(), { status: this.status, headers });
+    return Response.json(body, { status: this.status, headers });
   }
 
   /** Rebuilds an error that crossed a process boundary as `{status, body}`. */

@@ -1,4 +1,4 @@
-import { toApiError } from "./errors.ts";
+import { toApiError, type ApiError } from "./errors.ts";
 
 const encoder = new TextEncoder();
 const SPACE = encoder.encode(" ");
@@ -12,7 +12,12 @@ const SPACE = encoder.encode(" ");
  * holds single spaces back, and the client's absence would go unnoticed. A failure after this
  * point can no longer change the status: it is sent as the error body.
  */
-export function heldJsonResponse(body: Promise<unknown>, pulseMs: number, onCancel: () => void): Response {
+export function heldJsonResponse(
+  body: Promise<unknown>,
+  pulseMs: number,
+  errorBody: (error: ApiError) => unknown,
+  onCancel: () => void,
+): Response {
   let timer: ReturnType<typeof setInterval> | undefined;
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -27,7 +32,7 @@ export function heldJsonResponse(body: Promise<unknown>, pulseMs: number, onCanc
       void body
         .then(
           (value) => JSON.stringify(value),
-          (error: unknown) => JSON.stringify(toApiError(error).toBody()),
+          (error: unknown) => JSON.stringify(errorBody(toApiError(error))),
         )
         .then((text) => {
           clearInterval(timer);

@@ -15,6 +15,11 @@ export async function parseJsonBody<T extends z.ZodType>(request: Request, schem
   } catch (error) {
     throw invalidRequest(`The request body is not valid JSON: ${(error as Error).message}`);
   }
+  return validate(schema, value);
+}
+
+/** Validates a value (a body, or one built from it) and names the first wrong field in a 400. */
+export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

@@ -1,5 +1,8 @@
 import { z } from "zod";
+import { ANTHROPIC_ROUTE_DOCS } from "./anthropic/route-docs.ts";
 import { ErrorBody } from "./errors.ts";
+import { LMSTUDIO_CHAT_ROUTE_DOCS } from "./lmstudio-chat/route-docs.ts";
+import { RESPONSES_ROUTE_DOCS } from "./openai-responses/route-docs.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import { LoadResult, ModelList, ModelObject, OpenAIModelObject, UnloadResult } from "./schemas/models.ts";
 import { ChatCompletion, EmbeddingsResponse, TextCompletion } from "./schemas/responses.ts";
@@ -31,8 +34,10 @@ export interface RouteDoc {
   response?: z.ZodType;
   /** A success body that is not JSON. */
   text?: { mediaType: string; description: string };
-  /** Also answers `text/event-stream` when the body asks for `stream: true`. */
-  streams?: boolean;
+  /** Also answers `text/event-stream` when the body asks for `stream: true`; a string says what its events are. */
+  streams?: boolean | string;
+  /** The error body, when not OpenAI's. */
+  error?: { schema: z.ZodType; description: string };
 }
 
 const inference = (family: string, prefix: string, tag: string): RouteDoc[] => [
@@ -57,6 +62,9 @@ export const API_ROUTE_DOCS: RouteDoc[] = [
   { method: "get", path: "/v1/models", summary: "Models (OpenAI)", tag: "openai", security: "apiKey", response: z.object({ object: z.literal("list"), data: z.array(OpenAIModelObject) }) },
   { method: "get", path: "/v1/models/{model}", summary: "One model (OpenAI)", tag: "openai", security: "apiKey", response: OpenAIModelObject },
   ...inference("OpenAI", "/v1", "openai"),
+  ...ANTHROPIC_ROUTE_DOCS,
+  ...RESPONSES_ROUTE_DOCS,
+  ...LMSTUDIO_CHAT_ROUTE_DOCS,
   { method: "post", path: "/api/v1/models/load", summary: "Load a model", tag: "lmstudio", security: "apiKey", body: LoadRequest, response: LoadResult },
   { method: "post", path: "/api/v1/models/unload", summary: "Unload a model", tag: "lmstudio", security: "apiKey", body: UnloadRequest, response: UnloadResult },
 ];
@@ -113,7 +121,11 @@ export function openApiDocument(routes: RouteDoc[], info: { title: string; versi
     ];
     const content: Record<string, unknown> = route.response ? { "application/json": { schema: jsonSchema(route.response) } } : {};
     if (route.text) content[route.text.mediaType] = { schema: { type: "string", description: route.text.description } };
-    if (route.streams) content["text/event-stream"] = { schema: { type: "string", description: "data: <chunk JSON> events, then data: [DONE]" } };
+    if (route.streams) {
+      const description = typeof route.streams === "string" ? route.streams : "data: <chunk JSON> events, then data: [DONE]";
+      content["text/event-stream"] = { schema: { type: "string", description } };
+    }
+    const error = route.error ?? { schema: ErrorBody, description: "An OpenAI-shaped error" };
     paths[route.path] ??= {};
     paths[route.path]![route.method] = {
       summary: route.summary,
@@ -123,7 +135,7 @@ export function openApiDocument(routes: RouteDoc[], info: { title: string; versi
       ...(route.body ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(route.body) } } } } : {}),
       responses: {
         [route.status ?? 200]: { description: STATUS_TEXT[route.status ?? 200], ...(Object.keys(content).length > 0 ? { content } : {}) },
-        default: { description: "An OpenAI-shaped error", content: { "application/json": { schema: jsonSchema(ErrorBody) } } },
+        default: { description: error.description, content: { "application/json": { schema: jsonSchema(error.schema) } } },
       },
     };
   }

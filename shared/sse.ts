@@ -11,7 +11,9 @@ export const SSE_DONE = encoder.encode("data: [DONE]\n\n");
 export function sseResponse(pull: () => Promise<Uint8Array[] | null>, onCancel: () => void): Response {
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const frames = await pull();
+      let frames = await pull();
+      // A pull that enqueues nothing is not called again: ask until there is something to send.
+      while (frames !== null && frames.length === 0) frames = await pull();
       if (frames === null) {
         controller.close();
         return;
@@ -28,3 +30,6 @@ export function sseResponse(pull: () => Promise<Uint8Array[] | null>, onCancel: 
     },
   });
 }
+
+/** A named event (`event:` line first), as Anthropic's and the Responses API's clients expect. */
+export const sseEvent = (name: string, value: unknown): Uint8Array => encoder.encode(`event: ${name}\ndata: ${JSON.stringify(value)}\n\n`);

@@ -13,6 +13,7 @@ import type {
   UsageQuery,
   UsageRow,
 } from "../../shared/schemas/admin.ts";
+import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
@@ -22,6 +23,7 @@ import { RateWindow } from "../access/rate-window.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
+import { ResponseTable } from "../responses/response-table.ts";
 import type { GatewayBindings } from "../env.ts";
 import { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import {
@@ -53,6 +55,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #ledger: UsageLedger;
   readonly #control: AccessControl;
   readonly #saved: SavedState;
+  readonly #responses: ResponseTable;
   readonly #traffic = new TrafficStats();
   readonly #metrics = new FleetMetrics(() => ({
     nodes: this.#registry.alive(Date.now()),
@@ -76,6 +79,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     this.#ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => this.#access.touchKeys(lastUsed) });
     this.#control = new AccessControl(this.#access, this.#ledger, new RateWindow(ctx.storage.sql));
     this.#saved = new SavedState(ctx.storage.sql, { metrics: this.#metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
+    this.#responses = new ResponseTable(ctx.storage.sql);
   }
 
   // ---- RPC from the Worker ---------------------------------------------------------------------
@@ -136,6 +140,20 @@ export class Fleet extends DurableObject<GatewayBindings> {
     }
     const outcomes = await Promise.all(loadedOn.map((node) => this.#dispatcher.call({ op: "unload", body }, node)));
     return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
+  }
+
+  // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
+
+  saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
+    return this.#asOwner(caller, (owner) => (this.#responses.save(owner, record), null));
+  }
+
+  storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
+    return this.#asOwner(caller, (owner) => this.#responses.get(owner, id));
+  }
+
+  deleteResponse(caller: Caller, id: string): Outcome<boolean> {
+    return this.#asOwner(caller, (owner) => this.#responses.delete(owner, id));
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
@@ -324,6 +342,18 @@ export class Fleet extends DurableObject<GatewayBindings> {
     this.#control.checkModel(grant, model);
     this.#control.admit(grant, new Date());
     return grant.key.id;
+  }
+
+  /** Runs `action` as the key the caller holds (revoked and expired keys are refused). */
+  #asOwner<T>(caller: Caller, action: (owner: string) => T): Outcome<T> {
+    let owner: string;
+    try {
+      owner = this.#grant(caller)?.key.id ?? ROOT_CALLER_ID;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return { ok: false, error: this.#refused(error) };
+    }
+    return { ok: true, result: action(owner) };
   }
 
   #admitCall(caller: Caller, model: string): string | Outcome<never> {

@@ -59,6 +59,8 @@ interface RunHooks {
 
 interface RunOutcome {
   stopReason: EngineStopReason;
+  /** The caller's stop string that ended the text. */
+  stopString?: string;
   toolCalls?: ToolCall[];
 }
 
@@ -190,7 +192,8 @@ export class LoadedLlm {
         const meter = slot.sequence.tokenMeter.getState();
         const ran = await plan.run(slot, { signal: generationSignal, onText: (text) => texts.push(text), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.
-        return { ...ran, completionTokens: slot.sequence.tokenMeter.diff(meter).usedOutputTokens };
+        const used = slot.sequence.tokenMeter.diff(meter);
+        return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.promptTokens, used.usedInputTokens) };
       } finally {
         lease.release();
       }
@@ -216,11 +219,17 @@ export class LoadedLlm {
       }
       const result: GenerationResult = {
         finish_reason: finishReasonOf(stopReason),
-        usage: { prompt_tokens: plan.promptTokens, completion_tokens: ran.completionTokens, total_tokens: plan.promptTokens + ran.completionTokens },
+        usage: {
+          prompt_tokens: plan.promptTokens,
+          completion_tokens: ran.completionTokens,
+          total_tokens: plan.promptTokens + ran.completionTokens,
+          prompt_tokens_details: { cached_tokens: ran.cachedTokens },
+        },
         stats,
         model_info: this.#modelInfo,
         runtime: this.#runtime,
         ...(ran.toolCalls ? { tool_calls: ran.toolCalls } : {}),
+        ...(ran.stopString !== undefined ? { stop_string: ran.stopString } : {}),
       };
       yield { type: "done", result };
     } finally {
@@ -264,7 +273,7 @@ export class LoadedLlm {
           if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };
           // Cut short (max_tokens, abort): no call and no text, as half a call in `content` would
           // be read as the answer; finish_reason "length" says what happened.
-          return { stopReason: response.metadata.stopReason };
+          return outcomeOf(response.metadata);
         },
       };
     }
@@ -288,7 +297,7 @@ export class LoadedLlm {
           : await slot.chat.generateResponse(history, { ...common, grammar });
         const calls = response.functionCalls ?? [];
         return {
-          stopReason: response.metadata.stopReason,
+          ...outcomeOf(response.metadata),
           ...(calls.length > 0 ? { toolCalls: toToolCalls(calls.map((call) => ({ name: call.functionName, params: call.params }))) } : {}),
         };
       },
@@ -314,7 +323,7 @@ export class LoadedLlm {
           onTextChunk: hooks.onText,
           onToken: hooks.onToken,
         });
-        return { stopReason: response.metadata.stopReason };
+        return outcomeOf(response.metadata);
       },
     };
   }
@@ -370,4 +379,19 @@ export class LoadedLlm {
     if (this.#unloading.signal.aborted) return modelUnloaded(this.id);
     return toApiError(error);
   }
+}
+
+/**
+ * Prompt tokens the slot already held from its previous request (llama.cpp's prefix reuse), so
+ * not evaluated again. The meter counts the prompt's last token as output: it is evaluated (again,
+ * if it was held) in the batch that yields the first token's logits.
+ */
+function cachedPromptTokens(promptTokens: number, evaluatedInputTokens: number): number {
+  return Math.max(0, promptTokens - evaluatedInputTokens - 1);
+}
+
+/** Why node-llama-cpp stopped, and which of the caller's stop strings did it (given as strings, so its parts are text). */
+function outcomeOf(metadata: { stopReason: EngineStopReason; customStopTrigger?: readonly (string | Token)[] }): RunOutcome {
+  const trigger = metadata.stopReason === "customStopTrigger" ? metadata.customStopTrigger : undefined;
+  return { stopReason: metadata.stopReason, ...(trigger ? { stopString: trigger.filter((part) => typeof part === "string").join("") } : {}) };
 }

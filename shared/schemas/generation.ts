@@ -25,6 +25,8 @@ export const Usage = z.object({
   prompt_tokens: z.number().int().nonnegative(),
   completion_tokens: z.number().int().nonnegative(),
   total_tokens: z.number().int().nonnegative(),
+  /** OpenAI's field: prompt tokens read from the slot's cache (the prefix it shares with the slot's last request). */
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }).optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 
@@ -70,6 +72,8 @@ export const GenerationResult = z.object({
   model_info: ModelInfo,
   runtime: Runtime,
   tool_calls: z.array(ToolCall).optional(),
+  /** With stop reason `stopStringFound`: which of the request's stop strings ended the text. */
+  stop_string: z.string().optional(),
   gateway: GatewayInfo.optional(),
 });
 export type GenerationResult = z.infer<typeof GenerationResult>;

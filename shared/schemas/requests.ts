@@ -6,7 +6,8 @@ import { z } from "zod";
  * `null` is accepted wherever a field is optional because many clients send `"stop": null`.
  */
 
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+/** An optional field that also takes `null`, read as absent. */
+export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 
 /**
  * A boolean, or the string "true"/"false": LM Studio takes both, and its own structured-output

@@ -131,7 +131,8 @@ describe("chat and completions", () => {
     expect(finishing?.model_info?.quant).toBe("F32");
     const usageChunk = chunks.at(-1);
     expect(usageChunk?.choices).toEqual([]);
-    expect(usageChunk?.usage).toEqual(plain.usage);
+    // The same prompt again: more of it comes from the slot's cache, the counts are the same.
+    expect(usageChunk?.usage).toEqual({ ...plain.usage, prompt_tokens_details: { cached_tokens: expect.any(Number) } });
   });
 
   test("max_tokens stops with finish_reason length / maxPredictedTokensReached", async () => {

@@ -1,0 +1,36 @@
+import type { Env, Hono } from "hono";
+import { modelNotFound } from "../errors.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
+import { parseJsonBody } from "../json-body.ts";
+import { randomId } from "../random-id.ts";
+import { estimateTokens } from "./token-estimate.ts";
+import { messageBody, MessageStreamEncoder } from "./message.ts";
+import { CountTokensRequest, MessagesRequest } from "./schemas.ts";
+import { promptOf, toChatRequest } from "./to-chat.ts";
+
+/**
+ * Anthropic's Messages API on any `InferenceBackend`: each request runs as the chat completion it
+ * translates to, so routing, keys, scopes, limits, usage and metrics are the chat path's own.
+ * Claude Code adds `?beta=true`; routing is on the path alone.
+ */
+export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs }: GenerationRouteOptions<E>): void {
+  app.post("/v1/messages", async (c) => {
+    const body = await parseJsonBody(c.req.raw, MessagesRequest);
+    const chat = toChatRequest(body);
+    const head = { id: randomId("msg", 12), model: body.model };
+    const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
+    if (!body.stream) {
+      return jsonGeneration(c.req.raw, run, (text, result) => messageBody(head, text, result), pulseMs);
+    }
+    return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head));
+  });
+
+  app.post("/v1/messages/count_tokens", async (c) => {
+    const body = await parseJsonBody(c.req.raw, CountTokensRequest);
+    const prompt = promptOf(body);
+    // The caller's own model list: in the gateway it holds only the models its key may use.
+    const models = await backend(c).listModels();
+    if (!models.some((model) => model.id === body.model)) throw modelNotFound(body.model, models.map((model) => model.id));
+    return c.json({ input_tokens: estimateTokens(prompt) });
+  });
+}

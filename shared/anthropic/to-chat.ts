@@ -1,0 +1,120 @@
+import { invalidRequest } from "../errors.ts";
+import { validate } from "../json-body.ts";
+import type { z } from "zod";
+import { ChatRequest, type ChatMessage, type Tool, type ToolChoice } from "../schemas/requests.ts";
+import type { ContentBlock, CountTokensRequest, MessageParam, MessagesRequest, ToolChoiceParam, ToolParam } from "./schemas.ts";
+
+/**
+ * Claude Code starts its system prompt with a line whose `cch=` value changes on every request;
+ * left in, no two prompts share a prefix and the engine re-reads the whole prompt each turn. It
+ * means nothing to a local model, so it is dropped.
+ */
+const BILLING_LINE = /^x-anthropic-billing-header:[^\n]*(\n|$)/;
+
+/** Built, then validated as the chat request it becomes: optional fields may be left out here. */
+type ChatInput = z.input<typeof ChatRequest>;
+type MessageInput = z.input<typeof ChatMessage>;
+
+/** A Messages request as the Chat Completions request the backends run, validated like one. */
+export function toChatRequest(request: MessagesRequest): ChatRequest {
+  return validate(ChatRequest, {
+    ...promptOf(request),
+    max_tokens: request.max_tokens,
+    temperature: request.temperature,
+    top_p: request.top_p,
+    top_k: request.top_k,
+    stop: request.stop_sequences,
+    stream: request.stream,
+  });
+}
+
+/** The parts of a request that make up the prompt (what `count_tokens` counts). */
+export function promptOf(request: CountTokensRequest): Pick<ChatInput, "model" | "messages" | "tools" | "tool_choice"> {
+  const system = systemText(request.system);
+  const tools = (request.tools ?? []).filter(isClientTool).map(toTool);
+  return {
+    model: request.model,
+    messages: [...(system === "" ? [] : [{ role: "system" as const, content: system }]), ...request.messages.flatMap(toMessages)],
+    ...(tools.length > 0 ? { tools, tool_choice: toToolChoice(request.tool_choice) } : {}),
+  };
+}
+
+function systemText(system: CountTokensRequest["system"]): string {
+  const blocks = typeof system === "string" ? [system] : (system ?? []).map((block) => block.text);
+  if (blocks[0] !== undefined) blocks[0] = blocks[0].replace(BILLING_LINE, "");
+  return blocks.filter((text) => text !== "").join("\n\n");
+}
+
+function toMessages(message: MessageParam, index: number): MessageInput[] {
+  if (typeof message.content === "string") return [{ role: message.role, content: message.content }];
+  const text: string[] = [];
+  const messages: MessageInput[] = [];
+  const toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
+  message.content.forEach((block, position) => {
+    const where = `messages.${index}.content.${position}`;
+    switch (block.type) {
+      case "text":
+        text.push(block.text);
+        return;
+      case "image":
+      case "document":
+        throw unreadable(block.type, where);
+      case "thinking":
+      case "redacted_thinking":
+        return;
+      case "tool_use":
+        if (message.role !== "assistant") throw invalidRequest(`${where}: tool_use blocks belong in assistant messages.`, where);
+        toolCalls.push({ id: block.id, type: "function", function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+        return;
+      case "tool_result":
+        if (message.role !== "user") throw invalidRequest(`${where}: tool_result blocks belong in user messages.`, where);
+        messages.push({ role: "tool", tool_call_id: block.tool_use_id, content: toolResultText(block, where) });
+        return;
+    }
+  });
+  if (message.role === "assistant") {
+    return [{ role: "assistant", content: text.join(""), ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) }];
+  }
+  // Tool results answer the previous assistant turn, so they come before the user's own words.
+  return text.length > 0 ? [...messages, { role: "user", content: text.join("\n") }] : messages;
+}
+
+function toolResultText(block: Extract<ContentBlock, { type: "tool_result" }>, where: string): string {
+  const content = block.content ?? "";
+  const text =
+    typeof content === "string"
+      ? content
+      : content
+          .map((part) => {
+            if (part.type !== "text") throw unreadable(part.type, `${where}.content`);
+            return part.text;
+          })
+          .join("\n");
+  return block.is_error ? `Error: ${text}` : text;
+}
+
+const unreadable = (type: string, where: string) =>
+  invalidRequest(`${where}: ${type} blocks are not supported; the models this server runs read text only.`, where);
+
+const isClientTool = (tool: ToolParam) => tool.type === undefined || tool.type === "custom";
+
+function toTool(tool: ToolParam): Tool {
+  return {
+    type: "function",
+    function: { name: tool.name, description: tool.description, parameters: tool.input_schema ?? { type: "object", properties: {} } },
+  };
+}
+
+function toToolChoice(choice: ToolChoiceParam | undefined): ToolChoice {
+  switch (choice?.type) {
+    case undefined:
+    case "auto":
+      return "auto";
+    case "any":
+      return "required";
+    case "none":
+      return "none";
+    case "tool":
+      return { type: "function", function: { name: choice.name } };
+  }
+}

@@ -1,0 +1,66 @@
+import type { ApiError } from "../errors.ts";
+import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
+import { sseEvent } from "../sse.ts";
+import { lmErrorBody } from "./errors.ts";
+import type { LmChatResponse } from "./schemas.ts";
+
+export function lmChatBody(model: string, text: string, result: GenerationResult, responseId: string | undefined): LmChatResponse {
+  return {
+    model_instance_id: model,
+    output: [{ type: "message", content: text }],
+    stats: {
+      input_tokens: result.usage.prompt_tokens,
+      total_output_tokens: result.usage.completion_tokens,
+      reasoning_output_tokens: 0,
+      tokens_per_second: result.stats.tokens_per_second,
+      time_to_first_token_seconds: result.stats.time_to_first_token,
+    },
+    ...(responseId !== undefined ? { response_id: responseId } : {}),
+    ...(result.gateway ? { gateway: result.gateway } : {}),
+  };
+}
+
+/**
+ * LM Studio's chat stream: `chat.start`, `prompt_processing.start` / `.end` (the prompt is read
+ * once the first token comes), `message.start`, `message.delta`s, `message.end`, then `chat.end`
+ * with the whole response. A failure after the start is an `error` event, then the stream ends.
+ */
+export class LmChatStreamEncoder {
+  readonly #model: string;
+  readonly #finish: (text: string, result: GenerationResult) => Promise<LmChatResponse>;
+  #text = "";
+  #messageStarted = false;
+
+  /** `finish` builds (and stores) the final response. */
+  constructor(model: string, finish: (text: string, result: GenerationResult) => Promise<LmChatResponse>) {
+    this.#model = model;
+    this.#finish = finish;
+  }
+
+  async frames(event: GenerationEvent): Promise<Uint8Array[]> {
+    if (event.type === "start") return [this.#event("chat.start", { model_instance_id: this.#model }), this.#event("prompt_processing.start", {})];
+    if (event.type === "delta") {
+      if (event.text === "") return [];
+      const frames = this.#startMessage();
+      this.#text += event.text;
+      frames.push(this.#event("message.delta", { content: event.text }));
+      return frames;
+    }
+    const result = await this.#finish(this.#text, event.result);
+    return [...this.#startMessage(), this.#event("message.end", {}), this.#event("chat.end", { result })];
+  }
+
+  failure(error: ApiError): Uint8Array[] {
+    return [this.#event("error", lmErrorBody(error))];
+  }
+
+  #startMessage(): Uint8Array[] {
+    if (this.#messageStarted) return [];
+    this.#messageStarted = true;
+    return [this.#event("prompt_processing.end", {}), this.#event("message.start", {})];
+  }
+
+  #event(type: string, payload: Record<string, unknown>): Uint8Array {
+    return sseEvent(type, { type, ...payload });
+  }
+}

@@ -1,0 +1,62 @@
+import type { Context, Env, Hono } from "hono";
+import { invalidRequest } from "../errors.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
+import { parseJsonBody, validate } from "../json-body.ts";
+import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
+import { randomId } from "../random-id.ts";
+import type { MessageInput } from "../openai-responses/to-chat.ts";
+import type { GenerationResult } from "../schemas/generation.ts";
+import { ChatRequest } from "../schemas/requests.ts";
+import { unixSeconds } from "../responses.ts";
+import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
+import { LmChatRequest } from "./schemas.ts";
+
+export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptions<E> {
+  /** The same store as `/v1/responses`: either API continues the other's conversations. */
+  store: (c: Context<E>) => ResponseStore;
+}
+
+/** LM Studio's native chat on any `InferenceBackend`, run as the chat completion it translates to. */
+export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudioChatOptions<E>): void {
+  app.post("/api/v1/chat", async (c) => {
+    const body = await parseJsonBody(c.req.raw, LmChatRequest);
+    if (body.integrations !== undefined && body.integrations.length > 0) {
+      throw invalidRequest("integrations (MCP servers and plugins run by the server) are not supported here.", "integrations");
+    }
+    const store = options.store(c);
+    const conversation: MessageInput[] = [...(await conversationBefore(store, body.previous_response_id)), { role: "user", content: inputText(body.input) }];
+    if (body.store !== false) assertStorable(conversation);
+    const chat = validate(ChatRequest, {
+      model: body.model,
+      messages: [...(body.system_prompt ? [{ role: "system" as const, content: body.system_prompt }] : []), ...conversation],
+      max_tokens: body.max_output_tokens,
+      temperature: body.temperature,
+      top_p: body.top_p,
+      top_k: body.top_k,
+      min_p: body.min_p,
+      repeat_penalty: body.repeat_penalty,
+      stream: body.stream,
+    });
+    const finish = async (text: string, result: GenerationResult) => {
+      // LM Studio stores by default and leaves response_id out with store: false.
+      const id = body.store === false ? undefined : randomId("resp");
+      if (id !== undefined) await store.save({ id, created_at: unixSeconds(), messages: [...conversation, { role: "assistant", content: text }] });
+      return lmChatBody(body.model, text, result, id);
+    };
+    const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
+    if (!body.stream) {
+      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
+    }
+    return streamGeneration(c.req.raw, run, new LmChatStreamEncoder(body.model, finish));
+  });
+}
+
+function inputText(input: LmChatRequest["input"]): string {
+  if (typeof input === "string") return input;
+  return input
+    .map((item, index) => {
+      if (item.type === "image") throw invalidRequest(`input.${index}: images are not supported; the models this server runs read text only.`, `input.${index}`);
+      return item.type === "message" ? item.content : (item.content ?? item.text ?? "");
+    })
+    .join("\n");
+}

@@ -1,0 +1,56 @@
+import type { Context, Env, Hono } from "hono";
+import { ApiError } from "../errors.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
+import { parseJsonBody } from "../json-body.ts";
+import type { GenerationResult } from "../schemas/generation.ts";
+import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
+import { ResponsesRequest } from "./schemas.ts";
+import { assertStorable, conversationBefore, type ResponseStore } from "./store.ts";
+import { inputMessages, toChatRequest } from "./to-chat.ts";
+
+export interface ResponsesRouteOptions<E extends Env> extends GenerationRouteOptions<E> {
+  /** The caller's view of the store: only responses it made. */
+  store: (c: Context<E>) => ResponseStore;
+}
+
+/**
+ * OpenAI's Responses API on any `InferenceBackend`: each request runs as the chat completion it
+ * translates to (instructions, the stored conversation it continues, then its input), so routing,
+ * keys, scopes, limits, usage and metrics are the chat path's own.
+ */
+export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRouteOptions<E>): void {
+  app.post("/v1/responses", async (c) => {
+    const body = await parseJsonBody(c.req.raw, ResponsesRequest);
+    const store = options.store(c);
+    const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
+    if (body.store !== false) assertStorable(conversation);
+    const chat = toChatRequest(body, conversation);
+    const draft = new ResponseDraft(body);
+    const finish = async (text: string, result: GenerationResult) => {
+      const response = draft.finished(text, result);
+      if (response.store) {
+        await store.save({ id: response.id, created_at: response.created_at, messages: [...conversation, assistantTurn(response)], response });
+      }
+      return response;
+    };
+    const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
+    if (!body.stream) {
+      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
+    }
+    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish));
+  });
+
+  app.get("/v1/responses/:id", async (c) => {
+    const record = await options.store(c).get(c.req.param("id"));
+    if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
+    return c.json(record.response);
+  });
+
+  app.delete("/v1/responses/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!(await options.store(c).delete(id))) throw responseNotFound(id);
+    return c.json({ id, object: "response.deleted", deleted: true });
+  });
+}
+
+const responseNotFound = (id: string) => new ApiError(404, `Response with id '${id}' not found.`, { param: "response_id", code: "not_found" });
