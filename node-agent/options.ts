@@ -31,7 +31,7 @@ export const OPTIONS = {
     kind: "list",
     arg: "<dir>",
     group: "models",
-    help: `folder of .gguf files laid out <publisher>/<repo>/<file>.gguf; repeatable (env: ${delimiter}-separated). Default: generated demo models`,
+    help: `folder of .gguf files laid out <publisher>/<repo>/<file>.gguf; repeatable (env: ${delimiter}-separated). Default: LM Studio's models folder if there is one, else generated demo models`,
   },
   threads: { kind: "integer", arg: "<n>", group: "models", help: "CPU threads per model. Default: chosen for this machine (1 on a 2-core CPU-only box)" },
   slots: { kind: "integer", arg: "<n>", group: "models", help: "parallel requests per loaded model. Default: 4" },
