@@ -119,6 +119,7 @@ export const HELP = [
   "  lmgate-agent --serve [options]                          LM Studio-compatible server here",
   "  lmgate-agent --gateway <url> --token <token> [options]  join a gateway (dials out; no open port)",
   "  lmgate-agent --config agent.json                        everything from a config file",
+  "  lmgate-agent service install|status|uninstall [options] start at login (service --help)",
   ...optionLines(),
   "",
   "Other:",
