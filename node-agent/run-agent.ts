@@ -7,6 +7,7 @@ import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
 import { chooseModelFolders } from "./model-folders.ts";
+import { binaryPackages, missingBinaryAdvice } from "./platform/prebuilt-binaries.ts";
 import { AgentMetrics } from "./metrics/agent-metrics.ts";
 import { metricsHandler, startMetricsServer, type MetricsServer } from "./metrics/metrics-endpoint.ts";
 import { shutdownSignal } from "./shutdown.ts";
@@ -32,6 +33,9 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
 
   const { dirs: modelDirs, reason } = await chooseModelFolders(config.models, { onProgress: log.info });
   if (reason) log.info(reason);
+
+  const binaryAdvice = missingBinaryAdvice(binaryPackages(), process.platform, process.arch);
+  if (binaryAdvice) log.warn(binaryAdvice);
 
   const backend = await LocalBackend.create({
     modelDirs,
