@@ -24,10 +24,12 @@ export interface BinaryPackages {
   builtHere: boolean;
 }
 
+/** The installed node-llama-cpp's folder. The package does not export its package.json; its entry point sits in `dist/`. */
+export const NODE_LLAMA_CPP_ROOT = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..");
+
 /** node-llama-cpp's prebuilt llama.cpp packages: which exist, and which npm installed on this machine. */
 export function binaryPackages(): BinaryPackages {
-  // The package does not export its package.json; its entry point sits in `dist/`.
-  const root = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..");
+  const root = NODE_LLAMA_CPP_ROOT;
   const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { optionalDependencies?: Record<string, string> };
   const published = Object.keys(manifest.optionalDependencies ?? {}).filter((name) => PACKAGE_NAME.test(name));
   const resolveFromLlama = createRequire(join(root, "package.json"));
