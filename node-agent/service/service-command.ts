@@ -15,8 +15,8 @@ Usage:
   lmgate-agent service uninstall                 stop it, unregister it, delete its settings and token
 
 install takes the agent's options (lmgate-agent --help), e.g.
-  LMGATE_TOKEN=lmgn_… lmgate-agent service install --gateway https://lmgate.example.workers.dev --models ~/models
-and keeps them, the node token included, in a settings file only you can read; the service runs
+  lmgate-agent service install --gateway https://lmgate.example.workers.dev --models ~/models
+asks for the node token (or takes LMGATE_TOKEN), and keeps them, the node token included, in a settings file only you can read; the service runs
 lmgate-agent --config <that file>. Linux: a systemd user unit; macOS: a launchd agent; Windows: a
 Task Scheduler task that starts at logon. Run install again to change the options.
 `;
@@ -29,6 +29,8 @@ export interface ServiceEnvironment {
   /** Runs a service manager's command (systemctl, launchctl, schtasks). */
   run: (command: string, args: string[]) => Promise<{ code: number; output: string }>;
   print: (line: string) => void;
+  /** Asks for the node token without echoing it; undefined when there is no terminal to ask on. */
+  askToken: (() => Promise<string>) | undefined;
 }
 
 export function currentServiceEnvironment(): ServiceEnvironment {
@@ -44,7 +46,30 @@ export function currentServiceEnvironment(): ServiceEnvironment {
         });
       }),
     print: (line) => console.log(line),
+    askToken: process.stdin.isTTY ? askHidden : undefined,
   };
+}
+
+/** Reads one line from the terminal with echo off, so the token lands in no scrollback or shell history. */
+async function askHidden(): Promise<string> {
+  process.stdout.write("Node token (lmgn_…, from lmgate nodes tokens create; not shown): ");
+  process.stdin.setRawMode(true);
+  process.stdin.resume();
+  let text = "";
+  try {
+    for await (const chunk of process.stdin) {
+      for (const char of String(chunk)) {
+        if (char === "\u0003") throw new ConfigError("service install: cancelled");
+        if (char === "\r" || char === "\n") return text.trim();
+        text = char === "\u007f" || char === "\b" ? text.slice(0, -1) : text + char;
+      }
+    }
+    return text.trim();
+  } finally {
+    process.stdin.setRawMode(false);
+    process.stdin.pause();
+    process.stdout.write("\n");
+  }
 }
 
 /** Where the service's files go on this host. */
@@ -92,7 +117,11 @@ export async function serviceCommand(argv: string[], env: ServiceEnvironment): P
 
 async function install(argv: string[], env: ServiceEnvironment): Promise<number> {
   const { host } = env;
-  const parsed = parseAgentCommand(argv, host.env, host);
+  // Joining a gateway needs the token: asked for on the terminal when neither --token nor LMGATE_TOKEN gives it.
+  const joining = argv.includes("--gateway") || Boolean(host.env.LMGATE_GATEWAY);
+  const tokenGiven = argv.includes("--token") || Boolean(host.env.LMGATE_TOKEN);
+  const environment = joining && !tokenGiven && env.askToken ? { ...host.env, LMGATE_TOKEN: await env.askToken() } : host.env;
+  const parsed = parseAgentCommand(argv, environment, host);
   if (parsed.kind !== "run") {
     env.print(SERVICE_HELP);
     return 0;

@@ -41,6 +41,7 @@ function environment(platform: NodeJS.Platform, env: NodeJS.ProcessEnv = {}): Se
       return { code: 0, output: `${command} says fine` };
     },
     print: (line) => printed.push(line),
+    askToken: undefined,
   };
 }
 
@@ -67,6 +68,19 @@ describe("service install keeps the settings and the token in a file only the us
     expect(await mode(configFile)).toBe(0o600);
     expect(await mode(join(home, ".config", "lmgate"))).toBe(0o700);
     expect(printed.join("\n")).not.toContain(TOKEN);
+  });
+
+  test("without --token or LMGATE_TOKEN, the token is asked for on the terminal and lands in the file only", async () => {
+    const env = environment("linux");
+    delete env.host.env.LMGATE_TOKEN;
+    let asked = 0;
+    env.askToken = async () => {
+      asked++;
+      return "lmgn_typed-at-the-prompt";
+    };
+    expect(await serviceCommand(["install", "--gateway", "https://gw.example"], env)).toBe(0);
+    expect(asked).toBe(1);
+    expect(JSON.parse(await readFile(servicePaths(env.host).configFile, "utf8"))).toEqual({ gateway: "https://gw.example", token: "lmgn_typed-at-the-prompt" });
   });
 
   test("an invalid agent option is refused before anything is written", async () => {
