@@ -8,9 +8,14 @@ const log = {
 };
 
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
   let command;
   try {
-    command = parseAgentCommand(process.argv.slice(2), process.env);
+    if (argv[0] === "service") {
+      const { currentServiceEnvironment, serviceCommand } = await import("./service/service-command.ts");
+      return await serviceCommand(argv.slice(1), currentServiceEnvironment());
+    }
+    command = parseAgentCommand(argv, process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`lmgate-agent: ${error.message}\nRun lmgate-agent --help to see the options.`);

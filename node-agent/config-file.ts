@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { dirname, resolve } from "node:path";
 import { ConfigError } from "./config-error.ts";
 import { OPTIONS, type OptionName, type OptionSpec, type OptionValue } from "./options.ts";
+import { currentHost, expandHome } from "./platform/host.ts";
 
 export type ConfigFileValues = { [N in OptionName]?: OptionValue<N> };
 
@@ -44,7 +44,7 @@ export function readConfigFile(path: string): ConfigFileValues {
     values[key] = checked(path, key, spec, value);
   }
   const models = values.models as string[] | undefined;
-  if (models) values.models = models.map((dir) => resolve(dirname(path), expandHome(dir)));
+  if (models) values.models = models.map((dir) => resolve(dirname(path), expandHome(dir, currentHost())));
   return values as ConfigFileValues;
 }
 
@@ -74,8 +74,4 @@ function unknownKey(path: string, key: string): string {
   const suggestion = names.includes(normal) ? ` Did you mean "${normal}"?` : "";
   const why = key === "config" ? " (a config file cannot name another one)" : "";
   return `unknown key "${key}" in the config file ${path}${why}.${suggestion} Known keys: ${names.join(", ")}.`;
-}
-
-function expandHome(dir: string): string {
-  return dir === "~" || dir.startsWith("~/") ? homedir() + dir.slice(1) : dir;
 }

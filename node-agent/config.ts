@@ -1,10 +1,10 @@
 import { parseArgs } from "node:util";
-import { delimiter } from "node:path";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { ConfigError } from "./config-error.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
 import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
+import { currentHost, expandHome, splitPathList, type Host } from "./platform/host.ts";
 
 export { HELP } from "./options.ts";
 export { ConfigError } from "./config-error.ts";
@@ -62,8 +62,11 @@ export type ParsedCommand = { kind: "help" } | { kind: "version" } | { kind: "ru
 
 type Source = { kind: "flag" } | { kind: "env"; variable: string } | { kind: "file"; path: string } | { kind: "default" };
 
-/** Parses flags, environment and config file into a validated config; throws `ConfigError` with a helpful message. */
-export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): ParsedCommand {
+/**
+ * Parses flags, environment and config file into a validated config; throws `ConfigError` with a
+ * helpful message. `host` decides how folder lists split and where `~` points.
+ */
+export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: Host = currentHost()): ParsedCommand {
   let values: ReturnType<typeof parseFlags>;
   try {
     values = parseFlags(argv);
@@ -81,13 +84,13 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): Parse
     const flagValue = (values as Record<string, unknown>)[name];
     if (flagValue !== undefined) {
       sources.set(name, { kind: "flag" });
-      return fromText(name, flagValue, `--${name}`);
+      return fromText(name, flagValue, `--${name}`, host);
     }
     const variable = envName(name);
     const envValue = nonEmpty(env[variable]);
     if (envValue !== undefined) {
       sources.set(name, { kind: "env", variable });
-      return fromText(name, envValue, variable);
+      return fromText(name, envValue, variable, host);
     }
     if (file[name] !== undefined && configPath !== undefined) {
       sources.set(name, { kind: "file", path: configPath });
@@ -145,7 +148,7 @@ function describeSource(name: OptionName, source: Source | undefined): string {
 }
 
 /** A flag's or environment variable's text as the option's type; `where` names it in errors. */
-function fromText<N extends OptionName>(name: N, raw: unknown, where: string): OptionValue<N> {
+function fromText<N extends OptionName>(name: N, raw: unknown, where: string, host: Host): OptionValue<N> {
   const spec = OPTIONS[name];
   switch (spec.kind) {
     case "boolean": {
@@ -161,8 +164,9 @@ function fromText<N extends OptionName>(name: N, raw: unknown, where: string): O
       return Number(text) as OptionValue<N>;
     }
     case "list":
-      // Flags repeat (`--models a --models b`); the environment separates with the path delimiter.
-      return (Array.isArray(raw) ? raw.map(String) : String(raw).split(delimiter).filter((item) => item !== "")) as OptionValue<N>;
+      // Flags repeat (`--models a --models b`); the environment separates with the host's path delimiter.
+      // Lists are folders: `~` is expanded here, since cmd.exe and the environment leave it as it is.
+      return (Array.isArray(raw) ? raw.map((item) => expandHome(String(item), host)) : splitPathList(String(raw), host)) as OptionValue<N>;
     case "string":
       return String(raw) as OptionValue<N>;
   }

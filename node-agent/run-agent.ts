@@ -1,12 +1,13 @@
 import { constants } from "node:os";
 import type { AgentConfig } from "./config.ts";
 import { formatBanner } from "./banner.ts";
-import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "./demo-models/demo-models.ts";
 import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
+import { chooseModelFolders } from "./model-folders.ts";
+import { binaryPackages, missingBinaryAdvice } from "./platform/prebuilt-binaries.ts";
 import { AgentMetrics } from "./metrics/agent-metrics.ts";
 import { metricsHandler, startMetricsServer, type MetricsServer } from "./metrics/metrics-endpoint.ts";
 import { shutdownSignal } from "./shutdown.ts";
@@ -30,12 +31,11 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     },
   });
 
-  let modelDirs = config.models;
-  if (modelDirs.length === 0) {
-    log.info(`no --models given: serving the generated demo models in ${DEFAULT_DEMO_MODELS_DIR}`);
-    await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: log.info });
-    modelDirs = [DEFAULT_DEMO_MODELS_DIR];
-  }
+  const { dirs: modelDirs, reason } = await chooseModelFolders(config.models, { onProgress: log.info });
+  if (reason) log.info(reason);
+
+  const binaryAdvice = missingBinaryAdvice(binaryPackages(), process.platform, process.arch);
+  if (binaryAdvice) log.warn(binaryAdvice);
 
   const backend = await LocalBackend.create({
     modelDirs,

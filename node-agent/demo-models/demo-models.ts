@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { modelFileSize, writeModel, type ModelSpec } from "./model-spec.ts";
 import { bertVocabulary, chatVocabulary } from "./vocabulary.ts";
 
-/** `<repo>/.lmgate/models`: where the agent and `npm start` look when no models folder is given. */
+/** `<repo>/.lmgate/models`: the models `npm start` serves and `npm run models` writes. */
 export const DEFAULT_DEMO_MODELS_DIR = fileURLToPath(new URL("../../.lmgate/models", import.meta.url));
 
 export interface DemoModel {

@@ -1,20 +1,15 @@
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import type { Llama } from "node-llama-cpp";
 import type { Hardware } from "../../shared/protocol.ts";
 import type { Runtime } from "../../shared/schemas/generation.ts";
+import { NODE_LLAMA_CPP_ROOT } from "../platform/prebuilt-binaries.ts";
 
 const PLATFORM_NAMES: Partial<Record<NodeJS.Platform, string>> = { darwin: "mac", win32: "windows" };
 const ARCH_NAMES: Partial<Record<NodeJS.Architecture, string>> = { x64: "x86_64", ia32: "x86" };
 
-// The package does not export its package.json; its entry point sits in `dist/`.
-const NODE_LLAMA_CPP_VERSION = (
-  JSON.parse(readFileSync(join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "package.json"), "utf8")) as {
-    version: string;
-  }
-).version;
+const NODE_LLAMA_CPP_VERSION = (JSON.parse(readFileSync(join(NODE_LLAMA_CPP_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
 /** What answers report as `runtime`: the engine, the platform and the backend doing the math. */
 export function runtimeInfo(llama: Llama): Runtime {

@@ -4,6 +4,8 @@ import { fileURLToPath } from "node:url";
 const CLI = fileURLToPath(new URL("../../node-agent/cli.ts", import.meta.url));
 
 export interface AgentProcessOptions {
+  /** An installed `lmgate-agent` executable to run instead of the repository's TypeScript. */
+  bin?: string;
   /** Model directories (--models, repeated). */
   models: string[];
   /** Join a gateway instead of serving locally. */
@@ -31,16 +33,16 @@ export interface AgentProcess {
 
 const READY = /lmgate-agent: (serving on (http:\/\/\S+)|connected to gateway)/;
 
-/** Starts a real agent process (`node node-agent/cli.ts`) and waits until it is ready. */
+/** Starts a real agent process (`node node-agent/cli.ts`, or `bin`) and waits until it is ready. */
 export async function startAgent(options: AgentProcessOptions): Promise<AgentProcess> {
-  const args = [CLI, ...options.models.flatMap((dir) => ["--models", dir])];
+  const args = [...(options.bin ? [] : [CLI]), ...options.models.flatMap((dir) => ["--models", dir])];
   // The token goes in the environment: nothing secret on a command line (ps shows it to everyone).
   if (options.gateway) args.push("--gateway", options.gateway.url);
   else args.push("--serve", "--port", String(options.port ?? 0));
   if (options.name) args.push("--name", options.name);
   args.push(...(options.extraArgs ?? []));
 
-  const child = spawn(process.execPath, args, {
+  const child = spawn(options.bin ?? process.execPath, args, {
     // NO_COLOR: the tests read the banner as text, and picocolors colours it whenever CI is set.
     env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...(options.gateway ? { LMGATE_TOKEN: options.gateway.token } : {}), ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
