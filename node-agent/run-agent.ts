@@ -45,6 +45,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     contextLength: config.contextLength,
     maxQueue: config.maxQueue,
     maxLoadedModels: config.maxModels,
+    ...(config.maxMemory === undefined ? {} : { memoryBytes: config.maxMemory * 2 ** 30 }),
     defaultTtlSeconds: config.ttl,
     onLoadProgress: createLoadProgress(),
     logger: log,
