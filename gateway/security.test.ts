@@ -2,11 +2,11 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../shared/errors.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, UsageRow } from "../shared/schemas/admin.ts";
-import { HEARTBEAT_PING } from "../shared/protocol.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, UsageRow } from "../shared/schemas/admin.ts";
+import { CLOSE_CODES, HEARTBEAT_PING } from "../shared/protocol.ts";
 import { sha256Hex } from "./access/credentials.ts";
 import { DEFAULT_FLEET } from "./env.ts";
-import { ADMIN_TOKEN, chatBody, dialGateway, eventually, FakeAgent, result } from "./test/fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, result } from "./test/fake-agent.ts";
 
 /** The security suite of issue 4, against the real Worker and Fleet in workerd. */
 
@@ -165,6 +165,41 @@ describe("node tokens", () => {
     expect((await node.closed).code).toBe(4004);
     expect((await dialGateway(created.token)).status).toBe(401);
     await expect(FakeAgent.connect({ name: "gpu-2", models: [], token: created.token })).rejects.toThrow(/401/);
+  });
+
+  test("a token made for one node cannot say hello as another: the impostor is refused, the real node untouched", async () => {
+    const real = await FakeAgent.connect({ name: "node-a", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => real.close());
+    const { token } = CreatedNodeToken.parse(await (await admin("POST", "/node-tokens", { node: "evil-pc" })).json());
+    const impostor = FakeAgent.connect({ name: "node-a", models: [{ id: "tiny-chat", state: "loaded" }], token });
+    await expect(impostor).rejects.toMatchObject({ code: CLOSE_CODES.nameNotAllowed, message: expect.stringContaining('made for node "evil-pc"') });
+
+    // node-a still serves: the next request, prompt included, goes to it.
+    const response = api("/v1/chat/completions", chatBody("tiny-chat"));
+    const { id } = await real.nextRequest();
+    real.complete(id, "from the real node-a");
+    expect(await (await response).text()).toContain("from the real node-a");
+    const listed = ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data.filter((node) => node.name === "node-a");
+    expect(listed.map((node) => node.online)).toEqual([true]);
+    // The token still serves the node it was made for.
+    (await FakeAgent.connect({ name: "evil-pc", models: [], token })).close();
+  });
+
+  test("a node token holds at most 4 sockets; the next upgrade gets 429", async () => {
+    const { token } = CreatedNodeToken.parse(await (await admin("POST", "/node-tokens", { node: "many" })).json());
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    for (let index = 0; index < 4; index += 1) {
+      const response = await dialGateway(token);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    await expectError(await dialGateway(token), 429, "too_many_connections");
+  });
+
+  test("a node name with terminal escapes is refused at hello", async () => {
+    await expect(FakeAgent.connect({ name: "esc\u001b[2J\u001b]0;PWNED\u0007", models: [] })).rejects.toMatchObject({ code: CLOSE_CODES.badFrame });
   });
 });
 

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { delimiter } from "node:path";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { NodeName } from "../shared/protocol.ts";
 import { ConfigError } from "./config-error.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
 import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
@@ -22,7 +23,7 @@ export const AgentConfig = z
     serve: z.boolean(),
     gateway: z.url({ protocol: /^(https?|wss?)$/, error: "must be an http(s):// or ws(s):// URL" }).optional(),
     token: z.string().min(1).optional(),
-    name: z.string().min(1).max(64).regex(/^[\w.-]+$/, "may use letters, digits, '.', '_' and '-'"),
+    name: NodeName,
     models: z.array(z.string().min(1)),
     host: z.string().min(1),
     port: z.number().int().min(0).max(65535),

@@ -35,6 +35,7 @@ import {
 import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
+import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
@@ -220,8 +221,11 @@ export class Fleet extends DurableObject<GatewayBindings> {
       }
       tokenId = token.id;
     }
+    const tag = tokenTag(tokenId);
+    const tooMany = socketLimit(tokenId, this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN).length);
+    if (tooMany !== null) return tooMany.toResponse();
     const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server);
+    this.ctx.acceptWebSocket(server, [tag]);
     this.#registry.accept(server, crypto.randomUUID(), Date.now(), tokenId);
     await this.#ensureSweep();
     return new Response(null, { status: 101, webSocket: client });
@@ -349,6 +353,13 @@ export class Fleet extends DurableObject<GatewayBindings> {
   #hello(ws: WebSocket, conn: string, hello: HelloFrame): void {
     if (hello.protocol !== PROTOCOL_VERSION) {
       this.#reject(ws, conn, CLOSE_CODES.unsupportedProtocol, `protocol ${hello.protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}`);
+      return;
+    }
+    // Checked before anything else, so an impostor never displaces the node it names.
+    const tokenId = attachmentOf(ws)?.token;
+    const refusal = nameRefusal(tokenId === undefined ? undefined : this.#access.nodeToken(tokenId)?.node, hello.node.name);
+    if (refusal !== null) {
+      this.#reject(ws, conn, CLOSE_CODES.nameNotAllowed, refusal);
       return;
     }
     if (this.#registry.knows(hello.node.name)) this.#metrics.nodeReconnected(hello.node.name);
