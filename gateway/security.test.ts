@@ -203,6 +203,38 @@ describe("node tokens", () => {
   });
 });
 
+describe("a generation cut by an unload", () => {
+  const unloaded = () =>
+    result({
+      usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+      stats: { tokens_per_second: 100, time_to_first_token: 0.01, generation_time: 0.1, stop_reason: "modelUnloaded" },
+    });
+
+  test("ends as a model_unloaded error, never with finish_reason stop, and counts as an error with its tokens", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-cut", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const { key, record } = await createKey({ name: "cut-victim" });
+
+    const streamed = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { stream: true }));
+    const first = await node.nextRequest();
+    node.complete(first.id, "half an ans", unloaded());
+    const text = await (await streamed).text();
+    expect(text).toContain('"code":"model_unloaded"');
+    expect(text).not.toContain('"finish_reason":"stop"');
+    expect(text).not.toContain("[DONE]");
+
+    const whole = withKey(key, "/v1/chat/completions", chatBody("tiny-chat"));
+    const second = await node.nextRequest();
+    node.complete(second.id, "half an ans", unloaded());
+    await expectError(await whole, 503, "model_unloaded");
+
+    await eventually(async () => {
+      const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+      return rows.length === 1 && rows[0]!.errors === 2 && rows[0]!.completion_tokens === 14;
+    });
+  });
+});
+
 describe("garbage in", () => {
   test("500 malformed, oversized and garbage requests: no 5xx, every answer OpenAI-shaped", async () => {
     const node = await connectNode();

@@ -2,7 +2,7 @@ import { Hono, type Context, type Env } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { InferenceBackend } from "./backend.ts";
-import { ApiError, modelNotFound, toApiError } from "./errors.ts";
+import { ApiError, cutByUnload, modelNotFound, toApiError } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
 import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
 import {
@@ -129,6 +129,7 @@ async function generate(
     for (let next = await events.next(); !next.done; next = await events.next()) {
       const event = next.value;
       if (event.type === "delta") text += event.text;
+      if (event.type === "done" && event.result.stats.stop_reason === "modelUnloaded") throw cutByUnload(model);
       if (event.type === "done") return Response.json(completionBody(kind, head, text, event.result, flavor));
     }
     throw new ApiError(502, "The backend ended the generation without a result.", { code: "incomplete_generation" });
@@ -142,6 +143,7 @@ async function generate(
   const framesFor = (event: GenerationEvent): Uint8Array[] => {
     if (event.type === "start") return shaper.opening().map(sseData);
     if (event.type === "delta") return [sseData(shaper.delta(event.text))];
+    if (event.result.stats.stop_reason === "modelUnloaded") return [sseData(cutByUnload(model).toBody())];
     return [...shaper.closing(event.result, includeUsage === true).map(sseData), SSE_DONE];
   };
 

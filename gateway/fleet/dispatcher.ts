@@ -358,8 +358,11 @@ export class Dispatcher {
         lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
         const { usage, stats } = event.result;
+        // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
+        const cut = stats.stop_reason === "modelUnloaded";
         this.#settled(job, {
-          status: 200,
+          status: cut ? 503 : 200,
+          ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
           promptTokens: usage.prompt_tokens,
           completionTokens: usage.completion_tokens,
           ttftMs: stats.time_to_first_token * 1000,
