@@ -309,6 +309,20 @@ describe("accounting", () => {
     expect(keys.find((key) => key.id === record.id)?.last_used_at).not.toBeNull();
   });
 
+  test("requests for models nobody holds are one 'unknown' row, whatever names they make up", async () => {
+    await connectNode();
+    const { key, record } = await createKey({ name: "name-spammer" });
+    for (let index = 0; index < 3; index += 1) {
+      await expectError(await withKey(key, "/v1/chat/completions", chatBody(`${index}${"x".repeat(200_000)}`)), 404, "model_not_found");
+    }
+    const rows = await usageRows(record.id);
+    expect(rows.map(({ model, requests, errors }) => ({ model, requests, errors }))).toEqual([{ model: "unknown", requests: 3, errors: 3 }]);
+    const stored = await runInDurableObject(env.FLEET.getByName(DEFAULT_FLEET), (_instance, state) =>
+      state.storage.sql.exec<{ bytes: number }>("SELECT SUM(LENGTH(model)) AS bytes FROM usage").one(),
+    );
+    expect(stored.bytes).toBeLessThan(10_000);
+  });
+
   /** Starts a stream for `key`, reads its first text, then goes away; returns the node and the request id. */
   async function cancelMidStream(key: string, nodeName: string): Promise<{ node: FakeAgent; id: string }> {
     const node = await FakeAgent.connect({ name: nodeName, models: [{ id: "tiny-chat", state: "loaded" }] });

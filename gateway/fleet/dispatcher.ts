@@ -47,6 +47,12 @@ export interface SettledJob {
   readonly failed: boolean;
 }
 
+/**
+ * The model a settled request is filed under in usage and metrics. A name no node holds is the
+ * caller's to choose, up to a body's size: it never becomes a row or a series of its own.
+ */
+export const recordedModel = (job: SettledJob): string => (job.errorCode === "model_not_found" ? "unknown" : job.model);
+
 /** How a request ended, as `#settled` is told it; the rest of a `SettledJob` comes from the job. */
 interface Ending {
   status: number;

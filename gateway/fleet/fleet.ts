@@ -26,6 +26,7 @@ import { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import {
   Dispatcher,
   FlowControlViolation,
+  recordedModel,
   send,
   wire,
   type GenerationHandle,
@@ -346,7 +347,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     }
     this.#metrics.observe(job);
     if (job.caller !== null) {
-      this.#ledger.record(job.caller, job.model, { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
+      this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
   }
 
