@@ -276,6 +276,25 @@ describe("garbage in", () => {
   });
 });
 
+describe("deep JSON", () => {
+  test("nesting thousands deep inside a schema or tool parameters is a 400 in the API's shape, not a 500", async () => {
+    await connectNode();
+    const { key } = await createKey({ name: "deep" });
+    const deep = (depth: number): unknown => JSON.parse("[".repeat(depth) + "]".repeat(depth));
+    const bodies = [
+      chatBody("tiny-chat", { response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", x: deep(3_350) } } } }),
+      chatBody("tiny-chat", { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", x: deep(3_350) } } }] }),
+    ];
+    for (const body of bodies) {
+      const error = await expectError(await withKey(key, "/v1/chat/completions", body), 400, "invalid_request");
+      expect(error.message).toMatch(/nest/);
+    }
+    // Depth a real schema uses still passes.
+    const nested = { type: "object", properties: { a: { type: "array", items: { type: "object", properties: { b: { type: "string" } } } } } };
+    expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { response_format: { type: "json_schema", json_schema: { name: "x", schema: nested } } }))).status).toBe(200);
+  });
+});
+
 describe("accounting", () => {
   const usageRows = async (keyId: string) => ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${keyId}`)).json()).data;
 
