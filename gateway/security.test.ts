@@ -276,6 +276,37 @@ describe("garbage in", () => {
   });
 });
 
+describe("a rogue node", () => {
+  test("an error frame's status reaches the client only when it is 400-599; anything else is a 502", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-rogue", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    for (const [sent, expected] of [[200, 502], [0, 502], [101, 502], [204, 502], [304, 502], [600, 502], [404, 404], [599, 599]] as const) {
+      const response = api("/v1/chat/completions", chatBody("tiny-chat"));
+      const { id } = await node.nextRequest();
+      node.sendFrame({ type: "error", id, status: sent, body: { error: { message: "made up", type: "x", param: null, code: "made_up" } } });
+      expect((await response).status, `node sent ${sent}`).toBe(expected);
+      ErrorBody.parse(await (await response).json());
+    }
+  });
+
+  test("usage a node reports is bounded by what was asked: completion by max_tokens, prompt by the request's size", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-liar", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const { key, record } = await createKey({ name: "overcharged", tokens_per_day: 1_000_000 });
+    const response = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 4 }));
+    const { id } = await node.nextRequest();
+    node.complete(id, "hi", { usage: { prompt_tokens: 9e12, completion_tokens: 9e12, total_tokens: 18e12 } });
+    const { usage } = (await (await response).json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+    expect(usage.completion_tokens).toBe(4);
+    expect(usage.prompt_tokens).toBeLessThan(2_000);
+    const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+    expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: usage.prompt_tokens, completion_tokens: 4 }]);
+    // The key's budget is not spent by the lie.
+    node.autoAnswer((frame) => node.complete(frame.id, "ok"));
+    expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat"))).status).toBe(200);
+  });
+});
+
 describe("deep JSON", () => {
   test("nesting thousands deep inside a schema or tool parameters is a 400 in the API's shape, not a 500", async () => {
     await connectNode();

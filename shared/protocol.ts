@@ -114,7 +114,14 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     id: z.string(),
     result: z.union([EmbeddingsResult, LoadResult, UnloadResult]),
   }),
-  z.object({ type: z.literal("error"), id: z.string(), status: z.number().int(), body: ErrorBody, retry_after: z.number().optional() }),
+  z.object({
+    type: z.literal("error"),
+    id: z.string(),
+    // Goes to the client as the HTTP status: anything but an error status (200, 1xx, 600…) is the node's fault.
+    status: z.number().int().transform((status) => (status >= 400 && status <= 599 ? status : 502)),
+    body: ErrorBody,
+    retry_after: z.number().optional(),
+  }),
 ]);
 export type ToGatewayFrame = z.infer<typeof ToGatewayFrame>;
 

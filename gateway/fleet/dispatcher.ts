@@ -12,6 +12,7 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
+import { boundedUsage } from "./usage-bounds.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
@@ -361,9 +362,10 @@ export class Dispatcher {
         job.firstTokenAt ??= Date.now();
         lines.push({ event });
       } else {
-        lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
+        const usage = boundedUsage(job.operation, node.model(job.model), event.result.usage);
+        lines.push({ event: { type: "done", result: { ...event.result, usage, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
-        const { usage, stats } = event.result;
+        const { stats } = event.result;
         // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
         const cut = stats.stop_reason === "modelUnloaded";
         this.#settled(job, {
@@ -396,8 +398,10 @@ export class Dispatcher {
     if (!parsed.success) {
       this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" }));
     } else if (job.operation.op === "embeddings") {
-      const embeddings = parsed.data as EmbeddingsResult;
-      this.#settled(job, { status: 200, promptTokens: embeddings.usage.prompt_tokens });
+      const reported = parsed.data as EmbeddingsResult;
+      const { prompt_tokens } = boundedUsage(job.operation, undefined, { ...reported.usage, completion_tokens: 0 });
+      const embeddings = { ...reported, usage: { prompt_tokens, total_tokens: prompt_tokens } };
+      this.#settled(job, { status: 200, promptTokens: prompt_tokens });
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
     } else {
       this.#settled(job, { status: 200 });
@@ -492,10 +496,11 @@ export class Dispatcher {
     if (cancelled === undefined) return;
     clearTimeout(cancelled.timer);
     this.#cancelled.delete(id);
+    const usage = result === null ? null : boundedUsage(cancelled.job.operation, cancelled.node.model(cancelled.job.model), result.usage);
     this.#settled(cancelled.job, {
       status: 499,
       endedAt: cancelled.at,
-      ...(result === null ? {} : { promptTokens: result.usage.prompt_tokens, completionTokens: result.usage.completion_tokens }),
+      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
     });
   }
 
