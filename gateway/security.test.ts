@@ -143,6 +143,35 @@ describe("keys", () => {
     await expectError(response, 429, "tokens_per_day_exceeded");
   });
 
+  test("tokens per day hold while generating: max_tokens is capped to what is left, parallel requests share it", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-greedy", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    // A node that spends every token it is allowed.
+    node.autoAnswer((frame) => {
+      const body = frame.operation.body as { max_tokens?: number };
+      asked.push(body.max_tokens ?? Number.NaN);
+      node.complete(frame.id, "x", { usage: { prompt_tokens: 0, completion_tokens: body.max_tokens ?? 5_000, total_tokens: body.max_tokens ?? 5_000 } });
+    });
+
+    const { key: small, record: smallRecord } = await createKey({ name: "budget-50", tokens_per_day: 50 });
+    expect((await withKey(small, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 600 }))).status).toBe(200);
+    expect(asked).toEqual([50]);
+    await expectError(await withKey(small, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
+
+    asked.length = 0;
+    const { key, record } = await createKey({ name: "budget-100", tokens_per_day: 100 });
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, () => withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 30 })).then((response) => response.status)),
+    );
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(0);
+    expect(asked.reduce((sum, tokens) => sum + tokens, 0)).toBe(100);
+    for (const id of [smallRecord.id, record.id]) {
+      const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${id}`)).json()).data;
+      expect(rows.reduce((sum, row) => sum + row.completion_tokens, 0)).toBe(id === record.id ? 100 : 50);
+    }
+  });
+
   test("the admin API refuses API keys and wrong tokens", async () => {
     const { key } = await createKey({ name: "not-admin" });
     expect((await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
@@ -399,7 +428,8 @@ describe("accounting", () => {
     const usage = { prompt_tokens: 20, completion_tokens: 150, total_tokens: 170 };
     const stats = { tokens_per_second: 900, time_to_first_token: 0.01, generation_time: 0.2, stop_reason: "userStopped" as const };
     node.sendFrame({ type: "events", id, events: [{ type: "done", result: result({ usage, stats }) }] });
-    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 20, completion_tokens: 150, errors: 0 }]));
+    // 150 is more than the key had left: the request's max_tokens was capped to 100, and so is what counts.
+    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 20, completion_tokens: 100, errors: 0 }]));
     await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
   });
 

@@ -27,6 +27,8 @@ type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
+  /** The request id (a generation's is its handle's). */
+  readonly id: string;
   readonly op: Operation["op"];
   readonly model: string;
   /** Whose request it was (an API key id), as given to `generate`/`call`. */
@@ -161,13 +163,14 @@ export class Dispatcher {
     return this.#running.size;
   }
 
-  generate(operation: GenerationOperation, caller: string | null = null): GenerationHandle {
+  /** `id` is the caller's when it must know the request before it can settle (its token reservation). */
+  generate(operation: GenerationOperation, caller: string | null = null, id: string = crypto.randomUUID()): GenerationHandle {
     let job: GenerationJob | undefined;
     const stream = new RelayStream({
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...this.#base(operation, null, caller), kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
+    job = { ...this.#base(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -509,6 +512,7 @@ export class Dispatcher {
   #settled(job: Job, ending: Ending): void {
     const firstTokenAt = job.kind === "generation" ? job.firstTokenAt : null;
     this.#onSettled({
+      id: job.id,
       op: job.operation.op,
       model: job.model,
       caller: job.caller,

@@ -19,6 +19,7 @@ import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared
 import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
+import { TokenBudget } from "../access/token-budget.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import type { GatewayBindings } from "../env.ts";
@@ -52,6 +53,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #access: AccessStore;
   readonly #ledger: UsageLedger;
   readonly #control: AccessControl;
+  readonly #budget = new TokenBudget();
   readonly #traffic = new TrafficStats();
   readonly #metrics = new FleetMetrics(() => ({
     nodes: this.#registry.alive(Date.now()),
@@ -95,14 +97,17 @@ export class Fleet extends DurableObject<GatewayBindings> {
 
   /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
   generate(operation: GenerationOperation, caller: Caller): GenerationHandle {
-    let callerId: string;
+    const id = crypto.randomUUID();
+    let grant: Grant | null;
+    let capped: GenerationOperation;
     try {
-      callerId = this.#admit(caller, operation.body.model);
+      grant = this.#admit(caller, operation.body.model);
+      capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
     } catch (error) {
       const refusal = error instanceof ApiError ? this.#refused(error) : wire(new ApiError(500, "Authorization failed."));
-      return { id: crypto.randomUUID(), events: new Blob([encodeLines([{ error: refusal }])]).stream() };
+      return { id, events: new Blob([encodeLines([{ error: refusal }])]).stream() };
     }
-    return this.#dispatcher.generate(operation, callerId);
+    return this.#dispatcher.generate(capped, grant?.key.id ?? ROOT_CALLER_ID, id);
   }
 
   /** The client of a generation went away: stop it on its node and free the slot. */
@@ -316,18 +321,41 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
   }
 
-  /** Authorizes one request for `model` and counts it against the key's limits; returns whom to account it to. */
-  #admit(caller: Caller, model: string): string {
+  /** Authorizes one request for `model` and counts it against the key's limits; null for the deployment's own key. */
+  #admit(caller: Caller, model: string): Grant | null {
     const grant = this.#grant(caller);
-    if (grant === null) return ROOT_CALLER_ID;
+    if (grant === null) return null;
     this.#control.checkModel(grant, model);
     this.#control.admit(grant, new Date());
-    return grant.key.id;
+    return grant;
+  }
+
+  /**
+   * A generation of a key with tokens per day may produce only what the key has left: its
+   * `max_tokens` (or, unset, the model's context) is capped to that and held until it settles.
+   */
+  #withinBudget(id: string, grant: Grant, operation: GenerationOperation): GenerationOperation {
+    const { key } = grant;
+    if (key.tokens_per_day === null) return operation;
+    const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
+    const wanted = asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model);
+    const now = new Date();
+    const allowed = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now);
+    if (allowed === asked) return operation;
+    return operation.op === "chat"
+      ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }
+      : { op: "completion", body: { ...operation.body, max_tokens: allowed } };
+  }
+
+  /** The most a generation of `model` can produce: the largest context a node holds it with. */
+  #contextOf(model: string): number {
+    const contexts = this.#registry.online().map((node) => node.model(model)).map((held) => held?.loaded_context_length ?? held?.max_context_length ?? 0);
+    return Math.max(0, ...contexts);
   }
 
   #admitCall(caller: Caller, model: string): string | Outcome<never> {
     try {
-      return this.#admit(caller, model);
+      return this.#admit(caller, model)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       return { ok: false, error: this.#refused(error) };
@@ -341,6 +369,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   }
 
   #account(job: SettledJob): void {
+    this.#budget.release(job.id);
     const now = new Date();
     if (job.op === "chat" || job.op === "completion") {
       this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
