@@ -106,6 +106,16 @@ describe("keys", () => {
     await expectError(await withKey(key, "/v1/embeddings", { model: "big-chat", input: "x" }), 403, "model_not_allowed");
   });
 
+  test("a 404 lists only the models the key may use", async () => {
+    await connectNode();
+    const { key } = await createKey({ name: "scoped-404", models: ["tiny-*"] });
+    const error = await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat-nope")), 404, "model_not_found");
+    expect(error.message).toContain("tiny-chat");
+    expect(error.message).not.toContain("big-chat");
+    // The deployment's own key sees them all.
+    expect((await expectError(await api("/v1/chat/completions", chatBody("tiny-chat-nope")), 404)).message).toContain("big-chat");
+  });
+
   test("revoking a key refuses its very next request", async () => {
     const { key, record } = await createKey({ name: "to-revoke" });
     expect((await withKey(key, "/v1/models")).status).toBe(200);

@@ -138,6 +138,7 @@ export class Dispatcher {
   readonly #config: FleetConfig;
   readonly #dropNode: (node: FleetNode) => void;
   readonly #onSettled: SettleObserver;
+  readonly #visibleTo: (caller: string | null) => (model: string) => boolean;
   /** Requests sent to a node, by request id. */
   readonly #running = new Map<string, Job>();
   /** Requests waiting for a slot, oldest first. */
@@ -147,8 +148,18 @@ export class Dispatcher {
   /** Generations cancelled on a node, by request id, until their usage arrives. */
   readonly #cancelled = new Map<string, Cancelled>();
 
-  /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
-  constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void, onSettled: SettleObserver = () => {}) {
+  /**
+   * `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`.
+   * `visibleTo` says which model ids a caller may see: a 404 lists only those.
+   */
+  constructor(
+    registry: NodeRegistry,
+    config: FleetConfig,
+    dropNode: (node: FleetNode) => void,
+    onSettled: SettleObserver = () => {},
+    visibleTo: (caller: string | null) => (model: string) => boolean = () => () => true,
+  ) {
+    this.#visibleTo = visibleTo;
     this.#registry = registry;
     this.#config = config;
     this.#dropNode = dropNode;
@@ -239,9 +250,10 @@ export class Dispatcher {
 
   #nobodyCanServe(job: Job): ApiError {
     const everyModel = new Set<string>();
+    const visible = this.#visibleTo(job.caller);
     let heldSomewhere = false;
     for (const node of this.#registry.online()) {
-      for (const model of node.status.models) everyModel.add(model.id);
+      for (const model of node.status.models) if (visible(model.id)) everyModel.add(model.id);
       if (node.model(job.model) !== undefined) heldSomewhere = true;
     }
     if (job.retries > 0) {

@@ -20,6 +20,7 @@ import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
 import { TokenBudget } from "../access/token-budget.ts";
+import { ModelScope } from "../access/model-scope.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import type { GatewayBindings } from "../env.ts";
@@ -72,6 +73,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       this.#config,
       (node) => this.#drop(node, 1011, "send failed"),
       (job) => this.#account(job),
+      (callerId) => this.#scopeOf(callerId),
     );
     this.#access = new AccessStore(ctx.storage.sql);
     this.#ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => this.#access.touchKeys(lastUsed) });
@@ -319,6 +321,14 @@ export class Fleet extends DurableObject<GatewayBindings> {
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
   #grant(caller: Caller): Grant | null {
     return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
+  }
+
+  /** Which model ids the caller (a key id, as requests are accounted) may see. */
+  #scopeOf(callerId: string | null): (model: string) => boolean {
+    const key = callerId === null || callerId === ROOT_CALLER_ID ? undefined : this.#access.key(callerId);
+    if (key === undefined) return () => true;
+    const scope = new ModelScope(key.models);
+    return (model) => scope.allows(model);
   }
 
   /** Authorizes one request for `model` and counts it against the key's limits; null for the deployment's own key. */
