@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { NodeName } from "../shared/protocol.ts";
 import { ConfigError } from "./config-error.ts";
+import { readTokenFile } from "./token-file.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
 import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
 
@@ -45,7 +46,7 @@ export const AgentConfig = z
     message: "choose a mode: --serve (a local LM Studio-compatible server) or --gateway <url> (join a fleet)",
   })
   .refine((config) => config.gateway === undefined || config.token !== undefined, {
-    message: "--gateway needs a node token: --token <token> or LMGATE_TOKEN",
+    message: "--gateway needs a node token: LMGATE_TOKEN, --token-file <file> or --token <token>",
   })
   .refine((config) => !config.metrics || config.metricsToken !== undefined || LOOPBACK.test(metricsListenHost(config)), {
     message:
@@ -102,7 +103,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv): Parse
   const parsed = AgentConfig.safeParse({
     serve: get("serve") ?? false,
     gateway: get("gateway"),
-    token: get("token"),
+    token: get("token") ?? optionalTokenFile(get("token-file")),
     name: get("name") ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
     models: get("models") ?? [],
     host: get("host") ?? "127.0.0.1",
@@ -190,3 +191,5 @@ function parseFlags(argv: string[]) {
   const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false, allowNegative: true });
   return values as Record<string, string | boolean | string[] | undefined> & { help?: boolean; version?: boolean; config?: string };
 }
+
+const optionalTokenFile = (path: string | undefined) => (path === undefined ? undefined : readTokenFile(path));

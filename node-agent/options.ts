@@ -45,7 +45,13 @@ export const OPTIONS = {
   host: { kind: "string", arg: "<ip>", group: "serve", help: "address to serve on. Default: 127.0.0.1 (this machine only)" },
   port: { kind: "integer", arg: "<n>", group: "serve", help: "port to serve on; 0 picks a free one. Default: 1234" },
 
-  token: { kind: "string", arg: "<token>", group: "gateway", help: "this node's token, from `lmgate nodes tokens create`" },
+  token: {
+    kind: "string",
+    arg: "<token>",
+    group: "gateway",
+    help: "this node's token, from `lmgate nodes tokens create`; on the command line anyone can read it with `ps`, so prefer LMGATE_TOKEN or --token-file",
+  },
+  "token-file": { kind: "string", arg: "<file>", group: "gateway", help: "read the node token from this file instead" },
   name: { kind: "string", arg: "<name>", group: "gateway", help: "node name shown in the fleet. Default: this machine's hostname" },
 
   metrics: {

@@ -34,14 +34,15 @@ const READY = /lmgate-agent: (serving on (http:\/\/\S+)|connected to gateway)/;
 /** Starts a real agent process (`node node-agent/cli.ts`) and waits until it is ready. */
 export async function startAgent(options: AgentProcessOptions): Promise<AgentProcess> {
   const args = [CLI, ...options.models.flatMap((dir) => ["--models", dir])];
-  if (options.gateway) args.push("--gateway", options.gateway.url, "--token", options.gateway.token);
+  // The token goes in the environment, as it should in production: a flag is visible to `ps`.
+  if (options.gateway) args.push("--gateway", options.gateway.url);
   else args.push("--serve", "--port", String(options.port ?? 0));
   if (options.name) args.push("--name", options.name);
   args.push(...(options.extraArgs ?? []));
 
   const child = spawn(process.execPath, args, {
     // NO_COLOR: the tests read the banner as text, and picocolors colours it whenever CI is set.
-    env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...options.env },
+    env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...(options.gateway ? { LMGATE_TOKEN: options.gateway.token } : {}), ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
