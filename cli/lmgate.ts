@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import type { KeyRecord, UpdateKeyRequest } from "../shared/schemas/admin.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
-import { day, printRows } from "./output.ts";
+import { day, plain, printRows } from "./output.ts";
 
 /** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
 
@@ -86,7 +86,7 @@ keys
       expires_at: options.expires ?? null,
     });
     if (json()) return console.log(JSON.stringify(created, null, 2));
-    console.log(`${pc.green("Created key")} ${created.record.name} (${created.record.id})`);
+    console.log(`${pc.green("Created key")} ${plain(created.record.name)} (${created.record.id})`);
     console.log(`\n  ${pc.bold(created.key)}\n`);
     console.log(pc.dim("Shown once: the gateway keeps only its hash. Use it as: Authorization: Bearer <key>"));
   });
@@ -119,7 +119,7 @@ keys
   .action(async (reference: string) => {
     const record = await client().revokeKey(await keyId(reference));
     if (json()) return console.log(JSON.stringify(record, null, 2));
-    console.log(`${pc.yellow("Revoked")} ${record.name} (${record.id})`);
+    console.log(`${pc.yellow("Revoked")} ${plain(record.name)} (${record.id})`);
   });
 
 const nodes = program
@@ -208,6 +208,6 @@ try {
   await program.parseAsync();
 } catch (error) {
   if (!(error instanceof AdminApiError)) throw error;
-  console.error(`lmgate: ${error.message}`);
+  console.error(`lmgate: ${plain(error.message)}`);
   process.exit(error.status === 0 ? 2 : 1);
 }
