@@ -130,7 +130,7 @@ const nodes = program
       await client().listNodes(),
       [
         { header: "node", value: (node) => node.name },
-        { header: "status", value: (node) => (node.online ? pc.green("online") : pc.red("offline")) },
+        { header: "status", value: (node) => (node.online ? "online" : "offline"), style: (text) => (text === "online" ? pc.green(text) : pc.red(text)) },
         { header: "runtime", value: (node) => node.runtime.name },
         { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },
         { header: "in flight", value: (node) => node.in_flight },

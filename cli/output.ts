@@ -3,7 +3,9 @@ import pc from "picocolors";
 
 export interface Column<T> {
   header: string;
+  /** Printed as plain text (see `plain`), so it carries no colour of its own: `style` adds that. */
   value: (row: T) => string | number | null;
+  style?: (text: string) => string;
 }
 
 /** Prints rows as a table for people, or as JSON for scripts (`--json`). */
@@ -17,7 +19,9 @@ export function printRows<T>(rows: T[], columns: Column<T>[], json: boolean, emp
     return;
   }
   const table = new Table({ head: columns.map((column) => pc.bold(column.header)), style: { head: [], border: [] } });
-  for (const row of rows) table.push(columns.map((column) => plain(String(column.value(row) ?? "—"))));
+  for (const row of rows) {
+    table.push(columns.map((column) => (column.style ?? String)(plain(String(column.value(row) ?? "—")))));
+  }
   console.log(table.toString());
 }
 
