@@ -182,6 +182,25 @@ describe("keys", () => {
     }
   });
 
+  test("past 10 wrong admin or metrics tokens a minute, an address gets 429 even with the right one; others do not", async () => {
+    for (const [path, address] of [["/admin/keys", "203.0.113.7"], ["/metrics", "203.0.113.8"]] as const) {
+      const attempt = (token: string, from: string = address) =>
+        fetchGateway(path, { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": from } });
+      for (let index = 0; index < 10; index += 1) expect((await attempt(`guess-${index}`)).status).toBe(401);
+      const blocked = await attempt(ADMIN_TOKEN);
+      expect(Number(blocked.headers.get("retry-after"))).toBeGreaterThan(0);
+      await expectError(blocked, 429, "too_many_attempts");
+      expect((await attempt(ADMIN_TOKEN, "198.51.100.1")).status).toBe(200);
+    }
+  });
+
+  test("listing models counts against requests per minute", async () => {
+    const { key } = await createKey({ name: "lister", rpm: 2 });
+    expect((await withKey(key, "/v1/models")).status).toBe(200);
+    expect((await withKey(key, "/api/v0/models")).status).toBe(200);
+    await expectError(await withKey(key, "/v1/models"), 429, "rate_limit_exceeded");
+  });
+
   test("the admin API refuses API keys and wrong tokens", async () => {
     const { key } = await createKey({ name: "not-admin" });
     expect((await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
@@ -235,6 +254,17 @@ describe("node tokens", () => {
       sockets.push(response.webSocket!);
     }
     await expectError(await dialGateway(token), 429, "too_many_connections");
+  });
+
+  test("made-up names leave at most 100 offline nodes listed", async () => {
+    for (let index = 0; index < 105; index += 1) {
+      (await FakeAgent.connect({ name: `churn-${index}`, models: [] })).close();
+    }
+    await eventually(async () => {
+      const nodes = ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data;
+      const offline = nodes.filter((node) => !node.online);
+      return offline.length === 100 && offline.some((node) => node.name === "churn-104") && !offline.some((node) => node.name === "churn-0");
+    });
   });
 
   test("a node name with terminal escapes is refused at hello", async () => {

@@ -89,6 +89,8 @@ export class Fleet extends DurableObject<GatewayBindings> {
     let grant: Grant | null;
     try {
       grant = this.#grant(caller);
+      // A listing is a request like any other: it counts against requests per minute.
+      if (grant !== null) this.#control.admit(grant, new Date());
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       return { ok: false, error: this.#refused(error) };
