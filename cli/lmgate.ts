@@ -138,7 +138,7 @@ const nodes = program
         { header: "heartbeat", value: (node) => day(node.last_heartbeat_at) },
       ],
       json(),
-      "no nodes connected: start one with lmgate-agent --gateway <url> --token <node token>",
+      "no nodes connected: start one with LMGATE_TOKEN=<node token> lmgate-agent --gateway <url> --name <its name>",
     );
   });
 const tokens = nodes.command("tokens").description("node tokens: what an agent presents to join the fleet");
@@ -150,7 +150,12 @@ tokens
     const created = await client().createNodeToken(options.name);
     if (json()) return console.log(JSON.stringify(created, null, 2));
     console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})\n\n  ${pc.bold(created.token)}\n`);
-    console.log(pc.dim(`Start the node with: lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --token <token> --name ${created.record.node}`));
+    console.log(
+      pc.dim(
+        `Start the node (under this name only) with: LMGATE_TOKEN=<token> lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --name ${created.record.node}` +
+          "\n(or --token-file <file>; a token on the command line is visible to ps)",
+      ),
+    );
   });
 tokens
   .command("list")
