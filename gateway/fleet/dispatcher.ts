@@ -12,8 +12,8 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
-import { boundedUsage } from "./usage-bounds.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
+import { boundedUsage } from "./usage-bounds.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
 export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" }>;

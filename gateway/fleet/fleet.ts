@@ -19,8 +19,8 @@ import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared
 import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
-import { TokenBudget } from "../access/token-budget.ts";
 import { ModelScope } from "../access/model-scope.ts";
+import { TokenBudget } from "../access/token-budget.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import type { GatewayBindings } from "../env.ts";
