@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import type { KeyRecord, UpdateKeyRequest } from "../shared/schemas/admin.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
-import { day, printRows } from "./output.ts";
+import { day, plain, printRows } from "./output.ts";
 
 /** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
 
@@ -86,7 +86,7 @@ keys
       expires_at: options.expires ?? null,
     });
     if (json()) return console.log(JSON.stringify(created, null, 2));
-    console.log(`${pc.green("Created key")} ${created.record.name} (${created.record.id})`);
+    console.log(`${pc.green("Created key")} ${plain(created.record.name)} (${created.record.id})`);
     console.log(`\n  ${pc.bold(created.key)}\n`);
     console.log(pc.dim("Shown once: the gateway keeps only its hash. Use it as: Authorization: Bearer <key>"));
   });
@@ -119,7 +119,7 @@ keys
   .action(async (reference: string) => {
     const record = await client().revokeKey(await keyId(reference));
     if (json()) return console.log(JSON.stringify(record, null, 2));
-    console.log(`${pc.yellow("Revoked")} ${record.name} (${record.id})`);
+    console.log(`${pc.yellow("Revoked")} ${plain(record.name)} (${record.id})`);
   });
 
 const nodes = program
@@ -130,7 +130,7 @@ const nodes = program
       await client().listNodes(),
       [
         { header: "node", value: (node) => node.name },
-        { header: "status", value: (node) => (node.online ? pc.green("online") : pc.red("offline")) },
+        { header: "status", value: (node) => (node.online ? "online" : "offline"), style: (text) => (text === "online" ? pc.green(text) : pc.red(text)) },
         { header: "runtime", value: (node) => node.runtime.name },
         { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },
         { header: "in flight", value: (node) => node.in_flight },
@@ -138,7 +138,7 @@ const nodes = program
         { header: "heartbeat", value: (node) => day(node.last_heartbeat_at) },
       ],
       json(),
-      "no nodes connected: start one with lmgate-agent --gateway <url> --token <node token>",
+      "no nodes connected: start one with LMGATE_TOKEN=<node token> lmgate-agent --gateway <url> --name <its name>",
     );
   });
 const tokens = nodes.command("tokens").description("node tokens: what an agent presents to join the fleet");
@@ -150,7 +150,12 @@ tokens
     const created = await client().createNodeToken(options.name);
     if (json()) return console.log(JSON.stringify(created, null, 2));
     console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})\n\n  ${pc.bold(created.token)}\n`);
-    console.log(pc.dim(`Start the node with: lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --token <token> --name ${created.record.node}`));
+    console.log(
+      pc.dim(
+        `Start the node (under this name only) with: LMGATE_TOKEN=<token> lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --name ${created.record.node}` +
+          "\n(or --token-file <file>; a token on the command line is visible to ps)",
+      ),
+    );
   });
 tokens
   .command("list")
@@ -208,6 +213,6 @@ try {
   await program.parseAsync();
 } catch (error) {
   if (!(error instanceof AdminApiError)) throw error;
-  console.error(`lmgate: ${error.message}`);
+  console.error(`lmgate: ${plain(error.message)}`);
   process.exit(error.status === 0 ? 2 : 1);
 }

@@ -3,7 +3,9 @@ import pc from "picocolors";
 
 export interface Column<T> {
   header: string;
+  /** Printed as plain text (see `plain`), so it carries no colour of its own: `style` adds that. */
   value: (row: T) => string | number | null;
+  style?: (text: string) => string;
 }
 
 /** Prints rows as a table for people, or as JSON for scripts (`--json`). */
@@ -17,8 +19,17 @@ export function printRows<T>(rows: T[], columns: Column<T>[], json: boolean, emp
     return;
   }
   const table = new Table({ head: columns.map((column) => pc.bold(column.header)), style: { head: [], border: [] } });
-  for (const row of rows) table.push(columns.map((column) => String(column.value(row) ?? "—")));
+  for (const row of rows) {
+    table.push(columns.map((column) => (column.style ?? String)(plain(String(column.value(row) ?? "—")))));
+  }
   console.log(table.toString());
 }
+
+/**
+ * Text that came from the gateway (names, models, messages) with its control and bidi-override
+ * characters shown as "?": whoever named a node or a model must not drive the admin's terminal.
+ * JSON output needs none of this: JSON.stringify escapes them.
+ */
+export const plain = (text: string): string => text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
 
 export const day = (iso: string | null) => (iso === null ? null : iso.slice(0, 16).replace("T", " "));

@@ -2,11 +2,11 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../shared/errors.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, UsageRow } from "../shared/schemas/admin.ts";
-import { HEARTBEAT_PING } from "../shared/protocol.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, UsageRow } from "../shared/schemas/admin.ts";
+import { CLOSE_CODES, HEARTBEAT_PING } from "../shared/protocol.ts";
 import { sha256Hex } from "./access/credentials.ts";
 import { DEFAULT_FLEET } from "./env.ts";
-import { ADMIN_TOKEN, chatBody, dialGateway, eventually, FakeAgent, result } from "./test/fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, result } from "./test/fake-agent.ts";
 
 /** The security suite of issue 4, against the real Worker and Fleet in workerd. */
 
@@ -106,6 +106,16 @@ describe("keys", () => {
     await expectError(await withKey(key, "/v1/embeddings", { model: "big-chat", input: "x" }), 403, "model_not_allowed");
   });
 
+  test("a 404 lists only the models the key may use", async () => {
+    await connectNode();
+    const { key } = await createKey({ name: "scoped-404", models: ["tiny-*"] });
+    const error = await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat-nope")), 404, "model_not_found");
+    expect(error.message).toContain("tiny-chat");
+    expect(error.message).not.toContain("big-chat");
+    // The deployment's own key sees them all.
+    expect((await expectError(await api("/v1/chat/completions", chatBody("tiny-chat-nope")), 404)).message).toContain("big-chat");
+  });
+
   test("revoking a key refuses its very next request", async () => {
     const { key, record } = await createKey({ name: "to-revoke" });
     expect((await withKey(key, "/v1/models")).status).toBe(200);
@@ -143,6 +153,54 @@ describe("keys", () => {
     await expectError(response, 429, "tokens_per_day_exceeded");
   });
 
+  test("tokens per day hold while generating: max_tokens is capped to what is left, parallel requests share it", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-greedy", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    // A node that spends every token it is allowed.
+    node.autoAnswer((frame) => {
+      const body = frame.operation.body as { max_tokens?: number };
+      asked.push(body.max_tokens ?? Number.NaN);
+      node.complete(frame.id, "x", { usage: { prompt_tokens: 0, completion_tokens: body.max_tokens ?? 5_000, total_tokens: body.max_tokens ?? 5_000 } });
+    });
+
+    const { key: small, record: smallRecord } = await createKey({ name: "budget-50", tokens_per_day: 50 });
+    expect((await withKey(small, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 600 }))).status).toBe(200);
+    expect(asked).toEqual([50]);
+    await expectError(await withKey(small, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
+
+    asked.length = 0;
+    const { key, record } = await createKey({ name: "budget-100", tokens_per_day: 100 });
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, () => withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 30 })).then((response) => response.status)),
+    );
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(0);
+    expect(asked.reduce((sum, tokens) => sum + tokens, 0)).toBe(100);
+    for (const id of [smallRecord.id, record.id]) {
+      const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${id}`)).json()).data;
+      expect(rows.reduce((sum, row) => sum + row.completion_tokens, 0)).toBe(id === record.id ? 100 : 50);
+    }
+  });
+
+  test("past 10 wrong admin or metrics tokens a minute, an address gets 429 even with the right one; others do not", async () => {
+    for (const [path, address] of [["/admin/keys", "203.0.113.7"], ["/metrics", "203.0.113.8"]] as const) {
+      const attempt = (token: string, from: string = address) =>
+        fetchGateway(path, { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": from } });
+      for (let index = 0; index < 10; index += 1) expect((await attempt(`guess-${index}`)).status).toBe(401);
+      const blocked = await attempt(ADMIN_TOKEN);
+      expect(Number(blocked.headers.get("retry-after"))).toBeGreaterThan(0);
+      await expectError(blocked, 429, "too_many_attempts");
+      expect((await attempt(ADMIN_TOKEN, "198.51.100.1")).status).toBe(200);
+    }
+  });
+
+  test("listing models counts against requests per minute", async () => {
+    const { key } = await createKey({ name: "lister", rpm: 2 });
+    expect((await withKey(key, "/v1/models")).status).toBe(200);
+    expect((await withKey(key, "/api/v0/models")).status).toBe(200);
+    await expectError(await withKey(key, "/v1/models"), 429, "rate_limit_exceeded");
+  });
+
   test("the admin API refuses API keys and wrong tokens", async () => {
     const { key } = await createKey({ name: "not-admin" });
     expect((await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
@@ -165,6 +223,84 @@ describe("node tokens", () => {
     expect((await node.closed).code).toBe(4004);
     expect((await dialGateway(created.token)).status).toBe(401);
     await expect(FakeAgent.connect({ name: "gpu-2", models: [], token: created.token })).rejects.toThrow(/401/);
+  });
+
+  test("a token made for one node cannot say hello as another: the impostor is refused, the real node untouched", async () => {
+    const real = await FakeAgent.connect({ name: "node-a", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => real.close());
+    const { token } = CreatedNodeToken.parse(await (await admin("POST", "/node-tokens", { node: "evil-pc" })).json());
+    const impostor = FakeAgent.connect({ name: "node-a", models: [{ id: "tiny-chat", state: "loaded" }], token });
+    await expect(impostor).rejects.toMatchObject({ code: CLOSE_CODES.nameNotAllowed, message: expect.stringContaining('made for node "evil-pc"') });
+
+    // node-a still serves: the next request, prompt included, goes to it.
+    const response = api("/v1/chat/completions", chatBody("tiny-chat"));
+    const { id } = await real.nextRequest();
+    real.complete(id, "from the real node-a");
+    expect(await (await response).text()).toContain("from the real node-a");
+    const listed = ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data.filter((node) => node.name === "node-a");
+    expect(listed.map((node) => node.online)).toEqual([true]);
+    // The token still serves the node it was made for.
+    (await FakeAgent.connect({ name: "evil-pc", models: [], token })).close();
+  });
+
+  test("a node token holds at most 4 sockets; the next upgrade gets 429", async () => {
+    const { token } = CreatedNodeToken.parse(await (await admin("POST", "/node-tokens", { node: "many" })).json());
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    for (let index = 0; index < 4; index += 1) {
+      const response = await dialGateway(token);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    await expectError(await dialGateway(token), 429, "too_many_connections");
+  });
+
+  test("made-up names leave at most 100 offline nodes listed", async () => {
+    for (let index = 0; index < 105; index += 1) {
+      (await FakeAgent.connect({ name: `churn-${index}`, models: [] })).close();
+    }
+    await eventually(async () => {
+      const nodes = ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data;
+      const offline = nodes.filter((node) => !node.online);
+      return offline.length === 100 && offline.some((node) => node.name === "churn-104") && !offline.some((node) => node.name === "churn-0");
+    });
+  });
+
+  test("a node name with terminal escapes is refused at hello", async () => {
+    await expect(FakeAgent.connect({ name: "esc\u001b[2J\u001b]0;PWNED\u0007", models: [] })).rejects.toMatchObject({ code: CLOSE_CODES.badFrame });
+  });
+});
+
+describe("a generation cut by an unload", () => {
+  const unloaded = () =>
+    result({
+      usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+      stats: { tokens_per_second: 100, time_to_first_token: 0.01, generation_time: 0.1, stop_reason: "modelUnloaded" },
+    });
+
+  test("ends as a model_unloaded error, never with finish_reason stop, and counts as an error with its tokens", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-cut", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const { key, record } = await createKey({ name: "cut-victim" });
+
+    const streamed = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { stream: true }));
+    const first = await node.nextRequest();
+    node.complete(first.id, "half an ans", unloaded());
+    const text = await (await streamed).text();
+    expect(text).toContain('"code":"model_unloaded"');
+    expect(text).not.toContain('"finish_reason":"stop"');
+    expect(text).not.toContain("[DONE]");
+
+    const whole = withKey(key, "/v1/chat/completions", chatBody("tiny-chat"));
+    const second = await node.nextRequest();
+    node.complete(second.id, "half an ans", unloaded());
+    await expectError(await whole, 503, "model_unloaded");
+
+    await eventually(async () => {
+      const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+      return rows.length === 1 && rows[0]!.errors === 2 && rows[0]!.completion_tokens === 14;
+    });
   });
 });
 
@@ -211,6 +347,56 @@ describe("garbage in", () => {
   });
 });
 
+describe("a rogue node", () => {
+  test("an error frame's status reaches the client only when it is 400-599; anything else is a 502", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-rogue", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    for (const [sent, expected] of [[200, 502], [0, 502], [101, 502], [204, 502], [304, 502], [600, 502], [404, 404], [599, 599]] as const) {
+      const response = api("/v1/chat/completions", chatBody("tiny-chat"));
+      const { id } = await node.nextRequest();
+      node.sendFrame({ type: "error", id, status: sent, body: { error: { message: "made up", type: "x", param: null, code: "made_up" } } });
+      expect((await response).status, `node sent ${sent}`).toBe(expected);
+      ErrorBody.parse(await (await response).json());
+    }
+  });
+
+  test("usage a node reports is bounded by what was asked: completion by max_tokens, prompt by the request's size", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-liar", models: [{ id: "tiny-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const { key, record } = await createKey({ name: "overcharged", tokens_per_day: 1_000_000 });
+    const response = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 4 }));
+    const { id } = await node.nextRequest();
+    node.complete(id, "hi", { usage: { prompt_tokens: 9e12, completion_tokens: 9e12, total_tokens: 18e12 } });
+    const { usage } = (await (await response).json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+    expect(usage.completion_tokens).toBe(4);
+    expect(usage.prompt_tokens).toBeLessThan(2_000);
+    const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+    expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: usage.prompt_tokens, completion_tokens: 4 }]);
+    // The key's budget is not spent by the lie.
+    node.autoAnswer((frame) => node.complete(frame.id, "ok"));
+    expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat"))).status).toBe(200);
+  });
+});
+
+describe("deep JSON", () => {
+  test("nesting thousands deep inside a schema or tool parameters is a 400 in the API's shape, not a 500", async () => {
+    await connectNode();
+    const { key } = await createKey({ name: "deep" });
+    const deep = (depth: number): unknown => JSON.parse("[".repeat(depth) + "]".repeat(depth));
+    const bodies = [
+      chatBody("tiny-chat", { response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", x: deep(3_350) } } } }),
+      chatBody("tiny-chat", { tools: [{ type: "function", function: { name: "f", parameters: { type: "object", x: deep(3_350) } } }] }),
+    ];
+    for (const body of bodies) {
+      const error = await expectError(await withKey(key, "/v1/chat/completions", body), 400, "invalid_request");
+      expect(error.message).toMatch(/nest/);
+    }
+    // Depth a real schema uses still passes.
+    const nested = { type: "object", properties: { a: { type: "array", items: { type: "object", properties: { b: { type: "string" } } } } } };
+    expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { response_format: { type: "json_schema", json_schema: { name: "x", schema: nested } } }))).status).toBe(200);
+  });
+});
+
 describe("accounting", () => {
   const usageRows = async (keyId: string) => ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${keyId}`)).json()).data;
 
@@ -244,6 +430,20 @@ describe("accounting", () => {
     expect(keys.find((key) => key.id === record.id)?.last_used_at).not.toBeNull();
   });
 
+  test("requests for models nobody holds are one 'unknown' row, whatever names they make up", async () => {
+    await connectNode();
+    const { key, record } = await createKey({ name: "name-spammer" });
+    for (let index = 0; index < 3; index += 1) {
+      await expectError(await withKey(key, "/v1/chat/completions", chatBody(`${index}${"x".repeat(200_000)}`)), 404, "model_not_found");
+    }
+    const rows = await usageRows(record.id);
+    expect(rows.map(({ model, requests, errors }) => ({ model, requests, errors }))).toEqual([{ model: "unknown", requests: 3, errors: 3 }]);
+    const stored = await runInDurableObject(env.FLEET.getByName(DEFAULT_FLEET), (_instance, state) =>
+      state.storage.sql.exec<{ bytes: number }>("SELECT SUM(LENGTH(model)) AS bytes FROM usage").one(),
+    );
+    expect(stored.bytes).toBeLessThan(10_000);
+  });
+
   /** Starts a stream for `key`, reads its first text, then goes away; returns the node and the request id. */
   async function cancelMidStream(key: string, nodeName: string): Promise<{ node: FakeAgent; id: string }> {
     const node = await FakeAgent.connect({ name: nodeName, models: [{ id: "tiny-chat", state: "loaded" }] });
@@ -270,7 +470,8 @@ describe("accounting", () => {
     const usage = { prompt_tokens: 20, completion_tokens: 150, total_tokens: 170 };
     const stats = { tokens_per_second: 900, time_to_first_token: 0.01, generation_time: 0.2, stop_reason: "userStopped" as const };
     node.sendFrame({ type: "events", id, events: [{ type: "done", result: result({ usage, stats }) }] });
-    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 20, completion_tokens: 150, errors: 0 }]));
+    // 150 is more than the key had left: the request's max_tokens was capped to 100, and so is what counts.
+    await eventually(async () => JSON.stringify(await usageOf(record.id)) === JSON.stringify([{ requests: 1, prompt_tokens: 20, completion_tokens: 100, errors: 0 }]));
     await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
   });
 

@@ -69,6 +69,6 @@ function gpuLine(hardware: Hardware, cpuForced: boolean): string {
   return `${hardware.gpu}: ${devices}${vram}`;
 }
 
-function gib(bytes: number): string {
+export function gib(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 }

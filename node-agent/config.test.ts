@@ -131,3 +131,18 @@ test("--help lists every option with its environment variable", () => {
   }
   for (const line of HELP.split("\n")) expect(line.length).toBeLessThanOrEqual(100);
 });
+
+describe("the node token off the command line", () => {
+  test("--token-file (or LMGATE_TOKEN_FILE) reads it from a file, trimmed; LMGATE_TOKEN gives it from the environment", async () => {
+    const path = await configFile("lmgn_from-a-file\n", "token");
+    expect(config(["--gateway", "http://gw", "--token-file", path]).token).toBe("lmgn_from-a-file");
+    expect(config(["--gateway", "http://gw"], { LMGATE_TOKEN_FILE: path }).token).toBe("lmgn_from-a-file");
+    expect(config(["--gateway", "http://gw"], { LMGATE_TOKEN: "lmgn_from-env" }).token).toBe("lmgn_from-env");
+  });
+
+  test("a missing or empty token file is a config error naming it", async () => {
+    expect(failure(["--gateway", "http://gw", "--token-file", join(dir, "nope")])).toMatch(/--token-file .*nope: cannot read it \(ENOENT\)/);
+    const empty = await configFile("  \n", "empty-token");
+    expect(failure(["--gateway", "http://gw", "--token-file", empty])).toContain("is empty");
+  });
+});

@@ -1,7 +1,9 @@
 import { parseArgs } from "node:util";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { NodeName } from "../shared/protocol.ts";
 import { ConfigError } from "./config-error.ts";
+import { readTokenFile } from "./token-file.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
 import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
 import { currentHost, expandHome, splitPathList, type Host } from "./platform/host.ts";
@@ -22,7 +24,7 @@ export const AgentConfig = z
     serve: z.boolean(),
     gateway: z.url({ protocol: /^(https?|wss?)$/, error: "must be an http(s):// or ws(s):// URL" }).optional(),
     token: z.string().min(1).optional(),
-    name: z.string().min(1).max(64).regex(/^[\w.-]+$/, "may use letters, digits, '.', '_' and '-'"),
+    name: NodeName,
     models: z.array(z.string().min(1)),
     host: z.string().min(1),
     port: z.number().int().min(0).max(65535),
@@ -31,6 +33,7 @@ export const AgentConfig = z
     contextLength: z.number().int().min(64).optional(),
     maxQueue: z.number().int().min(0),
     maxModels: z.number().int().min(1).optional(),
+    maxMemory: z.number().int().min(1).optional(),
     ttl: z.number().int().min(1),
     cpu: z.boolean(),
     metrics: z.boolean(),
@@ -43,7 +46,7 @@ export const AgentConfig = z
     message: "choose a mode: --serve (a local LM Studio-compatible server) or --gateway <url> (join a fleet)",
   })
   .refine((config) => config.gateway === undefined || config.token !== undefined, {
-    message: "--gateway needs a node token: --token <token> or LMGATE_TOKEN",
+    message: "--gateway needs a node token: LMGATE_TOKEN, --token-file <file> or --token <token>",
   })
   .refine((config) => !config.metrics || config.metricsToken !== undefined || LOOPBACK.test(metricsListenHost(config)), {
     message:
@@ -103,7 +106,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: 
   const parsed = AgentConfig.safeParse({
     serve: get("serve") ?? false,
     gateway: get("gateway"),
-    token: get("token"),
+    token: get("token") ?? optionalTokenFile(get("token-file")),
     name: get("name") ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
     models: get("models") ?? [],
     host: get("host") ?? "127.0.0.1",
@@ -113,6 +116,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: 
     contextLength: get("context-length"),
     maxQueue: get("max-queue") ?? 16,
     maxModels: get("max-models"),
+    maxMemory: get("max-memory"),
     ttl: get("ttl") ?? 3600,
     cpu: get("cpu") ?? false,
     metrics: get("metrics") ?? false,
@@ -191,3 +195,5 @@ function parseFlags(argv: string[]) {
   const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false, allowNegative: true });
   return values as Record<string, string | boolean | string[] | undefined> & { help?: boolean; version?: boolean; config?: string };
 }
+
+const optionalTokenFile = (path: string | undefined) => (path === undefined ? undefined : readTokenFile(path));

@@ -96,10 +96,12 @@ test("explicit load: idle TTL only when asked; unload of a model that is not loa
   await waitUntil(() => states()[CHAT_Q8] === "not-loaded", 5000);
   await load({ model: CHAT_Q8 });
   expect(await backend.unloadModel(unload(CHAT_Q8))).toEqual({ instance_id: CHAT_Q8 });
+  await load({ model: CHAT });
   const missing = await backend.unloadModel(unload(CHAT_Q8)).catch((error: unknown) => error);
   expect(missing).toBeInstanceOf(ApiError);
   expect(missing).toMatchObject({ status: 404, code: "model_not_loaded" });
-  expect((missing as ApiError).message).toContain("No models loaded");
+  // Behind a gateway this reaches keys that may not see the other loaded models.
+  expect((missing as ApiError).message).not.toContain(CHAT);
   await expect(load({ model: "nope" })).rejects.toMatchObject({ status: 404, code: "model_not_found" });
 });
 

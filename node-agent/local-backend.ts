@@ -4,6 +4,7 @@ import type { Hardware, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { gib } from "./banner.ts";
 import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
 import { Engine, type Logger } from "./engine/engine.ts";
 import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
@@ -24,6 +25,11 @@ export interface LocalBackendOptions {
   slots?: number;
   /** Context per slot for loads that do not say: at most the model's trained context. Defaults to 4096. */
   contextLength?: number;
+  /**
+   * Bytes of memory (RAM and VRAM) the node gives its models: a load whose estimate exceeds it is
+   * refused. Defaults to all of this machine's memory.
+   */
+  memoryBytes?: number;
   /** Requests waiting for a slot, per model, before more get a 503. Defaults to 16. */
   maxQueue?: number;
   /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. Defaults to 3600. */
@@ -82,6 +88,7 @@ export class LocalBackend implements InferenceBackend {
     this.slotsPerModel = options.slots ?? DEFAULTS.slots;
     this.#lifecycle = new ModelLifecycle<LoadedModel>({
       load: (id, config) => this.#load(id, config),
+      bound: (id, config) => this.#bound(id, config),
       fits: async (id, config) => {
         const entry = this.#catalog.find(id);
         return entry === undefined || (await this.#engine.fits(entry.path, config, entry.type === "embeddings"));
@@ -151,13 +158,8 @@ export class LocalBackend implements InferenceBackend {
   async unloadModel(request: UnloadRequest): Promise<UnloadResult> {
     const id = request.instance_id ?? request.model ?? "";
     if (!(await this.#lifecycle.unload(id))) {
-      const loaded = this.#lifecycle.loaded().map((instance) => instance.id);
-      throw new ApiError(
-        404,
-        `Model "${id}" is not loaded, so there is nothing to unload. ` +
-          (loaded.length > 0 ? `Loaded models: ${loaded.join(", ")}.` : "No models loaded."),
-        { param: "instance_id", code: "model_not_loaded" },
-      );
+      // Which models are loaded is not said: behind a gateway, this reaches keys scoped to other models.
+      throw new ApiError(404, `Model "${id}" is not loaded, so there is nothing to unload.`, { param: "instance_id", code: "model_not_loaded" });
     }
     return { instance_id: id };
   }
@@ -250,6 +252,28 @@ export class LocalBackend implements InferenceBackend {
 
   #slotsFor(entry: CatalogEntry): number {
     return entry.type === "embeddings" ? 1 : this.slotsPerModel;
+  }
+
+  /** 400 for a load beyond what the model was trained for or what this node's memory could ever hold. */
+  async #bound(id: string, config: LoadConfig): Promise<void> {
+    const entry = this.#catalog.find(id);
+    if (!entry) return;
+    if (config.contextLength > entry.contextLength) {
+      throw new ApiError(400, `context_length ${config.contextLength} is more than model "${id}" was trained for: at most ${entry.contextLength}.`, {
+        param: "context_length",
+        code: "context_length_too_large",
+      });
+    }
+    const needed = await this.#engine.memoryNeeded(entry.path, config, entry.type === "embeddings");
+    const limit = this.#options.memoryBytes ?? (await this.#engine.totalMemory());
+    if (needed.ram + needed.vram > limit) {
+      throw new ApiError(
+        400,
+        `Loading "${id}" with context_length ${config.contextLength} and parallel ${config.slots} needs about ${gib(needed.ram + needed.vram)} of memory; ` +
+          `this node gives its models at most ${gib(limit)}. Load it with a smaller context_length or parallel.`,
+        { param: "context_length", code: "load_exceeds_memory" },
+      );
+    }
   }
 
   async #load(id: string, config: LoadConfig): Promise<LoadedModel> {

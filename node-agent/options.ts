@@ -37,6 +37,7 @@ export const OPTIONS = {
   slots: { kind: "integer", arg: "<n>", group: "models", help: "parallel requests per loaded model. Default: 4" },
   "context-length": { kind: "integer", arg: "<n>", group: "models", help: "context per slot, in tokens. Default: min(trained, 4096)" },
   "max-queue": { kind: "integer", arg: "<n>", group: "models", help: "requests waiting per model before a 503. Default: 16" },
+  "max-memory": { kind: "integer", arg: "<GiB>", group: "models", help: "memory (RAM and VRAM) models may take; bigger loads are refused. Default: all of it" },
   "max-models": { kind: "integer", arg: "<n>", group: "models", help: "models loaded at once before a JIT load evicts one. Default: memory decides" },
   ttl: { kind: "integer", arg: "<seconds>", group: "models", help: "idle time before a JIT-loaded model unloads. Default: 3600" },
   cpu: { kind: "boolean", group: "models", help: "never use a GPU (CUDA, Vulkan and Metal are otherwise picked automatically)" },
@@ -44,7 +45,13 @@ export const OPTIONS = {
   host: { kind: "string", arg: "<ip>", group: "serve", help: "address to serve on. Default: 127.0.0.1 (this machine only)" },
   port: { kind: "integer", arg: "<n>", group: "serve", help: "port to serve on; 0 picks a free one. Default: 1234" },
 
-  token: { kind: "string", arg: "<token>", group: "gateway", help: "this node's token, from `lmgate nodes tokens create`" },
+  token: {
+    kind: "string",
+    arg: "<token>",
+    group: "gateway",
+    help: "this node's token, from `lmgate nodes tokens create`; on the command line anyone can read it with `ps`, so prefer LMGATE_TOKEN or --token-file",
+  },
+  "token-file": { kind: "string", arg: "<file>", group: "gateway", help: "read the node token from this file instead" },
   name: { kind: "string", arg: "<name>", group: "gateway", help: "node name shown in the fleet. Default: this machine's hostname" },
 
   metrics: {

@@ -45,6 +45,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     contextLength: config.contextLength,
     maxQueue: config.maxQueue,
     maxLoadedModels: config.maxModels,
+    ...(config.maxMemory === undefined ? {} : { memoryBytes: config.maxMemory * 2 ** 30 }),
     defaultTtlSeconds: config.ttl,
     onLoadProgress: createLoadProgress(),
     logger: log,
@@ -124,8 +125,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     await link.close();
     log.info("left the gateway");
   }
-  // Stops whatever still runs: a stream cut here ends with its final chunk (stop_reason modelUnloaded),
-  // or with an error event if it had no token yet — never silently.
+  // Stops whatever still runs: a stream cut here ends with a model_unloaded error event — never silently.
   await backend.dispose();
   await server?.close();
   await metricsServer?.close();

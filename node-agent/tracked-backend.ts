@@ -138,7 +138,8 @@ export class TrackedBackend implements NodeSource {
           const { usage, stats } = event.result;
           // A generation stopped by its caller's abort still reports what it spent (the gateway
           // asks for that after a cancel): it ended as the caller going away, with its tokens.
-          end(stats.stop_reason === "userStopped" ? 499 : 200, {
+          // One cut by an unload reaches its caller as an error (see the API app).
+          end(stats.stop_reason === "userStopped" ? 499 : stats.stop_reason === "modelUnloaded" ? 503 : 200, {
             promptTokens: usage.prompt_tokens,
             completionTokens: usage.completion_tokens,
             ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),

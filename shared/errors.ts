@@ -101,6 +101,16 @@ export const requestCancelled = () => new ApiError(499, "The request was cancell
 export const modelUnloaded = (model: string) =>
   new ApiError(503, `Model "${model}" was unloaded before the request could run.`, { code: "model_unloaded", retryAfter: 1 });
 
+/**
+ * A generation its model's unload cut short (an admin's unload, the agent shutting down): the
+ * output is incomplete, so it ends as this error, never with a `finish_reason` that looks complete.
+ */
+export const cutByUnload = (model: string) =>
+  new ApiError(503, `Model "${model}" was unloaded in the middle of the generation; the output is incomplete.`, {
+    code: "model_unloaded",
+    retryAfter: 1,
+  });
+
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   return new ApiError(500, "Internal error while handling the request.", { code: "internal_error", cause: error });

@@ -1,7 +1,7 @@
 import type { Context, Env } from "hono";
 import type { InferenceBackend } from "./backend.ts";
 import { errorBodyFor } from "./error-response.ts";
-import { ApiError, toApiError } from "./errors.ts";
+import { ApiError, cutByUnload, toApiError } from "./errors.ts";
 import { heldJsonResponse } from "./held-json.ts";
 import type { GenerationEvent, GenerationResult } from "./schemas/generation.ts";
 import { sseResponse } from "./sse.ts";
@@ -41,7 +41,7 @@ export async function jsonGeneration(
   pulseMs: number | undefined,
 ): Promise<Response> {
   const abort = new AbortController();
-  const events = run(AbortSignal.any([abort.signal, request.signal]))[Symbol.asyncIterator]();
+  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
   let text = "";
   /** The body once the result is in; or TEXT_STARTED at the first text, when `untilText`. */
   const read = async (untilText: boolean): Promise<unknown> => {
@@ -78,7 +78,7 @@ const TEXT_STARTED = Symbol("text started");
  */
 export async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder): Promise<Response> {
   const abort = new AbortController();
-  const events = run(AbortSignal.any([abort.signal, request.signal]))[Symbol.asyncIterator]();
+  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
   const first = await events.next();
   let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
   let finished = false;
@@ -102,6 +102,19 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
     },
     () => cancel(abort, events),
   );
+}
+
+/**
+ * A generation its model's unload cut short fails: its text is incomplete, and a clean finish
+ * would pass it off as the whole answer.
+ */
+async function* failIfUnloaded(events: AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
+  let model = "";
+  for await (const event of events) {
+    if (event.type === "start") model = event.model;
+    if (event.type === "done" && event.result.stats.stop_reason === "modelUnloaded") throw cutByUnload(model);
+    yield event;
+  }
 }
 
 /** The client left: the generation is aborted and still ends with what it spent. */

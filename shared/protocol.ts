@@ -29,7 +29,12 @@ export const CLOSE_CODES = {
   replaced: 4002,
   helloTimeout: 4003,
   revoked: 4004,
+  /** The node token was made for another node name. */
+  nameNotAllowed: 4005,
 } as const;
+
+/** A node's name: what admins see in listings, so plain characters only (no terminal escapes). */
+export const NodeName = z.string().min(1).max(64).regex(/^[\w.-]+$/, "may use letters, digits, '.', '_' and '-'");
 
 export const Hardware = z.object({
   cpu: z.string(),
@@ -93,7 +98,7 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     type: z.literal("hello"),
     protocol: z.number().int(),
     node: z.object({
-      name: z.string().min(1).max(64),
+      name: NodeName,
       agent_version: z.string(),
       runtime: z.object({ name: z.string(), version: z.string(), supported_formats: z.array(z.string()) }),
       hardware: Hardware,
@@ -109,7 +114,14 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     id: z.string(),
     result: z.union([EmbeddingsResult, LoadResult, UnloadResult]),
   }),
-  z.object({ type: z.literal("error"), id: z.string(), status: z.number().int(), body: ErrorBody, retry_after: z.number().optional() }),
+  z.object({
+    type: z.literal("error"),
+    id: z.string(),
+    // Goes to the client as the HTTP status: anything but an error status (200, 1xx, 600…) is the node's fault.
+    status: z.number().int().transform((status) => (status >= 400 && status <= 599 ? status : 502)),
+    body: ErrorBody,
+    retry_after: z.number().optional(),
+  }),
 ]);
 export type ToGatewayFrame = z.infer<typeof ToGatewayFrame>;
 

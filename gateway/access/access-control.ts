@@ -3,7 +3,8 @@ import type { KeyRecord } from "../../shared/schemas/admin.ts";
 import type { AccessStore } from "./access-store.ts";
 import { ModelScope } from "./model-scope.ts";
 import type { RateWindow } from "./rate-window.ts";
-import { utcDay, type UsageLedger } from "./usage-ledger.ts";
+import { exhausted } from "./token-budget.ts";
+import type { UsageLedger } from "./usage-ledger.ts";
 
 /** A key that passed authentication, for the rest of one request. */
 export interface Grant {
@@ -46,13 +47,7 @@ export class AccessControl {
   /** Counts the request against the key's limits, or refuses it with 429 and when to retry. */
   admit(grant: Grant, now: Date): void {
     const { key } = grant;
-    if (key.tokens_per_day !== null && this.#ledger.tokensOn(key.id, now) >= key.tokens_per_day) {
-      const midnight = Date.parse(`${utcDay(now)}T00:00:00.000Z`) + 24 * 60 * MINUTE_MS;
-      throw new ApiError(429, `This API key has used its ${key.tokens_per_day} tokens for today (UTC).`, {
-        code: "tokens_per_day_exceeded",
-        retryAfter: (midnight - now.getTime()) / 1000,
-      });
-    }
+    if (key.tokens_per_day !== null && this.#ledger.tokensOn(key.id, now) >= key.tokens_per_day) throw exhausted(key.tokens_per_day, now);
     if (key.rpm !== null) {
       const window = this.#window.admit(key.id, key.rpm, now.getTime());
       if (!window.admitted) {

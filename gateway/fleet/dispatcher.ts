@@ -13,6 +13,7 @@ import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
+import { boundedUsage } from "./usage-bounds.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
 export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" }>;
@@ -26,6 +27,8 @@ type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
+  /** The request id (a generation's is its handle's). */
+  readonly id: string;
   readonly op: Operation["op"];
   readonly model: string;
   /** Whose request it was (an API key id), as given to `generate`/`call`. */
@@ -46,6 +49,12 @@ export interface SettledJob {
   readonly tokensPerSecond: number | null;
   readonly failed: boolean;
 }
+
+/**
+ * The model a settled request is filed under in usage and metrics. A name no node holds is the
+ * caller's to choose, up to a body's size: it never becomes a row or a series of its own.
+ */
+export const recordedModel = (job: SettledJob): string => (job.errorCode === "model_not_found" ? "unknown" : job.model);
 
 /** How a request ended, as `#settled` is told it; the rest of a `SettledJob` comes from the job. */
 interface Ending {
@@ -129,6 +138,7 @@ export class Dispatcher {
   readonly #config: FleetConfig;
   readonly #dropNode: (node: FleetNode) => void;
   readonly #onSettled: SettleObserver;
+  readonly #visibleTo: (caller: string | null) => (model: string) => boolean;
   /** Requests sent to a node, by request id. */
   readonly #running = new Map<string, Job>();
   /** Requests waiting for a slot, oldest first. */
@@ -138,8 +148,18 @@ export class Dispatcher {
   /** Generations cancelled on a node, by request id, until their usage arrives. */
   readonly #cancelled = new Map<string, Cancelled>();
 
-  /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
-  constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void, onSettled: SettleObserver = () => {}) {
+  /**
+   * `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`.
+   * `visibleTo` says which model ids a caller may see: a 404 lists only those.
+   */
+  constructor(
+    registry: NodeRegistry,
+    config: FleetConfig,
+    dropNode: (node: FleetNode) => void,
+    onSettled: SettleObserver = () => {},
+    visibleTo: (caller: string | null) => (model: string) => boolean = () => () => true,
+  ) {
+    this.#visibleTo = visibleTo;
     this.#registry = registry;
     this.#config = config;
     this.#dropNode = dropNode;
@@ -154,13 +174,14 @@ export class Dispatcher {
     return this.#running.size;
   }
 
-  generate(operation: GenerationOperation, caller: string | null = null): GenerationHandle {
+  /** `id` is the caller's when it must know the request before it can settle (its token reservation). */
+  generate(operation: GenerationOperation, caller: string | null = null, id: string = crypto.randomUUID()): GenerationHandle {
     let job: GenerationJob | undefined;
     const stream = new RelayStream({
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...this.#base(operation, null, caller), kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
+    job = { ...this.#base(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -229,9 +250,10 @@ export class Dispatcher {
 
   #nobodyCanServe(job: Job): ApiError {
     const everyModel = new Set<string>();
+    const visible = this.#visibleTo(job.caller);
     let heldSomewhere = false;
     for (const node of this.#registry.online()) {
-      for (const model of node.status.models) everyModel.add(model.id);
+      for (const model of node.status.models) if (visible(model.id)) everyModel.add(model.id);
       if (node.model(job.model) !== undefined) heldSomewhere = true;
     }
     if (job.retries > 0) {
@@ -355,11 +377,15 @@ export class Dispatcher {
         job.firstTokenAt ??= Date.now();
         lines.push({ event });
       } else {
-        lines.push({ event: { type: "done", result: { ...event.result, gateway: this.#gatewayInfo(job, node, event.result) } } });
+        const usage = boundedUsage(job.operation, node.model(job.model), event.result.usage);
+        lines.push({ event: { type: "done", result: { ...event.result, usage, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
-        const { usage, stats } = event.result;
+        const { stats } = event.result;
+        // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
+        const cut = stats.stop_reason === "modelUnloaded";
         this.#settled(job, {
-          status: 200,
+          status: cut ? 503 : 200,
+          ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
           promptTokens: usage.prompt_tokens,
           completionTokens: usage.completion_tokens,
           ttftMs: stats.time_to_first_token * 1000,
@@ -387,8 +413,10 @@ export class Dispatcher {
     if (!parsed.success) {
       this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" }));
     } else if (job.operation.op === "embeddings") {
-      const embeddings = parsed.data as EmbeddingsResult;
-      this.#settled(job, { status: 200, promptTokens: embeddings.usage.prompt_tokens });
+      const reported = parsed.data as EmbeddingsResult;
+      const { prompt_tokens } = boundedUsage(job.operation, undefined, { ...reported.usage, completion_tokens: 0 });
+      const embeddings = { ...reported, usage: { prompt_tokens, total_tokens: prompt_tokens } };
+      this.#settled(job, { status: 200, promptTokens: prompt_tokens });
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
     } else {
       this.#settled(job, { status: 200 });
@@ -483,10 +511,11 @@ export class Dispatcher {
     if (cancelled === undefined) return;
     clearTimeout(cancelled.timer);
     this.#cancelled.delete(id);
+    const usage = result === null ? null : boundedUsage(cancelled.job.operation, cancelled.node.model(cancelled.job.model), result.usage);
     this.#settled(cancelled.job, {
       status: 499,
       endedAt: cancelled.at,
-      ...(result === null ? {} : { promptTokens: result.usage.prompt_tokens, completionTokens: result.usage.completion_tokens }),
+      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
     });
   }
 
@@ -495,6 +524,7 @@ export class Dispatcher {
   #settled(job: Job, ending: Ending): void {
     const firstTokenAt = job.kind === "generation" ? job.firstTokenAt : null;
     this.#onSettled({
+      id: job.id,
       op: job.operation.op,
       model: job.model,
       caller: job.caller,

@@ -21,6 +21,8 @@ import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
 import { RateWindow } from "../access/rate-window.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_CALLER_ID, ROOT_NODE_TOKEN, type Caller } from "../access/caller.ts";
+import { ModelScope } from "../access/model-scope.ts";
+import { TokenBudget } from "../access/token-budget.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import { ResponseTable } from "../responses/response-table.ts";
@@ -29,6 +31,7 @@ import { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import {
   Dispatcher,
   FlowControlViolation,
+  recordedModel,
   send,
   wire,
   type GenerationHandle,
@@ -38,6 +41,7 @@ import {
 import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
+import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
 import { SavedState } from "./saved-state.ts";
 import { TrafficStats } from "./traffic-stats.ts";
@@ -56,6 +60,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   readonly #control: AccessControl;
   readonly #saved: SavedState;
   readonly #responses: ResponseTable;
+  readonly #budget = new TokenBudget();
   readonly #traffic = new TrafficStats();
   readonly #metrics = new FleetMetrics(() => ({
     nodes: this.#registry.alive(Date.now()),
@@ -74,6 +79,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       this.#config,
       (node) => this.#drop(node, 1011, "send failed"),
       (job) => this.#account(job),
+      (callerId) => this.#scopeOf(callerId),
     );
     this.#access = new AccessStore(ctx.storage.sql);
     this.#ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => this.#access.touchKeys(lastUsed) });
@@ -91,6 +97,8 @@ export class Fleet extends DurableObject<GatewayBindings> {
     let grant: Grant | null;
     try {
       grant = this.#grant(caller);
+      // A listing is a request like any other: it counts against requests per minute.
+      if (grant !== null) this.#control.admit(grant, new Date());
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       return { ok: false, error: this.#refused(error) };
@@ -101,14 +109,17 @@ export class Fleet extends DurableObject<GatewayBindings> {
 
   /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
   generate(operation: GenerationOperation, caller: Caller): GenerationHandle {
-    let callerId: string;
+    const id = crypto.randomUUID();
+    let grant: Grant | null;
+    let capped: GenerationOperation;
     try {
-      callerId = this.#admit(caller, operation.body.model);
+      grant = this.#admit(caller, operation.body.model);
+      capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
     } catch (error) {
       const refusal = error instanceof ApiError ? this.#refused(error) : wire(new ApiError(500, "Authorization failed."));
-      return { id: crypto.randomUUID(), events: new Blob([encodeLines([{ error: refusal }])]).stream() };
+      return { id, events: new Blob([encodeLines([{ error: refusal }])]).stream() };
     }
-    return this.#dispatcher.generate(operation, callerId);
+    return this.#dispatcher.generate(capped, grant?.key.id ?? ROOT_CALLER_ID, id);
   }
 
   /** The client of a generation went away: stop it on its node and free the slot. */
@@ -244,8 +255,11 @@ export class Fleet extends DurableObject<GatewayBindings> {
       }
       tokenId = token.id;
     }
+    const tag = tokenTag(tokenId);
+    const tooMany = socketLimit(tokenId, this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN).length);
+    if (tooMany !== null) return tooMany.toResponse();
     const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server);
+    this.ctx.acceptWebSocket(server, [tag]);
     this.#registry.accept(server, crypto.randomUUID(), Date.now(), tokenId);
     await this.#ensureSweep();
     return new Response(null, { status: 101, webSocket: client });
@@ -335,13 +349,44 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
   }
 
-  /** Authorizes one request for `model` and counts it against the key's limits; returns whom to account it to. */
-  #admit(caller: Caller, model: string): string {
+  /** Which model ids the caller (a key id, as requests are accounted) may see. */
+  #scopeOf(callerId: string | null): (model: string) => boolean {
+    const key = callerId === null || callerId === ROOT_CALLER_ID ? undefined : this.#access.key(callerId);
+    if (key === undefined) return () => true;
+    const scope = new ModelScope(key.models);
+    return (model) => scope.allows(model);
+  }
+
+  /** Authorizes one request for `model` and counts it against the key's limits; null for the deployment's own key. */
+  #admit(caller: Caller, model: string): Grant | null {
     const grant = this.#grant(caller);
-    if (grant === null) return ROOT_CALLER_ID;
+    if (grant === null) return null;
     this.#control.checkModel(grant, model);
     this.#control.admit(grant, new Date());
-    return grant.key.id;
+    return grant;
+  }
+
+  /**
+   * A generation of a key with tokens per day may produce only what the key has left: its
+   * `max_tokens` (or, unset, the model's context) is capped to that and held until it settles.
+   */
+  #withinBudget(id: string, grant: Grant, operation: GenerationOperation): GenerationOperation {
+    const { key } = grant;
+    if (key.tokens_per_day === null) return operation;
+    const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
+    const wanted = asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model);
+    const now = new Date();
+    const allowed = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now);
+    if (allowed === asked) return operation;
+    return operation.op === "chat"
+      ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }
+      : { op: "completion", body: { ...operation.body, max_tokens: allowed } };
+  }
+
+  /** The most a generation of `model` can produce: the largest context a node holds it with. */
+  #contextOf(model: string): number {
+    const contexts = this.#registry.online().map((node) => node.model(model)).map((held) => held?.loaded_context_length ?? held?.max_context_length ?? 0);
+    return Math.max(0, ...contexts);
   }
 
   /** Runs `action` as the key the caller holds (revoked and expired keys are refused). */
@@ -358,7 +403,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
 
   #admitCall(caller: Caller, model: string): string | Outcome<never> {
     try {
-      return this.#admit(caller, model);
+      return this.#admit(caller, model)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       return { ok: false, error: this.#refused(error) };
@@ -373,6 +418,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   }
 
   #account(job: SettledJob): void {
+    this.#budget.release(job.id);
     const now = new Date();
     if (job.op === "chat" || job.op === "completion") {
       this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
@@ -380,13 +426,20 @@ export class Fleet extends DurableObject<GatewayBindings> {
     this.#metrics.observe(job);
     this.#saved.changed();
     if (job.caller !== null) {
-      this.#ledger.record(job.caller, job.model, { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
+      this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
   }
 
   #hello(ws: WebSocket, conn: string, hello: HelloFrame): void {
     if (hello.protocol !== PROTOCOL_VERSION) {
       this.#reject(ws, conn, CLOSE_CODES.unsupportedProtocol, `protocol ${hello.protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}`);
+      return;
+    }
+    // Checked before anything else, so an impostor never displaces the node it names.
+    const tokenId = attachmentOf(ws)?.token;
+    const refusal = nameRefusal(tokenId === undefined ? undefined : this.#access.nodeToken(tokenId)?.node, hello.node.name);
+    if (refusal !== null) {
+      this.#reject(ws, conn, CLOSE_CODES.nameNotAllowed, refusal);
       return;
     }
     if (this.#registry.knows(hello.node.name)) {

@@ -21,8 +21,9 @@ type NodeRow = {
   disconnected_at: number | null;
 };
 
-/** Offline nodes stay listed (for the admin) this long. */
+/** Offline nodes stay listed (for the admin) this long, the most recently seen this many at most. */
 const FORGET_OFFLINE_MS = 7 * 24 * 3600 * 1000;
+const MAX_OFFLINE_NODES = 100;
 
 /**
  * The nodes of the fleet. Live sockets are in memory; each node's hello and latest status are
@@ -166,6 +167,12 @@ export class NodeRegistry {
 
   #markOffline(conn: string, now: number): void {
     this.#ctx.storage.sql.exec("UPDATE nodes SET disconnected_at = ? WHERE conn_id = ? AND disconnected_at IS NULL", now, conn);
+    // A token that may use any name (LMGATE_NODE_TOKEN) could otherwise leave a row per name it makes up.
+    this.#ctx.storage.sql.exec(
+      `DELETE FROM nodes WHERE disconnected_at IS NOT NULL AND name NOT IN
+         (SELECT name FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY disconnected_at DESC, name DESC LIMIT ?)`,
+      MAX_OFFLINE_NODES,
+    );
   }
 
   /** Last sign of life: the last auto-answered ping, else the moment it connected. */

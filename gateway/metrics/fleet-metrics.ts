@@ -1,4 +1,4 @@
-import type { SettledJob } from "../fleet/dispatcher.ts";
+import { recordedModel, type SettledJob } from "../fleet/dispatcher.ts";
 import type { FleetNode } from "../fleet/fleet-node.ts";
 import type { Persistent } from "../fleet/saved-state.ts";
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from "./registry.ts";
@@ -112,8 +112,7 @@ export class FleetMetrics implements Persistent {
   /** One request, as it settled: the same observation that feeds usage and the dashboard. */
   observe(job: SettledJob): void {
     const route = ROUTES[job.op];
-    // A model id nobody holds never becomes a label value: callers could mint unbounded series.
-    const model = job.errorCode === "model_not_found" ? "unknown" : job.model;
+    const model = recordedModel(job);
     this.#requests.inc({ route, model, status: String(job.status) });
     this.#duration.observe({ route, model }, job.durationMs / 1000);
     if (job.promptTokens > 0) this.#promptTokens.inc({ model }, job.promptTokens);

@@ -75,6 +75,13 @@ export class Engine {
    * context fit in the memory free right now.
    */
   async fits(path: string, config: LoadConfig, embedding: boolean): Promise<boolean> {
+    const needed = await this.memoryNeeded(path, config, embedding);
+    const [ram, vram] = await Promise.all([this.llama.getRamState(), this.llama.getVramState()]);
+    return needed.ram <= ram.free && needed.vram <= vram.free;
+  }
+
+  /** node-llama-cpp's estimate of the bytes of RAM and VRAM the model and its context take, fully offloaded when a GPU is in use. */
+  async memoryNeeded(path: string, config: LoadConfig, embedding: boolean): Promise<{ ram: number; vram: number }> {
     const insights = await GgufInsights.from(await readGgufFileInfo(path, { logWarnings: false }), this.llama);
     const gpuLayers = this.llama.gpu === false ? 0 : insights.totalLayers;
     const model = insights.estimateModelResourceRequirements({ gpuLayers });
@@ -84,8 +91,14 @@ export class Engine {
       modelGpuLayers: gpuLayers,
       isEmbeddingContext: embedding,
     });
+    return { ram: model.cpuRam + context.cpuRam, vram: model.gpuVram + context.gpuVram };
+  }
+
+  /** All the memory of this machine, RAM and VRAM together: what no load can exceed, whatever is unloaded first. */
+  async totalMemory(): Promise<number> {
     const [ram, vram] = await Promise.all([this.llama.getRamState(), this.llama.getVramState()]);
-    return model.cpuRam + context.cpuRam <= ram.free && model.gpuVram + context.gpuVram <= vram.free;
+    // Unified memory (Apple silicon) is counted in both.
+    return ram.total + vram.total - vram.unifiedSize;
   }
 
   /** Frees llama.cpp; models it loaded go with it. Idempotent. */

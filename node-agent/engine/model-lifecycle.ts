@@ -28,6 +28,11 @@ export interface ModelLease<M extends ManagedModel> {
 
 export interface ModelLifecycleOptions<M extends ManagedModel> {
   load(id: string, config: LoadConfig): Promise<M>;
+  /**
+   * Refuses (throws) a load the node can never give, whatever is unloaded first: asked before
+   * every load, explicit or JIT, so no route can get a node killed by its memory.
+   */
+  bound?(id: string, config: LoadConfig): Promise<void>;
   /** Whether the model would fit in memory beside the loaded ones; asked before a JIT load. Defaults to yes. */
   fits?(id: string, config: LoadConfig): Promise<boolean>;
   /** Loaded models allowed before a JIT load evicts idle JIT-loaded ones. Defaults to no limit. */
@@ -46,6 +51,9 @@ interface Instance<M extends ManagedModel> extends LoadedInstance<M> {
   lastUsed: number;
   timer: NodeJS.Timeout | undefined;
 }
+
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Seconds to suggest before retrying a load that found no memory. */
 const OUT_OF_MEMORY_RETRY_AFTER_SECONDS = 30;
@@ -108,7 +116,10 @@ export class ModelLifecycle<M extends ManagedModel> {
       instance = undefined;
     }
     instance ??= await this.#shareLoad(id, () =>
-      this.#serialized(() => this.#loadOnce(id, config, false, null).catch((error: unknown) => Promise.reject(outOfMemory(id, error)))),
+      this.#serialized(async () => {
+        await this.#options.bound?.(id, config);
+        return this.#loadOnce(id, config, false, null).catch((error: unknown) => Promise.reject(outOfMemory(id, error)));
+      }),
     );
     instance.jit = false;
     instance.ttlMs = ttlSeconds === undefined ? null : ttlSeconds * 1000;
@@ -149,6 +160,7 @@ export class ModelLifecycle<M extends ManagedModel> {
   async #loadJit(id: string, config: LoadConfig, ttlMs: number): Promise<Instance<M>> {
     const existing = this.#instances.get(id);
     if (existing) return existing;
+    await this.#options.bound?.(id, config);
     const { maxLoadedModels, fits } = this.#options;
     while (maxLoadedModels !== undefined && this.#instances.size >= maxLoadedModels) {
       if (!(await this.#evictOne(id, "the loaded-model limit"))) break;
@@ -203,16 +215,20 @@ export class ModelLifecycle<M extends ManagedModel> {
     };
   }
 
-  #scheduleIdleUnload(instance: Instance<M>): void {
+  /** `idleUntil` is given only when re-arming for a TTL longer than one timer can wait. */
+  #scheduleIdleUnload(instance: Instance<M>, idleUntil?: number): void {
     clearTimeout(instance.timer);
     instance.timer = undefined;
     if (instance.users > 0 || instance.ttlMs === null || this.#instances.get(instance.id) !== instance) return;
     const ttlMs = instance.ttlMs;
+    const until = idleUntil ?? Date.now() + ttlMs;
+    // setTimeout fires at once past 2^31 - 1 ms, so a longer TTL is waited out in steps.
     instance.timer = setTimeout(() => {
       if (instance.users > 0 || this.#instances.get(instance.id) !== instance) return;
+      if (Date.now() < until) return this.#scheduleIdleUnload(instance, until);
       this.#options.onInfo?.(`unloading "${instance.id}" after ${ttlMs / 1000} s idle`);
       void this.#unloadInstance(instance);
-    }, ttlMs);
+    }, Math.min(Math.max(0, until - Date.now()), MAX_TIMER_MS));
     // An idle model must not keep the process alive.
     instance.timer.unref();
   }

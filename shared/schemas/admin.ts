@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Hardware } from "../protocol.ts";
+import { Hardware, NodeName } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
 
 /** The admin API under `/admin/*` (admin token only): keys, node tokens, usage, live nodes. */
@@ -39,7 +39,7 @@ export type KeyRecord = z.infer<typeof KeyRecord>;
 export const CreatedKey = z.object({ key: z.string(), record: KeyRecord });
 export type CreatedKey = z.infer<typeof CreatedKey>;
 
-export const CreateNodeTokenRequest = z.object({ node: z.string().min(1).max(64).regex(/^[\w.-]+$/) });
+export const CreateNodeTokenRequest = z.object({ node: NodeName });
 export type CreateNodeTokenRequest = z.infer<typeof CreateNodeTokenRequest>;
 
 export const NodeTokenRecord = z.object({

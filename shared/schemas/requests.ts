@@ -29,6 +29,15 @@ const numeric = (schema: z.ZodNumber) =>
 const notSupported = (what: string) => z.unknown().refine(() => false, `${what} is not supported by lmgate yet.`);
 const onlyOne = numeric(z.number().int().min(1).max(1, "n > 1 (several choices) is not supported by lmgate yet; send separate requests."));
 
+/**
+ * Sanity bounds, so absurd numbers are a 400 here; the real limits (the model's trained context,
+ * the node's memory) are the agent's, where loads run.
+ */
+const MAX_CONTEXT_LENGTH = 2 ** 24;
+const MAX_TTL_SECONDS = 365 * 24 * 3600;
+/** Seconds a model that a request loads stays loaded while idle. */
+const Ttl = z.number().int().positive().max(MAX_TTL_SECONDS, `ttl is at most ${MAX_TTL_SECONDS} seconds (365 days)`);
+
 const samplingFields = {
   model: z.string().min(1, "model is required"),
   max_tokens: optional(numeric(z.number().int().min(-1))),
@@ -45,8 +54,7 @@ const samplingFields = {
   stream_options: optional(z.object({ include_usage: optional(flag) })),
   logit_bias: optional(z.record(z.string(), z.number())),
   n: optional(onlyOne),
-  /** Seconds a model that this request loads stays loaded while idle. */
-  ttl: optional(numeric(z.number().int().positive())),
+  ttl: optional(numeric(Ttl)),
 };
 
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -127,16 +135,16 @@ export const EmbeddingsRequest = z.object({
   input: z.union([z.string(), z.array(z.string()).min(1, "input must not be empty").max(2048)]),
   /** `base64` is what the official openai client asks for by default. */
   encoding_format: optional(z.enum(["float", "base64"])),
-  ttl: optional(z.number().int().positive()),
+  ttl: optional(Ttl),
 });
 export type EmbeddingsRequest = z.infer<typeof EmbeddingsRequest>;
 
 export const LoadRequest = z.object({
   model: z.string().min(1, "model is required"),
-  context_length: optional(z.number().int().min(16)),
+  context_length: optional(z.number().int().min(16).max(MAX_CONTEXT_LENGTH)),
   /** Parallel slots (context sequences); LM Studio scripts send it as an extension. */
   parallel: optional(z.number().int().min(1).max(64)),
-  ttl: optional(z.number().int().positive()),
+  ttl: optional(Ttl),
   echo_load_config: optional(flag),
 });
 export type LoadRequest = z.infer<typeof LoadRequest>;

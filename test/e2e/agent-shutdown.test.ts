@@ -104,15 +104,16 @@ test(
   },
 );
 
-test("past --shutdown-timeout a running stream is stopped, still ending with its final chunk and [DONE], and the agent exits 0", async () => {
+test("past --shutdown-timeout a running stream is stopped, ending with a model_unloaded error (no [DONE], no finish_reason), and the agent exits 0", async () => {
   agent = await startAgent({ models: [await testModelsDir()], extraArgs: ["--shutdown-timeout", "0"] });
   const response = await post("/api/v0/chat/completions", longChat(2000, { stream: true }));
   const stream = await openStream(response);
   agent.kill("SIGTERM");
   const { events, done } = await stream.rest();
-  expect(done).toBe(true);
-  const final = events.map((event) => ChatCompletionChunk.parse(event)).findLast((chunk) => chunk.choices.length > 0);
-  expect(final?.stats?.stop_reason).toBe("modelUnloaded");
+  expect(done).toBe(false);
+  expect(ErrorBody.parse(events.at(-1)).error.code).toBe("model_unloaded");
+  const chunks = events.slice(0, -1).map((event) => ChatCompletionChunk.parse(event));
+  expect(chunks.every((chunk) => chunk.choices.every((choice) => choice.finish_reason === null))).toBe(true);
   expect(await agent.exited).toBe(0);
   expect(agent.output()).toMatch(/1 request\(s\) still running after 0 s/);
 });

@@ -8,8 +8,8 @@ export interface AgentProcessOptions {
   bin?: string;
   /** Model directories (--models, repeated). */
   models: string[];
-  /** Join a gateway instead of serving locally. */
-  gateway?: { url: string; token: string };
+  /** Join a gateway instead of serving locally, with the node token itself or a file that holds it. */
+  gateway?: { url: string; token: string } | { url: string; tokenFile: string };
   name?: string;
   /** Direct mode port; 0 (the default) picks a free one. */
   port?: number;
@@ -37,14 +37,14 @@ const READY = /lmgate-agent: (serving on (http:\/\/\S+)|connected to gateway)/;
 export async function startAgent(options: AgentProcessOptions): Promise<AgentProcess> {
   const args = [...(options.bin ? [] : [CLI]), ...options.models.flatMap((dir) => ["--models", dir])];
   // The token goes in the environment: nothing secret on a command line (ps shows it to everyone).
-  if (options.gateway) args.push("--gateway", options.gateway.url);
+  if (options.gateway) args.push("--gateway", options.gateway.url, ...("tokenFile" in options.gateway ? ["--token-file", options.gateway.tokenFile] : []));
   else args.push("--serve", "--port", String(options.port ?? 0));
   if (options.name) args.push("--name", options.name);
   args.push(...(options.extraArgs ?? []));
 
   const child = spawn(options.bin ?? process.execPath, args, {
     // NO_COLOR: the tests read the banner as text, and picocolors colours it whenever CI is set.
-    env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...(options.gateway ? { LMGATE_TOKEN: options.gateway.token } : {}), ...options.env },
+    env: { ...process.env, LMGATE_THREADS: "1", NO_COLOR: "1", ...(options.gateway && "token" in options.gateway ? { LMGATE_TOKEN: options.gateway.token } : {}), ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -1,0 +1,28 @@
+import type { Operation } from "../../shared/protocol.ts";
+import type { Usage } from "../../shared/schemas/generation.ts";
+import type { ModelObject } from "../../shared/schemas/models.ts";
+
+/**
+ * Tokens a chat template may add around the request's own text (role markers, BOS, a default
+ * system prompt): generous, as it only has to stop absurd counts.
+ */
+const TEMPLATE_TOKENS = 1_024;
+
+/**
+ * Usage a node reports, bounded by what the request asked for, so a rogue node cannot spend a
+ * key's budget with made-up counts: a prompt is at most one token per byte of the request (a
+ * byte-fallback tokenizer's worst case) plus a template's share; a completion at most its
+ * `max_tokens`, else the model's context.
+ */
+export function boundedUsage(operation: Operation, model: ModelObject | undefined, usage: Usage): Usage {
+  const prompt = Math.min(usage.prompt_tokens, new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS);
+  const completion = Math.min(usage.completion_tokens, completionLimit(operation, model));
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function completionLimit(operation: Operation, model: ModelObject | undefined): number {
+  if (operation.op !== "chat" && operation.op !== "completion") return 0;
+  const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
+  if (asked !== undefined && asked >= 0) return asked;
+  return model?.loaded_context_length ?? model?.max_context_length ?? Number.MAX_SAFE_INTEGER;
+}
