@@ -1,0 +1,222 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, rename, stat, statfs } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { ApiError, toApiError } from "../../shared/errors.ts";
+import type { DownloadJob } from "../../shared/schemas/downloads.ts";
+import { planDownload, type DownloadPlan } from "./download-plan.ts";
+import { discard, transferFile } from "./file-transfer.ts";
+import type { HubClient } from "./hub-client.ts";
+import { SpeedWindow } from "./speed-window.ts";
+
+export interface DownloadManagerOptions {
+  /** The models folder downloads go to, in LM Studio's `<publisher>/<repo>/<file>` layout. */
+  modelsDir: string;
+  hub: HubClient;
+  /** Free bytes on the disk holding `dir`; tests inject a full disk. Defaults to `statfs`. */
+  freeBytes?: (dir: string) => Promise<number>;
+  /** Bytes a download must leave free, so the disk never fills up. Defaults to 512 MiB. */
+  reserveBytes?: number;
+  /** Tries per file after a dropped connection, and the first wait between them. */
+  retries?: number;
+  retryDelayMs?: number;
+  /** The files are in place: rescan, and answer the model key they became. */
+  onComplete(paths: string[]): Promise<string | undefined>;
+  /** A job started, progressed (at most every `progressIntervalMs`) or ended. */
+  onChange?(job: DownloadJob): void;
+  progressIntervalMs?: number;
+}
+
+interface Job {
+  view: DownloadJob;
+  plan: DownloadPlan;
+  abort: AbortController;
+  done: Promise<void>;
+  speed: SpeedWindow;
+  lastReport: number;
+}
+
+const DEFAULT_RESERVE_BYTES = 512 * 1024 * 1024;
+/** Suffix of files still downloading; the catalog only takes `.gguf` files, so it never sees them. */
+const PART_SUFFIX = ".part";
+
+/**
+ * Downloads into the models folder: each job is one model (one file, or all shards of a split
+ * GGUF), streamed to `.part` files that are moved into place only once every one is complete and
+ * checked. Jobs are LM Studio's `job_…` ids with its statuses; they live as long as the process,
+ * while `.part` files outlive it so the next pull of the same model resumes.
+ */
+export class DownloadManager {
+  readonly #options: DownloadManagerOptions;
+  readonly #jobs = new Map<string, Job>();
+
+  constructor(options: DownloadManagerOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Plans the download and checks free space before answering, so a missing repo, an unknown
+   * quantization or a too-small disk is the request's error; then downloads in the background.
+   */
+  async start(model: string, quantization: string | undefined): Promise<DownloadJob> {
+    const plan = await planDownload(this.#options.hub, model, quantization);
+    const targets = plan.files.map((file) => join(this.#options.modelsDir, file.relativePath));
+    const running = [...this.#jobs.values()].find((job) => job.view.status === "downloading" && sameFiles(job.plan, plan));
+    if (running) return this.#snapshot(running);
+
+    const total = plan.files.reduce((sum, file) => sum + (file.size ?? 0), 0);
+    const present = await Promise.all(targets.map((path) => stat(path).then((stats) => stats.size, () => undefined)));
+    if (present.every((size, index) => size !== undefined && (plan.files[index]?.size ?? size) === size)) {
+      const now = new Date().toISOString();
+      const key = await this.#options.onComplete(targets);
+      return { status: "already_downloaded", total_size_bytes: total, downloaded_bytes: total, started_at: now, completed_at: now, ...(key ? { model_key: key } : {}) };
+    }
+    await this.#checkFreeSpace(plan, targets);
+
+    const id = `job_${randomBytes(5).toString("hex")}`;
+    const job: Job = {
+      view: { job_id: id, status: "downloading", total_size_bytes: total, downloaded_bytes: 0, started_at: new Date().toISOString() },
+      plan,
+      abort: new AbortController(),
+      done: Promise.resolve(),
+      speed: new SpeedWindow(),
+      lastReport: 0,
+    };
+    this.#jobs.set(id, job);
+    job.done = this.#run(job, targets);
+    this.#options.onChange?.(this.#snapshot(job));
+    return this.#snapshot(job);
+  }
+
+  status(jobId: string): DownloadJob {
+    return this.#snapshot(this.#job(jobId));
+  }
+
+  jobs(): DownloadJob[] {
+    return [...this.#jobs.values()].map((job) => this.#snapshot(job));
+  }
+
+  /** Stops a running job and removes its partial files; a finished job is left as it is. */
+  async cancel(jobId: string): Promise<DownloadJob> {
+    const job = this.#job(jobId);
+    if (job.view.status === "downloading") {
+      job.abort.abort(new ApiError(499, "The download was cancelled.", { code: "download_cancelled" }));
+      await job.done;
+    }
+    return this.#snapshot(job);
+  }
+
+  /** Resolves once the job has ended, whatever the outcome. */
+  async settled(jobId: string): Promise<DownloadJob> {
+    const job = this.#job(jobId);
+    await job.done;
+    return this.#snapshot(job);
+  }
+
+  /** Stops every download; their `.part` files stay so the next pull resumes. */
+  async dispose(): Promise<void> {
+    for (const job of this.#jobs.values()) job.abort.abort(new ApiError(503, "The agent is shutting down.", { code: "shutting_down" }));
+    await Promise.all([...this.#jobs.values()].map((job) => job.done));
+  }
+
+  async #run(job: Job, targets: string[]): Promise<void> {
+    const { plan } = job;
+    const received = plan.files.map(() => 0);
+    const parts = targets.map((path) => path + PART_SUFFIX);
+    try {
+      for (const [index, file] of plan.files.entries()) {
+        await mkdir(dirname(targets[index] as string), { recursive: true });
+        await transferFile({
+          hub: this.#options.hub,
+          file,
+          partPath: parts[index] as string,
+          signal: job.abort.signal,
+          retries: this.#options.retries,
+          retryDelayMs: this.#options.retryDelayMs,
+          onProgress: (bytes) => {
+            received[index] = bytes;
+            this.#progress(job, received.reduce((sum, value) => sum + value, 0));
+          },
+        });
+        if (file.size === undefined) job.view.total_size_bytes = received.reduce((sum, value) => sum + value, 0);
+      }
+      // The first shard last: llama.cpp opens a split model from it, so it must find the others in place.
+      for (const index of [...targets.keys()].reverse()) {
+        await rename(parts[index] as string, targets[index] as string);
+        await discard(`${parts[index]}.json`);
+      }
+      job.view.status = "completed";
+      job.view.completed_at = new Date().toISOString();
+      const key = await this.#options.onComplete(targets).catch(() => undefined);
+      if (key) job.view.model_key = key;
+    } catch (error) {
+      const cancelled = job.abort.signal.aborted && (job.abort.signal.reason as ApiError).code === "download_cancelled";
+      if (cancelled) await Promise.all(parts.map((part) => discard(part)));
+      job.view.status = cancelled ? "cancelled" : "failed";
+      if (!cancelled) job.view.error = toApiError(error).message;
+    }
+    this.#options.onChange?.(this.#snapshot(job));
+  }
+
+  #progress(job: Job, bytes: number): void {
+    job.view.downloaded_bytes = bytes;
+    job.speed.record(bytes);
+    const now = performance.now();
+    if (now - job.lastReport >= (this.#options.progressIntervalMs ?? 500)) {
+      job.lastReport = now;
+      this.#options.onChange?.(this.#snapshot(job));
+    }
+  }
+
+  async #checkFreeSpace(plan: DownloadPlan, targets: string[]): Promise<void> {
+    const { modelsDir } = this.#options;
+    await mkdir(modelsDir, { recursive: true });
+    const partial = await Promise.all(targets.map((path) => stat(path + PART_SUFFIX).then((stats) => stats.size, () => 0)));
+    const needed = plan.files.reduce((sum, file, index) => sum + Math.max(0, (file.size ?? 0) - (partial[index] ?? 0)), 0);
+    const free = await (this.#options.freeBytes ?? freeBytes)(modelsDir);
+    const reserve = this.#options.reserveBytes ?? DEFAULT_RESERVE_BYTES;
+    if (needed + reserve > free) {
+      throw new ApiError(
+        507,
+        `Not enough disk space for ${plan.label}: it needs ${formatBytes(needed)} and the models folder's disk has ${formatBytes(free)} free ` +
+          `(${formatBytes(reserve)} are always kept free).`,
+        { code: "insufficient_storage" },
+      );
+    }
+  }
+
+  #job(jobId: string): Job {
+    const job = this.#jobs.get(jobId);
+    if (!job) throw new ApiError(404, `No download job "${jobId}".`, { param: "job_id", code: "job_not_found" });
+    return job;
+  }
+
+  #snapshot(job: Job): DownloadJob {
+    const view = { ...job.view };
+    if (view.status === "downloading") {
+      const speed = job.speed.bytesPerSecond();
+      if (speed !== undefined) {
+        view.bytes_per_second = Math.round(speed);
+        if (speed > 0 && view.total_size_bytes > 0) {
+          const seconds = Math.max(0, view.total_size_bytes - view.downloaded_bytes) / speed;
+          view.estimated_completion = new Date(Date.now() + seconds * 1000).toISOString();
+        }
+      }
+    }
+    return view;
+  }
+}
+
+function sameFiles(a: DownloadPlan, b: DownloadPlan): boolean {
+  return a.files.map((file) => file.relativePath).join("\n") === b.files.map((file) => file.relativePath).join("\n");
+}
+
+async function freeBytes(dir: string): Promise<number> {
+  const stats = await statfs(dir);
+  return stats.bavail * stats.bsize;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} bytes`;
+}
