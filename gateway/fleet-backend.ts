@@ -94,7 +94,7 @@ export class FleetBackend implements InferenceBackend {
 
 const fromWire = (error: WireError) => ApiError.fromBody(error.status, error.body, error.retry_after);
 
-function unwrap<T>(outcome: Outcome<T>): T {
+export function unwrap<T>(outcome: Outcome<T>): T {
   if (outcome.ok) return outcome.result;
   throw fromWire(outcome.error);
 }

@@ -4,6 +4,7 @@ import { createApiApp } from "../shared/app.ts";
 import { ApiError, toApiError } from "../shared/errors.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
+import { FleetModelAdmin } from "./fleet-model-admin.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { GATEWAY_OPENAPI } from "./route-docs.ts";
@@ -29,6 +30,7 @@ app.route(
   "/",
   createApiApp<GatewayEnv>({
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
+    modelAdmin: (c) => new FleetModelAdmin(fleetStub(c.env), c.get("caller")),
     onUnexpectedError: logUnexpected,
     openApi: GATEWAY_OPENAPI,
   }),

@@ -162,6 +162,18 @@ export class LocalBackend implements InferenceBackend {
     return { instance_id: id };
   }
 
+  /** The models on disk, rescanned first. */
+  async catalogEntries(): Promise<readonly CatalogEntry[]> {
+    if (await this.#catalog.refresh()) this.#notify();
+    return this.#catalog.entries;
+  }
+
+  /** How a model is loaded, if it is. */
+  loadedConfig(id: string): LoadConfig | undefined {
+    const loaded = this.#lifecycle.get(id);
+    return loaded && { contextLength: loaded.model.contextLength, slots: loaded.model.slots };
+  }
+
   /** Models, busy slots and measured speed, as the gateway link reports them. */
   status(): NodeStatus {
     return {

@@ -5,10 +5,12 @@ import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "./demo-models/demo-mo
 import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
+import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
 import { AgentMetrics } from "./metrics/agent-metrics.ts";
 import { metricsHandler, startMetricsServer, type MetricsServer } from "./metrics/metrics-endpoint.ts";
+import { LocalModelAdmin } from "./model-admin.ts";
 import { shutdownSignal } from "./shutdown.ts";
 import { TrackedBackend } from "./tracked-backend.ts";
 
@@ -49,6 +51,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     onLoadProgress: createLoadProgress(),
     logger: log,
   });
+  const modelAdmin = new LocalModelAdmin(backend, { modelDirs, hub: hubOptionsFromEnv(process.env) });
   console.log(
     formatBanner({
       version,
@@ -77,6 +80,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     server = await listening({ host: `--host ${config.host}`, port: `--port ${config.port}` }, () =>
       startDirectServer({
         backend: new TrackedBackend(backend, { observer: metrics }),
+        modelAdmin,
         host: config.host,
         port: config.port,
         drain,
@@ -124,6 +128,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     await link.close();
     log.info("left the gateway");
   }
+  await modelAdmin.dispose();
   // Stops whatever still runs: a stream cut here ends with its final chunk (stop_reason modelUnloaded),
   // or with an error event if it had no token yet — never silently.
   await backend.dispose();

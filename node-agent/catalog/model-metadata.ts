@@ -13,6 +13,10 @@ export interface ModelMetadata {
   type: Extract<ModelType, "llm" | "embeddings">;
   capabilities: string[];
   sizeBytes: number;
+  /** `general.name`, when the file has one. */
+  displayName: string | undefined;
+  /** `general.size_label`: `7B`, `26B-A4B`. */
+  paramsString: string | undefined;
 }
 
 /** A readable file that is not a model this agent serves on its own (a shard, adapter, projector…). */
@@ -69,6 +73,8 @@ export async function readModelMetadata(path: string): Promise<ModelMetadata> {
     type: EMBEDDING_ARCHITECTURES.has(arch) || pools ? "embeddings" : "llm",
     capabilities: chatTemplate !== undefined && /\btools\b/.test(chatTemplate) ? ["tool_use"] : [],
     sizeBytes: stats.size,
+    displayName: stringAt(metadata, "general", "name"),
+    paramsString: stringAt(metadata, "general", "size_label"),
   };
 }
 

@@ -144,10 +144,11 @@ export class DownloadManager {
         await rename(parts[index] as string, targets[index] as string);
         await discard(`${parts[index]}.json`);
       }
-      job.view.status = "completed";
-      job.view.completed_at = new Date().toISOString();
+      // Completed only once the catalog has it, so a client that sees "completed" can use the model.
       const key = await this.#options.onComplete(targets).catch(() => undefined);
       if (key) job.view.model_key = key;
+      job.view.status = "completed";
+      job.view.completed_at = new Date().toISOString();
     } catch (error) {
       const cancelled = job.abort.signal.aborted && (job.abort.signal.reason as ApiError).code === "download_cancelled";
       if (cancelled) await Promise.all(parts.map((part) => discard(part)));

@@ -10,6 +10,14 @@ export interface HubClientOptions {
   token?: string;
 }
 
+/** The variables `huggingface_hub` and llama.cpp read: `MODEL_ENDPOINT` first (llama.cpp), then `HF_ENDPOINT`; `HF_TOKEN`. */
+export function hubOptionsFromEnv(env: NodeJS.ProcessEnv): HubClientOptions {
+  return {
+    endpoint: env.MODEL_ENDPOINT || env.HF_ENDPOINT || undefined,
+    token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
+  };
+}
+
 /** A file of a repository as the hub's tree API lists it. */
 export interface HubFile {
   path: string;

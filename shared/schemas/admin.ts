@@ -6,6 +6,13 @@ import { ModelObject } from "./models.ts";
 
 const ModelGlob = z.string().min(1).max(200).regex(/^[\w.@/*?:-]+$/, "model patterns use letters, digits, . _ - / @ : and * ? as wildcards");
 
+/**
+ * What a key may change on the nodes, beyond using models: `load` (load and unload), `download`,
+ * `delete`. Each is granted explicitly; the admin token and LMGATE_API_KEY may do all of them.
+ */
+export const KeyAction = z.enum(["load", "download", "delete"]);
+export type KeyAction = z.infer<typeof KeyAction>;
+
 export const KeyScopes = z.object({
   /** Globs of model ids the key may use; null = every model. */
   models: z.array(ModelGlob).max(100).nullable(),
@@ -15,6 +22,8 @@ export const KeyScopes = z.object({
   tokens_per_day: z.number().int().positive().nullable(),
   /** ISO 8601 instant after which the key stops working; null = never. */
   expires_at: z.iso.datetime().nullable(),
+  /** Model management the key may do; none by default. */
+  can: z.array(KeyAction).max(KeyAction.options.length),
 });
 export type KeyScopes = z.infer<typeof KeyScopes>;
 
