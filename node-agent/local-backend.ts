@@ -162,9 +162,8 @@ export class LocalBackend implements InferenceBackend {
     return { instance_id: id };
   }
 
-  /** The models on disk, rescanned first. */
-  async catalogEntries(): Promise<readonly CatalogEntry[]> {
-    if (await this.#catalog.refresh()) this.#notify();
+  /** The models on disk as last scanned (`listModels()` rescans). */
+  catalogEntries(): readonly CatalogEntry[] {
     return this.#catalog.entries;
   }
 

@@ -2,6 +2,7 @@ import { rm } from "node:fs/promises";
 import { isAbsolute, relative } from "node:path";
 import { ApiError, modelNotFound } from "../shared/errors.ts";
 import type { ModelAdmin } from "../shared/model-admin.ts";
+import type { NodeStatus } from "../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
 import type { V1Model } from "../shared/schemas/v1-models.ts";
 import type { CatalogEntry } from "./catalog/model-catalog.ts";
@@ -16,8 +17,6 @@ export interface LocalModelAdminOptions {
   hub?: HubClientOptions;
   /** Free bytes on a folder's disk; tests inject a full disk. */
   freeBytes?: (dir: string) => Promise<number>;
-  /** Download jobs started, progressed or ended (the gateway link passes them on). */
-  onDownloadChange?: (job: DownloadJob) => void;
   retryDelayMs?: number;
 }
 
@@ -25,6 +24,7 @@ export interface LocalModelAdminOptions {
 export class LocalModelAdmin implements ModelAdmin {
   readonly #backend: LocalBackend;
   readonly #modelDirs: readonly string[];
+  readonly #listeners = new Set<() => void>();
   readonly downloads: DownloadManager;
 
   constructor(backend: LocalBackend, options: LocalModelAdminOptions) {
@@ -37,13 +37,30 @@ export class LocalModelAdmin implements ModelAdmin {
       hub: new HubClient(options.hub),
       freeBytes: options.freeBytes,
       retryDelayMs: options.retryDelayMs,
-      onChange: options.onDownloadChange,
-      onComplete: async (paths) => (await backend.catalogEntries()).find((entry) => entry.path === paths[0])?.id,
+      onChange: () => {
+        for (const listener of this.#listeners) listener();
+      },
+      onComplete: async (paths) => {
+        await backend.listModels();
+        return backend.catalogEntries().find((entry) => entry.path === paths[0])?.id;
+      },
     });
   }
 
   async listModels(): Promise<V1Model[]> {
-    return (await this.#backend.catalogEntries()).map((entry) => v1Model(entry, this.#backend.loadedConfig(entry.id)));
+    await this.#backend.listModels();
+    return this.#currentModels();
+  }
+
+  /** What the gateway link adds to this node's status: the v1 listing (which also tells the gateway this agent manages models) and the downloads. */
+  statusFields(): Pick<NodeStatus, "v1_models" | "downloads"> {
+    return { v1_models: this.#currentModels(), downloads: this.downloads.jobs() };
+  }
+
+  /** Calls `listener` when a download starts, progresses or ends; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   download(request: DownloadRequest): Promise<DownloadJob> {
@@ -60,7 +77,8 @@ export class LocalModelAdmin implements ModelAdmin {
 
   /** Removes a model's file; refused while it is loaded, unless `force` unloads it first. */
   async deleteModel(request: DeleteRequest): Promise<DeleteResult> {
-    const entries = await this.#backend.catalogEntries();
+    await this.#backend.listModels();
+    const entries = this.#backend.catalogEntries();
     const entry = entries.find((candidate) => candidate.id === request.model);
     if (!entry) throw modelNotFound(request.model, entries.map((candidate) => candidate.id));
     if (this.#backend.loadedConfig(entry.id)) {
@@ -80,6 +98,10 @@ export class LocalModelAdmin implements ModelAdmin {
   /** Stops running downloads; their partial files stay for the next pull to resume. */
   dispose(): Promise<void> {
     return this.downloads.dispose();
+  }
+
+  #currentModels(): V1Model[] {
+    return this.#backend.catalogEntries().map((entry) => v1Model(entry, this.#backend.loadedConfig(entry.id)));
   }
 
   /** Below its model folder: the machine's own paths stay on the machine. */

@@ -104,7 +104,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
       token: config.token,
       nodeName: config.name,
       agentVersion: version,
-      source: new TrackedBackend(backend, { drain, observer: metrics }),
+      source: new TrackedBackend(backend, { drain, observer: metrics, modelAdmin }),
       logger: log,
     });
     link.onStateChange((connected) => {
