@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -5,6 +7,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import { ErrorBody } from "../../shared/errors.ts";
+import { KeyRecord } from "../../shared/schemas/admin.ts";
 import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
 import { LoadResult } from "../../shared/schemas/models.ts";
 import { V1ModelList } from "../../shared/schemas/v1-models.ts";
@@ -114,4 +117,26 @@ test("delete takes the delete right: the admin token deletes from the node that 
   expect(deleted).toEqual({ model: "tiny-chat-q8_0", deleted: true, files: ["test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"], node: "alpha" });
   while ((await listing(manager)).some((model) => model.key === "tiny-chat-q8_0")) await new Promise((resolve) => setTimeout(resolve, 100));
   expect(await readdir(join(folders.alpha as string, "test-pub/tiny-chat-GGUF"))).toEqual([]);
+});
+
+/** `lmgate …` as a user runs it; the admin token comes from the environment, never the command line. */
+async function lmgate(...args: string[]): Promise<unknown> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["cli/lmgate.ts", "--json", ...args], {
+    env: { ...process.env, LMGATE_URL: gateway.url, LMGATE_ADMIN_TOKEN: gateway.adminToken, NO_COLOR: "1" },
+  });
+  return JSON.parse(stdout);
+}
+
+test("the CLI: keys create --can, models pull onto a node, list, load, unload and rm", async () => {
+  expect(KeyRecord.parse(((await lmgate("keys", "create", "--name", "ops", "--can", "load,download")) as { record: unknown }).record).can).toEqual(["load", "download"]);
+  const pulled = DownloadJob.parse(await lmgate("models", "pull", "test-pub/tiny-chat-GGUF", "--quant", "Q8_0", "--node", "beta"));
+  expect(pulled).toMatchObject({ status: "completed", node: "beta", model_key: "tiny-chat-q8_0" });
+  let onBeta: string[] = [];
+  while (!onBeta.includes("tiny-chat-q8_0")) {
+    onBeta = V1ModelList.shape.models.parse(await lmgate("models", "list", "--node", "beta")).map((model) => model.key);
+  }
+  expect(onBeta.sort()).toEqual(["tiny-chat-f32", "tiny-chat-q8_0"]);
+  expect(LoadResult.parse(await lmgate("models", "load", "tiny-chat-q8_0", "--node", "beta", "--context-length", "512"))).toMatchObject({ load_config: { context_length: 512 } });
+  expect(await lmgate("models", "unload", "tiny-chat-q8_0", "--node", "beta")).toEqual({ instance_id: "tiny-chat-q8_0" });
+  expect(DeleteResult.parse(await lmgate("models", "rm", "tiny-chat-q8_0", "--node", "beta"))).toMatchObject({ node: "beta", deleted: true });
 });
