@@ -6,6 +6,7 @@ import type { NodeStatus } from "../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
 import type { V1Model } from "../shared/schemas/v1-models.ts";
 import type { CatalogEntry } from "./catalog/model-catalog.ts";
+import { modelParts } from "./catalog/model-metadata.ts";
 import { DownloadManager } from "./downloads/download-manager.ts";
 import { HubClient, type HubClientOptions } from "./downloads/hub-client.ts";
 import type { LoadConfig } from "./engine/model-lifecycle.ts";
@@ -75,7 +76,7 @@ export class LocalModelAdmin implements ModelAdmin {
     return this.downloads.cancel(jobId);
   }
 
-  /** Removes a model's file; refused while it is loaded, unless `force` unloads it first. */
+  /** Removes a model's file (every part of a split model); refused while it is loaded, unless `force` unloads it first. */
   async deleteModel(request: DeleteRequest): Promise<DeleteResult> {
     await this.#backend.listModels();
     const entries = this.#backend.catalogEntries();
@@ -90,9 +91,11 @@ export class LocalModelAdmin implements ModelAdmin {
       }
       await this.#backend.unloadModel({ instance_id: entry.id, model: undefined });
     }
-    await rm(entry.path, { force: true });
+    // The first part last: until it goes, the catalog still sees a complete model or none.
+    const parts = modelParts(entry.path);
+    for (const part of [...parts].reverse()) await rm(part, { force: true });
     await this.#backend.listModels();
-    return { model: entry.id, deleted: true, files: [this.#relativePath(entry.path)] };
+    return { model: entry.id, deleted: true, files: parts.map((part) => this.#relativePath(part)) };
   }
 
   /** Stops running downloads; their partial files stay for the next pull to resume. */

@@ -1,8 +1,10 @@
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { DEMO_MODELS } from "../../node-agent/demo-models/demo-models.ts";
+import { writeSplitModel } from "../../node-agent/demo-models/model-spec.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
@@ -27,6 +29,11 @@ beforeAll(async () => {
   hub.addFile("test-pub/tiny-chat-GGUF", "tiny-chat-Q8_0.gguf", await readFile(join(models, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
   hub.addFile("test-pub/tiny-embed-GGUF", "tiny-embed-F32.gguf", await readFile(join(models, "lmgate/tiny-embed-GGUF/tiny-embed-F32.gguf")));
   dir = await mkdtemp(join(tmpdir(), "lmgate-direct-admin-"));
+  const chat = DEMO_MODELS.find((model) => model.path.endsWith("tiny-chat-Q8_0.gguf"));
+  await mkdir(join(dir, ".split-source"));
+  for (const path of await writeSplitModel(join(dir, ".split-source"), "tiny-split-Q8_0", chat!.spec, 2)) {
+    hub.addFile("test-pub/tiny-split-GGUF", path.split("/").at(-1)!, await readFile(path));
+  }
   backend = await LocalBackend.create({ modelDirs: [dir], threads: 1, gpu: false, slots: 2 });
   admin = new LocalModelAdmin(backend, { modelDirs: [dir], hub: { endpoint: hub.url }, freeBytes: async () => 100 * 1024 ** 3 });
   server = await startDirectServer({ backend, modelAdmin: admin, host: "127.0.0.1", port: 0 });
@@ -120,6 +127,16 @@ test("delete is refused while the model is loaded, unless forced; then the files
   expect(await readdir(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual([]);
   expect((await listing()).map((model) => model.key)).toEqual(["tiny-embed-f32"]);
   expect((await post("/api/v1/models/delete", { model: "tiny-chat-q8_0" })).status).toBe(404);
+});
+
+test("a split GGUF downloads as one model that answers a chat, and deletes whole", async () => {
+  expect(await downloaded("test-pub/tiny-split-GGUF", "Q8_0")).toMatchObject({ status: "completed", model_key: "tiny-split-q8_0" });
+  const openai = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused" });
+  const reply = await openai.chat.completions.create({ model: "tiny-split-q8_0", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
+  expect(reply.choices[0]?.message.content).toEqual(expect.any(String));
+  const deleted = DeleteResult.parse(await (await post("/api/v1/models/delete", { model: "tiny-split-q8_0", force: true })).json());
+  expect(deleted.files).toEqual(["test-pub/tiny-split-GGUF/tiny-split-Q8_0-00001-of-00002.gguf", "test-pub/tiny-split-GGUF/tiny-split-Q8_0-00002-of-00002.gguf"]);
+  expect(await readdir(join(dir, "test-pub/tiny-split-GGUF"))).toEqual([]);
 });
 
 test("bad requests get LM Studio-shaped errors with the right status", async () => {
