@@ -1,10 +1,9 @@
 import type { z } from "zod";
-import { ErrorBody } from "../shared/errors.ts";
 import { DeleteResult, DownloadJob, type DeleteRequest, type DownloadRequest } from "../shared/schemas/downloads.ts";
 import { LoadResult, UnloadResult } from "../shared/schemas/models.ts";
 import type { LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { V1ModelList } from "../shared/schemas/v1-models.ts";
-import { AdminApiError } from "./admin-client.ts";
+import { jsonRequest } from "./json-request.ts";
 
 /** LM Studio's v1 model API of a gateway (or of an agent in direct mode), typed by the shared schemas. */
 export class ModelsClient {
@@ -16,23 +15,8 @@ export class ModelsClient {
     this.#token = token;
   }
 
-  async #call<T extends z.ZodType>(schema: T, method: string, path: string, body?: unknown): Promise<z.infer<T>> {
-    let response: Response;
-    try {
-      response = await fetch(`${this.#base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${this.#token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new AdminApiError(0, `cannot reach ${this.#base}: ${(error as Error).cause ?? (error as Error).message}`);
-    }
-    const payload: unknown = await response.json().catch(() => null);
-    if (!response.ok) {
-      const parsed = ErrorBody.safeParse(payload);
-      throw new AdminApiError(response.status, parsed.success ? parsed.data.error.message : `HTTP ${response.status}`);
-    }
-    return schema.parse(payload);
+  #call<T extends z.ZodType>(schema: T, method: string, path: string, body?: unknown): Promise<z.infer<T>> {
+    return jsonRequest(this.#base, this.#token, schema, method, path, body);
   }
 
   list = async () => (await this.#call(V1ModelList, "GET", "/api/v1/models")).models;
