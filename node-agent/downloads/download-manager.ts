@@ -74,7 +74,14 @@ export class DownloadManager {
 
     const id = `job_${randomBytes(5).toString("hex")}`;
     const job: Job = {
-      view: { job_id: id, status: "downloading", total_size_bytes: total, downloaded_bytes: 0, started_at: new Date().toISOString() },
+      view: {
+        job_id: id,
+        status: "downloading",
+        model: plan.files[0]?.relativePath,
+        total_size_bytes: total,
+        downloaded_bytes: 0,
+        started_at: new Date().toISOString(),
+      },
       plan,
       abort: new AbortController(),
       done: Promise.resolve(),

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { Hardware } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
+import { DownloadJob } from "./downloads.ts";
 
 /** The admin API under `/admin/*` (admin token only): keys, node tokens, usage, live nodes. */
 
@@ -96,6 +97,8 @@ export const NodeSummary = z.object({
   slots_per_model: z.number().int(),
   in_flight: z.number().int().nonnegative(),
   models: z.array(ModelObject),
+  /** The node's download jobs, running and finished (online nodes whose agent downloads). */
+  downloads: z.array(DownloadJob).optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 

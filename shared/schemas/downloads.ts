@@ -28,6 +28,8 @@ export const DownloadJob = z.object({
   estimated_completion: z.string().optional(),
   started_at: z.string(),
   completed_at: z.string().optional(),
+  /** What is downloading: the first file's place in the models folder (`publisher/repo/file.gguf`). */
+  model: z.string().optional(),
   /** The model key the files become once complete. */
   model_key: z.string().optional(),
   /** Why the job failed. */
