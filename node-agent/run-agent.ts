@@ -52,6 +52,8 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     logger: log,
   });
   const modelAdmin = new LocalModelAdmin(backend, { modelDirs, hub: hubOptionsFromEnv(process.env) });
+  const resumed = await modelAdmin.downloads.resumeInterrupted();
+  if (resumed.length > 0) log.info(`resuming ${resumed.length} download(s) interrupted by the last stop: ${resumed.map((job) => job.job_id).join(", ")}`);
   console.log(
     formatBanner({
       version,

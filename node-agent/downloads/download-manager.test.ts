@@ -62,7 +62,8 @@ async function receivedAtLeast(downloads: DownloadManager, job: DownloadJob, byt
 }
 
 async function filesIn(folder: string): Promise<string[]> {
-  return (await readdir(folder, { recursive: true })).map(String).sort();
+  // The journal of unfinished jobs lives in a dot folder, which the catalog skips.
+  return (await readdir(folder, { recursive: true })).map(String).filter((path) => !path.startsWith(".lmgate-downloads")).sort();
 }
 
 test("a repo and quantization download into LM Studio's layout, checked, with the token sent to the hub only", async () => {
@@ -173,4 +174,24 @@ test("a direct URL downloads under its host; unknown repos, files and quantizati
   await expect(downloads.start(REPO, "Q2_K")).rejects.toMatchObject({ status: 404, param: "quantization" });
   await expect(downloads.start("not a model", undefined)).rejects.toMatchObject({ status: 400 });
   expect(() => downloads.status("job_0000000000")).toThrow(expect.objectContaining({ status: 404, code: "job_not_found" }));
+});
+
+test("an agent stopped mid-download carries on after its restart: the same job id, resumed with Range, then complete", async () => {
+  hub.stall("tiny-chat-Q8_0.gguf", 30_000);
+  const before = manager();
+  const job = await before.start(REPO, "Q8_0");
+  await receivedAtLeast(before, job, 30_000);
+  await before.dispose();
+  expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf.part", "tiny-chat-Q8_0.gguf.part.json"]);
+
+  const after = manager();
+  const resumed = await after.resumeInterrupted();
+  expect(resumed.map((entry) => entry.job_id)).toEqual([job.job_id]);
+  const finished = await after.settled(job.job_id as string);
+  expect(finished.error).toBeUndefined();
+  expect(finished).toMatchObject({ status: "completed", downloaded_bytes: q8.byteLength, started_at: job.started_at });
+  expect(hub.requests.filter((request) => request.path.startsWith("/cdn/")).map((request) => request.range)).toEqual([undefined, "bytes=30000-"]);
+  expect(sha(await readFile(join(dir, "test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")))).toBe(sha(q8));
+  // Done: nothing is left to resume.
+  expect(await manager().resumeInterrupted()).toEqual([]);
 });

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, rename, stat, statfs } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { z } from "zod";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import type { DownloadJob } from "../../shared/schemas/downloads.ts";
 import { planDownload, type DownloadPlan } from "./download-plan.ts";
-import { discard, transferFile } from "./file-transfer.ts";
+import { discard, IntegrityError, transferFile } from "./file-transfer.ts";
 import type { HubClient } from "./hub-client.ts";
 import { SpeedWindow } from "./speed-window.ts";
 
@@ -38,6 +39,27 @@ interface Job {
 const DEFAULT_RESERVE_BYTES = 512 * 1024 * 1024;
 /** Suffix of files still downloading; the catalog only takes `.gguf` files, so it never sees them. */
 const PART_SUFFIX = ".part";
+/** Below the models folder: one file per unfinished job, so a restarted agent resumes it (the catalog skips dot folders). */
+const JOURNAL_DIR = ".lmgate-downloads";
+
+/** What a restarted agent needs to carry on with a job: its id (clients poll it) and its files. */
+const JournalEntry = z.object({
+  job_id: z.string().regex(/^job_[0-9a-f]{10}$/),
+  started_at: z.string(),
+  plan: z.object({
+    label: z.string(),
+    files: z.array(
+      z.object({
+        url: z.string(),
+        relativePath: z.string(),
+        size: z.number().int().nonnegative().optional(),
+        sha256: z.string().optional(),
+        hub: z.boolean(),
+      }),
+    ),
+  }),
+});
+type JournalEntry = z.infer<typeof JournalEntry>;
 
 /**
  * Downloads into the models folder: each job is one model (one file, or all shards of a split
@@ -59,11 +81,14 @@ export class DownloadManager {
    */
   async start(model: string, quantization: string | undefined): Promise<DownloadJob> {
     const plan = await planDownload(this.#options.hub, model, quantization);
-    const targets = plan.files.map((file) => join(this.#options.modelsDir, file.relativePath));
-    const running = [...this.#jobs.values()].find((job) => job.view.status === "downloading" && sameFiles(job.plan, plan));
+    const earlier = [...this.#jobs.values()].filter((job) => sameFiles(job.plan, plan));
+    const running = earlier.find((job) => job.view.status === "downloading");
     if (running) return this.#snapshot(running);
+    // This job takes over from a failed one: a restart must not resume both into the same files.
+    await Promise.all(earlier.map((job) => rm(this.#journalPath(job.view.job_id as string), { force: true })));
 
     const total = plan.files.reduce((sum, file) => sum + (file.size ?? 0), 0);
+    const targets = this.#targets(plan);
     const present = await Promise.all(targets.map((path) => stat(path).then((stats) => stats.size, () => undefined)));
     if (present.every((size, index) => size !== undefined && (plan.files[index]?.size ?? size) === size)) {
       const now = new Date().toISOString();
@@ -71,27 +96,33 @@ export class DownloadManager {
       return { status: "already_downloaded", total_size_bytes: total, downloaded_bytes: total, started_at: now, completed_at: now, ...(key ? { model_key: key } : {}) };
     }
     await this.#checkFreeSpace(plan, targets);
+    const entry = { job_id: `job_${randomBytes(5).toString("hex")}`, started_at: new Date().toISOString(), plan };
+    await mkdir(join(this.#options.modelsDir, JOURNAL_DIR), { recursive: true });
+    await writeFile(this.#journalPath(entry.job_id), JSON.stringify(entry));
+    return this.#snapshot(this.#launch(entry));
+  }
 
-    const id = `job_${randomBytes(5).toString("hex")}`;
-    const job: Job = {
-      view: {
-        job_id: id,
-        status: "downloading",
-        model: plan.files[0]?.relativePath,
-        total_size_bytes: total,
-        downloaded_bytes: 0,
-        started_at: new Date().toISOString(),
-      },
-      plan,
-      abort: new AbortController(),
-      done: Promise.resolve(),
-      speed: new SpeedWindow(),
-      lastReport: 0,
-    };
-    this.#jobs.set(id, job);
-    job.done = this.#run(job, targets);
-    this.#options.onChange?.(this.#snapshot(job));
-    return this.#snapshot(job);
+  /**
+   * Carries on with the jobs an earlier run of the agent left unfinished, under the same ids, from
+   * where their `.part` files stopped. Returns them; one that no longer fits the disk fails.
+   */
+  async resumeInterrupted(): Promise<DownloadJob[]> {
+    const dir = join(this.#options.modelsDir, JOURNAL_DIR);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const resumed = [];
+    for (const name of names.filter((candidate) => candidate.endsWith(".json"))) {
+      const parsed = JournalEntry.safeParse(await readFile(join(dir, name), "utf8").then(JSON.parse, () => null));
+      const taken = parsed.success && [...this.#jobs.values()].some((job) => job.view.job_id === parsed.data.job_id || sameFiles(job.plan, parsed.data.plan));
+      if (!parsed.success || taken) {
+        if (!parsed.success) await rm(join(dir, name), { force: true });
+        continue;
+      }
+      const entry = parsed.data;
+      const plan: DownloadPlan = { label: entry.plan.label, files: entry.plan.files.map((file) => ({ ...file, size: file.size, sha256: file.sha256 })) };
+      const job = this.#launch({ ...entry, plan }, () => this.#checkFreeSpace(plan, this.#targets(plan)));
+      resumed.push(this.#snapshot(job));
+    }
+    return resumed;
   }
 
   status(jobId: string): DownloadJob {
@@ -125,11 +156,45 @@ export class DownloadManager {
     await Promise.all([...this.#jobs.values()].map((job) => job.done));
   }
 
-  async #run(job: Job, targets: string[]): Promise<void> {
+  /** Starts a job in the background; `before` runs first, inside it (a resumed job's disk check). */
+  #launch(entry: { job_id: string; started_at: string; plan: DownloadPlan }, before?: () => Promise<void>): Job {
+    const { plan } = entry;
+    const job: Job = {
+      view: {
+        job_id: entry.job_id,
+        status: "downloading",
+        model: plan.files[0]?.relativePath,
+        total_size_bytes: plan.files.reduce((sum, file) => sum + (file.size ?? 0), 0),
+        downloaded_bytes: 0,
+        started_at: entry.started_at,
+      },
+      plan,
+      abort: new AbortController(),
+      done: Promise.resolve(),
+      speed: new SpeedWindow(),
+      lastReport: 0,
+    };
+    this.#jobs.set(entry.job_id, job);
+    job.done = this.#run(job, this.#targets(plan), before);
+    this.#options.onChange?.(this.#snapshot(job));
+    return job;
+  }
+
+  #targets(plan: DownloadPlan): string[] {
+    return plan.files.map((file) => join(this.#options.modelsDir, file.relativePath));
+  }
+
+  #journalPath(jobId: string): string {
+    return join(this.#options.modelsDir, JOURNAL_DIR, `${jobId}.json`);
+  }
+
+  async #run(job: Job, targets: string[], before?: () => Promise<void>): Promise<void> {
     const { plan } = job;
     const received = plan.files.map(() => 0);
     const parts = targets.map((path) => path + PART_SUFFIX);
+    let keepJournal = false;
     try {
+      await before?.();
       for (const [index, file] of plan.files.entries()) {
         await mkdir(dirname(targets[index] as string), { recursive: true });
         await transferFile({
@@ -157,11 +222,16 @@ export class DownloadManager {
       job.view.status = "completed";
       job.view.completed_at = new Date().toISOString();
     } catch (error) {
-      const cancelled = job.abort.signal.aborted && (job.abort.signal.reason as ApiError).code === "download_cancelled";
+      const reason = job.abort.signal.aborted ? (job.abort.signal.reason as ApiError).code : null;
+      const cancelled = reason === "download_cancelled";
       if (cancelled) await Promise.all(parts.map((part) => discard(part)));
       job.view.status = cancelled ? "cancelled" : "failed";
       if (!cancelled) job.view.error = toApiError(error).message;
+      // A shutdown or a network that kept failing: the next start carries on. Wrong bytes, a file
+      // the source no longer has, a full disk or a cancel: nothing to carry on with.
+      keepJournal = reason === "shutting_down" || (!(error instanceof IntegrityError) && toApiError(error).code === "download_failed");
     }
+    if (!keepJournal) await rm(this.#journalPath(job.view.job_id as string), { force: true });
     this.#options.onChange?.(this.#snapshot(job));
   }
 
@@ -214,7 +284,7 @@ export class DownloadManager {
   }
 }
 
-function sameFiles(a: DownloadPlan, b: DownloadPlan): boolean {
+function sameFiles(a: Pick<DownloadPlan, "files">, b: { files: { relativePath: string }[] }): boolean {
   return a.files.map((file) => file.relativePath).join("\n") === b.files.map((file) => file.relativePath).join("\n");
 }
 
