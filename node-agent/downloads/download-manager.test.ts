@@ -173,6 +173,10 @@ test("a direct URL downloads under its host; unknown repos, files and quantizati
   await expect(downloads.start("test-pub/missing-GGUF", undefined)).rejects.toMatchObject({ status: 404, code: "model_not_found" });
   await expect(downloads.start(REPO, "Q2_K")).rejects.toMatchObject({ status: 404, param: "quantization" });
   await expect(downloads.start("not a model", undefined)).rejects.toMatchObject({ status: 400 });
+  // Names become paths on the node: none may leave the models folder.
+  await expect(downloads.start("../etc", undefined)).rejects.toMatchObject({ status: 400, param: "model" });
+  await expect(downloads.start(`${hub.url}/files/..%2F..%2Fevil.gguf`, undefined)).rejects.toMatchObject({ status: 400, param: "model" });
+  expect(hub.requests.some((request) => request.path.includes("etc"))).toBe(false);
   expect(() => downloads.status("job_0000000000")).toThrow(expect.objectContaining({ status: 404, code: "job_not_found" }));
 });
 

@@ -23,6 +23,8 @@ export interface DownloadPlan {
 }
 
 const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
+/** A folder or file name that stays where it is put: no separators, no leading dot (`..`, hidden files), no control characters. */
+const SAFE_NAME = /^[^./\\\x00-\x1f][^/\\\x00-\x1f]{0,254}$/;
 const SPLIT_NAME = /^(.+)-(\d{5})-of-(\d{5})\.gguf$/i;
 /** llama.cpp's preference when no quantization is asked for. */
 const DEFAULT_QUANTIZATIONS = ["Q4_K_M", "Q8_0"];
@@ -35,14 +37,15 @@ export async function planDownload(hub: HubClient, model: string, quantization: 
   const target = parseModelReference(hub.endpoint, model);
   if (target.kind === "direct") {
     if (quantization !== undefined) throw invalidRequest("quantization applies to Hugging Face repositories, not to a direct file URL", "quantization");
+    const name = safeName(decodeURIComponent(target.url.pathname.split("/").at(-1) ?? ""));
+    const host = safeName(target.url.hostname.replace(/[^\w.-]/g, "-"));
     const size = await hub.probeSize(target.url, signal);
-    const name = decodeURIComponent(target.url.pathname.split("/").at(-1) ?? "");
-    const host = target.url.hostname.replace(/[^\w.-]/g, "-");
     return {
       label: name,
       files: [{ url: target.url.href, relativePath: `${host}/${name.replace(/\.gguf$/i, "")}/${name}`, size, sha256: undefined, hub: false }],
     };
   }
+  const [publisher, repo] = target.repo.split("/").map(safeName) as [string, string];
   const listing = await hub.listFiles(target.repo, target.revision, signal);
   const ggufs = listing.filter((file) => file.path.toLowerCase().endsWith(".gguf"));
   const first = target.path !== undefined ? ggufs.find((file) => file.path === target.path) : chooseFile(ggufs, quantization);
@@ -54,18 +57,23 @@ export async function planDownload(hub: HubClient, model: string, quantization: 
       code: "model_not_found",
     });
   }
-  const [publisher, repo] = target.repo.split("/") as [string, string];
   return {
     label: target.repo,
     files: shardsOf(first, ggufs).map((file) => ({
       url: hub.resolveUrl(target.repo, target.revision, file.path),
       // LM Studio keeps models exactly two levels deep, so a file in a repo subfolder lands beside the others.
-      relativePath: `${publisher}/${repo}/${file.path.split("/").at(-1)}`,
+      relativePath: `${publisher}/${repo}/${safeName(file.path.split("/").at(-1) ?? "")}`,
       size: file.size,
       sha256: file.sha256,
       hub: true,
     })),
   };
+}
+
+/** Names from a caller or a hub become paths on the node: one that could leave its folder is refused. */
+function safeName(name: string): string {
+  if (!SAFE_NAME.test(name)) throw invalidRequest(`"${name}" cannot be a file or folder name in the models folder`, "model");
+  return name;
 }
 
 type ModelReference =
