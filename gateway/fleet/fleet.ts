@@ -149,11 +149,15 @@ export class Fleet extends DurableObject<GatewayBindings> {
     });
   }
 
+  // Management calls count against the key's request rate but not in its usage: they use no model.
   async downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>> {
-    const target = this.#outcome(() => ({ callerId: this.#admit(caller, null, "download"), node: downloadTarget(this.#registry.alive(Date.now()), body.node) }));
+    const target = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return downloadTarget(this.#registry.alive(Date.now()), body.node);
+    });
     if (!target.ok) return target;
-    const outcome = (await this.#dispatcher.call({ op: "download", body }, target.result.node, target.result.callerId)) as Outcome<DownloadJob>;
-    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.node.name } } : outcome;
+    const outcome = (await this.#dispatcher.call({ op: "download", body }, target.result)) as Outcome<DownloadJob>;
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
   downloadStatus(jobId: string, caller: Caller): Outcome<DownloadJob> {
@@ -164,18 +168,24 @@ export class Fleet extends DurableObject<GatewayBindings> {
   }
 
   async cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>> {
-    const found = this.#outcome(() => ({ callerId: this.#admit(caller, null, "download"), ...findDownload(this.#registry.alive(Date.now()), jobId) }));
+    const found = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return findDownload(this.#registry.alive(Date.now()), jobId).node;
+    });
     if (!found.ok) return found;
-    const { node, callerId } = found.result;
-    const outcome = (await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node, callerId)) as Outcome<DownloadJob>;
+    const node = found.result;
+    const outcome = (await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node)) as Outcome<DownloadJob>;
     return outcome.ok ? { ok: true, result: { ...outcome.result, node: node.name } } : outcome;
   }
 
   async deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>> {
-    const target = this.#outcome(() => ({ callerId: this.#admit(caller, body.model, "delete"), node: deleteTarget(this.#registry.alive(Date.now()), body.model, body.node) }));
+    const target = this.#outcome(() => {
+      this.#admit(caller, body.model, "delete");
+      return deleteTarget(this.#registry.alive(Date.now()), body.model, body.node);
+    });
     if (!target.ok) return target;
-    const outcome = (await this.#dispatcher.call({ op: "delete", body }, target.result.node, target.result.callerId)) as Outcome<DeleteResult>;
-    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.node.name } } : outcome;
+    const outcome = (await this.#dispatcher.call({ op: "delete", body }, target.result)) as Outcome<DeleteResult>;
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------

@@ -34,6 +34,8 @@ interface Job {
   done: Promise<void>;
   speed: SpeedWindow;
   lastReport: number;
+  /** A progress report held back by the interval, sent when it is over (so a stall still shows the last bytes). */
+  pendingReport: NodeJS.Timeout | undefined;
 }
 
 const DEFAULT_RESERVE_BYTES = 512 * 1024 * 1024;
@@ -173,6 +175,7 @@ export class DownloadManager {
       done: Promise.resolve(),
       speed: new SpeedWindow(),
       lastReport: 0,
+      pendingReport: undefined,
     };
     this.#jobs.set(entry.job_id, job);
     job.done = this.#run(job, this.#targets(plan), before);
@@ -231,6 +234,7 @@ export class DownloadManager {
       // the source no longer has, a full disk or a cancel: nothing to carry on with.
       keepJournal = reason === "shutting_down" || (!(error instanceof IntegrityError) && toApiError(error).code === "download_failed");
     }
+    clearTimeout(job.pendingReport);
     if (!keepJournal) await rm(this.#journalPath(job.view.job_id as string), { force: true });
     this.#options.onChange?.(this.#snapshot(job));
   }
@@ -238,11 +242,15 @@ export class DownloadManager {
   #progress(job: Job, bytes: number): void {
     job.view.downloaded_bytes = bytes;
     job.speed.record(bytes);
-    const now = performance.now();
-    if (now - job.lastReport >= (this.#options.progressIntervalMs ?? 500)) {
-      job.lastReport = now;
-      this.#options.onChange?.(this.#snapshot(job));
-    }
+    if (job.pendingReport !== undefined) return;
+    const wait = job.lastReport + (this.#options.progressIntervalMs ?? 500) - performance.now();
+    const report = () => {
+      job.pendingReport = undefined;
+      job.lastReport = performance.now();
+      if (job.view.status === "downloading") this.#options.onChange?.(this.#snapshot(job));
+    };
+    if (wait <= 0) report();
+    else job.pendingReport = setTimeout(report, wait);
   }
 
   async #checkFreeSpace(plan: DownloadPlan, targets: string[]): Promise<void> {

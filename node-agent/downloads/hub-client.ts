@@ -83,10 +83,18 @@ export class HubClient {
     return files;
   }
 
-  /** The size of a direct URL's file, from a HEAD request; undefined when the server does not say. */
+  /**
+   * The size of a direct URL's file, from a HEAD request; undefined when the server does not say
+   * (or takes no HEAD). A missing or forbidden file is the caller's error at once.
+   */
   async probeSize(url: URL, signal?: AbortSignal): Promise<number | undefined> {
-    const response = await this.#fetch(url.href, { method: "HEAD", signal, headers: { "accept-encoding": "identity" } }, url.pathname);
-    return contentLength(response);
+    try {
+      const response = await this.#fetch(url.href, { method: "HEAD", signal, headers: { "accept-encoding": "identity" } }, url.pathname);
+      return contentLength(response);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "download_failed") return undefined;
+      throw error;
+    }
   }
 
   /**

@@ -33,6 +33,7 @@ beforeAll(async () => {
   const source = await testModelsDir();
   hub = await startHubServer();
   hub.addFile("test-pub/tiny-chat-GGUF", "tiny-chat-Q8_0.gguf", await readFile(join(source, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
+  hub.addFile("test-pub/slow-GGUF", "slow-Q8_0.gguf", await readFile(join(source, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
   folders.alpha = await mkdtemp(join(tmpdir(), "lmgate-alpha-"));
   folders.beta = await mkdtemp(join(tmpdir(), "lmgate-beta-"));
   const file = "lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf";
@@ -109,6 +110,22 @@ test("load on a chosen node; the listing gives its instance per node; unknown no
   expect(entry?.nodes).toEqual([{ node: "beta", loaded_instances: [{ id: "tiny-chat-f32", node: "beta", config: { context_length: 256, parallel: 4 } }] }]);
   expect(await refusal(await call("POST", "/api/v1/models/load", manager, { model: "tiny-chat-f32", node: "gamma" }), 404)).toBe("node_not_found");
   expect(await refusal(await call("POST", "/api/v1/models/download", manager, { model: "test-pub/tiny-chat-GGUF", node: "gamma" }), 404)).toBe("node_not_found");
+});
+
+test("a running download is cancelled through the gateway, and leaves nothing on the node", async () => {
+  hub.stall("slow-Q8_0.gguf", 10_000);
+  const started = DownloadJob.parse(await (await call("POST", "/api/v1/models/download", manager, { model: "test-pub/slow-GGUF", node: "beta" })).json());
+  let status = started;
+  while (status.downloaded_bytes < 10_000) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const response = await call("GET", `/api/v1/models/download/status/${started.job_id}`, manager);
+    if (response.status !== 404) status = DownloadJob.parse(await response.json());
+  }
+  expect(status).toMatchObject({ status: "downloading", node: "beta", model: "test-pub/slow-GGUF/slow-Q8_0.gguf" });
+  expect(await refusal(await call("POST", "/api/v1/models/download/cancel", user, { job_id: started.job_id }), 403)).toBe("action_not_allowed");
+  const cancelled = DownloadJob.parse(await (await call("POST", "/api/v1/models/download/cancel", manager, { job_id: started.job_id })).json());
+  expect(cancelled).toMatchObject({ status: "cancelled", node: "beta" });
+  expect(await readdir(join(folders.beta as string, "test-pub/slow-GGUF"))).toEqual([]);
 });
 
 test("delete takes the delete right: the admin token deletes from the node that holds the model", async () => {
