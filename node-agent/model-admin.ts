@@ -18,7 +18,6 @@ export interface LocalModelAdminOptions {
   hub?: HubClientOptions;
   /** Free bytes on a folder's disk; tests inject a full disk. */
   freeBytes?: (dir: string) => Promise<number>;
-  retryDelayMs?: number;
 }
 
 /** This machine's models as LM Studio's v1 API manages them: the listing, downloads into the first model folder, deletes. */
@@ -37,7 +36,6 @@ export class LocalModelAdmin implements ModelAdmin {
       modelsDir,
       hub: new HubClient(options.hub),
       freeBytes: options.freeBytes,
-      retryDelayMs: options.retryDelayMs,
       onChange: () => {
         for (const listener of this.#listeners) listener();
       },

@@ -61,13 +61,12 @@ const JournalEntry = z.object({
     ),
   }),
 });
-type JournalEntry = z.infer<typeof JournalEntry>;
 
 /**
  * Downloads into the models folder: each job is one model (one file, or all shards of a split
  * GGUF), streamed to `.part` files that are moved into place only once every one is complete and
- * checked. Jobs are LM Studio's `job_…` ids with its statuses; they live as long as the process,
- * while `.part` files outlive it so the next pull of the same model resumes.
+ * checked. Jobs are LM Studio's `job_…` ids with its statuses; an unfinished one is journaled, so
+ * the next start of the agent carries on with it (`resumeInterrupted`).
  */
 export class DownloadManager {
   readonly #options: DownloadManagerOptions;
@@ -113,7 +112,8 @@ export class DownloadManager {
     const names = await readdir(dir).catch(() => [] as string[]);
     const resumed = [];
     for (const name of names.filter((candidate) => candidate.endsWith(".json"))) {
-      const parsed = JournalEntry.safeParse(await readFile(join(dir, name), "utf8").then(JSON.parse, () => null));
+      // A journal that cannot be read (cut short by a crash, say) is dropped; its `.part` files wait for a pull.
+      const parsed = JournalEntry.safeParse(await readFile(join(dir, name), "utf8").then((text) => JSON.parse(text) as unknown).catch(() => null));
       const taken = parsed.success && [...this.#jobs.values()].some((job) => job.view.job_id === parsed.data.job_id || sameFiles(job.plan, parsed.data.plan));
       if (!parsed.success || taken) {
         if (!parsed.success) await rm(join(dir, name), { force: true });
@@ -152,7 +152,7 @@ export class DownloadManager {
     return this.#snapshot(job);
   }
 
-  /** Stops every download; their `.part` files stay so the next pull resumes. */
+  /** Stops every download; their `.part` files and journal stay, so the next start carries on. */
   async dispose(): Promise<void> {
     for (const job of this.#jobs.values()) job.abort.abort(new ApiError(503, "The agent is shutting down.", { code: "shutting_down" }));
     await Promise.all([...this.#jobs.values()].map((job) => job.done));
