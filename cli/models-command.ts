@@ -14,8 +14,8 @@ const contextLength = (value: string) => {
   return Number(value);
 };
 
-const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+const size = (bytes: number) => (bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(2)} GiB` : mib(bytes));
 
 /** `lmgate models list | pull | rm | load | unload`: every machine's models, through the gateway's v1 model API. */
 export function addModelsCommand(program: Command, client: () => ModelsClient, json: () => boolean): void {
@@ -34,7 +34,7 @@ export function addModelsCommand(program: Command, client: () => ModelsClient, j
           { header: "model", value: (model: V1Model) => model.key },
           { header: "type", value: (model) => model.type },
           { header: "quant", value: (model) => model.quantization.name },
-          { header: "size", value: (model) => gib(model.size_bytes) },
+          { header: "size", value: (model) => size(model.size_bytes) },
           { header: "context", value: (model) => model.max_context_length },
           { header: "nodes", value: (model) => (model.nodes ?? []).map((entry) => entry.node).join(", ") },
           {
@@ -135,7 +135,7 @@ async function follow(client: ModelsClient, started: DownloadJob, json: boolean)
 function report(job: DownloadJob, json: boolean): void {
   if (json) return console.log(JSON.stringify(job, null, 2));
   const where = job.node ? ` on ${job.node}` : "";
-  if (job.status === "completed") console.log(`${pc.green("Downloaded")} ${job.model_key ?? ""}${where} (${mib(job.total_size_bytes)})`);
+  if (job.status === "completed") console.log(`${pc.green("Downloaded")} ${job.model_key ?? ""}${where} (${size(job.total_size_bytes)})`);
   else if (job.status === "already_downloaded") console.log(`${pc.green("Already downloaded")}${job.model_key ? ` ${job.model_key}` : ""}${where}`);
   else if (job.status === "downloading") console.log(`Downloading${where}: job ${job.job_id} (lmgate models pull shows progress; status at /api/v1/models/download/status/${job.job_id})`);
   else {
