@@ -1,5 +1,4 @@
 import type { z } from "zod";
-import { ErrorBody } from "../shared/errors.ts";
 import {
   CreatedKey,
   CreatedNodeToken,
@@ -12,15 +11,9 @@ import {
   type UpdateKeyRequest,
   type UsageQuery,
 } from "../shared/schemas/admin.ts";
+import { jsonRequest } from "./json-request.ts";
 
-export class AdminApiError extends Error {
-  override name = "AdminApiError";
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
+export { AdminApiError } from "./json-request.ts";
 
 /** The admin API of one gateway, typed by the shared schemas. */
 export class AdminClient {
@@ -32,23 +25,8 @@ export class AdminClient {
     this.#token = adminToken;
   }
 
-  async #call<T extends z.ZodType>(schema: T, method: string, path: string, body?: unknown): Promise<z.infer<T>> {
-    let response: Response;
-    try {
-      response = await fetch(`${this.#base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${this.#token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new AdminApiError(0, `cannot reach the gateway at ${this.#base}: ${(error as Error).cause ?? (error as Error).message}`);
-    }
-    const payload: unknown = await response.json().catch(() => null);
-    if (!response.ok) {
-      const parsed = ErrorBody.safeParse(payload);
-      throw new AdminApiError(response.status, parsed.success ? parsed.data.error.message : `HTTP ${response.status}`);
-    }
-    return schema.parse(payload);
+  #call<T extends z.ZodType>(schema: T, method: string, path: string, body?: unknown): Promise<z.infer<T>> {
+    return jsonRequest(this.#base, this.#token, schema, method, path, body);
   }
 
   createKey = (request: CreateKeyRequest) => this.#call(CreatedKey, "POST", "/admin/keys", request);

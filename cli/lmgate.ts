@@ -2,9 +2,11 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { resolve } from "node:path";
-import type { KeyRecord, UpdateKeyRequest } from "../shared/schemas/admin.ts";
+import { KeyAction, type KeyRecord, type UpdateKeyRequest } from "../shared/schemas/admin.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
+import { ModelsClient } from "./models-client.ts";
+import { addModelsCommand } from "./models-command.ts";
 import { day, plain, printRows } from "./output.ts";
 
 /** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
@@ -16,17 +18,19 @@ interface GlobalOptions {
 }
 
 const program = new Command("lmgate")
-  .description("Manage an lmgate gateway: API keys, node tokens, the live fleet and usage.")
+  .description("Manage an lmgate gateway: API keys, node tokens, the live fleet, its models and usage.")
   .addOption(new Option("--url <url>", "gateway base URL").env("LMGATE_URL").default("http://127.0.0.1:1234"))
   .addOption(new Option("--admin-token <token>", "admin token (default: LMGATE_ADMIN_TOKEN, then ./.dev.vars)").env("LMGATE_ADMIN_TOKEN"))
   .option("--json", "print JSON instead of tables", false)
   .showHelpAfterError();
 
-function client(): AdminClient {
-  const options = program.opts<GlobalOptions>();
-  const token = options.adminToken ?? readDevVars(resolve(".dev.vars")).LMGATE_ADMIN_TOKEN;
+function adminToken(): string {
+  const token = program.opts<GlobalOptions>().adminToken ?? readDevVars(resolve(".dev.vars")).LMGATE_ADMIN_TOKEN;
   if (!token) throw new AdminApiError(0, "no admin token: pass --admin-token, set LMGATE_ADMIN_TOKEN, or run from the folder where `npm start` wrote .dev.vars");
-  return new AdminClient(options.url, token);
+  return token;
+}
+function client(): AdminClient {
+  return new AdminClient(program.opts<GlobalOptions>().url, adminToken());
 }
 const json = () => program.opts<GlobalOptions>().json;
 
@@ -46,6 +50,12 @@ const expiry = (value: string) => {
   return date.toISOString();
 };
 const globs = (value: string, previous: string[] = []) => [...previous, ...value.split(",").map((glob) => glob.trim()).filter(Boolean)];
+const actions = (value: string) => {
+  const listed = value.split(",").map((action) => action.trim()).filter(Boolean);
+  const parsed = KeyAction.array().safeParse(listed);
+  if (!parsed.success) throw new InvalidArgumentError(`expected a comma-separated list of ${KeyAction.options.join(", ")}`);
+  return [...new Set(parsed.data)];
+};
 
 const keyColumns = [
   { header: "id", value: (key: KeyRecord) => key.id },
@@ -54,6 +64,7 @@ const keyColumns = [
   { header: "models", value: (key: KeyRecord) => key.models?.join(", ") ?? "all" },
   { header: "rpm", value: (key: KeyRecord) => key.rpm },
   { header: "tokens/day", value: (key: KeyRecord) => key.tokens_per_day },
+  { header: "can", value: (key: KeyRecord) => key.can.join(", ") || null },
   { header: "expires", value: (key: KeyRecord) => day(key.expires_at) },
   { header: "created", value: (key: KeyRecord) => day(key.created_at) },
   { header: "last used", value: (key: KeyRecord) => day(key.last_used_at) },
@@ -77,13 +88,15 @@ keys
   .option("--rpm <n>", "requests per minute", positiveInt)
   .option("--tokens-per-day <n>", "prompt + completion tokens per UTC day", positiveInt)
   .option("--expires <when>", "expiry: 30d, 12h, or an ISO date", expiry)
-  .action(async (options: { name: string; models?: string[]; rpm?: number; tokensPerDay?: number; expires?: string }) => {
+  .option("--can <actions>", "model management it may do: load (and unload), download, delete, comma-separated; default none", actions)
+  .action(async (options: { name: string; models?: string[]; rpm?: number; tokensPerDay?: number; expires?: string; can?: KeyAction[] }) => {
     const created = await client().createKey({
       name: options.name,
       models: options.models ?? null,
       rpm: options.rpm ?? null,
       tokens_per_day: options.tokensPerDay ?? null,
       expires_at: options.expires ?? null,
+      can: options.can ?? [],
     });
     if (json()) return console.log(JSON.stringify(created, null, 2));
     console.log(`${pc.green("Created key")} ${plain(created.record.name)} (${created.record.id})`);
@@ -102,7 +115,8 @@ keys
   .option("--rpm <n>", "requests per minute; 0 for unlimited")
   .option("--tokens-per-day <n>", "tokens per UTC day; 0 for unlimited")
   .option("--expires <when>", "expiry: 30d, 12h, an ISO date, or 'never'")
-  .action(async (reference: string, options: { name?: string; models?: string; rpm?: string; tokensPerDay?: string; expires?: string }) => {
+  .option("--can <actions>", "model management it may do: load, download, delete, comma-separated; 'none' for none")
+  .action(async (reference: string, options: { name?: string; models?: string; rpm?: string; tokensPerDay?: string; expires?: string; can?: string }) => {
     const update: UpdateKeyRequest = {};
     const unlimited = (value: string) => (value === "0" ? null : positiveInt(value));
     if (options.name !== undefined) update.name = options.name;
@@ -110,6 +124,7 @@ keys
     if (options.rpm !== undefined) update.rpm = unlimited(options.rpm);
     if (options.tokensPerDay !== undefined) update.tokens_per_day = unlimited(options.tokensPerDay);
     if (options.expires !== undefined) update.expires_at = options.expires === "never" ? null : expiry(options.expires);
+    if (options.can !== undefined) update.can = options.can === "none" ? [] : actions(options.can);
     const record = await client().updateKey(await keyId(reference), update);
     printRows([record], keyColumns, json(), "");
   });
@@ -183,6 +198,9 @@ tokens
     if (json()) return console.log(JSON.stringify(record, null, 2));
     console.log(`${pc.yellow("Revoked")} the token of ${record.node} (${record.id})`);
   });
+
+// Through the API routes, with the admin token, which may do all of model management.
+addModelsCommand(program, () => new ModelsClient(program.opts<GlobalOptions>().url, adminToken()), json);
 
 program
   .command("usage")

@@ -6,6 +6,7 @@ import { ApiError, toApiError } from "../shared/errors.ts";
 import type { Caller } from "./access/caller.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
+import { FleetModelAdmin } from "./fleet-model-admin.ts";
 import { FleetResponseStore } from "./responses/fleet-response-store.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
@@ -33,6 +34,7 @@ app.route(
   createApiApp<GatewayEnv>({
     backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
     responseStore: (c) => new FleetResponseStore(fleetStub(c.env), c.get("caller")),
+    modelAdmin: (c) => new FleetModelAdmin(fleetStub(c.env), c.get("caller")),
     onUnexpectedError: logUnexpected,
     openApi: GATEWAY_OPENAPI,
     // Under `wrangler dev` a client that leaves is noticed only by writing to it.

@@ -1,6 +1,7 @@
 import { serve, type Http2Bindings, type HttpBindings, type ServerType } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
 import type { InferenceBackend } from "../shared/backend.ts";
+import type { ModelAdmin } from "../shared/model-admin.ts";
 import { createApiApp } from "../shared/app.ts";
 import { metricsRouteDoc, type OpenApiOptions } from "../shared/openapi.ts";
 import type { Drain } from "./drain.ts";
@@ -18,6 +19,7 @@ export interface DirectServer {
 
 export interface DirectServerOptions {
   backend: InferenceBackend;
+  modelAdmin: ModelAdmin;
   host: string;
   port: number;
   onUnexpectedError?: (error: unknown) => void;
@@ -41,7 +43,10 @@ export function directOpenApi(metrics?: { guarded: boolean }): OpenApiOptions {
 
 /** Serves the API (docs/api.md) for one machine's backend: the same app the gateway serves, on Node. */
 export async function startDirectServer(options: DirectServerOptions): Promise<DirectServer> {
-  const app = createApiApp({ backend: () => options.backend, onUnexpectedError: options.onUnexpectedError, openApi: directOpenApi(options.metrics) });
+  const app = createApiApp({
+    backend: () => options.backend,
+    modelAdmin: () => options.modelAdmin,
+    onUnexpectedError: options.onUnexpectedError, openApi: directOpenApi(options.metrics) });
   const { drain, metrics } = options;
   const fetch = (request: Request, env: HttpBindings | Http2Bindings): Response | Promise<Response> => {
     if (metrics && new URL(request.url).pathname === METRICS_PATH) return metrics.handler(request);

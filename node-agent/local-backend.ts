@@ -164,6 +164,17 @@ export class LocalBackend implements InferenceBackend {
     return { instance_id: id };
   }
 
+  /** The models on disk as last scanned (`listModels()` rescans). */
+  catalogEntries(): readonly CatalogEntry[] {
+    return this.#catalog.entries;
+  }
+
+  /** How a model is loaded, if it is. */
+  loadedConfig(id: string): LoadConfig | undefined {
+    const loaded = this.#lifecycle.get(id);
+    return loaded && { contextLength: loaded.model.contextLength, slots: loaded.model.slots };
+  }
+
   /** Models, busy slots and measured speed, as the gateway link reports them. */
   status(): NodeStatus {
     return {

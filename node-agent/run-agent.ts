@@ -4,12 +4,14 @@ import { formatBanner } from "./banner.ts";
 import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
+import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
 import { chooseModelFolders } from "./model-folders.ts";
 import { binaryPackages, missingBinaryAdvice } from "./platform/prebuilt-binaries.ts";
 import { AgentMetrics } from "./metrics/agent-metrics.ts";
 import { metricsHandler, startMetricsServer, type MetricsServer } from "./metrics/metrics-endpoint.ts";
+import { LocalModelAdmin } from "./model-admin.ts";
 import { shutdownSignal } from "./shutdown.ts";
 import { TrackedBackend } from "./tracked-backend.ts";
 
@@ -50,6 +52,9 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     onLoadProgress: createLoadProgress(),
     logger: log,
   });
+  const modelAdmin = new LocalModelAdmin(backend, { modelDirs, hub: hubOptionsFromEnv(process.env) });
+  const resumed = await modelAdmin.downloads.resumeInterrupted();
+  if (resumed.length > 0) log.info(`resuming ${resumed.length} download(s) interrupted by the last stop: ${resumed.map((job) => job.job_id).join(", ")}`);
   console.log(
     formatBanner({
       version,
@@ -78,6 +83,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     server = await listening({ host: `--host ${config.host}`, port: `--port ${config.port}` }, () =>
       startDirectServer({
         backend: new TrackedBackend(backend, { observer: metrics }),
+        modelAdmin,
         host: config.host,
         port: config.port,
         drain,
@@ -101,7 +107,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
       token: config.token,
       nodeName: config.name,
       agentVersion: version,
-      source: new TrackedBackend(backend, { drain, observer: metrics }),
+      source: new TrackedBackend(backend, { drain, observer: metrics, modelAdmin }),
       logger: log,
     });
     link.onStateChange((connected) => {
@@ -125,6 +131,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     await link.close();
     log.info("left the gateway");
   }
+  await modelAdmin.dispose();
   // Stops whatever still runs: a stream cut here ends with a model_unloaded error event — never silently.
   await backend.dispose();
   await server?.close();

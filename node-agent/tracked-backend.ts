@@ -5,6 +5,7 @@ import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/mo
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import type { Drain } from "./drain.ts";
 import type { NodeSource } from "./link/node-source.ts";
+import type { LocalModelAdmin } from "./model-admin.ts";
 
 /** The API operation a request ran, named after its path (`/v1/chat/completions` → `chat/completions`). */
 export type RequestRoute = "chat/completions" | "completions" | "embeddings" | "models/load" | "models/unload";
@@ -40,6 +41,8 @@ export interface TrackedBackendOptions {
    */
   drain?: Drain;
   observer?: RequestObserver;
+  /** Model management offered to the gateway, its listing and downloads reported in `status()`. */
+  modelAdmin?: LocalModelAdmin;
 }
 
 /** Seconds a request refused during shutdown is told to wait: the gateway retries it elsewhere at once. */
@@ -56,11 +59,13 @@ export class TrackedBackend implements NodeSource {
   readonly #source: NodeSource;
   readonly #drain: Drain | undefined;
   readonly #observer: RequestObserver | undefined;
+  readonly modelAdmin: LocalModelAdmin | undefined;
 
   constructor(source: NodeSource, options: TrackedBackendOptions = {}) {
     this.#source = source;
     this.#drain = options.drain;
     this.#observer = options.observer;
+    this.modelAdmin = options.modelAdmin;
   }
 
   get runtime(): Runtime {
@@ -76,7 +81,7 @@ export class TrackedBackend implements NodeSource {
   }
 
   status(): NodeStatus {
-    return this.#source.status();
+    return { ...this.#source.status(), ...this.modelAdmin?.statusFields() };
   }
 
   hardware(): Promise<Hardware> {
@@ -84,7 +89,12 @@ export class TrackedBackend implements NodeSource {
   }
 
   onStatusChange(listener: () => void): () => void {
-    return this.#source.onStatusChange(listener);
+    const unsubscribe = this.#source.onStatusChange(listener);
+    const unsubscribeDownloads = this.modelAdmin?.onChange(listener);
+    return () => {
+      unsubscribe();
+      unsubscribeDownloads?.();
+    };
   }
 
   chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {

@@ -5,6 +5,7 @@ import type { InferenceBackend } from "./backend.ts";
 import { ApiError, modelNotFound, noCapacity } from "./errors.ts";
 import type { GatewayInfo, GenerationEvent, GenerationResult } from "./schemas/generation.ts";
 import type { ModelObject } from "./schemas/models.ts";
+import type { ModelAdmin } from "./model-admin.ts";
 
 /**
  * The API app on its own, against a scripted `InferenceBackend`: which route calls what, the
@@ -101,8 +102,13 @@ function fakeBackend(options: { events?: GenerationEvent[]; failWith?: unknown; 
   return { backend, calls, signals };
 }
 
+/** Model management is not under test here: any call to it fails the test. */
+const noModelAdmin: ModelAdmin = new Proxy({} as ModelAdmin, {
+  get: (_, method) => () => Promise.reject(new Error(`unexpected model admin call: ${String(method)}`)),
+});
+
 function apiApp(backend: InferenceBackend, options: { maxBodyBytes?: number; onUnexpectedError?: (error: unknown) => void } = {}) {
-  return createApiApp({ backend: () => backend, openApi: { title: "test", apiKeys: false }, ...options });
+  return createApiApp({ backend: () => backend, modelAdmin: () => noModelAdmin, openApi: { title: "test", apiKeys: false }, ...options });
 }
 
 const post = (body: unknown) => ({ method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) });

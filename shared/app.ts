@@ -9,6 +9,8 @@ import { parseJsonBody } from "./json-body.ts";
 import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
 import { mountResponses } from "./openai-responses/routes.ts";
 import { MemoryResponseStore, type ResponseStore } from "./openai-responses/store.ts";
+import type { ModelAdmin } from "./model-admin.ts";
+import { mountModelAdminRoutes } from "./model-admin-routes.ts";
 import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
 import {
   ChunkShaper,
@@ -27,6 +29,8 @@ import { SSE_DONE, sseData } from "./sse.ts";
 export interface ApiAppOptions<E extends Env> {
   /** The backend for this request: the gateway scopes it to the caller's key. */
   backend: (c: Context<E>) => InferenceBackend;
+  /** Listing, downloads and deletes of LM Studio's v1 model API, for this request's caller. */
+  modelAdmin: (c: Context<E>) => ModelAdmin;
   /** Larger request bodies get a 413. Defaults to 1 MiB (a Durable Object RPC carries at most 1 MB). */
   maxBodyBytes?: number;
   /** Logs unexpected (5xx) errors; never given request bodies or keys. */
@@ -96,6 +100,7 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   app.post("/api/v1/models/unload", async (c) =>
     c.json(await options.backend(c).unloadModel(await parseJsonBody(c.req.raw, UnloadRequest))),
   );
+  mountModelAdminRoutes(app, options.modelAdmin);
 
   mountAnthropicMessages(app, { backend: options.backend, pulseMs: options.nonStreamedPulseMs });
   const memoryStore = new MemoryResponseStore();

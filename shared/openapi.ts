@@ -7,6 +7,7 @@ import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadR
 import { LoadResult, ModelList, ModelObject, OpenAIModelObject, UnloadResult } from "./schemas/models.ts";
 import { ChatCompletion, EmbeddingsResponse, TextCompletion } from "./schemas/responses.ts";
 import { LMGATE_VERSION } from "./version.ts";
+import { MODEL_ADMIN_ROUTE_DOCS } from "./model-admin-routes.ts";
 
 /**
  * The OpenAPI 3.1 document, generated from the zod schemas that validate requests (so it cannot
@@ -67,6 +68,7 @@ export const API_ROUTE_DOCS: RouteDoc[] = [
   ...LMSTUDIO_CHAT_ROUTE_DOCS,
   { method: "post", path: "/api/v1/models/load", summary: "Load a model", tag: "lmstudio", security: "apiKey", body: LoadRequest, response: LoadResult },
   { method: "post", path: "/api/v1/models/unload", summary: "Unload a model", tag: "lmstudio", security: "apiKey", body: UnloadRequest, response: UnloadResult },
+  ...MODEL_ADMIN_ROUTE_DOCS,
 ];
 
 /** `GET /metrics` of the gateway or an agent: Prometheus text, not JSON. */

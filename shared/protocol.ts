@@ -3,6 +3,8 @@ import { ErrorBody } from "./errors.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
 import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
+import { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "./schemas/downloads.ts";
+import { CancelDownloadRequest, V1Model } from "./schemas/v1-models.ts";
 
 /**
  * The wire protocol between a node agent and the gateway: JSON text frames over one WebSocket
@@ -52,6 +54,13 @@ export const NodeStatus = z.object({
   busy: z.record(z.string(), z.number().int().nonnegative()),
   /** Recent measured speed per model id. */
   speed: z.record(z.string(), z.object({ tokens_per_second: z.number(), time_to_first_token: z.number() })),
+  /**
+   * LM Studio's v1 entries of the same models. Optional: an agent that sends them also takes the
+   * `download`, `cancel_download` and `delete` operations; the gateway sends those to no other.
+   */
+  v1_models: z.array(V1Model).optional(),
+  /** The node's download jobs, running and finished. */
+  downloads: z.array(DownloadJob).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatus>;
 
@@ -61,6 +70,9 @@ const Operation = z.discriminatedUnion("op", [
   z.object({ op: z.literal("embeddings"), body: EmbeddingsRequest }),
   z.object({ op: z.literal("load"), body: LoadRequest }),
   z.object({ op: z.literal("unload"), body: UnloadRequest }),
+  z.object({ op: z.literal("download"), body: DownloadRequest }),
+  z.object({ op: z.literal("cancel_download"), body: CancelDownloadRequest }),
+  z.object({ op: z.literal("delete"), body: DeleteRequest }),
 ]);
 export type Operation = z.infer<typeof Operation>;
 
@@ -112,7 +124,7 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("result"),
     id: z.string(),
-    result: z.union([EmbeddingsResult, LoadResult, UnloadResult]),
+    result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult]),
   }),
   z.object({
     type: z.literal("error"),

@@ -1,5 +1,5 @@
 import { ApiError, invalidApiKey } from "../../shared/errors.ts";
-import type { KeyRecord } from "../../shared/schemas/admin.ts";
+import type { KeyAction, KeyRecord } from "../../shared/schemas/admin.ts";
 import type { AccessStore } from "./access-store.ts";
 import { ModelScope } from "./model-scope.ts";
 import type { RateWindow } from "./rate-window.ts";
@@ -41,6 +41,16 @@ export class AccessControl {
   checkModel(grant: Grant, model: string): void {
     if (!grant.scope.allows(model)) {
       throw new ApiError(403, `This API key may not use model "${model}".`, { param: "model", code: "model_not_allowed" });
+    }
+  }
+
+  /** 403 unless the key was granted this kind of model management (`lmgate keys create --can …`). */
+  checkAction(grant: Grant, action: KeyAction): void {
+    if (!grant.key.can.includes(action)) {
+      const what = action === "load" ? "load or unload" : action;
+      throw new ApiError(403, `This API key may not ${what} models: that takes a key created with --can ${action}, or the admin token.`, {
+        code: "action_not_allowed",
+      });
     }
   }
 

@@ -14,21 +14,24 @@ export class AccessStore {
       CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
         models TEXT, rpm INTEGER, tokens_per_day INTEGER, expires_at TEXT,
-        created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT
+        created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT, can TEXT NOT NULL DEFAULT '[]'
       );
       CREATE TABLE IF NOT EXISTS node_tokens (
         id TEXT PRIMARY KEY, node TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
         created_at TEXT NOT NULL, last_used_at TEXT, revoked_at TEXT
       );
     `);
+    // Keys created before model management existed may do none of it.
+    const columns = sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('api_keys')").toArray();
+    if (!columns.some((column) => column.name === "can")) sql.exec("ALTER TABLE api_keys ADD COLUMN can TEXT NOT NULL DEFAULT '[]'");
   }
 
   async createKey(request: CreateKeyRequest, now: Date): Promise<{ secret: string; record: KeyRecord }> {
     const credential = await newCredential("key");
     const id = newId("key");
     this.#sql.exec(
-      `INSERT INTO api_keys (id, name, prefix, hash, models, rpm, tokens_per_day, expires_at, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO api_keys (id, name, prefix, hash, models, rpm, tokens_per_day, expires_at, created_at, can)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       id,
       request.name,
       credential.prefix,
@@ -38,6 +41,7 @@ export class AccessStore {
       request.tokens_per_day ?? null,
       request.expires_at ?? null,
       now.toISOString(),
+      JSON.stringify(request.can ?? []),
     );
     return { secret: credential.secret, record: this.key(id) as KeyRecord };
   }
@@ -63,6 +67,7 @@ export class AccessStore {
     if (update.rpm !== undefined) columns.push(["rpm", update.rpm]);
     if (update.tokens_per_day !== undefined) columns.push(["tokens_per_day", update.tokens_per_day]);
     if (update.expires_at !== undefined) columns.push(["expires_at", update.expires_at]);
+    if (update.can !== undefined) columns.push(["can", JSON.stringify(update.can)]);
     if (columns.length > 0) {
       this.#sql.exec(
         `UPDATE api_keys SET ${columns.map(([column]) => `${column} = ?`).join(", ")} WHERE id = ?`,
@@ -121,11 +126,11 @@ export class AccessStore {
   }
 }
 
-type KeyRow = Omit<KeyRecord, "models"> & { models: string | null; hash: string };
+type KeyRow = Omit<KeyRecord, "models" | "can"> & { models: string | null; can: string; hash: string };
 
 function keyRecord(row: KeyRow): KeyRecord {
-  const { hash: _hash, models, ...rest } = row;
-  return { ...rest, models: models === null ? null : (JSON.parse(models) as string[]) };
+  const { hash: _hash, models, can, ...rest } = row;
+  return { ...rest, models: models === null ? null : (JSON.parse(models) as string[]), can: JSON.parse(can) as KeyRecord["can"] };
 }
 
 function newId(kind: "key" | "node"): string {

@@ -7,6 +7,7 @@ import {
   type GenerationResult,
 } from "../../shared/schemas/generation.ts";
 import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
+import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
 import type { FleetConfig } from "../config.ts";
 import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
@@ -16,14 +17,14 @@ import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { boundedUsage } from "./usage-bounds.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" }>;
+export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" }>;
 
 /** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
 export interface GenerationHandle {
   id: string;
   events: ReadableStream<Uint8Array>;
 }
-type CallResult = EmbeddingsResult | LoadResult | UnloadResult;
+type CallResult = EmbeddingsResult | LoadResult | UnloadResult | DownloadJob | DeleteResult;
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
@@ -313,7 +314,7 @@ export class Dispatcher {
   }
 
   #holdsSlot(job: Job): boolean {
-    return job.operation.op !== "load" && job.operation.op !== "unload";
+    return job.operation.op === "chat" || job.operation.op === "completion" || job.operation.op === "embeddings";
   }
 
   #dispatch(job: Job, node: FleetNode, now: number): void {
@@ -577,12 +578,15 @@ export class FlowControlViolation extends Error {
 
 function modelOf(operation: Operation): string {
   if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
+  if (operation.op === "cancel_download") return "";
   return operation.body.model;
 }
 
 function resultSchema(op: CallOperation["op"]) {
   if (op === "embeddings") return EmbeddingsResult;
   if (op === "load") return LoadResult;
+  if (op === "download" || op === "cancel_download") return DownloadJob;
+  if (op === "delete") return DeleteResult;
   return UnloadResult;
 }
 

@@ -17,6 +17,9 @@ import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import type { KeyAction } from "../../shared/schemas/admin.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
+import type { V1Model } from "../../shared/schemas/v1-models.ts";
 import { AccessControl, type Grant } from "../access/access-control.ts";
 import { AccessStore } from "../access/access-store.ts";
 import { RateWindow } from "../access/rate-window.ts";
@@ -42,6 +45,7 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
 import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
+import { deleteTarget, downloadTarget, findDownload, fleetV1Models, namedNode } from "./model-management.ts";
 import { attachmentOf, closeQuietly, NodeRegistry } from "./node-registry.ts";
 import { SavedState } from "./saved-state.ts";
 import { TrafficStats } from "./traffic-stats.ts";
@@ -134,17 +138,19 @@ export class Fleet extends DurableObject<GatewayBindings> {
   }
 
   async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
-    const callerId = this.#admitCall(caller, body.model);
+    const callerId = this.#admitCall(caller, body.model, "load");
     if (typeof callerId !== "string") return callerId;
-    return this.#dispatcher.call({ op: "load", body }, null, callerId) as Promise<Outcome<LoadResult>>;
+    const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(Date.now()), body.node)));
+    if (!pinned.ok) return pinned;
+    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId) as Promise<Outcome<LoadResult>>;
   }
 
   /** Unloads the model from every node that has it loaded. */
   async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
     const model = body.instance_id ?? body.model ?? "";
-    const callerId = this.#admitCall(caller, model);
+    const callerId = this.#admitCall(caller, model, "load");
     if (typeof callerId !== "string") return callerId;
-    const loadedOn = this.#registry.online().filter((node) => node.model(model)?.state === "loaded");
+    const loadedOn = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
     if (loadedOn.length === 0) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
       return this.#dispatcher.call({ op: "unload", body }) as Promise<Outcome<UnloadResult>>;
@@ -165,6 +171,54 @@ export class Fleet extends DurableObject<GatewayBindings> {
 
   deleteResponse(caller: Caller, id: string): Outcome<boolean> {
     return this.#asOwner(caller, (owner) => this.#responses.delete(owner, id));
+  }
+
+  /** LM Studio's v1 listing of the whole fleet, within the caller's model scope. */
+  listModelsV1(caller: Caller): Outcome<V1Model[]> {
+    return this.#outcome(() => {
+      const grant = this.#grant(caller);
+      const models = fleetV1Models(this.#registry.alive(Date.now()));
+      return grant === null ? models : models.filter((model) => grant.scope.allows(model.key));
+    });
+  }
+
+  // Management calls count against the key's request rate but not in its usage: they use no model.
+  async downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>> {
+    const target = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return downloadTarget(this.#registry.alive(Date.now()), body.node);
+    });
+    if (!target.ok) return target;
+    const outcome = (await this.#dispatcher.call({ op: "download", body }, target.result)) as Outcome<DownloadJob>;
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
+  }
+
+  downloadStatus(jobId: string, caller: Caller): Outcome<DownloadJob> {
+    return this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return findDownload(this.#registry.alive(Date.now()), jobId).job;
+    });
+  }
+
+  async cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>> {
+    const found = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return findDownload(this.#registry.alive(Date.now()), jobId).node;
+    });
+    if (!found.ok) return found;
+    const node = found.result;
+    const outcome = (await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node)) as Outcome<DownloadJob>;
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: node.name } } : outcome;
+  }
+
+  async deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>> {
+    const target = this.#outcome(() => {
+      this.#admit(caller, body.model, "delete");
+      return deleteTarget(this.#registry.alive(Date.now()), body.model, body.node);
+    });
+    if (!target.ok) return target;
+    const outcome = (await this.#dispatcher.call({ op: "delete", body }, target.result)) as Outcome<DeleteResult>;
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
@@ -357,11 +411,15 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return (model) => scope.allows(model);
   }
 
-  /** Authorizes one request for `model` and counts it against the key's limits; null for the deployment's own key. */
-  #admit(caller: Caller, model: string): Grant | null {
+  /**
+   * Authorizes one request for `model` (null: no particular model) and, for model management, the
+   * `action`; counts it against the key's limits. Null for the deployment's own key.
+   */
+  #admit(caller: Caller, model: string | null, action?: KeyAction): Grant | null {
     const grant = this.#grant(caller);
     if (grant === null) return null;
-    this.#control.checkModel(grant, model);
+    if (action !== undefined) this.#control.checkAction(grant, action);
+    if (model !== null) this.#control.checkModel(grant, model);
     this.#control.admit(grant, new Date());
     return grant;
   }
@@ -401,9 +459,19 @@ export class Fleet extends DurableObject<GatewayBindings> {
     return { ok: true, result: action(owner) };
   }
 
-  #admitCall(caller: Caller, model: string): string | Outcome<never> {
+  #admitCall(caller: Caller, model: string, action?: KeyAction): string | Outcome<never> {
     try {
-      return this.#admit(caller, model)?.key.id ?? ROOT_CALLER_ID;
+      return this.#admit(caller, model, action)?.key.id ?? ROOT_CALLER_ID;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return { ok: false, error: this.#refused(error) };
+    }
+  }
+
+  /** Runs a check or lookup; its `ApiError` becomes the call's outcome. */
+  #outcome<T>(run: () => T): Outcome<T> {
+    try {
+      return { ok: true, result: run() };
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       return { ok: false, error: this.#refused(error) };

@@ -193,6 +193,7 @@ export class NodeRegistry {
       last_heartbeat_at: new Date(this.lastHeartbeat(node)).toISOString(),
       in_flight: node.totalInFlight(),
       models: node.status.models.map((model) => ({ ...model, nodes: [node.modelNodeInfo(model)] })),
+      ...(node.status.downloads ? { downloads: node.status.downloads } : {}),
     }));
     const offline: NodeSummary[] = this.#ctx.storage.sql
       .exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")

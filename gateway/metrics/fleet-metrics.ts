@@ -18,6 +18,9 @@ const ROUTES: Record<SettledJob["op"], string> = {
   embeddings: "embeddings",
   load: "models/load",
   unload: "models/unload",
+  download: "models/download",
+  cancel_download: "models/download/cancel",
+  delete: "models/delete",
 };
 
 // The agent's buckets (node-agent/metrics/agent-metrics.ts): one dashboard query fits both.

@@ -17,13 +17,15 @@ export function apiKeyAuth(): MiddlewareHandler<GatewayEnv> {
     if (key === undefined || key === "") {
       throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
     }
-    c.set("caller", await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_NODE_TOKEN));
+    c.set("caller", await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_ADMIN_TOKEN, c.env.LMGATE_NODE_TOKEN));
     await next();
   };
 }
 
-async function callerOf(key: string, rootKey: string | undefined, rootNodeToken: string | undefined): Promise<Caller> {
-  if (await secretMatches(key, rootKey)) return { kind: "root" };
+async function callerOf(key: string, rootKey: string | undefined, adminToken: string | undefined, rootNodeToken: string | undefined): Promise<Caller> {
+  // The admin token may do everything, model management through the API included. Both are compared, so timing does not say which matched.
+  const [root, admin] = await Promise.all([secretMatches(key, rootKey), secretMatches(key, adminToken)]);
+  if (root || admin) return { kind: "root" };
   // Said plainly, because handing an agent's token to an API client is an easy mistake to make.
   if (credentialKind(key) === "node" || (await secretMatches(key, rootNodeToken))) {
     throw invalidApiKey("That is a node token: node tokens connect agents and cannot call the API.");

@@ -1,8 +1,12 @@
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { testModelsDir } from "../../test/harness/test-models.ts";
+import type { ChatRequest } from "../../shared/schemas/requests.ts";
+import { DEMO_MODELS } from "../demo-models/demo-models.ts";
+import { writeSplitModel } from "../demo-models/model-spec.ts";
+import { LocalBackend } from "../local-backend.ts";
 import { ModelCatalog } from "./model-catalog.ts";
 import { assignModelIds } from "./model-ids.ts";
 
@@ -80,4 +84,38 @@ test("ids fall back to the whole relative path, and a file at the same place in 
   expect(ids.get("/one/pub/b/M.gguf")?.id).toBe("pub/b/m");
   expect(ids.get("/two/other.gguf")).toEqual({ id: "other", publisher: "local" });
   expect(shadowed).toEqual(["/two/pub/a/m.gguf"]);
+});
+
+describe("split models", () => {
+  test("a split GGUF is one model named for its first part, listed only once every part is there, and it answers a chat", async () => {
+    const dir = join(scratch, "split", "pub", "tiny-split-GGUF");
+    await mkdir(dir, { recursive: true });
+    const chat = DEMO_MODELS.find((model) => model.path.endsWith("tiny-chat-Q8_0.gguf"));
+    const [first, second] = await writeSplitModel(dir, "tiny-split-Q8_0", chat!.spec, 2);
+    const warnings: string[] = [];
+    const catalog = new ModelCatalog({ dirs: [join(scratch, "split")], onWarning: (message) => warnings.push(message) });
+
+    // Until its last part arrives (a download moves the first part in last; a copy may not), it is no model.
+    await rename(second!, `${second}.later`);
+    await catalog.refresh();
+    expect(catalog.entries).toEqual([]);
+    expect(warnings).toEqual([expect.stringContaining("lacks tiny-split-Q8_0-00002-of-00002.gguf")]);
+    await rename(`${second}.later`, second!);
+    expect(await catalog.refresh()).toBe(true);
+
+    const sizes = (await Promise.all([first!, second!].map((path) => stat(path)))).map((stats) => stats.size);
+    expect(catalog.entries.map((entry) => ({ id: entry.id, quantization: entry.quantization, size: entry.sizeBytes, path: entry.path }))).toEqual([
+      { id: "tiny-split-q8_0", quantization: "Q8_0", size: sizes[0]! + sizes[1]!, path: first },
+    ]);
+    expect(warnings).toHaveLength(1);
+
+    const backend = await LocalBackend.create({ modelDirs: [join(scratch, "split")], threads: 1, gpu: false, slots: 1 });
+    try {
+      const events = [];
+      for await (const event of backend.chat({ model: "tiny-split-q8_0", messages: [{ role: "user", content: "hi" }], max_tokens: 4 } as ChatRequest, new AbortController().signal)) events.push(event);
+      expect(events.at(-1)).toMatchObject({ type: "done" });
+    } finally {
+      await backend.dispose();
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { findGgufFiles } from "./find-gguf-files.ts";
 import { assignModelIds } from "./model-ids.ts";
-import { NotServableError, readModelMetadata, type ModelMetadata } from "./model-metadata.ts";
+import { LaterSplitPartError, modelParts, NotServableError, readModelMetadata, type ModelMetadata } from "./model-metadata.ts";
 
 /** One model the agent can serve. */
 export interface CatalogEntry extends ModelMetadata {
@@ -18,7 +18,8 @@ export interface ModelCatalogOptions {
   onWarning?: (message: string) => void;
 }
 
-type Cached = { size: number; mtimeMs: number; result: ModelMetadata | null };
+/** `signature`: size and modification time of every file of the model, so a split model's late part is noticed. */
+type Cached = { signature: string; result: ModelMetadata | null };
 
 /**
  * The models on this machine's disk. `refresh()` rescans the folders but rereads only files whose
@@ -75,18 +76,19 @@ export class ModelCatalog {
   }
 
   async #metadataOf(path: string): Promise<ModelMetadata | null> {
-    const stats = await stat(path).catch(() => undefined);
-    if (!stats) return null;
+    const stats = await Promise.all(modelParts(path).map((file) => stat(file).catch(() => undefined)));
+    if (!stats[0]) return null;
+    const signature = stats.map((part) => (part ? `${part.size}:${part.mtimeMs}` : "-")).join(",");
     const cached = this.#cache.get(path);
-    if (cached && cached.size === stats.size && cached.mtimeMs === stats.mtimeMs) return cached.result;
+    if (cached && cached.signature === signature) return cached.result;
     let result: ModelMetadata | null = null;
     try {
       result = await readModelMetadata(path);
     } catch (error) {
       const reason = error instanceof NotServableError ? error.message : `unreadable GGUF (${(error as Error).message})`;
-      this.#onWarning(`skipping ${path}: ${reason}`);
+      if (!(error instanceof LaterSplitPartError)) this.#onWarning(`skipping ${path}: ${reason}`);
     }
-    this.#cache.set(path, { size: stats.size, mtimeMs: stats.mtimeMs, result });
+    this.#cache.set(path, { signature, result });
     return result;
   }
 }

@@ -28,7 +28,8 @@ export function publisherOf(segments: readonly string[]): string {
 export function assignModelIds(files: readonly FoundFile[]): { ids: Map<string, ModelIdentity>; shadowed: string[] } {
   const candidates = files.map((file) => {
     const publisher = publisherOf(file.segments);
-    const stem = (file.segments.at(-1) ?? "").replace(/\.gguf$/i, "").toLowerCase();
+    // A split model is named for its first part, without the part number.
+    const stem = (file.segments.at(-1) ?? "").replace(/\.gguf$/i, "").replace(/-00001-of-\d{5}$/i, "").toLowerCase();
     return {
       file,
       publisher,

@@ -13,11 +13,20 @@ export interface ModelMetadata {
   type: Extract<ModelType, "llm" | "embeddings">;
   capabilities: string[];
   sizeBytes: number;
+  /** `general.name`, when the file has one. */
+  displayName: string | undefined;
+  /** `general.size_label`: `7B`, `26B-A4B`. */
+  paramsString: string | undefined;
 }
 
-/** A readable file that is not a model this agent serves on its own (a shard, adapter, projector…). */
+/** A readable file that is not a model this agent serves on its own (an adapter, projector, incomplete split model…). */
 export class NotServableError extends Error {
   override name = "NotServableError";
+}
+
+/** A later part of a split model: served through its first part, so skipped without a word. */
+export class LaterSplitPartError extends NotServableError {
+  override name = "LaterSplitPartError";
 }
 
 /** Architectures that only make sense as embedding models, whatever their pooling key says. */
@@ -35,7 +44,16 @@ const EMBEDDING_ARCHITECTURES = new Set([
 /** Multimodal projectors ship as `.gguf` next to the model but are not models themselves. */
 const PROJECTOR_ARCHITECTURES = new Set(["clip", "mmproj"]);
 
-const SPLIT_FILE_NAME = /-\d{5}-of-\d{5}\.gguf$/i;
+/** llama.cpp's split naming: `<prefix>-00001-of-00003.gguf`, 1-based. */
+const SPLIT_FILE_NAME = /-(\d{5})-of-(\d{5})\.gguf$/i;
+
+/** Every file of the model whose (first) file is `path`: itself, or all parts of a split model. */
+export function modelParts(path: string): string[] {
+  const split = SPLIT_FILE_NAME.exec(path);
+  if (!split) return [path];
+  const count = split[2] as string;
+  return Array.from({ length: Number(count) }, (_, index) => path.replace(SPLIT_FILE_NAME, `-${String(index + 1).padStart(5, "0")}-of-${count}.gguf`));
+}
 
 /** A conservative guess for the rare file that does not state its trained context. */
 const UNKNOWN_CONTEXT_LENGTH = 2048;
@@ -44,18 +62,23 @@ const UNKNOWN_CONTEXT_LENGTH = 2048;
 const IGNORED_KEYS = ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"];
 
 export async function readModelMetadata(path: string): Promise<ModelMetadata> {
-  if (SPLIT_FILE_NAME.test(basename(path))) throw new NotServableError("split (multi-part) GGUF files are not supported yet");
-  const [info, stats] = await Promise.all([
-    readGgufFileInfo(path, { readTensorInfo: false, spliceSplitFiles: false, ignoreKeys: IGNORED_KEYS, logWarnings: false }),
-    stat(path),
-  ]);
+  const part = SPLIT_FILE_NAME.exec(basename(path));
+  if (part && Number(part[1]) !== 1) throw new LaterSplitPartError(`part ${Number(part[1])} of a split model`);
+  const parts = modelParts(path);
+  const sizes = await Promise.all(parts.map((file) => stat(file).then((stats) => stats.size, () => undefined)));
+  const missing = parts.filter((_, index) => sizes[index] === undefined);
+  if (missing.length > 0) throw new NotServableError(`the split model lacks ${missing.map((file) => basename(file)).join(", ")}`);
+  // llama.cpp keeps the metadata in the first part and opens the others from its name.
+  const info = await readGgufFileInfo(path, { readTensorInfo: false, spliceSplitFiles: false, ignoreKeys: IGNORED_KEYS, logWarnings: false });
   const metadata: unknown = info.metadata;
   const arch = stringAt(metadata, "general", "architecture");
   if (arch === undefined) throw new NotServableError("the file has no general.architecture");
   if (PROJECTOR_ARCHITECTURES.has(arch)) throw new NotServableError(`"${arch}" is a multimodal projector, not a model`);
   const generalType = stringAt(metadata, "general", "type");
   if (generalType !== undefined && generalType !== "model") throw new NotServableError(`the file is a ${generalType}, not a model`);
-  if ((numberAt(metadata, "split", "count") ?? 1) > 1) throw new NotServableError("split (multi-part) GGUF files are not supported yet");
+  if ((numberAt(metadata, "split", "count") ?? 1) !== parts.length) {
+    throw new NotServableError(`split.count says ${numberAt(metadata, "split", "count") ?? 1} parts but the file is named as part of ${parts.length}`);
+  }
   if (Number(info.tensorCount) === 0) throw new NotServableError("the file has no tensors (a vocabulary-only file)");
 
   const poolingType = numberAt(metadata, arch, "pooling_type");
@@ -68,7 +91,9 @@ export async function readModelMetadata(path: string): Promise<ModelMetadata> {
     contextLength: numberAt(metadata, arch, "context_length") ?? UNKNOWN_CONTEXT_LENGTH,
     type: EMBEDDING_ARCHITECTURES.has(arch) || pools ? "embeddings" : "llm",
     capabilities: chatTemplate !== undefined && /\btools\b/.test(chatTemplate) ? ["tool_use"] : [],
-    sizeBytes: stats.size,
+    sizeBytes: sizes.reduce((sum: number, size) => sum + (size ?? 0), 0),
+    displayName: stringAt(metadata, "general", "name"),
+    paramsString: stringAt(metadata, "general", "size_label"),
   };
 }
 

@@ -2,6 +2,7 @@
  * What a generated model is (`ModelSpec`) and how it becomes a GGUF file: metadata as llama.cpp
  * reads it for the architecture, and seeded random weights so every run writes identical bytes.
  */
+import { join } from "node:path";
 import { CHAT_TEMPLATE } from "./chat-template.ts";
 import { gguf, ggufFileSize, writeGguf, type GgmlTypeName, type GgufFile, type GgufMetadata, type GgufTensor } from "./gguf-writer.ts";
 import { encodeTensorData } from "./quantize.ts";
@@ -221,4 +222,27 @@ export function modelFileSize(spec: ModelSpec): number {
 
 export function writeModel(path: string, spec: ModelSpec): Promise<number> {
   return writeGguf(path, modelFile(spec));
+}
+
+/**
+ * Writes `spec` as a split GGUF, the way llama.cpp's gguf-split does: `<stem>-0000i-of-0000N.gguf`,
+ * all metadata in the first part, the tensors divided in order, `split.*` keys in every part.
+ * Returns the paths, first part first.
+ */
+export async function writeSplitModel(dir: string, stem: string, spec: ModelSpec, parts: number): Promise<string[]> {
+  const { metadata, tensors } = modelFile(spec);
+  const perPart = Math.ceil(tensors.length / parts);
+  const count = String(parts).padStart(5, "0");
+  const paths = [];
+  for (let index = 0; index < parts; index++) {
+    const split: GgufMetadata = {
+      "split.no": { type: "u16", value: index },
+      "split.count": { type: "u16", value: parts },
+      "split.tensors.count": gguf.i32(tensors.length),
+    };
+    const path = join(dir, `${stem}-${String(index + 1).padStart(5, "0")}-of-${count}.gguf`);
+    await writeGguf(path, { metadata: index === 0 ? { ...metadata, ...split } : split, tensors: tensors.slice(index * perPart, (index + 1) * perPart) });
+    paths.push(path);
+  }
+  return paths;
 }

@@ -1,4 +1,5 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
+import type { ModelAdmin } from "../../shared/model-admin.ts";
 import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
 import type { Runtime } from "../../shared/schemas/generation.ts";
 
@@ -12,6 +13,8 @@ export interface NodeSource extends InferenceBackend {
   hardware(): Promise<Hardware>;
   readonly runtime: Runtime;
   readonly slotsPerModel: number;
+  /** Downloads and deletes for the gateway; an agent without it does not send `v1_models`, so it is never asked. */
+  readonly modelAdmin?: ModelAdmin;
   /** Called after anything in `status()` changed; returns the unsubscribe function. */
   onStatusChange(listener: () => void): () => void;
 }

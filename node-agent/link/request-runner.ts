@@ -2,6 +2,7 @@ import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+import type { ModelAdmin } from "../../shared/model-admin.ts";
 
 /** The connection a runner answers on. */
 export interface FrameChannel {
@@ -12,7 +13,7 @@ export interface FrameChannel {
 }
 
 export interface RequestRunnerOptions {
-  source: InferenceBackend;
+  source: InferenceBackend & { readonly modelAdmin?: ModelAdmin };
   channel: FrameChannel;
   /** Later deltas are batched for up to this long. Defaults to 16 ms. */
   coalesceMs?: number;
@@ -51,7 +52,7 @@ const BUFFER_POLL_MS = 10;
  * tokens it spent count against the caller's budget, or a stream cancelled near its end is free.
  */
 export class RequestRunner {
-  readonly #source: InferenceBackend;
+  readonly #source: RequestRunnerOptions["source"];
   readonly #channel: FrameChannel;
   readonly #coalesceMs: number;
   readonly #maxBatchChars: number;
@@ -127,6 +128,15 @@ export class RequestRunner {
         case "unload":
           this.#reply(run, { type: "result", id, result: await this.#source.unloadModel(operation.body) });
           return;
+        case "download":
+          this.#reply(run, { type: "result", id, result: await this.#modelAdmin().download(operation.body) });
+          return;
+        case "cancel_download":
+          this.#reply(run, { type: "result", id, result: await this.#modelAdmin().cancelDownload(operation.body.job_id) });
+          return;
+        case "delete":
+          this.#reply(run, { type: "result", id, result: await this.#modelAdmin().deleteModel(operation.body) });
+          return;
       }
     } catch (error) {
       if (signal.aborted) return;
@@ -142,6 +152,11 @@ export class RequestRunner {
         ...(apiError.retryAfter !== undefined ? { retry_after: apiError.retryAfter } : {}),
       });
     }
+  }
+
+  #modelAdmin(): ModelAdmin {
+    if (this.#source.modelAdmin === undefined) throw new ApiError(501, "This agent does not manage models.", { code: "not_supported" });
+    return this.#source.modelAdmin;
   }
 
   /** Answers unless the request was cancelled meanwhile. */

@@ -1,10 +1,18 @@
 import { z } from "zod";
 import { Hardware, NodeName } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
+import { DownloadJob } from "./downloads.ts";
 
 /** The admin API under `/admin/*` (admin token only): keys, node tokens, usage, live nodes. */
 
 const ModelGlob = z.string().min(1).max(200).regex(/^[\w.@/*?:-]+$/, "model patterns use letters, digits, . _ - / @ : and * ? as wildcards");
+
+/**
+ * What a key may change on the nodes, beyond using models: `load` (load and unload), `download`,
+ * `delete`. Each is granted explicitly; the admin token and LMGATE_API_KEY may do all of them.
+ */
+export const KeyAction = z.enum(["load", "download", "delete"]);
+export type KeyAction = z.infer<typeof KeyAction>;
 
 export const KeyScopes = z.object({
   /** Globs of model ids the key may use; null = every model. */
@@ -15,6 +23,8 @@ export const KeyScopes = z.object({
   tokens_per_day: z.number().int().positive().nullable(),
   /** ISO 8601 instant after which the key stops working; null = never. */
   expires_at: z.iso.datetime().nullable(),
+  /** Model management the key may do; none by default. */
+  can: z.array(KeyAction).max(KeyAction.options.length),
 });
 export type KeyScopes = z.infer<typeof KeyScopes>;
 
@@ -87,6 +97,8 @@ export const NodeSummary = z.object({
   slots_per_model: z.number().int(),
   in_flight: z.number().int().nonnegative(),
   models: z.array(ModelObject),
+  /** The node's download jobs, running and finished (online nodes whose agent downloads). */
+  downloads: z.array(DownloadJob).optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 

@@ -146,11 +146,14 @@ export const LoadRequest = z.object({
   parallel: optional(z.number().int().min(1).max(64)),
   ttl: optional(Ttl),
   echo_load_config: optional(flag),
+  /** Gateway only: the node to load it on (else the fleet places it). */
+  node: z.string().min(1).optional(),
 });
 export type LoadRequest = z.infer<typeof LoadRequest>;
 
 export const UnloadRequest = z
-  .object({ instance_id: optional(z.string().min(1)), model: optional(z.string().min(1)) })
+  // `node` (gateway only) unloads it there alone, instead of from every node that has it loaded.
+  .object({ instance_id: optional(z.string().min(1)), model: optional(z.string().min(1)), node: z.string().min(1).optional() })
   .refine((body) => body.instance_id !== undefined || body.model !== undefined, {
     message: "instance_id is required",
     path: ["instance_id"],

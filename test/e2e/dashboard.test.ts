@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NodeSummary } from "../../shared/schemas/admin.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { startHubServer } from "../harness/hub-server.ts";
 import { connectIdleNode, simulatedModel, type IdleNode } from "../harness/idle-node.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
@@ -31,6 +32,7 @@ const CHROMIUM_ARGS = [
 ];
 const ARTIFACTS = process.env.LMGATE_TEST_ARTIFACTS ?? join(tmpdir(), "lmgate-test-artifacts");
 const SCREENSHOT = join(ARTIFACTS, "dashboard.png");
+const DOWNLOADS_SCREENSHOT = join(ARTIFACTS, "dashboard-downloads.png");
 const FLEET_SCREENSHOT = join(ARTIFACTS, "dashboard-fleet.png");
 const TOKEN_KEY = "lmgate.dashboard.adminToken";
 
@@ -265,6 +267,45 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
       expect(cspViolations).toEqual([]);
     } finally {
       await context.close();
+    }
+  }, 120_000);
+
+  test("a download onto a node shows its progress while it runs, then that it completed", async () => {
+    const hub = await startHubServer();
+    hub.addFile("elsewhere/files", "dash-Q8_0.gguf", await readFile(join(await testModelsDir(), "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
+    hub.stall("dash-Q8_0.gguf", 20_000);
+    const context = await browser!.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    const api = (path: string, body: unknown) =>
+      fetch(`${gateway.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${gateway.adminToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    try {
+      await page.goto(`${gateway.url}/dashboard/`, { timeout: 20_000 });
+      await page.fill("#token", gateway.adminToken);
+      await page.click("#signin-button");
+      await page.locator("#dashboard-view").waitFor({ state: "visible", timeout: 10_000 });
+      expect(await page.locator("#downloads-card").isHidden()).toBe(true);
+
+      const started = await api("/api/v1/models/download", { model: `${hub.url}/files/dash-Q8_0.gguf`, node: "node-a" });
+      expect(started.status).toBe(200);
+      const running = page.locator('#downloads-body tr[data-status="downloading"]');
+      await running.waitFor({ timeout: 15_000 });
+      expect(await running.textContent()).toMatch(/Downloading.*node-a.*dash-Q8_0.*\d+% · 20 KB/);
+      expect(await page.locator("#downloads-count").textContent()).toBe("1 running");
+
+      hub.cutStalled(); // the agent resumes where it was cut, and finishes
+      const done = page.locator('#downloads-body tr[data-status="completed"]');
+      await done.waitFor({ timeout: 20_000 });
+      expect(await done.textContent()).toMatch(/Completed.*node-a.*dash-q8_0.*100%/);
+      await mkdir(dirname(DOWNLOADS_SCREENSHOT), { recursive: true });
+      await page.locator("#downloads-card").screenshot({ path: DOWNLOADS_SCREENSHOT });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await context.close();
+      // The next test counts the fleet's models.
+      await api("/api/v1/models/delete", { model: "dash-q8_0", node: "node-a", force: true });
+      await hub.close();
     }
   }, 120_000);
 

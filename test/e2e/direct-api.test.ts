@@ -3,6 +3,7 @@ import { getLlama } from "node-llama-cpp";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { ErrorBody } from "../../shared/errors.ts";
 import { ModelObject, OpenAIModelObject } from "../../shared/schemas/models.ts";
@@ -26,7 +27,7 @@ let server: DirectServer;
 
 beforeAll(async () => {
   backend = await LocalBackend.create({ modelDirs: [await testModelsDir()], threads: 1, gpu: false, slots: 4, maxQueue: 8 });
-  server = await startDirectServer({ backend, host: "127.0.0.1", port: 0 });
+  server = await startDirectServer({ backend, modelAdmin: new LocalModelAdmin(backend, { modelDirs: [await testModelsDir()] }), host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
   await server?.close();

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { ErrorBody } from "../../shared/errors.ts";
 import { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
@@ -11,7 +12,7 @@ let server: DirectServer;
 // One JIT model at a time, so eviction is observable with tiny models.
 beforeAll(async () => {
   backend = await LocalBackend.create({ modelDirs: [await testModelsDir()], threads: 1, gpu: false, slots: 2, maxLoadedModels: 1 });
-  server = await startDirectServer({ backend, host: "127.0.0.1", port: 0 });
+  server = await startDirectServer({ backend, modelAdmin: new LocalModelAdmin(backend, { modelDirs: [await testModelsDir()] }), host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
   await server?.close();

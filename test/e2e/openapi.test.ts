@@ -4,6 +4,7 @@ import { GATEWAY_OPENAPI } from "../../gateway/route-docs.ts";
 import { directOpenApi, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { createApiApp } from "../../shared/app.ts";
 import type { InferenceBackend } from "../../shared/backend.ts";
+import type { ModelAdmin } from "../../shared/model-admin.ts";
 import { honoPathToOpenApi, hostOpenApiDocument } from "../../shared/openapi.ts";
 
 /**
@@ -37,9 +38,17 @@ const backend: InferenceBackend = {
   unloadModel: noInference,
 };
 
+const modelAdmin: ModelAdmin = {
+  listModels: noInference,
+  download: noInference,
+  downloadStatus: noInference,
+  cancelDownload: noInference,
+  deleteModel: noInference,
+};
+
 let server: DirectServer;
 beforeAll(async () => {
-  server = await startDirectServer({ backend, host: "127.0.0.1", port: 0 });
+  server = await startDirectServer({ backend, modelAdmin, host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
   await server?.close();
@@ -69,7 +78,7 @@ test("an agent's direct server serves a valid OpenAPI 3.1 document of exactly it
   expect(document).toEqual(JSON.parse(JSON.stringify(hostOpenApiDocument(directOpenApi()))));
 
   // The direct server's router is this app: its route table, less middleware (method ALL).
-  const app = createApiApp({ backend: () => backend, openApi: directOpenApi() });
+  const app = createApiApp({ backend: () => backend, modelAdmin: () => modelAdmin, openApi: directOpenApi() });
   const served = app.routes.filter((route) => route.method !== "ALL").map((route) => `${route.method} ${honoPathToOpenApi(route.path)}`);
   expect(new Set(operations(document))).toEqual(new Set(served));
   const securities = Object.values(document.paths).flatMap((byMethod) => Object.values(byMethod).map((operation) => (operation as { security: unknown[] }).security));
@@ -79,7 +88,7 @@ test("an agent's direct server serves a valid OpenAPI 3.1 document of exactly it
 test("with metrics, the direct server's document lists /metrics, guarded by the metrics token when it has one", async () => {
   const metrics = async () => new Response("");
   for (const guarded of [false, true]) {
-    const withMetrics = await startDirectServer({ backend, host: "127.0.0.1", port: 0, metrics: { handler: metrics, guarded } });
+    const withMetrics = await startDirectServer({ backend, modelAdmin, host: "127.0.0.1", port: 0, metrics: { handler: metrics, guarded } });
     try {
       const document = (await (await fetch(`${withMetrics.url}/openapi.json`)).json()) as Document;
       await expectValidOpenApi31(document);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { z } from "zod";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -19,7 +20,7 @@ let openai: OpenAI;
 
 beforeAll(async () => {
   backend = await LocalBackend.create({ modelDirs: [await testModelsDir()], threads: 1, gpu: false, slots: 2, maxQueue: 8 });
-  server = await startDirectServer({ backend, host: "127.0.0.1", port: 0 });
+  server = await startDirectServer({ backend, modelAdmin: new LocalModelAdmin(backend, { modelDirs: [await testModelsDir()] }), host: "127.0.0.1", port: 0 });
   openai = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
 });
 afterAll(async () => {

@@ -6,7 +6,7 @@
 import { fetchKeys, fetchNodes, fetchStats, fetchUsage, AdminApiError } from "./api.js";
 import { FleetCharts, loadUPlot } from "./charts.js";
 import { fleetModels, fmtAgo, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots, recent, seriesGrid, usageByKey, utcDay } from "./model.js";
-import { renderKpis, renderModels, renderNodes, renderUsage } from "./views.js";
+import { renderDownloads, renderKpis, renderModels, renderNodes, renderUsage } from "./views.js";
 
 /** @typedef {import("./api.js").NodeSummary} NodeSummary */
 /** @typedef {import("./api.js").FleetStats} FleetStats */
@@ -47,6 +47,9 @@ const ui = {
   modelsBody: tbody("models-body"),
   modelsCount: $("models-count"),
   modelsFilter: /** @type {HTMLInputElement} */ ($("models-filter")),
+  downloadsCard: $("downloads-card"),
+  downloadsBody: tbody("downloads-body"),
+  downloadsCount: $("downloads-count"),
   usageBody: tbody("usage-body"),
   usageDay: $("usage-day"),
   usageNote: $("usage-note"),
@@ -302,6 +305,9 @@ function render() {
   renderNodes(ui.nodesBody, nodes, { now, filter: ui.nodesFilter.value.trim().toLowerCase(), staleMs: LATE_HEARTBEAT_MS });
   ui.modelsCount.textContent = `${models.length} models · ${loadedModels} loaded`;
   renderModels(ui.modelsBody, models, { filter: ui.modelsFilter.value.trim().toLowerCase() });
+  // Shown once any node has downloaded something since it started.
+  ui.downloadsCard.hidden = !nodes.some((node) => (node.downloads ?? []).length > 0);
+  ui.downloadsCount.textContent = `${renderDownloads(ui.downloadsBody, nodes, now)} running`;
 
   ui.usageDay.textContent = `${utcDay()} (UTC)`;
   const usageError = state.errors.usage;

@@ -162,6 +162,68 @@ function holderChips(model) {
   return chips;
 }
 
+/** Statuses of a download job, as pills. */
+const DOWNLOAD_PILLS = {
+  downloading: ["online", "Downloading"],
+  paused: ["idle", "Paused"],
+  completed: ["idle", "Completed"],
+  already_downloaded: ["idle", "Completed"],
+  failed: ["offline", "Failed"],
+  cancelled: ["offline", "Cancelled"],
+};
+
+/**
+ * "40 s left", "12 min left"; "…" until the speed is known.
+ * @param {string | undefined} iso the estimated completion
+ * @param {number} now ms
+ */
+function timeLeft(iso, now) {
+  if (iso === undefined) return "…";
+  const s = Math.max(0, Math.round((Date.parse(iso) - now) / 1000));
+  return s < 90 ? `${s} s left` : s < 5400 ? `${Math.round(s / 60)} min left` : `${Math.round(s / 3600)} h left`;
+}
+
+/**
+ * Every node's download jobs, running ones first, with progress, speed and when they end(ed).
+ * @param {HTMLTableSectionElement} tbody
+ * @param {NodeSummary[]} nodes
+ * @param {number} now
+ * @returns {number} how many are running
+ */
+export function renderDownloads(tbody, nodes, now) {
+  const jobs = nodes
+    .flatMap((node) => (node.downloads ?? []).map((job) => ({ node: node.name, job })))
+    .sort((a, b) => Number(b.job.status === "downloading") - Number(a.job.status === "downloading") || b.job.started_at.localeCompare(a.job.started_at));
+  const rows = jobs.map(({ node, job }) => {
+    const [tone, label] = DOWNLOAD_PILLS[job.status];
+    const share = job.total_size_bytes > 0 ? Math.min(1, job.downloaded_bytes / job.total_size_bytes) : 0;
+    const bar = el("span", { class: "meter-bar" });
+    bar.style.width = `${Math.round(share * 100)}%`;
+    const end = job.status === "downloading" ? timeLeft(job.estimated_completion, now) : fmtAgo(job.completed_at ?? job.started_at, now);
+    return el(
+      "tr",
+      { "data-job": job.job_id ?? "", "data-status": job.status },
+      el("td", {}, el("span", { class: `pill ${tone}`, title: job.error ?? "" }, el("span", { class: "dot" }), label)),
+      el("td", { class: "strong" }, node),
+      el("td", {}, el("span", { class: "ellipsis", title: job.model_key ?? job.model ?? "" }, job.model_key ?? job.model ?? job.job_id ?? "")),
+      el(
+        "td",
+        {},
+        el(
+          "span",
+          { class: "meter", title: `${fmtBytes(job.downloaded_bytes)} of ${fmtBytes(job.total_size_bytes)}` },
+          el("span", { class: "meter-text" }, `${Math.round(share * 100)}% · ${fmtBytes(job.downloaded_bytes)} / ${fmtBytes(job.total_size_bytes)}`),
+          el("span", { class: "meter-track" }, bar),
+        ),
+      ),
+      el("td", { class: "num nowrap" }, job.status === "downloading" && job.bytes_per_second !== undefined ? `${fmtBytes(job.bytes_per_second)}/s` : "—"),
+      el("td", { class: "muted nowrap", title: job.error ?? "" }, job.error ?? end),
+    );
+  });
+  fillBody(tbody, rows, "No downloads.");
+  return jobs.filter(({ job }) => job.status === "downloading").length;
+}
+
 /**
  * @param {HTMLTableSectionElement} tbody
  * @param {KeyUsage[]} usage

@@ -1,0 +1,201 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "vitest";
+import { ApiError } from "../../shared/errors.ts";
+import { DownloadJob } from "../../shared/schemas/downloads.ts";
+import { startHubServer, type HubServer } from "../../test/harness/hub-server.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
+import { DownloadManager } from "./download-manager.ts";
+import { HubClient } from "./hub-client.ts";
+
+const REPO = "test-pub/tiny-chat-GGUF";
+let hub: HubServer;
+let q8: Uint8Array;
+let f32: Uint8Array;
+let dir: string;
+let completed: string[][];
+
+beforeAll(async () => {
+  const models = await testModelsDir();
+  q8 = await readFile(join(models, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"));
+  f32 = await readFile(join(models, "lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf"));
+  hub = await startHubServer();
+  hub.addFile(REPO, "tiny-chat-F32.gguf", f32);
+  hub.addFile(REPO, "tiny-chat-Q8_0.gguf", q8);
+  hub.addFile(REPO, "mmproj-tiny-chat-Q8_0.gguf", new Uint8Array(10));
+  hub.addFile("elsewhere/files", "tiny-direct-Q8_0.gguf", q8);
+  hub.addFile("test-pub/split-GGUF", "split-Q4_K_M-00001-of-00002.gguf", q8.subarray(0, 1000));
+  hub.addFile("test-pub/split-GGUF", "split-Q4_K_M-00002-of-00002.gguf", q8.subarray(1000, 3000));
+});
+afterAll(async () => {
+  await hub?.close();
+});
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lmgate-downloads-"));
+  completed = [];
+  hub.requests.length = 0;
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function manager(options: { freeBytes?: number; reserveBytes?: number; token?: string } = {}) {
+  return new DownloadManager({
+    modelsDir: dir,
+    hub: new HubClient({ endpoint: hub.url, token: options.token }),
+    freeBytes: async () => options.freeBytes ?? 100 * 1024 ** 3,
+    reserveBytes: options.reserveBytes,
+    retryDelayMs: 10,
+    onComplete: async (paths) => {
+      completed.push(paths);
+      return "tiny-chat-q8_0";
+    },
+  });
+}
+
+const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+async function receivedAtLeast(downloads: DownloadManager, job: DownloadJob, bytes: number): Promise<void> {
+  while (downloads.status(job.job_id as string).downloaded_bytes < bytes) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+async function filesIn(folder: string): Promise<string[]> {
+  // The journal of unfinished jobs lives in a dot folder, which the catalog skips.
+  return (await readdir(folder, { recursive: true })).map(String).filter((path) => !path.startsWith(".lmgate-downloads")).sort();
+}
+
+test("a repo and quantization download into LM Studio's layout, checked, with the token sent to the hub only", async () => {
+  const downloads = manager({ token: "hf_secretsecretsecretsecretsecretsecret" });
+  const started = DownloadJob.parse(await downloads.start(REPO, "Q8_0"));
+  expect(started).toMatchObject({ status: "downloading", total_size_bytes: q8.byteLength });
+  expect(started.job_id).toMatch(/^job_[0-9a-f]{10}$/);
+  const done = await downloads.settled(started.job_id as string);
+  expect(done).toMatchObject({ status: "completed", downloaded_bytes: q8.byteLength, model_key: "tiny-chat-q8_0" });
+  expect(done.completed_at).toBeDefined();
+  const target = join(dir, "test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf");
+  expect(sha(await readFile(target))).toBe(sha(q8));
+  expect(await filesIn(dir)).toEqual(["test-pub", "test-pub/tiny-chat-GGUF", "test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"]);
+  expect(completed).toEqual([[target]]);
+  const resolve = hub.requests.find((request) => request.path.includes("/resolve/"));
+  const cdn = hub.requests.find((request) => request.path.startsWith("/cdn/"));
+  expect(resolve?.authorization).toBe("Bearer hf_secretsecretsecretsecretsecretsecret");
+  // The CDN is another host on the real hub; here it is the same host, so the token may go there too.
+  expect(cdn).toBeDefined();
+
+  // Pulling it again finds it in place.
+  expect(await downloads.start(REPO, "Q8_0")).toMatchObject({ status: "already_downloaded", total_size_bytes: q8.byteLength });
+});
+
+test("without a quantization the choice is llama.cpp's: Q4_K_M, then Q8_0, never a projector", async () => {
+  const downloads = manager();
+  const job = await downloads.start(REPO, undefined);
+  expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed", total_size_bytes: q8.byteLength });
+  expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf"]);
+});
+
+test("a connection cut mid-file resumes with Range and the result is intact", async () => {
+  hub.stall("tiny-chat-F32.gguf", 40_000);
+  const downloads = manager();
+  const job = await downloads.start(`${hub.url}/${REPO}/resolve/main/tiny-chat-F32.gguf`, undefined);
+  await receivedAtLeast(downloads, job, 40_000);
+  hub.cutStalled();
+  expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed", downloaded_bytes: f32.byteLength });
+  const ranges = hub.requests.filter((request) => request.path.startsWith("/cdn/")).map((request) => request.range);
+  expect(ranges).toEqual([undefined, "bytes=40000-"]);
+  expect(sha(await readFile(join(dir, "test-pub/tiny-chat-GGUF/tiny-chat-F32.gguf")))).toBe(sha(f32));
+});
+
+test("a partial file left by an earlier run (a restart) is resumed, and never taken for a model meanwhile", async () => {
+  const folder = join(dir, "test-pub/tiny-chat-GGUF");
+  await mkdir(folder, { recursive: true });
+  const part = join(folder, "tiny-chat-Q8_0.gguf.part");
+  await writeFile(part, q8.subarray(0, 5000));
+  await writeFile(`${part}.json`, JSON.stringify({ url: `${hub.url}/${REPO}/resolve/main/tiny-chat-Q8_0.gguf`, size: q8.byteLength, sha256: sha(q8) }));
+  const downloads = manager();
+  const job = await downloads.start(REPO, "Q8_0");
+  expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed" });
+  expect(hub.requests.filter((request) => request.path.startsWith("/cdn/")).map((request) => request.range)).toEqual(["bytes=5000-"]);
+  expect(sha(await readFile(join(folder, "tiny-chat-Q8_0.gguf")))).toBe(sha(q8));
+  expect(await filesIn(folder)).toEqual(["tiny-chat-Q8_0.gguf"]);
+});
+
+test("a download that does not fit the free disk space is refused before it starts", async () => {
+  const downloads = manager({ freeBytes: q8.byteLength, reserveBytes: 1000 });
+  const refused = await downloads.start(REPO, "Q8_0").catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(ApiError);
+  expect(refused).toMatchObject({ status: 507, code: "insufficient_storage" });
+  expect((refused as ApiError).message).toMatch(/Not enough disk space for test-pub\/tiny-chat-GGUF/);
+  expect(hub.requests.some((request) => request.path.startsWith("/cdn/"))).toBe(false);
+  expect(await filesIn(dir)).toEqual([]);
+});
+
+test("a file whose SHA-256 is not the hub's is rejected and removed", async () => {
+  hub.lieAboutHash("tiny-chat-F32.gguf");
+  try {
+    const downloads = manager();
+    const job = await downloads.start(REPO, "F32");
+    const failed = await downloads.settled(job.job_id as string);
+    expect(failed.status).toBe("failed");
+    expect(failed.error).toMatch(/SHA-256/);
+    expect(completed).toEqual([]);
+    expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual([]);
+  } finally {
+    hub.requests.length = 0;
+  }
+});
+
+test("a cancelled download stops and leaves nothing behind", async () => {
+  hub.stall("tiny-chat-Q8_0.gguf", 3000);
+  const downloads = manager();
+  const job = await downloads.start(REPO, "Q8_0");
+  await receivedAtLeast(downloads, job, 3000);
+  expect(await downloads.cancel(job.job_id as string)).toMatchObject({ status: "cancelled", downloaded_bytes: 3000 });
+  expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual([]);
+  expect(completed).toEqual([]);
+});
+
+test("a split GGUF downloads as one job, its shards side by side", async () => {
+  const downloads = manager();
+  const job = await downloads.start("test-pub/split-GGUF", "Q4_K_M");
+  expect(job.total_size_bytes).toBe(3000);
+  expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed", downloaded_bytes: 3000 });
+  expect(await filesIn(join(dir, "test-pub/split-GGUF"))).toEqual(["split-Q4_K_M-00001-of-00002.gguf", "split-Q4_K_M-00002-of-00002.gguf"]);
+});
+
+test("a direct URL downloads under its host; unknown repos, files and quantizations are 404s", async () => {
+  const downloads = manager();
+  const job = await downloads.start(`${hub.url}/files/tiny-direct-Q8_0.gguf`, undefined);
+  expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed", total_size_bytes: q8.byteLength });
+  expect(await filesIn(join(dir, "127.0.0.1"))).toEqual(["tiny-direct-Q8_0", "tiny-direct-Q8_0/tiny-direct-Q8_0.gguf"]);
+
+  await expect(downloads.start("test-pub/missing-GGUF", undefined)).rejects.toMatchObject({ status: 404, code: "model_not_found" });
+  await expect(downloads.start(REPO, "Q2_K")).rejects.toMatchObject({ status: 404, param: "quantization" });
+  await expect(downloads.start("not a model", undefined)).rejects.toMatchObject({ status: 400 });
+  // Names become paths on the node: none may leave the models folder.
+  await expect(downloads.start("../etc", undefined)).rejects.toMatchObject({ status: 400, param: "model" });
+  await expect(downloads.start(`${hub.url}/files/..%2F..%2Fevil.gguf`, undefined)).rejects.toMatchObject({ status: 400, param: "model" });
+  expect(hub.requests.some((request) => request.path.includes("etc"))).toBe(false);
+  expect(() => downloads.status("job_0000000000")).toThrow(expect.objectContaining({ status: 404, code: "job_not_found" }));
+});
+
+test("an agent stopped mid-download carries on after its restart: the same job id, resumed with Range, then complete", async () => {
+  hub.stall("tiny-chat-Q8_0.gguf", 30_000);
+  const before = manager();
+  const job = await before.start(REPO, "Q8_0");
+  await receivedAtLeast(before, job, 30_000);
+  await before.dispose();
+  expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf.part", "tiny-chat-Q8_0.gguf.part.json"]);
+
+  const after = manager();
+  const resumed = await after.resumeInterrupted();
+  expect(resumed.map((entry) => entry.job_id)).toEqual([job.job_id]);
+  const finished = await after.settled(job.job_id as string);
+  expect(finished.error).toBeUndefined();
+  expect(finished).toMatchObject({ status: "completed", downloaded_bytes: q8.byteLength, started_at: job.started_at });
+  expect(hub.requests.filter((request) => request.path.startsWith("/cdn/")).map((request) => request.range)).toEqual([undefined, "bytes=30000-"]);
+  expect(sha(await readFile(join(dir, "test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")))).toBe(sha(q8));
+  // Done: nothing is left to resume.
+  expect(await manager().resumeInterrupted()).toEqual([]);
+});
