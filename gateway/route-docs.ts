@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { metricsRouteDoc, type OpenApiOptions, type RouteDoc } from "../shared/openapi.ts";
 import {
   CreatedKey,

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { hostname } from "node:os";
-import { z } from "zod";
+import * as z from "zod";
 import { NodeName } from "../shared/protocol.ts";
 import { ConfigError } from "./config-error.ts";
 import { readTokenFile } from "./token-file.ts";

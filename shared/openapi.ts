@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ANTHROPIC_ROUTE_DOCS } from "./anthropic/route-docs.ts";
 import { ErrorBody } from "./errors.ts";
 import { LMSTUDIO_CHAT_ROUTE_DOCS } from "./lmstudio-chat/route-docs.ts";

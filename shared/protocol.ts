@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ErrorBody } from "./errors.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";

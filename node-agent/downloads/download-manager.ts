@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import type { DownloadJob } from "../../shared/schemas/downloads.ts";
 import { planDownload, type DownloadPlan } from "./download-plan.ts";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ApiError } from "../../shared/errors.ts";
 
 export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { GatewayInfo, Stats } from "../schemas/generation.ts";
 import { optional } from "../schemas/requests.ts";
 

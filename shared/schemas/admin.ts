@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { Hardware, NodeName } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
 import { DownloadJob } from "./downloads.ts";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 export const ModelType = z.enum(["llm", "vlm", "embeddings"]);
 export type ModelType = z.infer<typeof ModelType>;

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * Request bodies of the API (docs/api.md). Unknown fields are stripped (clients send extras such as `user`

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ToolCall } from "./requests.ts";
 import { FinishReason, GatewayInfo, ModelInfo, Runtime, Stats, Usage } from "./generation.ts";
 

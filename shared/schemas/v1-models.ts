@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** One loaded copy of a model, as LM Studio's `loaded_instances[]` lists it. */
 export const V1LoadedInstance = z.object({

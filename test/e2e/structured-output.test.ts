@@ -1,7 +1,7 @@
 import OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { LocalModelAdmin } from "../../node-agent/model-admin.ts";

@@ -11,9 +11,10 @@ import { WRANGLER, wranglerEnv } from "../harness/gateway-process.ts";
 /**
  * The gateway's Worker as `npm run deploy` would upload it, built by `wrangler deploy --dry-run`
  * (no account needed). Every cold start parses this code, so its size is watched: the bound sits
- * just above today's bundle, so whatever makes it grow shows up here and is a decision, not an accident.
+ * a little above today's bundle (237 KiB minified; zod imported as a namespace, so its 64 locale
+ * files stay out), so whatever makes it grow shows up here and is a decision, not an accident.
  */
-const MAX_BUNDLE_BYTES = 1_000 * 1024;
+const MAX_BUNDLE_BYTES = 300 * 1024;
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 let out: string | undefined;
