@@ -12,12 +12,18 @@ const TEMPLATE_TOKENS = 1_024;
  * Usage a node reports, bounded by what the request asked for, so a rogue node cannot spend a
  * key's budget with made-up counts: a prompt is at most one token per byte of the request (a
  * byte-fallback tokenizer's worst case) plus a template's share; a completion at most its
- * `max_tokens`, else the model's context.
+ * `max_tokens`, else the model's context; cached prompt tokens at most the prompt.
  */
 export function boundedUsage(operation: Operation, model: ModelObject | undefined, usage: Usage): Usage {
   const prompt = Math.min(usage.prompt_tokens, new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS);
   const completion = Math.min(usage.completion_tokens, completionLimit(operation, model));
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const cached = usage.prompt_tokens_details?.cached_tokens;
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    ...(cached === undefined ? {} : { prompt_tokens_details: { cached_tokens: Math.min(cached, prompt) } }),
+  };
 }
 
 function completionLimit(operation: Operation, model: ModelObject | undefined): number {
