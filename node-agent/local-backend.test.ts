@@ -84,7 +84,12 @@ describe("chat and completion", () => {
     const { events, text, result } = await chat();
     expect(events[0]).toEqual({ type: "start", model: CHAT });
     expect(text.length).toBeGreaterThan(0);
-    expect(result.usage).toEqual({ prompt_tokens: expect.any(Number), completion_tokens: 24, total_tokens: result.usage.prompt_tokens + 24 });
+    expect(result.usage).toEqual({
+      prompt_tokens: expect.any(Number),
+      completion_tokens: 24,
+      total_tokens: result.usage.prompt_tokens + 24,
+      prompt_tokens_details: { cached_tokens: expect.any(Number) },
+    });
     // The template wraps the three words in a system prompt and role markers.
     expect(result.usage.prompt_tokens).toBeGreaterThan(20);
     expect(result.stats.tokens_per_second).toBeGreaterThan(10);

@@ -17,6 +17,7 @@ import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../sha
 import type { GenerationEvent, GenerationResult, ModelInfo, Runtime } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
+import { cachedPrefixLength, reusablePrefixLength } from "./cached-prefix.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
@@ -64,7 +65,8 @@ interface RunOutcome {
 
 /** A request checked against the loaded model, ready to run as soon as it holds a slot. */
 interface Plan {
-  promptTokens: number;
+  /** The prompt as the slot's sequence will hold it, which also picks the slot that caches most of it. */
+  prompt: Token[];
   maxTokens: number;
   limitIsContextEnd: boolean;
   run(slot: Slot, hooks: RunHooks): Promise<RunOutcome>;
@@ -178,8 +180,9 @@ export class LoadedLlm {
   async *#run(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     if (signal.aborted) throw requestCancelled();
     const plan = await makePlan();
-    const lease = await this.#pool.acquire(signal);
+    const lease = await this.#pool.acquire(signal, (index) => reusablePrefixLength((this.#slots[index] as Slot).sequence, plan.prompt));
     const slot = this.#slots[lease.index] as Slot;
+    const cachedTokens = cachedPrefixLength(slot.sequence, plan.prompt);
     const stop = new AbortController();
     const timer = new GenerationTimer();
     const texts = new AsyncQueue<string>();
@@ -210,13 +213,18 @@ export class LoadedLlm {
         limitIsContextEnd: plan.limitIsContextEnd,
         unloading: this.#unloading.signal.aborted && !signal.aborted,
       });
-      const stats = timer.stats(ran.completionTokens, stopReason);
+      const stats = { ...timer.stats(ran.completionTokens, stopReason), cached_prompt_tokens: cachedTokens };
       if (stats.tokens_per_second > 0) {
         this.#onMeasured({ tokens_per_second: stats.tokens_per_second, time_to_first_token: stats.time_to_first_token });
       }
       const result: GenerationResult = {
         finish_reason: finishReasonOf(stopReason),
-        usage: { prompt_tokens: plan.promptTokens, completion_tokens: ran.completionTokens, total_tokens: plan.promptTokens + ran.completionTokens },
+        usage: {
+          prompt_tokens: plan.prompt.length,
+          completion_tokens: ran.completionTokens,
+          total_tokens: plan.prompt.length + ran.completionTokens,
+          prompt_tokens_details: { cached_tokens: cachedTokens },
+        },
         stats,
         model_info: this.#modelInfo,
         runtime: this.#runtime,
@@ -246,10 +254,10 @@ export class LoadedLlm {
       // The grammar cannot ride along `functions` in LlamaChat, so the rendered prompt (which shows
       // the tools) goes through LlamaCompletion, which puts its own BOS first.
       const input = promptTokens[0] === this.#completionBos ? promptTokens.slice(1) : promptTokens;
-      const counted = input.length + (this.#completionBos === null ? 0 : 1);
-      const budget = this.#budget(counted, request.max_completion_tokens ?? request.max_tokens);
+      const prompt = this.#withCompletionBos(input);
+      const budget = this.#budget(prompt.length, request.max_completion_tokens ?? request.max_tokens);
       return {
-        promptTokens: counted,
+        prompt,
         ...budget,
         run: async (slot, hooks) => {
           const response = await slot.completion.generateCompletionWithMeta(input, {
@@ -272,7 +280,7 @@ export class LoadedLlm {
     const grammar = await this.#responseGrammar(format);
     const budget = this.#budget(promptTokens.length, request.max_completion_tokens ?? request.max_tokens);
     return {
-      promptTokens: promptTokens.length,
+      prompt: promptTokens,
       ...budget,
       run: async (slot, hooks) => {
         const common = {
@@ -299,11 +307,11 @@ export class LoadedLlm {
     const prompt = Array.isArray(request.prompt) ? (request.prompt[0] ?? "") : request.prompt;
     // Tokenized exactly as LlamaCompletion would, so the count is what the model reads.
     const input = this.#model.tokenize(prompt, true, this.#completionBos === null ? undefined : "trimLeadingSpace");
-    const counted = input.length + (this.#completionBos === null ? 0 : 1);
-    const budget = this.#budget(counted, request.max_tokens, "prompt");
+    const held = this.#withCompletionBos(input);
+    const budget = this.#budget(held.length, request.max_tokens, "prompt");
     const sampling = this.#completionSampling(this.#sampling(request));
     return {
-      promptTokens: counted,
+      prompt: held,
       ...budget,
       run: async (slot, hooks) => {
         const response = await slot.completion.generateCompletionWithMeta(input, {
@@ -317,6 +325,11 @@ export class LoadedLlm {
         return { stopReason: response.metadata.stopReason };
       },
     };
+  }
+
+  /** `input` as LlamaCompletion evaluates it: after its own BOS. */
+  #withCompletionBos(input: Token[]): Token[] {
+    return this.#completionBos === null ? input : [this.#completionBos, ...input];
   }
 
   /** The exact text LlamaChat will evaluate; templates that reject a conversation (e.g. roles out of order) say why. */
