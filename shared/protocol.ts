@@ -41,12 +41,27 @@ export const Hardware = z.object({
 });
 export type Hardware = z.infer<typeof Hardware>;
 
+/** Memory free on the node for models to load into; null VRAM = no GPU in use. */
+export const NodeMemory = z.object({
+  ram_free_bytes: z.number().nonnegative(),
+  vram_free_bytes: z.number().nonnegative().nullable(),
+});
+export type NodeMemory = z.infer<typeof NodeMemory>;
+
+/** What loading a model takes on the node (weights, context and its slots), as the node estimates it. */
+export const ModelFootprint = z.object({ ram_bytes: z.number().nonnegative(), vram_bytes: z.number().nonnegative() });
+export type ModelFootprint = z.infer<typeof ModelFootprint>;
+
 export const NodeStatus = z.object({
   models: z.array(ModelObject),
   /** Slots busy per loaded model id. */
   busy: z.record(z.string(), z.number().int().nonnegative()),
   /** Recent measured speed per model id. */
   speed: z.record(z.string(), z.object({ tokens_per_second: z.number(), time_to_first_token: z.number() })),
+  /** Free memory, so the gateway places models only where they fit. Optional: older agents omit it. */
+  memory: NodeMemory.optional(),
+  /** Per model id the node holds. Optional, like `memory`. */
+  footprints: z.record(z.string(), ModelFootprint).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatus>;
 

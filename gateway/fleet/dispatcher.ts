@@ -12,6 +12,7 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
+import { noRoom } from "./placement.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
@@ -217,7 +218,8 @@ export class Dispatcher {
     }
     const target = this.#choose(job, holders);
     if (target !== null) this.#dispatch(job, target, now);
-    else this.#enqueue(job, now);
+    else if (holders.some((node) => node.isLoaded(job.model))) this.#enqueue(job, now);
+    else this.#fail(job, noRoom(job.model, holders));
   }
 
   #choose(job: Job, holders: FleetNode[]): FleetNode | null {
@@ -284,8 +286,11 @@ export class Dispatcher {
         this.#fail(job, this.#nobodyCanServe(job));
       } else if (target !== null) {
         this.#dispatch(job, target, now);
-      } else {
+      } else if (holders.some((node) => node.isLoaded(job.model))) {
         this.#waiting.push(job);
+      } else {
+        this.#stopWaiting(job, now);
+        this.#fail(job, noRoom(job.model, holders));
       }
     }
   }

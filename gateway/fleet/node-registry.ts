@@ -186,6 +186,7 @@ export class NodeRegistry {
       last_heartbeat_at: new Date(this.lastHeartbeat(node)).toISOString(),
       in_flight: node.totalInFlight(),
       models: node.status.models.map((model) => ({ ...model, nodes: [node.modelNodeInfo(model)] })),
+      ...placementOf(node.status),
     }));
     const offline: NodeSummary[] = this.#ctx.storage.sql
       .exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
@@ -204,6 +205,10 @@ export class NodeRegistry {
       });
     return [...online.sort((a, b) => a.name.localeCompare(b.name)), ...offline];
   }
+}
+
+function placementOf(status: NodeStatus): Pick<NodeSummary, "memory" | "footprints"> {
+  return { ...(status.memory ? { memory: status.memory } : {}), ...(status.footprints ? { footprints: status.footprints } : {}) };
 }
 
 function summaryOf(info: NodeInfo, name: string, id: string) {

@@ -3,8 +3,11 @@
  * tested on its own. The order of preference (DESIGN.md, "Routing"):
  *  1. nodes where the model is loaded and a slot is free: the least busy (in-flight / slots),
  *     then the fastest measured tokens/s, then the one that got a request longest ago;
- *  2. when no node has the model loaded: JIT placement on the least busy node that holds it;
- *  3. otherwise (loaded somewhere, every slot busy): nothing; the request waits for a slot.
+ *  2. when no node has the model loaded: JIT placement on the least busy node that holds it and
+ *     has room for it;
+ *  3. loaded somewhere, every slot busy: scale out — another copy on the least busy node that
+ *     holds it and has room (it then takes requests by rule 1; idle copies unload by their TTL);
+ *  4. otherwise: nothing; the request waits for a slot.
  */
 
 export interface Candidate {
@@ -24,6 +27,8 @@ export interface Candidate {
   tokensPerSecond: number | null;
   /** When the gateway last sent this node a request (ms); spreads ties round-robin. */
   lastDispatchAt: number;
+  /** The model fits in the node's free memory (counting idle models it would unload); true when the node does not say. */
+  fits: boolean;
 }
 
 /** Speeds within this fraction of each other count as equal: measurements are noisy. */
@@ -60,8 +65,10 @@ function best(candidates: Candidate[], compare: (a: Candidate, b: Candidate) => 
 export function chooseNode(candidates: Candidate[]): Candidate | null {
   const free = candidates.filter((candidate) => candidate.loaded && candidate.busy < candidate.slots);
   if (free.length > 0) return best(free, modelLoad);
-  if (candidates.some((candidate) => candidate.loaded)) return null;
-  return best(candidates, nodeLoad);
+  return best(
+    candidates.filter((candidate) => !candidate.loaded && candidate.fits),
+    nodeLoad,
+  );
 }
 
 /**
@@ -69,6 +76,6 @@ export function chooseNode(candidates: Candidate[]): Candidate | null {
  * rule as JIT placement), else one that already has it loaded (the load is then a no-op there).
  */
 export function chooseLoadTarget(candidates: Candidate[]): Candidate | null {
-  const notLoaded = candidates.filter((candidate) => !candidate.loaded);
-  return best(notLoaded.length > 0 ? notLoaded : candidates, nodeLoad);
+  const notLoaded = candidates.filter((candidate) => !candidate.loaded && candidate.fits);
+  return best(notLoaded.length > 0 ? notLoaded : candidates.filter((candidate) => candidate.loaded), nodeLoad);
 }

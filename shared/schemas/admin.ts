@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Hardware } from "../protocol.ts";
+import { Hardware, ModelFootprint, NodeMemory } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
 
 /** The admin API under `/admin/*` (admin token only): keys, node tokens, usage, live nodes. */
@@ -87,6 +87,9 @@ export const NodeSummary = z.object({
   slots_per_model: z.number().int(),
   in_flight: z.number().int().nonnegative(),
   models: z.array(ModelObject),
+  /** As the node last reported; absent for nodes that do not report it. */
+  memory: NodeMemory.optional(),
+  footprints: z.record(z.string(), ModelFootprint).optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 
