@@ -13,6 +13,7 @@ import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
 import { noRoom } from "./placement.ts";
+import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
@@ -81,6 +82,8 @@ interface JobBase {
   readonly excluded: Set<string>;
   /** A call that must run on this node and nowhere else (unload). */
   readonly pinned: FleetNode | null;
+  /** A chat's `PromptAffinity` keys; empty for other operations. */
+  readonly prefixKeys: string[];
   node: FleetNode | null;
   /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
   attempt: number;
@@ -138,6 +141,7 @@ export class Dispatcher {
   readonly #generations = new Map<string, GenerationJob>();
   /** Generations cancelled on a node, by request id, until their usage arrives. */
   readonly #cancelled = new Map<string, Cancelled>();
+  readonly #affinity = new PromptAffinity();
 
   /** `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`. */
   constructor(registry: NodeRegistry, config: FleetConfig, dropNode: (node: FleetNode) => void, onSettled: SettleObserver = () => {}) {
@@ -189,6 +193,7 @@ export class Dispatcher {
       receivedAt: Date.now(),
       excluded: new Set(),
       pinned,
+      prefixKeys: operation.op === "chat" ? PromptAffinity.keys(operation.body.model, operation.body.messages) : [],
       node: null,
       attempt: 0,
       retries: 0,
@@ -224,7 +229,8 @@ export class Dispatcher {
 
   #choose(job: Job, holders: FleetNode[]): FleetNode | null {
     if (job.pinned !== null) return job.pinned;
-    const candidates = holders.map((node) => node.candidate(job.model));
+    const warm = this.#affinity.nodeFor(job.prefixKeys);
+    const candidates = holders.map((node) => ({ ...node.candidate(job.model), cachesPrompt: node.name === warm }));
     const chosen = job.operation.op === "load" ? chooseLoadTarget(candidates) : chooseNode(candidates);
     return chosen === null ? null : (holders.find((node) => node.id === chosen.id) ?? null);
   }
@@ -305,6 +311,7 @@ export class Dispatcher {
     job.attempt += 1;
     if (job.kind === "generation") job.unacked = 0;
     if (this.#holdsSlot(job)) node.acquire(job.model, now);
+    this.#affinity.remember(job.prefixKeys, node.name);
     this.#running.set(job.id, job);
     const frame: ToAgentFrame = {
       type: "request",

@@ -147,6 +147,29 @@ describe("routing", () => {
   });
 });
 
+describe("cache-aware routing", () => {
+  test("a conversation's next turn goes back to the node that has its earlier turns, not round-robin to the other", async () => {
+    const a = await agent({ name: "cache-a", models: [{ id: "cache-m", state: "loaded" }] });
+    const b = await agent({ name: "cache-b", models: [{ id: "cache-m", state: "loaded" }] });
+    const messages = [
+      { role: "system", content: "You answer in one word." },
+      { role: "user", content: "Colour of the sky?" },
+    ];
+    for (const node of [a, b]) node.autoAnswer((frame) => node.complete(frame.id, "Blue"));
+    const send = async (history: unknown[]) => {
+      const response = await api("/v1/chat/completions", { model: "cache-m", messages: history, max_tokens: 4 });
+      return ChatCompletion.parse(await response.json()).gateway?.node;
+    };
+    const first = await send(messages);
+    // Equal load: without the cache the next request would go to the node that waited longest.
+    for (let turn = 0; turn < 3; turn++) {
+      messages.push({ role: "assistant", content: "Blue" }, { role: "user", content: `And now (${turn})?` });
+      expect(await send(messages)).toBe(first);
+    }
+    expect(await send([{ role: "user", content: "A new conversation" }])).not.toBe(first);
+  });
+});
+
 describe("scale-out and placement", () => {
   const GIB = 2 ** 30;
   const roomy = { ram_free_bytes: 8 * GIB, vram_free_bytes: null };

@@ -37,6 +37,13 @@ describe("chooseNode", () => {
     expect(chosen?.id).toBe("b");
   });
 
+  test("the node that caches the prompt's leading messages wins over a less busy one, up to half its slots busier", () => {
+    expect(chooseNode([node("idle"), node("warm", { busy: 2, cachesPrompt: true })])?.id).toBe("warm");
+    // Three of four slots busy against an idle node: not buried under its own cache hits.
+    expect(chooseNode([node("idle"), node("warm", { busy: 3, cachesPrompt: true })])?.id).toBe("idle");
+    expect(chooseNode([node("other", { busy: 1 }), node("warm", { busy: 4, cachesPrompt: true })])?.id).toBe("other");
+  });
+
   test("full nodes are skipped", () => {
     expect(chooseNode([node("full", { busy: 4 }), node("free", { busy: 3 })])?.id).toBe("free");
   });
