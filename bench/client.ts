@@ -20,7 +20,14 @@ export interface CompletionParams {
 
 const TIMEOUT_MS = 180_000;
 
-function request(target: Target, params: CompletionParams, stream: boolean): RequestInit {
+/** A chat turn: the whole conversation so far, as chat clients send it. */
+export interface ChatParams {
+  model: string;
+  messages: Array<{ role: "system" | "user" | "assistant"; content: string }>;
+  maxTokens: number;
+}
+
+function request(target: Target, params: CompletionParams | ChatParams, stream: boolean): RequestInit {
   return {
     method: "POST",
     headers: {
@@ -29,7 +36,7 @@ function request(target: Target, params: CompletionParams, stream: boolean): Req
     },
     body: JSON.stringify({
       model: params.model,
-      prompt: params.prompt,
+      ...("prompt" in params ? { prompt: params.prompt } : { messages: params.messages }),
       max_tokens: params.maxTokens,
       temperature: 0,
       seed: 1,
@@ -104,17 +111,34 @@ export interface StreamTiming {
   node?: string;
 }
 
+/** A streamed chat turn: its timing, the answer (for the next turn's history) and the prompt tokens the server reused. */
+export interface ChatTiming extends StreamTiming {
+  text: string;
+  /** `usage.prompt_tokens_details.cached_tokens`, or llama-server's `timings.cache_n`. */
+  cachedTokens?: number;
+}
+
 interface StreamChunk {
   choices?: Array<{ text?: string; delta?: { content?: string | null } }>;
-  usage?: { completion_tokens?: number } | null;
+  usage?: { completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null;
+  timings?: { cache_n?: number };
   gateway?: { node?: string };
   error?: { message?: string };
 }
 
 /** One streamed completion, timed per event as the bytes arrive. */
-export async function timedStream(target: Target, params: CompletionParams): Promise<StreamTiming> {
+export function timedStream(target: Target, params: CompletionParams): Promise<StreamTiming> {
+  return timedSse(target, "/v1/completions", params);
+}
+
+/** One streamed chat completion, timed like `timedStream`. */
+export function timedChatStream(target: Target, params: ChatParams): Promise<ChatTiming> {
+  return timedSse(target, "/v1/chat/completions", params);
+}
+
+async function timedSse(target: Target, path: string, params: CompletionParams | ChatParams): Promise<ChatTiming> {
   const started = performance.now();
-  const response = await fetch(`${target.url}/v1/completions`, request(target, params, true));
+  const response = await fetch(`${target.url}${path}`, request(target, params, true));
   if (!response.ok || response.body === null) throw await failure(target, response);
   const decoder = new TextDecoder();
   let buffer = "";
@@ -124,6 +148,8 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
   let maxGapMs = 0;
   let usageTokens: number | undefined;
   let node: string | undefined;
+  let cachedTokens: number | undefined;
+  let answer = "";
   let done = false;
   for await (const bytes of response.body) {
     const now = performance.now();
@@ -144,12 +170,14 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
         const choice = chunk.choices?.[0];
         const text = choice?.text ?? choice?.delta?.content ?? "";
         if (text !== "") {
+          answer += text;
           if (firstText !== undefined) maxGapMs = Math.max(maxGapMs, now - lastText);
           firstText ??= now;
           lastText = now;
           textEvents += 1;
         }
         if (typeof chunk.usage?.completion_tokens === "number") usageTokens = chunk.usage.completion_tokens;
+        cachedTokens = chunk.usage?.prompt_tokens_details?.cached_tokens ?? chunk.timings?.cache_n ?? cachedTokens;
         node ??= chunk.gateway?.node;
       }
     }
@@ -165,6 +193,8 @@ export async function timedStream(target: Target, params: CompletionParams): Pro
     textEvents,
     maxGapMs,
     ...(node === undefined ? {} : { node }),
+    text: answer,
+    ...(cachedTokens === undefined ? {} : { cachedTokens }),
   };
 }
 

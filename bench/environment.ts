@@ -177,6 +177,28 @@ export class BenchEnvironment {
     );
   }
 
+  /** Unloads `model` from a node through its direct API and waits until the gateway sees it gone there. */
+  async unload(node: ServingNode, model: string): Promise<void> {
+    const response = await fetch(`${node.direct.url}/api/v1/models/unload`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ instance_id: model }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    if (!response.ok && response.status !== 404) throw new Error(`unloading ${model} on ${node.name}: HTTP ${response.status}: ${await response.text()}`);
+    await response.arrayBuffer();
+    const gateway = await this.gateway();
+    const admin = new AdminClient(gateway.url, gateway.adminToken);
+    await until(
+      async () =>
+        (await admin.listNodes()).some(
+          (listed) => listed.name === node.name && listed.online && listed.models.some((entry) => entry.id === model && entry.state === "not-loaded"),
+        ),
+      30_000,
+      `the gateway to see ${model} unloaded on ${node.name}`,
+    );
+  }
+
   /** A folder of symlinks to the given model files, named as in `files` (relative paths). */
   async linkedModels(files: Array<{ from: string; as: string }>): Promise<string> {
     const dir = await mkdtemp(join(tmpdir(), "lmgate-bench-models-"));

@@ -51,36 +51,9 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
   const node = await env.node("bench-small", [dir]);
   await env.load(node, SMALL_CHAT);
 
-  const port = await freePort();
-  const args = [
-    ["-m", join(dir, BENCH_SMALL_MODEL.path)],
-    ["--host", "127.0.0.1", "--port", String(port)],
-    ["-t", String(ENGINE_THREADS), "-tb", String(ENGINE_THREADS)],
-    ["-np", String(SLOTS), "-c", String(CONTEXT_PER_SLOT * SLOTS), "--no-kv-unified"],
-    ["-b", String(BATCH), "-ub", String(BATCH)],
-    ["--no-webui"],
-  ].flat();
-  log(`engine: starting ${binary} ${args.join(" ")}`);
-  const server = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
-  env.onClose(() => stopChild(server));
-  let output = "";
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000));
-  server.stdout.on("data", keep);
-  server.stderr.on("data", keep);
-  const llamaServer: Target = { label: "llama-server", url: `http://127.0.0.1:${port}` };
+  const server = await startLlamaServer(context, binary, dir);
+  const llamaServer = server.target;
   try {
-    await until(
-      async () => {
-        if (server.exitCode !== null || server.signalCode !== null) {
-          throw new Error(`llama-server exited (${server.signalCode ?? `code ${server.exitCode}`}) before it was ready:\n${output}`);
-        }
-        const response = await fetch(`${llamaServer.url}/health`).catch(() => null);
-        return response?.ok === true;
-      },
-      120_000,
-      "llama-server to answer /health",
-    );
-
     const maxTokens = quick ? 16 : 64;
     const params = await longStream(node.direct, SMALL_CHAT, maxTokens, log);
     const pairs = context.iterations ?? (quick ? 1 : 5);
@@ -137,6 +110,44 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
       ],
     };
   } finally {
-    await stopChild(server);
+    await server.stop();
   }
+}
+
+/** llama-server on the small model, configured like the agent's context; stopped by `stop()` or with the environment. */
+export async function startLlamaServer(context: SectionContext, binary: string, dir: string): Promise<{ target: Target; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const args = [
+    ["-m", join(dir, BENCH_SMALL_MODEL.path)],
+    ["--host", "127.0.0.1", "--port", String(port)],
+    ["-t", String(ENGINE_THREADS), "-tb", String(ENGINE_THREADS)],
+    ["-np", String(SLOTS), "-c", String(CONTEXT_PER_SLOT * SLOTS), "--no-kv-unified"],
+    ["-b", String(BATCH), "-ub", String(BATCH)],
+    ["--no-webui"],
+  ].flat();
+  context.log(`starting ${binary} ${args.join(" ")}`);
+  const server = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  context.env.onClose(() => stopChild(server));
+  let output = "";
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000));
+  server.stdout.on("data", keep);
+  server.stderr.on("data", keep);
+  const target: Target = { label: "llama-server", url: `http://127.0.0.1:${port}` };
+  try {
+    await until(
+      async () => {
+        if (server.exitCode !== null || server.signalCode !== null) {
+          throw new Error(`llama-server exited (${server.signalCode ?? `code ${server.exitCode}`}) before it was ready:\n${output}`);
+        }
+        const response = await fetch(`${target.url}/health`).catch(() => null);
+        return response?.ok === true;
+      },
+      120_000,
+      "llama-server to answer /health",
+    );
+  } catch (error) {
+    await stopChild(server);
+    throw error;
+  }
+  return { target, stop: () => stopChild(server) };
 }

@@ -11,6 +11,7 @@ import { runConcurrency } from "./concurrency.ts";
 import { BenchEnvironment } from "./environment.ts";
 import { runLlamaServer } from "./llama-server.ts";
 import { runMemory } from "./memory.ts";
+import { runMultiTurn } from "./multi-turn.ts";
 import { runOverhead } from "./overhead.ts";
 import { describeMachine, machineLine, printTable, writeReport, type BenchReport } from "./report.ts";
 import type { Row, SectionContext, SectionResult } from "./section.ts";
@@ -23,6 +24,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   throughput: runThroughput,
   concurrency: runConcurrency,
   engine: runLlamaServer,
+  "multi-turn": runMultiTurn,
 };
 
 const HELP = `Usage: npm run bench -- [options]

@@ -7,7 +7,7 @@ import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";
 import { addModelsCommand } from "./models-command.ts";
-import { day, plain, printRows } from "./output.ts";
+import { day, footprint, freeMemory, plain, printRows } from "./output.ts";
 
 /** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
 
@@ -149,7 +149,11 @@ const nodes = program
         { header: "runtime", value: (node) => node.runtime.name },
         { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },
         { header: "in flight", value: (node) => node.in_flight },
-        { header: "models", value: (node) => node.models.map((model) => `${model.id}${model.state === "loaded" ? "*" : ""}`).join(", ") },
+        { header: "free", value: (node) => freeMemory(node.memory) },
+        {
+          header: "models (* loaded)",
+          value: (node) => node.models.map((model) => `${model.id}${model.state === "loaded" ? "*" : ""}${footprint(node.footprints?.[model.id])}`).join(", "),
+        },
         { header: "heartbeat", value: (node) => day(node.last_heartbeat_at) },
       ],
       json(),

@@ -1,5 +1,6 @@
 import Table from "cli-table3";
 import pc from "picocolors";
+import type { ModelFootprint, NodeMemory } from "../shared/protocol.ts";
 
 export interface Column<T> {
   header: string;
@@ -33,3 +34,14 @@ export function printRows<T>(rows: T[], columns: Column<T>[], json: boolean, emp
 export const plain = (text: string): string => text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
 
 export const day = (iso: string | null) => (iso === null ? null : iso.slice(0, 16).replace("T", " "));
+
+export function bytes(count: number): string {
+  return count >= 2 ** 30 ? `${(count / 2 ** 30).toFixed(1)} GiB` : `${Math.round(count / 2 ** 20)} MiB`;
+}
+
+/** A node's free memory, VRAM first when it has a GPU; null when the node does not report it. */
+export const freeMemory = (memory: NodeMemory | undefined) =>
+  memory === undefined ? null : memory.vram_free_bytes === null ? `${bytes(memory.ram_free_bytes)} RAM` : `${bytes(memory.vram_free_bytes)} VRAM, ${bytes(memory.ram_free_bytes)} RAM`;
+
+/** What a model takes to load, for a model list: " (1.2 GiB)", or nothing when unknown. */
+export const footprint = (needs: ModelFootprint | undefined) => (needs === undefined ? "" : ` (${bytes(needs.ram_bytes + needs.vram_bytes)})`);

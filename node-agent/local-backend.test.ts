@@ -77,7 +77,12 @@ describe("what the backend reports about itself", () => {
     const hardware = Hardware.parse(await backend.hardware());
     expect(hardware).toMatchObject({ cores: availableParallelism(), gpu: null, gpu_devices: [], vram_bytes: null });
     expect(hardware.memory_bytes).toBeGreaterThan(0);
-    NodeStatus.parse(backend.status());
+    const status = NodeStatus.parse(backend.status());
+    // For placement: free memory, and what each model takes to load (F32 weights outweigh Q8_0).
+    expect(status.memory).toEqual({ ram_free_bytes: expect.any(Number), vram_free_bytes: null });
+    expect(status.memory?.ram_free_bytes).toBeGreaterThan(0);
+    expect(Object.keys(status.footprints ?? {}).sort()).toEqual([CHAT, CHAT_Q8, EMBED]);
+    expect(status.footprints?.[CHAT]?.ram_bytes).toBeGreaterThan(status.footprints?.[CHAT_Q8]?.ram_bytes ?? Infinity);
   });
 });
 

@@ -1,6 +1,6 @@
 import type { InferenceBackend } from "../shared/backend.ts";
 import { ApiError, invalidRequest, modelNotFound, toApiError } from "../shared/errors.ts";
-import type { Hardware, NodeStatus } from "../shared/protocol.ts";
+import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
@@ -76,6 +76,9 @@ export class LocalBackend implements InferenceBackend {
   readonly #lifecycle: ModelLifecycle<LoadedModel>;
   readonly #speeds = new SpeedTracker();
   readonly #listeners = new Set<() => void>();
+  /** What status() reports for placement; refreshed when models load or unload, or the folders change. */
+  #memory: NodeMemory | undefined;
+  readonly #footprints = new Map<string, ModelFootprint>();
   #disposed: Promise<void> | undefined;
 
   private constructor(options: LocalBackendOptions, engine: Engine, catalog: ModelCatalog, logger: Logger) {
@@ -95,7 +98,10 @@ export class LocalBackend implements InferenceBackend {
       },
       maxLoadedModels: options.maxLoadedModels,
       defaultTtlSeconds: options.defaultTtlSeconds ?? DEFAULTS.defaultTtlSeconds,
-      onChange: () => this.#notify(),
+      onChange: () => {
+        this.#notify();
+        void this.#refreshMemory();
+      },
       onInfo: (message) => logger.info(message),
     });
   }
@@ -106,12 +112,14 @@ export class LocalBackend implements InferenceBackend {
     const engine = await Engine.create({ gpu: options.gpu, threads: options.threads, logger });
     const catalog = new ModelCatalog({ dirs: options.modelDirs, onWarning: (message) => logger.warn(message) });
     await catalog.refresh();
-    return new LocalBackend(options, engine, catalog, logger);
+    const backend = new LocalBackend(options, engine, catalog, logger);
+    await backend.#refreshMemory();
+    return backend;
   }
 
   /** Rescans the model folders, so files added since show up. */
   async listModels(): Promise<ModelObject[]> {
-    if (await this.#catalog.refresh()) this.#notify();
+    if (await this.#catalog.refresh()) this.#catalogChanged();
     return this.#modelObjects();
   }
 
@@ -181,6 +189,8 @@ export class LocalBackend implements InferenceBackend {
       models: this.#modelObjects(),
       busy: Object.fromEntries(this.#lifecycle.loaded().map((instance) => [instance.id, instance.model.busySlots])),
       speed: this.#speeds.snapshot(),
+      ...(this.#memory ? { memory: this.#memory } : {}),
+      ...(this.#footprints.size > 0 ? { footprints: Object.fromEntries(this.#footprints) } : {}),
     };
   }
 
@@ -250,7 +260,7 @@ export class LocalBackend implements InferenceBackend {
   async #entry(model: string): Promise<CatalogEntry> {
     let entry = this.#catalog.find(model);
     if (!entry) {
-      if (await this.#catalog.refresh()) this.#notify();
+      if (await this.#catalog.refresh()) this.#catalogChanged();
       entry = this.#catalog.find(model);
     }
     if (!entry) throw modelNotFound(model, this.#catalog.entries.map((candidate) => candidate.id));
@@ -275,12 +285,13 @@ export class LocalBackend implements InferenceBackend {
         code: "context_length_too_large",
       });
     }
-    const needed = await this.#engine.memoryNeeded(entry.path, config, entry.type === "embeddings");
+    const needs = await this.#engine.footprint(entry.path, config, entry.type === "embeddings");
+    const needed = needs.ram_bytes + needs.vram_bytes;
     const limit = this.#options.memoryBytes ?? (await this.#engine.totalMemory());
-    if (needed.ram + needed.vram > limit) {
+    if (needed > limit) {
       throw new ApiError(
         400,
-        `Loading "${id}" with context_length ${config.contextLength} and parallel ${config.slots} needs about ${gib(needed.ram + needed.vram)} of memory; ` +
+        `Loading "${id}" with context_length ${config.contextLength} and parallel ${config.slots} needs about ${gib(needed)} of memory; ` +
           `this node gives its models at most ${gib(limit)}. Load it with a smaller context_length or parallel.`,
         { param: "context_length", code: "load_exceeds_memory" },
       );
@@ -340,6 +351,34 @@ export class LocalBackend implements InferenceBackend {
         ...(entry.capabilities.length > 0 ? { capabilities: entry.capabilities } : {}),
       };
     });
+  }
+
+  #catalogChanged(): void {
+    this.#notify();
+    void this.#refreshMemory();
+  }
+
+  /**
+   * Free memory now, and what each model on disk takes to load with this node's defaults (read
+   * once per model from its GGUF header). Never fails: placement just has less to go on.
+   */
+  async #refreshMemory(): Promise<void> {
+    if (this.#disposed) return;
+    try {
+      const ids = new Set(this.#catalog.entries.map((entry) => entry.id));
+      for (const id of this.#footprints.keys()) if (!ids.has(id)) this.#footprints.delete(id);
+      for (const entry of this.#catalog.entries) {
+        if (this.#footprints.has(entry.id)) continue;
+        const config = { contextLength: this.#defaultContextLength(entry), slots: this.#slotsFor(entry) };
+        this.#footprints.set(entry.id, await this.#engine.footprint(entry.path, config, entry.type === "embeddings"));
+      }
+      this.#memory = await this.#engine.freeMemory();
+    } catch (error) {
+      if (this.#disposed) return;
+      this.#logger.warn(`could not measure memory for placement: ${(error as Error).message}`);
+      return;
+    }
+    this.#notify();
   }
 
   #notify(): void {

@@ -48,6 +48,17 @@ export const Hardware = z.object({
 });
 export type Hardware = z.infer<typeof Hardware>;
 
+/** Memory free on the node for models to load into; null VRAM = no GPU in use. */
+export const NodeMemory = z.object({
+  ram_free_bytes: z.number().nonnegative(),
+  vram_free_bytes: z.number().nonnegative().nullable(),
+});
+export type NodeMemory = z.infer<typeof NodeMemory>;
+
+/** What loading a model takes on the node (weights, context and its slots), as the node estimates it. */
+export const ModelFootprint = z.object({ ram_bytes: z.number().nonnegative(), vram_bytes: z.number().nonnegative() });
+export type ModelFootprint = z.infer<typeof ModelFootprint>;
+
 export const NodeStatus = z.object({
   models: z.array(ModelObject),
   /** Slots busy per loaded model id. */
@@ -61,6 +72,10 @@ export const NodeStatus = z.object({
   v1_models: z.array(V1Model).optional(),
   /** The node's download jobs, running and finished. */
   downloads: z.array(DownloadJob).optional(),
+  /** Free memory, so the gateway places models only where they fit. Optional: older agents omit it. */
+  memory: NodeMemory.optional(),
+  /** Per model id the node holds. Optional, like `memory`. */
+  footprints: z.record(z.string(), ModelFootprint).optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatus>;
 

@@ -13,6 +13,8 @@ import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
+import { noRoom } from "./placement.ts";
+import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { boundedUsage } from "./usage-bounds.ts";
 
@@ -90,6 +92,8 @@ interface JobBase {
   readonly excluded: Set<string>;
   /** A call that must run on this node and nowhere else (unload). */
   readonly pinned: FleetNode | null;
+  /** A chat's `PromptAffinity` keys; empty for other operations. */
+  readonly prefixKeys: string[];
   node: FleetNode | null;
   /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
   attempt: number;
@@ -148,6 +152,7 @@ export class Dispatcher {
   readonly #generations = new Map<string, GenerationJob>();
   /** Generations cancelled on a node, by request id, until their usage arrives. */
   readonly #cancelled = new Map<string, Cancelled>();
+  readonly #affinity = new PromptAffinity();
 
   /**
    * `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`.
@@ -210,6 +215,7 @@ export class Dispatcher {
       receivedAt: Date.now(),
       excluded: new Set(),
       pinned,
+      prefixKeys: operation.op === "chat" ? PromptAffinity.keys(operation.body.model, operation.body.messages) : [],
       node: null,
       attempt: 0,
       retries: 0,
@@ -239,12 +245,14 @@ export class Dispatcher {
     }
     const target = this.#choose(job, holders);
     if (target !== null) this.#dispatch(job, target, now);
-    else this.#enqueue(job, now);
+    else if (holders.some((node) => node.isLoaded(job.model))) this.#enqueue(job, now);
+    else this.#fail(job, noRoom(job.model, holders));
   }
 
   #choose(job: Job, holders: FleetNode[]): FleetNode | null {
     if (job.pinned !== null) return job.pinned;
-    const candidates = holders.map((node) => node.candidate(job.model));
+    const warm = this.#affinity.nodeFor(job.prefixKeys);
+    const candidates = holders.map((node) => ({ ...node.candidate(job.model), cachesPrompt: node.name === warm }));
     const chosen = job.operation.op === "load" ? chooseLoadTarget(candidates) : chooseNode(candidates);
     return chosen === null ? null : (holders.find((node) => node.id === chosen.id) ?? null);
   }
@@ -307,8 +315,11 @@ export class Dispatcher {
         this.#fail(job, this.#nobodyCanServe(job));
       } else if (target !== null) {
         this.#dispatch(job, target, now);
-      } else {
+      } else if (holders.some((node) => node.isLoaded(job.model))) {
         this.#waiting.push(job);
+      } else {
+        this.#stopWaiting(job, now);
+        this.#fail(job, noRoom(job.model, holders));
       }
     }
   }
@@ -323,6 +334,7 @@ export class Dispatcher {
     job.attempt += 1;
     if (job.kind === "generation") job.unacked = 0;
     if (this.#holdsSlot(job)) node.acquire(job.model, now);
+    this.#affinity.remember(job.prefixKeys, node.name);
     this.#running.set(job.id, job);
     const frame: ToAgentFrame = {
       type: "request",

@@ -1,5 +1,6 @@
 import type { NodeStatus, ToGatewayFrame } from "../../shared/protocol.ts";
 import type { ModelNodeInfo, ModelObject } from "../../shared/schemas/models.ts";
+import { fitsIn } from "../../shared/placement.ts";
 import type { Candidate } from "./routing.ts";
 
 export type HelloFrame = Extract<ToGatewayFrame, { type: "hello" }>;
@@ -72,7 +73,28 @@ export class FleetNode {
       nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
       tokensPerSecond: this.status.speed[model]?.tokens_per_second ?? null,
       lastDispatchAt: this.lastDispatchAt,
+      fits: this.hasRoomFor(model),
     };
+  }
+
+  /**
+   * The model fits in the memory the node reported free, plus what its idle loaded models take
+   * (the agent unloads those to make room). A node that reports no figures is given the benefit
+   * of the doubt: its agent still refuses a load that does not fit.
+   */
+  hasRoomFor(model: string): boolean {
+    const footprints = this.status.footprints;
+    const needs = footprints?.[model];
+    const memory = this.status.memory;
+    if (footprints === undefined || needs === undefined || memory === undefined) return true;
+    let ram = memory.ram_free_bytes;
+    let vram = memory.vram_free_bytes ?? 0;
+    for (const id of this.loadedModels()) {
+      if (id === model || this.busy(id) > 0) continue;
+      ram += footprints[id]?.ram_bytes ?? 0;
+      vram += footprints[id]?.vram_bytes ?? 0;
+    }
+    return fitsIn(needs, { ram_free_bytes: ram, vram_free_bytes: vram });
   }
 
   acquire(model: string, now: number): void {

@@ -150,6 +150,90 @@ describe("routing", () => {
   });
 });
 
+describe("cache-aware routing", () => {
+  test("a conversation's next turn goes back to the node that has its earlier turns, not round-robin to the other", async () => {
+    const a = await agent({ name: "cache-a", models: [{ id: "cache-m", state: "loaded" }] });
+    const b = await agent({ name: "cache-b", models: [{ id: "cache-m", state: "loaded" }] });
+    const messages = [
+      { role: "system", content: "You answer in one word." },
+      { role: "user", content: "Colour of the sky?" },
+    ];
+    for (const node of [a, b]) node.autoAnswer((frame) => node.complete(frame.id, "Blue"));
+    const send = async (history: unknown[]) => {
+      const response = await api("/v1/chat/completions", { model: "cache-m", messages: history, max_tokens: 4 });
+      return ChatCompletion.parse(await response.json()).gateway?.node;
+    };
+    const first = await send(messages);
+    // Equal load: without the cache the next request would go to the node that waited longest.
+    for (let turn = 0; turn < 3; turn++) {
+      messages.push({ role: "assistant", content: "Blue" }, { role: "user", content: `And now (${turn})?` });
+      expect(await send(messages)).toBe(first);
+    }
+    expect(await send([{ role: "user", content: "A new conversation" }])).not.toBe(first);
+  });
+});
+
+describe("scale-out and placement", () => {
+  const GIB = 2 ** 30;
+  const roomy = { ram_free_bytes: 8 * GIB, vram_free_bytes: null };
+  const cramped = { ram_free_bytes: 1 * GIB, vram_free_bytes: null };
+  const footprints = { "scale-a": { ram_bytes: 2 * GIB, vram_bytes: 0 } };
+
+  test("a request that would queue on the busy node loads a second copy on an idle holder with room, and both serve", async () => {
+    const warm = await agent({ name: "scale-warm", slots: 1, models: [{ id: "scale-a", state: "loaded" }], memory: roomy, footprints });
+    const idle = await agent({ name: "scale-idle", slots: 2, models: [{ id: "scale-a" }], memory: roomy, footprints });
+    const first = api("/v1/chat/completions", chatBody("scale-a"));
+    const firstFrame = await warm.nextRequest();
+    // Every slot of the loaded copy is busy: the next two go to the other holder (the first loads it there).
+    const more = [api("/v1/chat/completions", chatBody("scale-a")), api("/v1/chat/completions", chatBody("scale-a"))];
+    const frames = [await idle.nextRequest(), await idle.nextRequest()];
+    for (const frame of frames) idle.complete(frame.id, "from the new copy");
+    warm.complete(firstFrame.id, "from the first copy");
+    const bodies = await Promise.all([first, ...more].map(async (response) => ChatCompletion.parse(await (await response).json())));
+    expect(bodies.map((body) => body.gateway?.node).sort()).toEqual(["scale-idle", "scale-idle", "scale-warm"]);
+    expect(bodies.every((body) => body.gateway?.queue_ms === 0)).toBe(true);
+  });
+
+  test("a holder without the memory free for the model gets no copy: the request waits for the loaded one", async () => {
+    const warm = await agent({ name: "fit-warm", slots: 1, models: [{ id: "scale-a", state: "loaded" }], memory: roomy, footprints });
+    const full = await agent({ name: "fit-full", models: [{ id: "scale-a" }], memory: cramped, footprints });
+    const first = api("/v1/chat/completions", chatBody("scale-a"));
+    const firstFrame = await warm.nextRequest();
+    const second = api("/v1/chat/completions", chatBody("scale-a"));
+    await expect(full.nextRequest(300)).rejects.toThrow(/no matching frame/);
+    warm.complete(firstFrame.id, "one");
+    const secondFrame = await warm.nextRequest();
+    warm.complete(secondFrame.id, "two");
+    expect((await first).status).toBe(200);
+    expect(ChatCompletion.parse(await (await second).json()).gateway).toMatchObject({ node: "fit-warm" });
+    expect(full.received.filter((frame) => frame.type === "request")).toEqual([]);
+  });
+
+  test("a model that fits on no holder is a 503 that says how much memory it needs, and nothing is sent to load it", async () => {
+    const full = await agent({ name: "fit-none", models: [{ id: "scale-a" }], memory: cramped, footprints });
+    const response = await api("/v1/chat/completions", chatBody("scale-a"));
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("no_capacity");
+    expect(body.error.message).toContain("fit-none needs 2.0 GiB RAM with 1.0 GiB free");
+    expect(full.received.filter((frame) => frame.type === "request")).toEqual([]);
+  });
+
+  test("idle loaded models count as room: the agent unloads them for the one asked for", async () => {
+    const footprintsBoth = { ...footprints, "scale-b": { ram_bytes: 1.5 * GIB, vram_bytes: 0 } };
+    const node = await agent({ name: "fit-evict", models: [{ id: "scale-a" }, { id: "scale-b", state: "loaded" }], memory: cramped, footprints: footprintsBoth });
+    expect((await routeOnce("scale-a", [node])).agent).toBe(node);
+  });
+
+  test("/admin/nodes shows each node's free memory and what its models take", async () => {
+    await agent({ name: "fit-shown", models: [{ id: "scale-a" }], memory: roomy, footprints });
+    const shown = (await (await api("/admin/nodes", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+      data: Array<{ name: string; memory?: unknown; footprints?: unknown }>;
+    };
+    expect(shown.data.find((node) => node.name === "fit-shown")).toMatchObject({ memory: roomy, footprints });
+  });
+});
+
 describe("models", () => {
   test("the model list is the union of the nodes' models, loaded if loaded anywhere, with the nodes that hold each", async () => {
     await agent({ name: "cat-a", models: [{ id: "cat-x", state: "loaded" }, { id: "cat-y" }], speed: { "cat-x": 42 } });

@@ -194,6 +194,7 @@ export class NodeRegistry {
       in_flight: node.totalInFlight(),
       models: node.status.models.map((model) => ({ ...model, nodes: [node.modelNodeInfo(model)] })),
       ...(node.status.downloads ? { downloads: node.status.downloads } : {}),
+      ...placementOf(node.status),
     }));
     const offline: NodeSummary[] = this.#ctx.storage.sql
       .exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
@@ -212,6 +213,10 @@ export class NodeRegistry {
       });
     return [...online.sort((a, b) => a.name.localeCompare(b.name)), ...offline];
   }
+}
+
+function placementOf(status: NodeStatus): Pick<NodeSummary, "memory" | "footprints"> {
+  return { ...(status.memory ? { memory: status.memory } : {}), ...(status.footprints ? { footprints: status.footprints } : {}) };
 }
 
 function summaryOf(info: NodeInfo, name: string, id: string) {

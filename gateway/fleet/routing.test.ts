@@ -10,6 +10,7 @@ const node = (id: string, fields: Partial<Candidate> = {}): Candidate => ({
   nodeSlots: 4,
   tokensPerSecond: null,
   lastDispatchAt: 0,
+  fits: true,
   ...fields,
 });
 
@@ -36,6 +37,13 @@ describe("chooseNode", () => {
     expect(chosen?.id).toBe("b");
   });
 
+  test("the node that caches the prompt's leading messages wins over a less busy one, up to half its slots busier", () => {
+    expect(chooseNode([node("idle"), node("warm", { busy: 2, cachesPrompt: true })])?.id).toBe("warm");
+    // Three of four slots busy against an idle node: not buried under its own cache hits.
+    expect(chooseNode([node("idle"), node("warm", { busy: 3, cachesPrompt: true })])?.id).toBe("idle");
+    expect(chooseNode([node("other", { busy: 1 }), node("warm", { busy: 4, cachesPrompt: true })])?.id).toBe("other");
+  });
+
   test("full nodes are skipped", () => {
     expect(chooseNode([node("full", { busy: 4 }), node("free", { busy: 3 })])?.id).toBe("free");
   });
@@ -48,8 +56,23 @@ describe("chooseNode", () => {
     expect(chosen?.id).toBe("idle");
   });
 
-  test("when the model is loaded somewhere but every slot is busy, the request waits (no JIT copy)", () => {
-    expect(chooseNode([node("full", { busy: 4 }), node("cold", { loaded: false })])).toBeNull();
+  test("when nodes without room for the model hold it, JIT placement passes them over; with none left, no node", () => {
+    const chosen = chooseNode([node("idle-full", { loaded: false, fits: false }), node("busy-roomy", { loaded: false, nodeBusy: 3 })]);
+    expect(chosen?.id).toBe("busy-roomy");
+    expect(chooseNode([node("idle-full", { loaded: false, fits: false })])).toBeNull();
+  });
+
+  test("when every loaded copy is busy, another holder with room loads one more (scale out), the least busy first", () => {
+    const chosen = chooseNode([
+      node("full", { busy: 4 }),
+      node("cold-busy", { loaded: false, nodeBusy: 2 }),
+      node("cold-idle", { loaded: false }),
+    ]);
+    expect(chosen?.id).toBe("cold-idle");
+  });
+
+  test("when every loaded copy is busy and no other holder has room, the request waits for a slot", () => {
+    expect(chooseNode([node("full", { busy: 4 }), node("cold", { loaded: false, fits: false })])).toBeNull();
   });
 
   test("no candidates, no node", () => {
@@ -61,5 +84,7 @@ describe("chooseLoadTarget", () => {
   test("an explicit load goes to a holder that has not loaded it yet, else to one that has", () => {
     expect(chooseLoadTarget([node("warm"), node("cold", { loaded: false })])?.id).toBe("cold");
     expect(chooseLoadTarget([node("warm")])?.id).toBe("warm");
+    expect(chooseLoadTarget([node("warm"), node("cold", { loaded: false, fits: false })])?.id).toBe("warm");
+    expect(chooseLoadTarget([node("cold", { loaded: false, fits: false })])).toBeNull();
   });
 });

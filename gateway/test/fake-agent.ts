@@ -24,6 +24,9 @@ export interface FakeAgentOptions {
   /** Measured tokens/s per model id. */
   speed?: Record<string, number>;
   busy?: Record<string, number>;
+  /** Reported for placement; absent like an older agent's when not given. */
+  memory?: NodeStatus["memory"];
+  footprints?: NodeStatus["footprints"];
   token?: string;
   protocol?: number;
 }
@@ -49,12 +52,18 @@ export function modelObject(model: FakeModel): ModelObject {
   };
 }
 
-export function statusOf(options: Pick<FakeAgentOptions, "models" | "speed" | "busy">): NodeStatus {
+export function statusOf(options: Pick<FakeAgentOptions, "models" | "speed" | "busy" | "memory" | "footprints">): NodeStatus {
   const speed: NodeStatus["speed"] = {};
   for (const [id, tokensPerSecond] of Object.entries(options.speed ?? {})) {
     speed[id] = { tokens_per_second: tokensPerSecond, time_to_first_token: 0.01 };
   }
-  return { models: options.models.map(modelObject), busy: options.busy ?? {}, speed };
+  return {
+    models: options.models.map(modelObject),
+    busy: options.busy ?? {},
+    speed,
+    ...(options.memory ? { memory: options.memory } : {}),
+    ...(options.footprints ? { footprints: options.footprints } : {}),
+  };
 }
 
 export function result(overrides: Partial<GenerationResult> = {}): GenerationResult {

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
-import type { Hardware } from "../../shared/protocol.ts";
+import { fitsIn } from "../../shared/placement.ts";
+import type { Hardware, ModelFootprint, NodeMemory } from "../../shared/protocol.ts";
 import type { Runtime } from "../../shared/schemas/generation.ts";
 import { LoadedEmbeddingModel, type EmbeddingLoadOptions } from "./loaded-embedding-model.ts";
 import { LoadedLlm, type LlmLoadOptions } from "./loaded-llm.ts";
@@ -70,18 +71,8 @@ export class Engine {
     return LoadedEmbeddingModel.load(this.llama, { ...options, threads: this.threads });
   }
 
-  /**
-   * node-llama-cpp's estimate of whether the model, fully offloaded when a GPU is in use, and its
-   * context fit in the memory free right now.
-   */
-  async fits(path: string, config: LoadConfig, embedding: boolean): Promise<boolean> {
-    const needed = await this.memoryNeeded(path, config, embedding);
-    const [ram, vram] = await Promise.all([this.llama.getRamState(), this.llama.getVramState()]);
-    return needed.ram <= ram.free && needed.vram <= vram.free;
-  }
-
-  /** node-llama-cpp's estimate of the bytes of RAM and VRAM the model and its context take, fully offloaded when a GPU is in use. */
-  async memoryNeeded(path: string, config: LoadConfig, embedding: boolean): Promise<{ ram: number; vram: number }> {
+  /** node-llama-cpp's estimate of what the model, fully offloaded when a GPU is in use, and its context take. */
+  async footprint(path: string, config: LoadConfig, embedding: boolean): Promise<ModelFootprint> {
     const insights = await GgufInsights.from(await readGgufFileInfo(path, { logWarnings: false }), this.llama);
     const gpuLayers = this.llama.gpu === false ? 0 : insights.totalLayers;
     const model = insights.estimateModelResourceRequirements({ gpuLayers });
@@ -91,7 +82,18 @@ export class Engine {
       modelGpuLayers: gpuLayers,
       isEmbeddingContext: embedding,
     });
-    return { ram: model.cpuRam + context.cpuRam, vram: model.gpuVram + context.gpuVram };
+    return { ram_bytes: model.cpuRam + context.cpuRam, vram_bytes: model.gpuVram + context.gpuVram };
+  }
+
+  async freeMemory(): Promise<NodeMemory> {
+    const [ram, vram] = await Promise.all([this.llama.getRamState(), this.llama.getVramState()]);
+    return { ram_free_bytes: ram.free, vram_free_bytes: this.llama.gpu === false ? null : vram.free };
+  }
+
+  /** Whether the model and its context fit in the memory free right now. */
+  async fits(path: string, config: LoadConfig, embedding: boolean): Promise<boolean> {
+    const [needs, free] = await Promise.all([this.footprint(path, config, embedding), this.freeMemory()]);
+    return fitsIn(needs, free);
   }
 
   /** All the memory of this machine, RAM and VRAM together: what no load can exceed, whatever is unloaded first. */

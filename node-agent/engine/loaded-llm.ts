@@ -17,6 +17,7 @@ import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../sha
 import type { GenerationEvent, GenerationResult, ModelInfo, Runtime } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
+import { reusablePrefixLength } from "./cached-prefix.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
@@ -66,7 +67,8 @@ interface RunOutcome {
 
 /** A request checked against the loaded model, ready to run as soon as it holds a slot. */
 interface Plan {
-  promptTokens: number;
+  /** The prompt as the slot's sequence will hold it, which also picks the slot that caches most of it. */
+  prompt: Token[];
   maxTokens: number;
   limitIsContextEnd: boolean;
   run(slot: Slot, hooks: RunHooks): Promise<RunOutcome>;
@@ -180,7 +182,7 @@ export class LoadedLlm {
   async *#run(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     if (signal.aborted) throw requestCancelled();
     const plan = await makePlan();
-    const lease = await this.#pool.acquire(signal);
+    const lease = await this.#pool.acquire(signal, (index) => reusablePrefixLength((this.#slots[index] as Slot).sequence, plan.prompt));
     const slot = this.#slots[lease.index] as Slot;
     const stop = new AbortController();
     const timer = new GenerationTimer();
@@ -193,7 +195,7 @@ export class LoadedLlm {
         const ran = await plan.run(slot, { signal: generationSignal, onText: (text) => texts.push(text), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.
         const used = slot.sequence.tokenMeter.diff(meter);
-        return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.promptTokens, used.usedInputTokens) };
+        return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.prompt.length, used.usedInputTokens) };
       } finally {
         lease.release();
       }
@@ -213,16 +215,16 @@ export class LoadedLlm {
         limitIsContextEnd: plan.limitIsContextEnd,
         unloading: this.#unloading.signal.aborted && !signal.aborted,
       });
-      const stats = timer.stats(ran.completionTokens, stopReason);
+      const stats = { ...timer.stats(ran.completionTokens, stopReason), cached_prompt_tokens: ran.cachedTokens };
       if (stats.tokens_per_second > 0) {
         this.#onMeasured({ tokens_per_second: stats.tokens_per_second, time_to_first_token: stats.time_to_first_token });
       }
       const result: GenerationResult = {
         finish_reason: finishReasonOf(stopReason),
         usage: {
-          prompt_tokens: plan.promptTokens,
+          prompt_tokens: plan.prompt.length,
           completion_tokens: ran.completionTokens,
-          total_tokens: plan.promptTokens + ran.completionTokens,
+          total_tokens: plan.prompt.length + ran.completionTokens,
           prompt_tokens_details: { cached_tokens: ran.cachedTokens },
         },
         stats,
@@ -255,10 +257,10 @@ export class LoadedLlm {
       // The grammar cannot ride along `functions` in LlamaChat, so the rendered prompt (which shows
       // the tools) goes through LlamaCompletion, which puts its own BOS first.
       const input = promptTokens[0] === this.#completionBos ? promptTokens.slice(1) : promptTokens;
-      const counted = input.length + (this.#completionBos === null ? 0 : 1);
-      const budget = this.#budget(counted, request.max_completion_tokens ?? request.max_tokens);
+      const prompt = this.#withCompletionBos(input);
+      const budget = this.#budget(prompt.length, request.max_completion_tokens ?? request.max_tokens);
       return {
-        promptTokens: counted,
+        prompt,
         ...budget,
         run: async (slot, hooks) => {
           const response = await slot.completion.generateCompletionWithMeta(input, {
@@ -281,7 +283,7 @@ export class LoadedLlm {
     const grammar = await this.#responseGrammar(format);
     const budget = this.#budget(promptTokens.length, request.max_completion_tokens ?? request.max_tokens);
     return {
-      promptTokens: promptTokens.length,
+      prompt: promptTokens,
       ...budget,
       run: async (slot, hooks) => {
         const common = {
@@ -308,11 +310,11 @@ export class LoadedLlm {
     const prompt = Array.isArray(request.prompt) ? (request.prompt[0] ?? "") : request.prompt;
     // Tokenized exactly as LlamaCompletion would, so the count is what the model reads.
     const input = this.#model.tokenize(prompt, true, this.#completionBos === null ? undefined : "trimLeadingSpace");
-    const counted = input.length + (this.#completionBos === null ? 0 : 1);
-    const budget = this.#budget(counted, request.max_tokens, "prompt");
+    const held = this.#withCompletionBos(input);
+    const budget = this.#budget(held.length, request.max_tokens, "prompt");
     const sampling = this.#completionSampling(this.#sampling(request));
     return {
-      promptTokens: counted,
+      prompt: held,
       ...budget,
       run: async (slot, hooks) => {
         const response = await slot.completion.generateCompletionWithMeta(input, {
@@ -326,6 +328,11 @@ export class LoadedLlm {
         return outcomeOf(response.metadata);
       },
     };
+  }
+
+  /** `input` as LlamaCompletion evaluates it: after its own BOS. */
+  #withCompletionBos(input: Token[]): Token[] {
+    return this.#completionBos === null ? input : [this.#completionBos, ...input];
   }
 
   /** The exact text LlamaChat will evaluate; templates that reject a conversation (e.g. roles out of order) say why. */

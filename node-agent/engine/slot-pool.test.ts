@@ -65,4 +65,28 @@ describe("SlotPool", () => {
     await expect(waiting).rejects.toBe(error);
     await expect(pool.acquire(never)).rejects.toBe(error);
   });
+
+  test("takes the free slot that holds most of the request's work, else the least recently used", async () => {
+    const pool = new SlotPool({ size: 3, maxQueue: 0, label: "model x" });
+    const leases = [await pool.acquire(never), await pool.acquire(never), await pool.acquire(never)];
+    const [first, second, third] = leases.map((lease) => lease.index) as [number, number, number];
+    for (const index of [second, third, first]) leases.find((lease) => lease.index === index)?.release();
+    const holds = (index: number) => (index === third ? 50 : index === first ? 20 : 0);
+    const best = await pool.acquire(never, holds);
+    expect(best.index).toBe(third);
+    // Nothing worth reusing: the slot released longest ago.
+    const oldest = await pool.acquire(never, () => 0);
+    expect(oldest.index).toBe(second);
+    best.release();
+    oldest.release();
+  });
+
+  test("a waiter gets the slot freed for it, whatever it would have preferred", async () => {
+    const pool = new SlotPool({ size: 2, maxQueue: 1, label: "model x" });
+    const a = await pool.acquire(never);
+    const b = await pool.acquire(never);
+    const waiting = pool.acquire(never, (index) => (index === a.index ? 100 : 0));
+    b.release();
+    expect((await waiting).index).toBe(b.index);
+  });
 });

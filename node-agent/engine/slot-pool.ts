@@ -20,15 +20,28 @@ export interface SlotPoolOptions {
 /** Seconds a refused caller is told to wait: slots of a loaded model free up within moments. */
 const RETRY_AFTER_SECONDS = 1;
 
-type Waiter = { grant: (index: number) => void; fail: (error: Error) => void };
+/**
+ * How much of a request's work slot `index` already holds (e.g. cached prompt tokens); 0 when
+ * nothing there is worth taking the slot for.
+ */
+export type SlotReuse = (index: number) => number;
 
-/** N interchangeable slots (context sequences) with a bounded first-come-first-served queue. */
+type Waiter = { reuse: SlotReuse | undefined; grant: (index: number) => void; fail: (error: Error) => void };
+
+/**
+ * N slots (context sequences) with a bounded first-come-first-served queue. A request takes the
+ * free slot that holds most of its work, else the least recently used one, so that what other
+ * recent requests left behind (a conversation's cached prompt) survives for their next turn.
+ */
 export class SlotPool {
   readonly size: number;
   readonly #maxQueue: number;
   readonly #label: string;
   readonly #onChange: () => void;
-  readonly #free: number[];
+  readonly #free: Set<number>;
+  /** Per slot, when it was last released (a counter; -1 = never used). */
+  readonly #lastUsed: number[];
+  #releases = 0;
   readonly #waiters: Waiter[] = [];
   #closedWith: Error | null = null;
 
@@ -37,22 +50,26 @@ export class SlotPool {
     this.#maxQueue = options.maxQueue;
     this.#label = options.label;
     this.#onChange = options.onChange ?? (() => {});
-    this.#free = Array.from({ length: options.size }, (_, index) => options.size - 1 - index);
+    this.#free = new Set(Array.from({ length: options.size }, (_, index) => index));
+    this.#lastUsed = Array.from({ length: options.size }, () => -1);
   }
 
   get busy(): number {
-    return this.size - this.#free.length;
+    return this.size - this.#free.size;
   }
 
   get waiting(): number {
     return this.#waiters.length;
   }
 
-  /** Resolves with a slot; rejects with a 503 when the queue is full, or when `signal` aborts first. */
-  acquire(signal: AbortSignal): Promise<SlotLease> {
+  /**
+   * Resolves with a slot, chosen by `reuse` among the free ones; rejects with a 503 when the queue
+   * is full, or when `signal` aborts first.
+   */
+  acquire(signal: AbortSignal, reuse?: SlotReuse): Promise<SlotLease> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     if (signal.aborted) return Promise.reject(requestCancelled());
-    const index = this.#free.pop();
+    const index = this.#take(reuse);
     if (index !== undefined) {
       this.#onChange();
       return Promise.resolve(this.#lease(index));
@@ -71,6 +88,7 @@ export class SlotPool {
         reject(requestCancelled());
       };
       const waiter: Waiter = {
+        reuse,
         grant: (granted) => {
           signal.removeEventListener("abort", onAbort);
           resolve(this.#lease(granted));
@@ -91,6 +109,23 @@ export class SlotPool {
     for (const waiter of this.#waiters.splice(0)) waiter.fail(error);
   }
 
+  /** Removes and returns the free slot holding most of the work, else the least recently used one. */
+  #take(reuse: SlotReuse | undefined): number | undefined {
+    let best: number | undefined;
+    let bestReuse = 0;
+    for (const index of this.#free) {
+      const held = reuse?.(index) ?? 0;
+      const better =
+        best === undefined || held > bestReuse || (held === bestReuse && (this.#lastUsed[index] as number) < (this.#lastUsed[best] as number));
+      if (better) {
+        best = index;
+        bestReuse = held;
+      }
+    }
+    if (best !== undefined) this.#free.delete(best);
+    return best;
+  }
+
   #lease(index: number): SlotLease {
     let released = false;
     return {
@@ -98,9 +133,10 @@ export class SlotPool {
       release: () => {
         if (released) return;
         released = true;
+        this.#lastUsed[index] = this.#releases++;
+        this.#free.add(index);
         const next = this.#closedWith ? undefined : this.#waiters.shift();
-        if (next) return next.grant(index);
-        this.#free.push(index);
+        if (next) return next.grant(this.#take(next.reuse) as number);
         this.#onChange();
       },
     };

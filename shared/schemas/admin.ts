@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { Hardware, NodeName } from "../protocol.ts";
+import { Hardware, ModelFootprint, NodeMemory, NodeName } from "../protocol.ts";
 import { ModelObject } from "./models.ts";
 import { DownloadJob } from "./downloads.ts";
 
@@ -99,6 +99,9 @@ export const NodeSummary = z.object({
   models: z.array(ModelObject),
   /** The node's download jobs, running and finished (online nodes whose agent downloads). */
   downloads: z.array(DownloadJob).optional(),
+  /** As the node last reported; absent for nodes that do not report it. */
+  memory: NodeMemory.optional(),
+  footprints: z.record(z.string(), ModelFootprint).optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 

@@ -25,7 +25,7 @@ export const Usage = z.object({
   prompt_tokens: z.number().int().nonnegative(),
   completion_tokens: z.number().int().nonnegative(),
   total_tokens: z.number().int().nonnegative(),
-  /** OpenAI's field: prompt tokens read from the slot's cache (the prefix it shares with the slot's last request). */
+  /** OpenAI's shape: prompt tokens the engine found already evaluated (its cache) and did not evaluate again. */
   prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }).optional(),
 });
 export type Usage = z.infer<typeof Usage>;
@@ -38,6 +38,8 @@ export const Stats = z.object({
   /** Seconds from the engine starting the request to its last token. */
   generation_time: z.number().nonnegative(),
   stop_reason: StopReason,
+  /** Prompt tokens reused from the slot's cache; the rest of the prompt was evaluated. */
+  cached_prompt_tokens: z.number().int().nonnegative().optional(),
 });
 export type Stats = z.infer<typeof Stats>;
 

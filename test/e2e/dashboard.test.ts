@@ -233,6 +233,8 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
         await row.waitFor({ timeout: 10_000 });
         await expect.poll(() => row.textContent()).toContain("Online");
         expect(await row.textContent()).toMatch(/CPU|CUDA|Vulkan|Metal/);
+        // The memory the fleet may still place models in.
+        expect(await row.textContent()).toMatch(/\d (MB|GB) free/);
       }
 
       // Every model, with the nodes that hold it; the chat models are loaded after the traffic.

@@ -85,9 +85,15 @@ export function renderNodes(tbody, nodes, { now, filter, staleMs }) {
         `${hw.cores} cores`,
         `${fmtBytes(hw.memory_bytes)} RAM`,
         hw.vram_bytes !== null ? `${fmtBytes(hw.vram_bytes)} VRAM` : null,
+        // Free memory decides where the fleet may load another model (absent from older agents).
+        node.memory && node.online ? `${fmtBytes(node.memory.vram_free_bytes ?? node.memory.ram_free_bytes)} free` : null,
       ].filter(Boolean).join(" · ");
       const backend = backendOf(node.runtime.name);
-      const modelNames = node.models.map((model) => model.id + (model.state === "loaded" && node.online ? " (loaded)" : "")).join("\n");
+      const footprint = (id) => {
+        const needs = node.footprints?.[id];
+        return needs ? ` · ${fmtBytes(needs.ram_bytes + needs.vram_bytes)}` : "";
+      };
+      const modelNames = node.models.map((model) => model.id + (model.state === "loaded" && node.online ? " (loaded)" : "") + footprint(model.id)).join("\n");
       return el(
         "tr",
         { "data-node": node.name, class: state },
