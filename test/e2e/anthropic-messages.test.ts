@@ -165,7 +165,10 @@ describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
       expect(AnthropicErrorBody.parse((badKey as InstanceType<typeof Anthropic.APIError>).error).error.type).toBe("authentication_error");
       // ANTHROPIC_AUTH_TOKEN: the key as a Bearer token instead of x-api-key.
       const bearer = await client({ apiKey: null, authToken: api.gateway.apiKey }).messages.create({ model: CHAT, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
-      expect(bearer.usage.output_tokens).toBe(4);
+      // Random weights may end the answer early: what matters is that the key was taken.
+      expect(bearer.type).toBe("message");
+      expect(bearer.usage.output_tokens).toBeGreaterThan(0);
+      expect(bearer.usage.output_tokens).toBeLessThanOrEqual(4);
     }
   });
 
