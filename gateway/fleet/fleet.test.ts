@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
@@ -17,19 +17,11 @@ import {
   dialGateway,
   result,
   statusOf,
-  type FakeAgentOptions,
+  fakeAgentsPerTest,
   type RequestFrame,
 } from "../test/fake-agent.ts";
 
-const agents: FakeAgent[] = [];
-async function agent(options: FakeAgentOptions): Promise<FakeAgent> {
-  const connected = await FakeAgent.connect(options);
-  agents.push(connected);
-  return connected;
-}
-afterEach(() => {
-  for (const connected of agents.splice(0)) connected.close();
-});
+const agent = fakeAgentsPerTest();
 
 /** Sends a chat and returns which agent got the request frame, answering it. */
 async function routeOnce(model: string, candidates: FakeAgent[]): Promise<{ agent: FakeAgent; body: ChatCompletion }> {

@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { ErrorBody } from "../../shared/errors.ts";
 import { FleetStats } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
-import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent, type FakeAgentOptions } from "../test/fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent, fakeAgentsPerTest } from "../test/fake-agent.ts";
 import { readSse } from "../../test/harness/sse.ts";
 import { TEST_BINDINGS } from "../test/bindings.ts";
 
@@ -12,15 +12,7 @@ import { TEST_BINDINGS } from "../test/bindings.ts";
  * WebSockets to the real Worker and Fleet in workerd.
  */
 
-const agents: FakeAgent[] = [];
-async function agent(options: FakeAgentOptions): Promise<FakeAgent> {
-  const connected = await FakeAgent.connect(options);
-  agents.push(connected);
-  return connected;
-}
-afterEach(() => {
-  for (const connected of agents.splice(0)) connected.close();
-});
+const agent = fakeAgentsPerTest();
 
 const stats = async () => FleetStats.parse(await (await api("/admin/stats", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json());
 const requestsTo = (node: FakeAgent) => node.received.filter((frame) => frame.type === "request").length;

@@ -1,4 +1,5 @@
 import { exports } from "cloudflare:workers";
+import { afterEach } from "vitest";
 import { HEARTBEAT_PING, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationResult } from "../../shared/schemas/generation.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
@@ -228,4 +229,17 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Connects fake agents for the calling test file; each test's agents are closed after it. */
+export function fakeAgentsPerTest(): (options: FakeAgentOptions) => Promise<FakeAgent> {
+  const agents: FakeAgent[] = [];
+  afterEach(() => {
+    for (const connected of agents.splice(0)) connected.close();
+  });
+  return async (options) => {
+    const connected = await FakeAgent.connect(options);
+    agents.push(connected);
+    return connected;
+  };
 }
