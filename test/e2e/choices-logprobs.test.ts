@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
+import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
 
 /**
  * `n` choices and token log probabilities as OpenAI defines them, with the official `openai`
@@ -155,4 +156,24 @@ describe.each(TARGETS)("n and logprobs (%s)", (name) => {
     expect(await refused({ logprobs: true, tools })).toBe("logprobs");
     expect(await refused({ logprobs: true, response_format: { type: "json_object" } })).toBe("logprobs");
   });
+});
+
+test("through the gateway, n and logprobs are refused with a 400 naming the field when only agents from before them hold the model", async () => {
+  // An idle node says hello as an agent from before these features did: no generation_features.
+  const old = await connectIdleNode({ url: api.gateway.url, token: api.gateway.nodeToken, name: "old-agent", models: [simulatedModel("old-model", true)] });
+  try {
+    const client = new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: api.gateway.apiKey, maxRetries: 0, timeout: 30_000 });
+    const refused = (body: Record<string, unknown>) =>
+      client.chat.completions.create({ model: "old-model", messages, max_tokens: 4, ...body } as never).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    const many = await refused({ n: 2 });
+    expect(many).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((many as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n");
+    const scored = await refused({ logprobs: true });
+    expect((scored as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("logprobs");
+  } finally {
+    await old.close();
+  }
 });
