@@ -65,8 +65,13 @@ function merged(results: GenerationResult[]): GenerationResult {
       total_tokens: first.usage.prompt_tokens + completion,
       ...(first.usage.prompt_tokens_details ? { prompt_tokens_details: first.usage.prompt_tokens_details } : {}),
     },
-    // The slowest choice's time is the request's; its speed is its own.
-    stats: { ...first.stats, generation_time: Math.max(...results.map((result) => result.stats.generation_time)) },
+    stats: {
+      ...first.stats,
+      // The slowest choice's time is the request's; its speed is its own.
+      generation_time: Math.max(...results.map((result) => result.stats.generation_time)),
+      // Any choice cut by an unload makes the answer incomplete.
+      stop_reason: results.find((result) => result.stats.stop_reason === "modelUnloaded")?.stats.stop_reason ?? first.stats.stop_reason,
+    },
     choices: results.map((result, index) => ({
       index,
       finish_reason: result.finish_reason,

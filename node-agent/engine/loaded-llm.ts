@@ -296,7 +296,11 @@ export class LoadedLlm {
       if (format !== undefined && format.type !== "text") {
         throw invalidRequest("logprobs cannot be combined with response_format json_object or json_schema.", "logprobs");
       }
-      return this.#logprobPlan(promptTokens, promptTokens.length, request.max_completion_tokens ?? request.max_tokens, sampling, request.top_logprobs ?? 0);
+      const endOfTurn = this.#chatWrapper
+        .generateContextState({ chatHistory: history })
+        .stopGenerationTriggers.map((trigger) => trigger.tokenize(this.#model.tokenizer));
+      const requested = request.max_completion_tokens ?? request.max_tokens;
+      return this.#logprobPlan(promptTokens, promptTokens.length, requested, sampling, request.top_logprobs ?? 0, { endOfTurn });
     }
 
     const grammar = await this.#responseGrammar(format);
@@ -332,7 +336,7 @@ export class LoadedLlm {
     const counted = input.length + (this.#completionBos === null ? 0 : 1);
     if (request.logprobs !== undefined) {
       const withBos = this.#completionBos === null ? input : [this.#completionBos, ...input];
-      return this.#logprobPlan(withBos, counted, request.max_tokens, this.#sampling(request), request.logprobs, "prompt");
+      return this.#logprobPlan(withBos, counted, request.max_tokens, this.#sampling(request), request.logprobs, { promptParam: "prompt" });
     }
     const budget = this.#budget(counted, request.max_tokens, "prompt");
     const sampling = this.#completionSampling(this.#sampling(request));
@@ -354,13 +358,29 @@ export class LoadedLlm {
   }
 
   /** Generation that reports every token's log probability and `top` alternatives (see token-logprobs.ts). */
-  #logprobPlan(input: Token[], promptTokens: number, requested: number | undefined, sampling: SamplingOptions, top: number, promptParam?: string): Plan {
-    const budget = this.#budget(promptTokens, requested, promptParam);
+  #logprobPlan(
+    input: Token[],
+    promptTokens: number,
+    requested: number | undefined,
+    sampling: SamplingOptions,
+    top: number,
+    options: { endOfTurn?: Token[][]; promptParam?: string },
+  ): Plan {
+    const budget = this.#budget(promptTokens, requested, options.promptParam);
     return {
       promptTokens,
       ...budget,
       run: (slot, hooks) =>
-        generateWithLogprobs({ sequence: slot.sequence, model: this.#model, input, sampling, maxTokens: budget.maxTokens, top, ...hooks }),
+        generateWithLogprobs({
+          sequence: slot.sequence,
+          model: this.#model,
+          input,
+          sampling,
+          maxTokens: budget.maxTokens,
+          top,
+          endOfTurn: options.endOfTurn,
+          ...hooks,
+        }),
     };
   }
 

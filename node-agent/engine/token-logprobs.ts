@@ -17,6 +17,8 @@ export interface LogprobRun {
   input: Token[];
   sampling: SamplingOptions;
   maxTokens: number;
+  /** The chat template's end-of-turn token sequences (beyond end-of-generation tokens), which end the answer unseen. */
+  endOfTurn?: Token[][];
   /** Alternatives per token (0 = the chosen token's probability only). */
   top: number;
   signal: AbortSignal;
@@ -91,6 +93,15 @@ export async function generateWithLogprobs(run: LogprobRun): Promise<LogprobOutc
       if (!full.endsWith("\uFFFD")) text = full;
       pending.push({ entry: tokenEntry(model, before, token, confidence, probabilities, run.top), end: text.length });
 
+      const turnEnd = (run.endOfTurn ?? []).find((end) => end.length > 0 && endsWith(generated, end));
+      if (turnEnd) {
+        const kept = generated.slice(0, -turnEnd.length);
+        text = model.detokenize(kept, false, run.input.slice(-CONTEXT_TOKENS));
+        pending.splice(Math.max(0, pending.length - turnEnd.length));
+        for (const item of pending) item.end = Math.min(item.end, text.length);
+        emit(text.length);
+        return { stopReason: "stopGenerationTrigger" };
+      }
       const hit = firstStop(text, stops, sent);
       if (hit) {
         text = text.slice(0, hit.at);
@@ -142,6 +153,11 @@ function tokenEntry(
 function candidateEntry(model: LlamaModel, before: Token[], token: Token, probability: number): TopLogprob {
   const text = model.detokenize([token], false, before);
   return { token: text, logprob: probability > 0 ? Math.max(Math.log(probability), LOGPROB_FLOOR) : LOGPROB_FLOOR, bytes: [...new TextEncoder().encode(text)] };
+}
+
+function endsWith(tokens: readonly Token[], end: readonly Token[]): boolean {
+  if (end.length > tokens.length) return false;
+  return end.every((token, index) => tokens[tokens.length - end.length + index] === token);
 }
 
 /** The earliest stop string in the text not yet sent (or overlapping its end). */
