@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { getLlama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import type { TokenLogprob } from "../../shared/schemas/generation.ts";
+import { CompletionRequest } from "../../shared/schemas/requests.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { samplingOptions } from "./sampling-options.ts";
 import { generateWithLogprobs, type LogprobRun } from "./token-logprobs.ts";
@@ -29,7 +30,7 @@ async function run(options: Partial<LogprobRun> & { stop?: string[] } = {}) {
       sequence,
       model,
       input: model.tokenize("The sea is"),
-      sampling: samplingOptions({ temperature: 0, stop }, { tokenizer: model.tokenizer, vocabularySize: 512 }),
+      sampling: samplingOptions(CompletionRequest.parse({ model: "m", prompt: "", temperature: 0, stop }), { tokenizer: model.tokenizer, vocabularySize: 512 }),
       maxTokens: 10,
       top: 2,
       signal: new AbortController().signal,
