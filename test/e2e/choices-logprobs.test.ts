@@ -1,5 +1,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { AdminClient } from "../../cli/admin-client.ts";
+import type { UsageRow } from "../../shared/schemas/admin.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
 
@@ -176,4 +178,28 @@ test("through the gateway, n and logprobs are refused with a 400 naming the fiel
   } finally {
     await old.close();
   }
+});
+
+test("a client that leaves a stream of several choices with logprobs stops every choice and is billed for what they made", async () => {
+  const admin = new AdminClient(api.gateway.url, api.gateway.adminToken);
+  const { key, record } = await admin.createKey({ name: "leaver" });
+  const client = new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
+  // Token "a" at +100 keeps every choice writing until max_tokens.
+  const request = { model: CHAT, messages, max_tokens: 1_500, n: 2, logprobs: true, top_logprobs: 3, logit_bias: { "395": 100 }, stream: true } as const;
+  for await (const chunk of await client.chat.completions.create(request)) {
+    expect(chunk.choices[0]?.finish_reason ?? null).toBeNull();
+    break; // leaving the loop aborts the request
+  }
+  let rows: UsageRow[] = [];
+  for (const deadline = Date.now() + 20_000; rows.length === 0 && Date.now() < deadline; ) {
+    rows = await admin.usage({ key: record.id });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(rows[0]?.completion_tokens).toBeGreaterThan(0);
+  expect(rows[0]?.completion_tokens).toBeLessThan(2 * 1_500);
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+    if ((await admin.listNodes()).every((entry) => entry.in_flight === 0)) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect((await admin.listNodes()).every((entry) => entry.in_flight === 0)).toBe(true);
 });
