@@ -1,4 +1,4 @@
-import type { GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
+import type { ChoiceEnd, GenerationEvent, GenerationResult, StopReason } from "../../shared/schemas/generation.ts";
 import { AsyncQueue } from "./async-queue.ts";
 
 /**
@@ -12,21 +12,35 @@ export function choiceSeed(seed: number | undefined, index: number): number {
 
 type Tagged = { index: number; event: GenerationEvent };
 
+const CUT_SHORT = new Set<StopReason>(["userStopped", "modelUnloaded"]);
+
 /**
- * Runs several generations of one request at once (each takes a slot as one frees up) as one
- * stream: one `start`, their deltas tagged with their choice `index`, and one `done` whose usage
- * sums the completions and counts the prompt once, as OpenAI does. A failure of any fails all.
+ * Runs several generations of one request as one stream: one `start`, their deltas tagged with
+ * their choice `index`, and one `done` whose usage sums the completions and counts the prompt
+ * once, as OpenAI does. At most `parallel` run at once (the slots free when the request came);
+ * the rest follow as those finish, so a request's own choices do not fill the model's queue. A
+ * choice stopped by the caller or an unload starts no more; a failure of any fails all.
  */
-export async function* mergeChoices(runs: Array<() => AsyncGenerator<GenerationEvent>>): AsyncGenerator<GenerationEvent> {
+export async function* mergeChoices(runs: Array<() => AsyncGenerator<GenerationEvent>>, parallel: number): AsyncGenerator<GenerationEvent> {
   const queue = new AsyncQueue<Tagged>();
-  const generators = runs.map((run) => run());
+  const generators: Array<AsyncGenerator<GenerationEvent>> = [];
   const stop = new AbortController();
-  const pumps = generators.map(async (generator, index) => {
-    for await (const event of generator) {
-      if (stop.signal.aborted) return;
-      queue.push({ index, event });
+  let next = 0;
+  /** A choice ended cut short: the others still report what they spent, but no new one starts. */
+  let halted = false;
+  const worker = async () => {
+    while (next < runs.length && !stop.signal.aborted && !halted) {
+      const index = next++;
+      const generator = (runs[index] as () => AsyncGenerator<GenerationEvent>)();
+      generators.push(generator);
+      for await (const event of generator) {
+        if (stop.signal.aborted) return;
+        if (event.type === "done" && CUT_SHORT.has(event.result.stats.stop_reason)) halted = true;
+        queue.push({ index, event });
+      }
     }
-  });
+  };
+  const pumps = Array.from({ length: Math.max(1, Math.min(parallel, runs.length)) }, worker);
   Promise.all(pumps).then(
     () => queue.end(),
     (error: unknown) => queue.fail(error),
@@ -54,7 +68,10 @@ export async function* mergeChoices(runs: Array<() => AsyncGenerator<GenerationE
   }
 }
 
-function merged(results: GenerationResult[]): GenerationResult {
+/** `results` by choice index; choices never started (the request was cut short) have none. */
+function merged(byIndex: GenerationResult[]): GenerationResult {
+  // Dense: filter skips the holes of choices never started.
+  const results = byIndex.filter(() => true);
   const first = results[0] as GenerationResult;
   const completion = results.reduce((sum, result) => sum + result.usage.completion_tokens, 0);
   return {
@@ -72,11 +89,16 @@ function merged(results: GenerationResult[]): GenerationResult {
       // Any choice cut by an unload makes the answer incomplete.
       stop_reason: results.find((result) => result.stats.stop_reason === "modelUnloaded")?.stats.stop_reason ?? first.stats.stop_reason,
     },
-    choices: results.map((result, index) => ({
-      index,
-      finish_reason: result.finish_reason,
-      ...(result.tool_calls ? { tool_calls: result.tool_calls } : {}),
-      ...(result.stop_string !== undefined ? { stop_string: result.stop_string } : {}),
-    })),
+    // flatMap skips the holes of choices never started.
+    choices: byIndex.flatMap((result, index) => [choiceEnd(index, result)]),
+  };
+}
+
+function choiceEnd(index: number, result: GenerationResult): ChoiceEnd {
+  return {
+    index,
+    finish_reason: result.finish_reason,
+    ...(result.tool_calls ? { tool_calls: result.tool_calls } : {}),
+    ...(result.stop_string !== undefined ? { stop_string: result.stop_string } : {}),
   };
 }

@@ -155,11 +155,12 @@ export class LoadedLlm {
     return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal));
   }
 
-  /** `n` > 1: that many generations of the same prompt, each on a slot of its own (or after another). */
+  /** `n` > 1: that many generations of the same prompt, on the slots free now, the rest after them. */
   #choices(request: { n?: number; seed?: number }, generate: (seed: number | undefined) => AsyncGenerator<GenerationEvent>): AsyncGenerator<GenerationEvent> {
     const count = request.n ?? 1;
     if (count === 1) return generate(request.seed);
-    return mergeChoices(Array.from({ length: count }, (_, index) => () => generate(choiceSeed(request.seed, index))));
+    const runs = Array.from({ length: count }, (_, index) => () => generate(choiceSeed(request.seed, index)));
+    return mergeChoices(runs, this.#pool.size - this.#pool.busy);
   }
 
   /** Stops running generations (`modelUnloaded`), refuses queued ones, then frees the context and the model. Idempotent. */

@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { UsageRow } from "../../shared/schemas/admin.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
+import { startAgent } from "../harness/agent-process.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
+import { testModelsDir } from "../harness/test-models.ts";
 
 /**
  * `n` choices and token log probabilities as OpenAI defines them, with the official `openai`
@@ -202,4 +204,16 @@ test("a client that leaves a stream of several choices with logprobs stops every
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   expect((await admin.listNodes()).every((entry) => entry.in_flight === 0)).toBe(true);
+});
+
+test("more choices than free slots run one after another instead of overflowing the model's queue", async () => {
+  const agent = await startAgent({ models: [await testModelsDir()], extraArgs: ["--slots", "1", "--max-queue", "0"] });
+  try {
+    const client = new OpenAI({ baseURL: `${agent.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+    const completion = await client.chat.completions.create({ model: CHAT, messages, max_tokens: 5, temperature: 1, n: 3, logprobs: true });
+    expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1, 2]);
+    for (const choice of completion.choices) expect(choice.logprobs?.content?.length).toBeGreaterThan(0);
+  } finally {
+    await agent.stop();
+  }
 });
