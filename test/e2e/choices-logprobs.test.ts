@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { UsageRow } from "../../shared/schemas/admin.ts";
+import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 import { startAgent } from "../harness/agent-process.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
@@ -143,6 +144,19 @@ describe.each(TARGETS)("n and logprobs (%s)", (name) => {
     const completion = await client().completions.create({ model: CHAT, prompt: "The sea is", max_tokens: 5, temperature: 1, seed: 1, n: 2, logprobs: 2 });
     expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
     for (const choice of completion.choices) expect(choice.logprobs?.tokens?.join("")).toBe(choice.text);
+  });
+
+  test("LM Studio's /api/v0 gives the same choices and logprobs, with its stats", async () => {
+    const response = await fetch(`${api.target(name).url}/api/v0/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${api.target(name).key}` },
+      body: JSON.stringify({ model: CHAT, messages, max_tokens: 4, temperature: 1, n: 2, logprobs: true, top_logprobs: 1 }),
+    });
+    expect(response.status).toBe(200);
+    const body = ChatCompletion.parse(await response.json());
+    expect(body.choices.map((choice) => choice.index)).toEqual([0, 1]);
+    for (const choice of body.choices) expect(choice.logprobs?.content.map((entry) => entry.token).join("")).toBe(choice.message.content);
+    expect(body.stats?.tokens_per_second).toBeGreaterThanOrEqual(0);
   });
 
   test("what cannot be honoured is a 400 naming the field", async () => {
