@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { mountAnthropicMessages } from "./anthropic/routes.ts";
 import type { InferenceBackend } from "./backend.ts";
 import { errorResponse } from "./error-response.ts";
+import { ChoiceTexts, type ChoiceRequest } from "./choices.ts";
 import { ApiError, modelNotFound, toApiError } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
 import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
@@ -80,13 +81,15 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   for (const [prefix, flavor] of [["/api/v0", "lmstudio"], ["/v1", "openai"]] as const) {
     app.post(`${prefix}/chat/completions`, async (c) => {
       const body = await parseJsonBody(c.req.raw, ChatRequest);
-      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, (signal) =>
+      const choices = { count: body.n ?? 1, logprobs: body.logprobs === true };
+      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).chat(body, signal),
       );
     });
     app.post(`${prefix}/completions`, async (c) => {
       const body = await parseJsonBody(c.req.raw, CompletionRequest);
-      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, (signal) =>
+      const choices = { count: body.n ?? 1, logprobs: body.logprobs !== undefined };
+      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).completion(body, signal),
       );
     });
@@ -138,15 +141,20 @@ async function generate(
   stream: boolean | undefined,
   includeUsage: boolean | undefined,
   pulseMs: number | undefined,
+  choices: ChoiceRequest,
   run: RunGeneration,
 ): Promise<Response> {
   const head = { id: responseId(kind), created: unixSeconds(), model };
-  if (!stream) return jsonGeneration(request, run, (text, result) => completionBody(kind, head, text, result, flavor), pulseMs);
-  const shaper = new ChunkShaper(kind, head, flavor);
+  if (!stream) {
+    const texts = new ChoiceTexts(choices.count);
+    const tapped: RunGeneration = (signal) => texts.tap(run(signal));
+    return jsonGeneration(request, tapped, (_text, result) => completionBody(kind, head, texts.all, result, flavor, choices), pulseMs);
+  }
+  const shaper = new ChunkShaper(kind, head, flavor, choices);
   return streamGeneration(request, run, {
     frames: (event) => {
       if (event.type === "start") return shaper.opening().map(sseData);
-      if (event.type === "delta") return [sseData(shaper.delta(event.text))];
+      if (event.type === "delta") return [sseData(shaper.delta(event.text, event.index, event.logprobs))];
       return [...shaper.closing(event.result, includeUsage === true).map(sseData), SSE_DONE];
     },
     failure: (error) => [sseData(error.toBody())],

@@ -130,6 +130,8 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
       runtime: z.object({ name: z.string(), version: z.string(), supported_formats: z.array(z.string()) }),
       hardware: Hardware,
       slots_per_model: z.number().int().positive(),
+      /** What the agent serves beyond plain generations (generation-features.ts); absent: none of it. */
+      generation_features: z.array(z.string()).optional(),
     }),
     status: NodeStatus,
   }),

@@ -1,4 +1,5 @@
-import type { EmbeddingsResult, GenerationResult } from "./schemas/generation.ts";
+import { choiceEnd, completionLogprobs, type ChoiceRequest, type ChoiceText } from "./choices.ts";
+import type { EmbeddingsResult, GenerationResult, TokenLogprob } from "./schemas/generation.ts";
 import type { ModelObject, OpenAIModelObject } from "./schemas/models.ts";
 import type {
   ChatCompletion,
@@ -44,21 +45,31 @@ export interface ResponseHead {
 export function completionBody(
   kind: CompletionKind,
   head: ResponseHead,
-  text: string,
+  texts: readonly ChoiceText[],
   result: GenerationResult,
   flavor: Flavor,
+  request: ChoiceRequest,
 ): ChatCompletion | TextCompletion {
   const tail = { usage: result.usage, ...extras(result, flavor) };
   if (kind === "text") {
-    const choices = [{ index: 0, text, logprobs: null, finish_reason: result.finish_reason }];
+    const choices = texts.map(({ text, logprobs }, index) => ({
+      index,
+      text,
+      logprobs: request.logprobs ? completionLogprobs(logprobs, 0) : null,
+      finish_reason: choiceEnd(result, index).finish_reason,
+    }));
     return { ...ordered(head, "text_completion"), choices, ...tail };
   }
-  const message = {
-    role: "assistant" as const,
-    content: result.tool_calls && text === "" ? null : text,
-    ...(result.tool_calls ? { tool_calls: result.tool_calls } : {}),
-  };
-  return { ...ordered(head, "chat.completion"), choices: [{ index: 0, logprobs: null, finish_reason: result.finish_reason, message }], ...tail };
+  const choices = texts.map(({ text, logprobs }, index) => {
+    const end = choiceEnd(result, index);
+    const message = {
+      role: "assistant" as const,
+      content: end.tool_calls && text === "" ? null : text,
+      ...(end.tool_calls ? { tool_calls: end.tool_calls } : {}),
+    };
+    return { index, logprobs: request.logprobs ? { content: logprobs } : null, finish_reason: end.finish_reason, message };
+  });
+  return { ...ordered(head, "chat.completion"), choices, ...tail };
 }
 
 /** OpenAI's key order (`id`, `object`, `created`, `model`): some clients print bodies as they come. */
@@ -73,11 +84,16 @@ export class ChunkShaper {
   readonly #kind: CompletionKind;
   readonly #head: ResponseHead;
   readonly #flavor: Flavor;
+  readonly #request: ChoiceRequest;
+  /** Characters sent so far per choice: completions' `text_offset`. */
+  readonly #sent: number[];
 
-  constructor(kind: CompletionKind, head: ResponseHead, flavor: Flavor) {
+  constructor(kind: CompletionKind, head: ResponseHead, flavor: Flavor, request: ChoiceRequest) {
     this.#kind = kind;
     this.#head = head;
     this.#flavor = flavor;
+    this.#request = request;
+    this.#sent = Array.from({ length: request.count }, () => 0);
   }
 
   #chunk(choice: Record<string, unknown> | null, rest: Record<string, unknown> = {}): Chunk {
@@ -85,23 +101,34 @@ export class ChunkShaper {
     return { ...ordered(this.#head, this.#kind === "chat" ? "chat.completion.chunk" : "text_completion"), choices, ...rest } as Chunk;
   }
 
-  /** OpenAI's first chat chunk announces the role; completions have no such chunk. */
+  /** OpenAI's first chat chunk announces the role, once per choice; completions have no such chunk. */
   opening(): Chunk[] {
-    return this.#kind === "chat" ? [this.#chunk({ delta: { role: "assistant", content: "" } })] : [];
+    if (this.#kind !== "chat") return [];
+    const empty = this.#request.logprobs ? { logprobs: { content: [] } } : {};
+    return this.#sent.map((_, index) => this.#chunk({ index, delta: { role: "assistant", content: "" }, ...empty }));
   }
 
-  delta(text: string): Chunk {
-    return this.#kind === "chat" ? this.#chunk({ delta: { content: text } }) : this.#chunk({ text });
+  delta(text: string, index = 0, logprobs: TokenLogprob[] = []): Chunk {
+    if (this.#kind === "chat") {
+      return this.#chunk({ index, delta: { content: text }, ...(this.#request.logprobs ? { logprobs: { content: logprobs } } : {}) });
+    }
+    const offset = this.#sent[index] ?? 0;
+    this.#sent[index] = offset + text.length;
+    return this.#chunk({ index, text, ...(this.#request.logprobs ? { logprobs: completionLogprobs(logprobs, offset) } : {}) });
   }
 
   closing(result: GenerationResult, includeUsage: boolean): Chunk[] {
     const chunks: Chunk[] = [];
-    if (this.#kind === "chat" && result.tool_calls) {
-      const toolCalls = result.tool_calls.map((call, index) => ({ index, ...call }));
-      chunks.push(this.#chunk({ delta: { tool_calls: toolCalls } }));
-    }
-    const finalDelta = this.#kind === "chat" ? { delta: {} } : { text: "" };
-    chunks.push(this.#chunk({ ...finalDelta, finish_reason: result.finish_reason }, extras(result, this.#flavor)));
+    this.#sent.forEach((_, index) => {
+      const end = choiceEnd(result, index);
+      if (this.#kind === "chat" && end.tool_calls) {
+        const toolCalls = end.tool_calls.map((call, position) => ({ index: position, ...call }));
+        chunks.push(this.#chunk({ index, delta: { tool_calls: toolCalls } }));
+      }
+      const finalDelta = this.#kind === "chat" ? { delta: {} } : { text: "" };
+      const last = index === this.#sent.length - 1;
+      chunks.push(this.#chunk({ index, ...finalDelta, finish_reason: end.finish_reason }, last ? extras(result, this.#flavor) : {}));
+    });
     if (includeUsage) chunks.push(this.#chunk(null, { usage: result.usage }));
     return chunks;
   }

@@ -1,4 +1,4 @@
-import { ApiError, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
+import { ApiError, invalidRequest, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
 import { CANCEL_USAGE_WAIT_MS, type Operation, type ToAgentFrame } from "../../shared/protocol.ts";
 import {
   EmbeddingsResult,
@@ -17,6 +17,7 @@ import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { boundedUsage } from "./usage-bounds.ts";
+import { missingFeature } from "../../shared/generation-features.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
 export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" }>;
@@ -232,7 +233,13 @@ export class Dispatcher {
     if (job.pinned !== null) return this.#registry.get(job.pinned.id) === job.pinned ? [job.pinned] : [];
     return this.#registry
       .online()
-      .filter((node) => node.model(job.model) !== undefined && !job.excluded.has(node.id) && this.#registry.isAlive(node, now));
+      .filter(
+        (node) =>
+          node.model(job.model) !== undefined &&
+          !job.excluded.has(node.id) &&
+          this.#registry.isAlive(node, now) &&
+          missingFeature(job.operation, node.info.generation_features) === undefined,
+      );
   }
 
   /** Routes the job now, queues it, or fails it. */
@@ -264,6 +271,15 @@ export class Dispatcher {
     for (const node of this.#registry.online()) {
       for (const model of node.status.models) if (visible(model.id)) everyModel.add(model.id);
       if (node.model(job.model) !== undefined) heldSomewhere = true;
+    }
+    // Held, but only by agents too old for what the request asks: waiting will not help.
+    const missing = this.#registry
+      .online()
+      .filter((node) => node.model(job.model) !== undefined)
+      .map((node) => missingFeature(job.operation, node.info.generation_features));
+    const [first] = missing;
+    if (first !== undefined && missing.every((need) => need !== undefined)) {
+      return invalidRequest(`${first.param} is not supported by the agents serving "${job.model}"; update lmgate-agent on their nodes.`, first.param);
     }
     if (job.retries > 0) {
       return noCapacity(`Cannot serve the request: the node serving it failed and no other node that holds "${job.model}" is available.`, 2);

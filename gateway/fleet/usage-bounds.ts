@@ -29,6 +29,8 @@ export function boundedUsage(operation: Operation, model: ModelObject | undefine
 function completionLimit(operation: Operation, model: ModelObject | undefined): number {
   if (operation.op !== "chat" && operation.op !== "completion") return 0;
   const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
-  if (asked !== undefined && asked >= 0) return asked;
-  return model?.loaded_context_length ?? model?.max_context_length ?? Number.MAX_SAFE_INTEGER;
+  // Each of `n` choices may use the whole limit.
+  const choices = operation.body.n ?? 1;
+  if (asked !== undefined && asked >= 0) return asked * choices;
+  return (model?.loaded_context_length ?? model?.max_context_length ?? Number.MAX_SAFE_INTEGER) * choices;
 }

@@ -14,10 +14,11 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../shared/errors.ts";
-import type { GenerationEvent, GenerationResult, ModelInfo, Runtime } from "../../shared/schemas/generation.ts";
+import type { GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
 import { reusablePrefixLength } from "./cached-prefix.ts";
+import { choiceSeed, mergeChoices } from "./choices.ts";
 import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
@@ -25,6 +26,7 @@ import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, Unsupporte
 import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
 import { SlotPool } from "./slot-pool.ts";
 import type { MeasuredSpeed } from "./speed-tracker.ts";
+import { generateWithLogprobs } from "./token-logprobs.ts";
 import { parseForcedCall, planTools, toToolCalls } from "./tool-calls.ts";
 
 export interface LlmLoadOptions {
@@ -54,7 +56,7 @@ interface Slot {
 
 interface RunHooks {
   signal: AbortSignal;
-  onText: (text: string) => void;
+  onText: (text: string, logprobs?: TokenLogprob[]) => void;
   onToken: () => void;
 }
 
@@ -147,12 +149,20 @@ export class LoadedLlm {
 
   /** Chat through the model's own chat template. Errors (also a prompt too long) come before any event. */
   chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(() => this.#planChat(request), signal);
+    return this.#choices(request, (seed) => this.#generate(() => this.#planChat({ ...request, seed }), signal));
   }
 
   /** Raw text completion: no template; special tokens written in the prompt are honoured, as llama.cpp's server does. */
   completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(() => this.#planCompletion(request), signal);
+    return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal));
+  }
+
+  /** `n` > 1: that many generations of the same prompt, on the slots free now, the rest after them. */
+  #choices(request: { n?: number; seed?: number }, generate: (seed: number | undefined) => AsyncGenerator<GenerationEvent>): AsyncGenerator<GenerationEvent> {
+    const count = request.n ?? 1;
+    if (count === 1) return generate(request.seed);
+    const runs = Array.from({ length: count }, (_, index) => () => generate(choiceSeed(request.seed, index)));
+    return mergeChoices(runs, this.#pool.size - this.#pool.busy);
   }
 
   /** Stops running generations (`modelUnloaded`), refuses queued ones, then frees the context and the model. Idempotent. */
@@ -186,13 +196,13 @@ export class LoadedLlm {
     const slot = this.#slots[lease.index] as Slot;
     const stop = new AbortController();
     const timer = new GenerationTimer();
-    const texts = new AsyncQueue<string>();
+    const texts = new AsyncQueue<{ text: string; logprobs?: TokenLogprob[] }>();
     const generationSignal = AbortSignal.any([signal, stop.signal, this.#unloading.signal]);
 
     const outcome = (async () => {
       try {
         const meter = slot.sequence.tokenMeter.getState();
-        const ran = await plan.run(slot, { signal: generationSignal, onText: (text) => texts.push(text), onToken: timer.onToken });
+        const ran = await plan.run(slot, { signal: generationSignal, onText: (text, logprobs) => texts.push({ text, logprobs }), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.
         const used = slot.sequence.tokenMeter.diff(meter);
         return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.prompt.length, used.usedInputTokens) };
@@ -209,7 +219,7 @@ export class LoadedLlm {
 
     try {
       yield { type: "start", model: this.id };
-      for await (const text of texts) yield { type: "delta", text };
+      for await (const { text, logprobs } of texts) yield { type: "delta", text, ...(logprobs ? { logprobs } : {}) };
       const ran = await outcome;
       const stopReason = stopReasonOf(ran.stopReason, {
         limitIsContextEnd: plan.limitIsContextEnd,
@@ -244,6 +254,9 @@ export class LoadedLlm {
   async #planChat(request: ChatRequest): Promise<Plan> {
     const tools = planTools(request);
     const format = request.response_format;
+    if (request.top_logprobs !== undefined && request.top_logprobs > 0 && request.logprobs !== true) {
+      throw invalidRequest("top_logprobs needs logprobs: true.", "top_logprobs");
+    }
     if (tools.mode === "auto" && format !== undefined && format.type !== "text") {
       throw invalidRequest("response_format cannot be combined with tools the model may call (tool_choice auto).", "response_format");
     }
@@ -280,6 +293,19 @@ export class LoadedLlm {
       };
     }
 
+    if (request.logprobs === true) {
+      // The log-probability loop samples without a grammar, which tools and response_format need.
+      if (tools.mode !== "none") throw invalidRequest("logprobs cannot be combined with tools; send one or the other.", "logprobs");
+      if (format !== undefined && format.type !== "text") {
+        throw invalidRequest("logprobs cannot be combined with response_format json_object or json_schema.", "logprobs");
+      }
+      const endOfTurn = this.#chatWrapper
+        .generateContextState({ chatHistory: history })
+        .stopGenerationTriggers.map((trigger) => trigger.tokenize(this.#model.tokenizer));
+      const requested = request.max_completion_tokens ?? request.max_tokens;
+      return this.#logprobPlan(promptTokens, requested, sampling, request.top_logprobs ?? 0, { endOfTurn });
+    }
+
     const grammar = await this.#responseGrammar(format);
     const budget = this.#budget(promptTokens.length, request.max_completion_tokens ?? request.max_tokens);
     return {
@@ -311,6 +337,9 @@ export class LoadedLlm {
     // Tokenized exactly as LlamaCompletion would, so the count is what the model reads.
     const input = this.#model.tokenize(prompt, true, this.#completionBos === null ? undefined : "trimLeadingSpace");
     const held = this.#withCompletionBos(input);
+    if (request.logprobs !== undefined) {
+      return this.#logprobPlan(held, request.max_tokens, this.#sampling(request), request.logprobs, { promptParam: "prompt" });
+    }
     const budget = this.#budget(held.length, request.max_tokens, "prompt");
     const sampling = this.#completionSampling(this.#sampling(request));
     return {
@@ -333,6 +362,32 @@ export class LoadedLlm {
   /** `input` as LlamaCompletion evaluates it: after its own BOS. */
   #withCompletionBos(input: Token[]): Token[] {
     return this.#completionBos === null ? input : [this.#completionBos, ...input];
+  }
+
+  /** Generation that reports every token's log probability and `top` alternatives (see token-logprobs.ts). */
+  #logprobPlan(
+    input: Token[],
+    requested: number | undefined,
+    sampling: SamplingOptions,
+    top: number,
+    options: { endOfTurn?: Token[][]; promptParam?: string },
+  ): Plan {
+    const budget = this.#budget(input.length, requested, options.promptParam);
+    return {
+      prompt: input,
+      ...budget,
+      run: (slot, hooks) =>
+        generateWithLogprobs({
+          sequence: slot.sequence,
+          model: this.#model,
+          input,
+          sampling,
+          maxTokens: budget.maxTokens,
+          top,
+          endOfTurn: options.endOfTurn,
+          ...hooks,
+        }),
+    };
   }
 
   /** The exact text LlamaChat will evaluate; templates that reject a conversation (e.g. roles out of order) say why. */

@@ -8,6 +8,7 @@ import {
   type Hardware,
   type ToGatewayFrame,
 } from "../../shared/protocol.ts";
+import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
@@ -179,6 +180,7 @@ class Link implements GatewayLink {
               runtime: source.runtime,
               hardware,
               slots_per_model: source.slotsPerModel,
+              generation_features: [...GENERATION_FEATURES],
             },
             status: source.status(),
           });

@@ -1,7 +1,7 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
-import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ModelAdmin } from "../../shared/model-admin.ts";
 
 /** The connection a runner answers on. */
@@ -169,19 +169,28 @@ export class RequestRunner {
     const signal = run.controller.signal;
     const iterator = events[Symbol.asyncIterator]();
     let batch: GenerationEvent[] = [];
+    /** Deltas of one choice joined until the next flush; a delta of another choice flushes them into the batch. */
     let text = "";
+    let index: number | undefined;
+    let logprobs: TokenLogprob[] | undefined;
     let firstDeltaSent = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let flushWhenWritable = false;
     /** The pull an abort interrupted: its answer may be the `done` a cancel still reports. */
     let pulling: Promise<IteratorResult<GenerationEvent>> | undefined;
 
+    const batchText = () => {
+      if (text !== "" || logprobs !== undefined) {
+        batch.push({ type: "delta", text, ...(index !== undefined ? { index } : {}), ...(logprobs ? { logprobs } : {}) });
+      }
+      text = "";
+      logprobs = undefined;
+    };
     const flush = () => {
       clearTimeout(timer);
       timer = undefined;
       flushWhenWritable = false;
-      if (text !== "") batch.push({ type: "delta", text });
-      text = "";
+      batchText();
       if (batch.length === 0 || signal.aborted) return;
       this.#channel.send({ type: "events", id, events: batch });
       run.outstanding += 1;
@@ -208,15 +217,17 @@ export class RequestRunner {
           batch.push(event);
           timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
         } else if (event.type === "delta") {
+          if (event.index !== index) batchText();
+          index = event.index;
           text += event.text;
+          if (event.logprobs) (logprobs ??= []).push(...event.logprobs);
           if (streamed && !firstDeltaSent) {
             firstDeltaSent = true;
             flush();
           } else if (text.length >= this.#maxBatchChars) flushIfWritable();
           else timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
         } else {
-          if (text !== "") batch.push({ type: "delta", text });
-          text = "";
+          batchText();
           batch.push(event);
           flush();
           return;

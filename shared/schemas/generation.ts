@@ -67,6 +67,23 @@ export const GatewayInfo = z.object({
 });
 export type GatewayInfo = z.infer<typeof GatewayInfo>;
 
+/** One candidate token and its log probability, in OpenAI's chat shape (`bytes`: its UTF-8 bytes). */
+export const TopLogprob = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int()).nullable() });
+export type TopLogprob = z.infer<typeof TopLogprob>;
+
+/** A generated token with its log probability and the most likely alternatives at its position. */
+export const TokenLogprob = TopLogprob.extend({ top_logprobs: z.array(TopLogprob) });
+export type TokenLogprob = z.infer<typeof TokenLogprob>;
+
+/** How one of several choices (`n` > 1) ended; the result's own fields describe choice 0. */
+export const ChoiceEnd = z.object({
+  index: z.number().int().nonnegative(),
+  finish_reason: FinishReason,
+  tool_calls: z.array(ToolCall).optional(),
+  stop_string: z.string().optional(),
+});
+export type ChoiceEnd = z.infer<typeof ChoiceEnd>;
+
 export const GenerationResult = z.object({
   finish_reason: FinishReason,
   usage: Usage,
@@ -76,6 +93,8 @@ export const GenerationResult = z.object({
   tool_calls: z.array(ToolCall).optional(),
   /** With stop reason `stopStringFound`: which of the request's stop strings ended the text. */
   stop_string: z.string().optional(),
+  /** With `n` > 1: every choice's end, index 0 included; `usage` is their sum, the prompt counted once. */
+  choices: z.array(ChoiceEnd).optional(),
   gateway: GatewayInfo.optional(),
 });
 export type GenerationResult = z.infer<typeof GenerationResult>;
@@ -87,7 +106,14 @@ export type GenerationResult = z.infer<typeof GenerationResult>;
  */
 export const GenerationEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("start"), model: z.string() }),
-  z.object({ type: z.literal("delta"), text: z.string() }),
+  z.object({
+    type: z.literal("delta"),
+    text: z.string(),
+    /** The choice this text belongs to (`n` > 1); absent means 0. */
+    index: z.number().int().nonnegative().optional(),
+    /** With `logprobs` asked for: the tokens of this text. */
+    logprobs: z.array(TokenLogprob).optional(),
+  }),
   z.object({ type: z.literal("done"), result: GenerationResult }),
 ]);
 export type GenerationEvent = z.infer<typeof GenerationEvent>;

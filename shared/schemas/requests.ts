@@ -22,12 +22,9 @@ const flag = z.union([z.boolean(), z.enum(["true", "false"])], { error: "expecte
 const numeric = (schema: z.ZodNumber) =>
   z.union([z.number(), z.string().regex(/^-?\d+(\.\d+)?$/, "expected a number")]).transform(Number).pipe(schema);
 
-/**
- * Parts of OpenAI's API this engine does not produce yet (several choices, token log
- * probabilities): refused with a 400 naming the field rather than dropped, so a client can tell.
- */
-const notSupported = (what: string) => z.unknown().refine(() => false, `${what} is not supported by lmgate yet.`);
-const onlyOne = numeric(z.number().int().min(1).max(1, "n > 1 (several choices) is not supported by lmgate yet; send separate requests."));
+/** Choices per request: each is a generation of its own, so the count is kept small. */
+export const MAX_CHOICES = 8;
+const choiceCount = numeric(z.number().int().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}; send several requests for more.`));
 
 /**
  * Sanity bounds, so absurd numbers are a 400 here; the real limits (the model's trained context,
@@ -53,7 +50,7 @@ const samplingFields = {
   stream: optional(flag),
   stream_options: optional(z.object({ include_usage: optional(flag) })),
   logit_bias: optional(z.record(z.string(), z.number())),
-  n: optional(onlyOne),
+  n: optional(choiceCount),
   ttl: optional(numeric(Ttl)),
 };
 
@@ -116,8 +113,9 @@ export const ChatRequest = z.object({
   messages: z.array(ChatMessage).min(1, "messages must not be empty"),
   max_completion_tokens: optional(numeric(z.number().int().min(-1))),
   response_format: optional(ResponseFormat),
-  logprobs: optional(flag.refine((wanted) => !wanted, "logprobs is not supported by lmgate yet.")),
-  top_logprobs: optional(numeric(z.number().int().min(0).max(0, "top_logprobs is not supported by lmgate yet."))),
+  logprobs: optional(flag),
+  /** OpenAI's bound; needs `logprobs: true`. */
+  top_logprobs: optional(numeric(z.number().int().min(0).max(20))),
   tools: optional(z.array(Tool).max(128)),
   tool_choice: optional(ToolChoice),
 });
@@ -126,7 +124,8 @@ export type ChatRequest = z.infer<typeof ChatRequest>;
 export const CompletionRequest = z.object({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).length(1, "only one prompt per request is supported")]),
-  logprobs: optional(notSupported("logprobs")),
+  /** The legacy API's form: log probabilities of each token and of this many alternatives (OpenAI's bound, 5). */
+  logprobs: optional(numeric(z.number().int().min(0).max(5))),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 

@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { ToolCall } from "./requests.ts";
-import { FinishReason, GatewayInfo, ModelInfo, Runtime, Stats, Usage } from "./generation.ts";
+import { FinishReason, GatewayInfo, ModelInfo, Runtime, Stats, TokenLogprob, Usage } from "./generation.ts";
 
 /** Response bodies of the API (docs/api.md). `/api/v0/*` fills `stats`, `model_info` and `runtime`; `/v1/*` omits them. */
 
@@ -13,13 +13,25 @@ const lmstudioExtras = {
 
 const head = { id: z.string(), created: z.number().int(), model: z.string() };
 
+/** A chat choice's `logprobs` when the request asked for them (`logprobs: true`), else null. */
+export const ChatLogprobs = z.object({ content: z.array(TokenLogprob) }).nullable();
+
+/** The legacy completions API's `logprobs` (with `logprobs: N`), else null. */
+export const CompletionLogprobs = z.object({
+  tokens: z.array(z.string()),
+  token_logprobs: z.array(z.number()),
+  top_logprobs: z.array(z.record(z.string(), z.number())),
+  text_offset: z.array(z.number().int()),
+});
+export type CompletionLogprobs = z.infer<typeof CompletionLogprobs>;
+
 export const ChatCompletion = z.object({
   ...head,
   object: z.literal("chat.completion"),
   choices: z.array(
     z.object({
       index: z.number().int(),
-      logprobs: z.null(),
+      logprobs: ChatLogprobs,
       finish_reason: FinishReason,
       message: z.object({
         role: z.literal("assistant"),
@@ -36,13 +48,13 @@ export type ChatCompletion = z.infer<typeof ChatCompletion>;
 export const TextCompletion = z.object({
   ...head,
   object: z.literal("text_completion"),
-  choices: z.array(z.object({ index: z.number().int(), text: z.string(), logprobs: z.null(), finish_reason: FinishReason })),
+  choices: z.array(z.object({ index: z.number().int(), text: z.string(), logprobs: CompletionLogprobs.nullable(), finish_reason: FinishReason })),
   usage: Usage,
   ...lmstudioExtras,
 });
 export type TextCompletion = z.infer<typeof TextCompletion>;
 
-const chunkChoice = { index: z.number().int(), logprobs: z.null(), finish_reason: FinishReason.nullable() };
+const chunkChoice = { index: z.number().int(), finish_reason: FinishReason.nullable() };
 
 export const ChatCompletionChunk = z.object({
   ...head,
@@ -50,6 +62,7 @@ export const ChatCompletionChunk = z.object({
   choices: z.array(
     z.object({
       ...chunkChoice,
+      logprobs: ChatLogprobs,
       delta: z.object({
         role: z.literal("assistant").optional(),
         content: z.string().optional(),
@@ -65,7 +78,7 @@ export type ChatCompletionChunk = z.infer<typeof ChatCompletionChunk>;
 export const TextCompletionChunk = z.object({
   ...head,
   object: z.literal("text_completion"),
-  choices: z.array(z.object({ ...chunkChoice, text: z.string() })),
+  choices: z.array(z.object({ ...chunkChoice, logprobs: CompletionLogprobs.nullable(), text: z.string() })),
   usage: Usage.optional(),
   ...lmstudioExtras,
 });
