@@ -227,12 +227,17 @@ export class LocalBackend implements InferenceBackend {
     request: ChatRequest | CompletionRequest,
     run: (model: LoadedLlm) => AsyncGenerator<GenerationEvent>,
   ): AsyncGenerator<GenerationEvent> {
+    const entry = this.#catalog.find(request.model);
+    const loadedBefore = entry !== undefined && this.#lifecycle.get(entry.id) !== undefined;
+    const acquireStarted = performance.now();
     const lease = await this.#acquire(request.model, "llm", request.ttl);
+    // A request that waited for its model's load says so (LM Studio's model_load events and stats).
+    const loadSeconds = loadedBefore ? undefined : (performance.now() - acquireStarted) / 1000;
     try {
       for await (const event of run(lease.model as LoadedLlm)) {
         // Consumers stop pulling once they have `done`, so the request ends there, not when iteration does.
         if (event.type === "done") lease.release();
-        yield event;
+        yield event.type === "start" && loadSeconds !== undefined ? { ...event, load_seconds: loadSeconds } : event;
       }
     } finally {
       lease.release();

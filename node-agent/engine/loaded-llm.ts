@@ -152,6 +152,12 @@ export class LoadedLlm {
     return this.#choices(request, (seed) => this.#generate(() => this.#planChat({ ...request, seed }), signal));
   }
 
+  /** Tokens the model would read for this chat request (template and tools included), counted as `chat` counts them. */
+  countTokens(request: ChatRequest): number {
+    const prompt = this.#chatPrompt(request);
+    return prompt.tools.mode === "forced" ? this.#forcedInput(prompt.tokens).prompt.length : prompt.tokens.length;
+  }
+
   /** Raw text completion: no template; special tokens written in the prompt are honoured, as llama.cpp's server does. */
   completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal));
@@ -218,7 +224,7 @@ export class LoadedLlm {
     outcome.finally(() => this.#running.delete(outcome)).catch(() => {});
 
     try {
-      yield { type: "start", model: this.id };
+      yield { type: "start", model: this.id, prompt_tokens: plan.prompt.length };
       for await (const { text, logprobs } of texts) yield { type: "delta", text, ...(logprobs ? { logprobs } : {}) };
       const ran = await outcome;
       const stopReason = stopReasonOf(ran.stopReason, {
@@ -251,8 +257,25 @@ export class LoadedLlm {
     }
   }
 
-  async #planChat(request: ChatRequest): Promise<Plan> {
+  /** The conversation as the template renders it, with the tools the model is offered. */
+  #chatPrompt(request: ChatRequest) {
     const tools = planTools(request);
+    const history = toChatHistory(request.messages);
+    const functions = tools.mode === "none" ? undefined : tools.functions;
+    return { tools, history, functions, tokens: this.#renderChat(history, functions).tokenize(this.#model.tokenizer) };
+  }
+
+  /**
+   * A forced call's grammar cannot ride along `functions` in LlamaChat, so the rendered prompt
+   * (which shows the tools) goes through LlamaCompletion, which puts its own BOS first.
+   */
+  #forcedInput(promptTokens: Token[]): { input: Token[]; prompt: Token[] } {
+    const input = promptTokens[0] === this.#completionBos ? promptTokens.slice(1) : promptTokens;
+    return { input, prompt: this.#withCompletionBos(input) };
+  }
+
+  async #planChat(request: ChatRequest): Promise<Plan> {
+    const { tools, history, functions, tokens: promptTokens } = this.#chatPrompt(request);
     const format = request.response_format;
     if (request.top_logprobs !== undefined && request.top_logprobs > 0 && request.logprobs !== true) {
       throw invalidRequest("top_logprobs needs logprobs: true.", "top_logprobs");
@@ -260,17 +283,11 @@ export class LoadedLlm {
     if (tools.mode === "auto" && format !== undefined && format.type !== "text") {
       throw invalidRequest("response_format cannot be combined with tools the model may call (tool_choice auto).", "response_format");
     }
-    const history = toChatHistory(request.messages);
-    const functions = tools.mode === "none" ? undefined : tools.functions;
-    const promptTokens = this.#renderChat(history, functions).tokenize(this.#model.tokenizer);
     const sampling = this.#sampling(request);
 
     if (tools.mode === "forced") {
       const grammar = await createJsonSchemaGrammar(this.#llama, tools.callSchema);
-      // The grammar cannot ride along `functions` in LlamaChat, so the rendered prompt (which shows
-      // the tools) goes through LlamaCompletion, which puts its own BOS first.
-      const input = promptTokens[0] === this.#completionBos ? promptTokens.slice(1) : promptTokens;
-      const prompt = this.#withCompletionBos(input);
+      const { input, prompt } = this.#forcedInput(promptTokens);
       const budget = this.#budget(prompt.length, request.max_completion_tokens ?? request.max_tokens);
       return {
         prompt,

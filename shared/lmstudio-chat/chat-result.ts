@@ -4,7 +4,8 @@ import { sseEvent } from "../sse.ts";
 import { lmErrorBody } from "./errors.ts";
 import type { LmChatResponse } from "./schemas.ts";
 
-export function lmChatBody(model: string, text: string, result: GenerationResult, responseId: string | undefined): LmChatResponse {
+/** `loadSeconds`: how long this request waited for its model to load, when it did. */
+export function lmChatBody(model: string, text: string, result: GenerationResult, responseId: string | undefined, loadSeconds?: number): LmChatResponse {
   return {
     model_instance_id: model,
     output: [{ type: "message", content: text }],
@@ -14,6 +15,7 @@ export function lmChatBody(model: string, text: string, result: GenerationResult
       reasoning_output_tokens: 0,
       tokens_per_second: result.stats.tokens_per_second,
       time_to_first_token_seconds: result.stats.time_to_first_token,
+      ...(loadSeconds !== undefined ? { model_load_time_seconds: loadSeconds } : {}),
     },
     ...(responseId !== undefined ? { response_id: responseId } : {}),
     ...(result.gateway ? { gateway: result.gateway } : {}),
@@ -21,9 +23,12 @@ export function lmChatBody(model: string, text: string, result: GenerationResult
 }
 
 /**
- * LM Studio's chat stream: `chat.start`, `prompt_processing.start` / `.end` (the prompt is read
- * once the first token comes), `message.start`, `message.delta`s, `message.end`, then `chat.end`
- * with the whole response. A failure after the start is an `error` event, then the stream ends.
+ * LM Studio's chat stream: `chat.start`; `model_load.start` / `.progress` / `.end` when the request
+ * loaded its model (reported once the load is done: the stream commits to 200 only then);
+ * `prompt_processing.start` / `.progress` / `.end` (the prompt is read once the first token comes);
+ * `message.start`, `message.delta`s, `message.end`, then `chat.end` with the whole response.
+ * A failure after the start is an `error` event, then the stream ends. No `tool_call.*`: LM Studio
+ * sends those only for tools of `integrations` (MCP, plugins), which this server refuses.
  */
 export class LmChatStreamEncoder {
   readonly #model: string;
@@ -38,7 +43,18 @@ export class LmChatStreamEncoder {
   }
 
   async frames(event: GenerationEvent): Promise<Uint8Array[]> {
-    if (event.type === "start") return [this.#event("chat.start", { model_instance_id: this.#model }), this.#event("prompt_processing.start", {})];
+    if (event.type === "start") {
+      const id = { model_instance_id: this.#model };
+      const load =
+        event.load_seconds === undefined
+          ? []
+          : [
+              this.#event("model_load.start", id),
+              this.#event("model_load.progress", { ...id, progress: 1 }),
+              this.#event("model_load.end", { ...id, load_time_seconds: event.load_seconds }),
+            ];
+      return [this.#event("chat.start", id), ...load, this.#event("prompt_processing.start", {})];
+    }
     if (event.type === "delta") {
       if (event.text === "") return [];
       const frames = this.#startMessage();
@@ -57,7 +73,7 @@ export class LmChatStreamEncoder {
   #startMessage(): Uint8Array[] {
     if (this.#messageStarted) return [];
     this.#messageStarted = true;
-    return [this.#event("prompt_processing.end", {}), this.#event("message.start", {})];
+    return [this.#event("prompt_processing.progress", { progress: 1 }), this.#event("prompt_processing.end", {}), this.#event("message.start", {})];
   }
 
   #event(type: string, payload: Record<string, unknown>): Uint8Array {

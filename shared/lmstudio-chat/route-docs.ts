@@ -11,7 +11,7 @@ export const LMSTUDIO_CHAT_ROUTE_DOCS: RouteDoc[] = [
     security: "apiKey",
     body: LmChatRequest,
     response: LmChatResponse,
-    streams: "event: <type> / data: <JSON> pairs: chat.start, prompt_processing.*, message.start/delta/end, error, chat.end",
+    streams: "event: <type> / data: <JSON> pairs: chat.start, model_load.* (when the request loads its model), prompt_processing.*, message.start/delta/end, error, chat.end",
     error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error" },
   },
 ];

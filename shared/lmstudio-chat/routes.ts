@@ -41,9 +41,15 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
       // LM Studio stores by default and leaves response_id out with store: false.
       const id = body.store === false ? undefined : randomId("resp");
       if (id !== undefined) await store.save({ id, created_at: unixSeconds(), messages: [...conversation, { role: "assistant", content: text }] });
-      return lmChatBody(body.model, text, result, id);
+      return lmChatBody(body.model, text, result, id, loadSeconds);
     };
-    const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
+    let loadSeconds: number | undefined;
+    const run = async function* (signal: AbortSignal) {
+      for await (const event of options.backend(c).chat(chat, signal)) {
+        if (event.type === "start") loadSeconds = event.load_seconds;
+        yield event;
+      }
+    };
     if (!body.stream) {
       return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
     }

@@ -37,6 +37,8 @@ export const LmChatStats = z.object({
   reasoning_output_tokens: z.number().int().nonnegative(),
   tokens_per_second: z.number().nonnegative(),
   time_to_first_token_seconds: z.number().nonnegative(),
+  /** Only when this request loaded the model. */
+  model_load_time_seconds: z.number().nonnegative().optional(),
 });
 
 export const LmChatResponse = z.object({

@@ -101,11 +101,19 @@ export type GenerationResult = z.infer<typeof GenerationResult>;
 
 /**
  * A chat or completion run is a stream of these: `start` once the request holds a slot (so a
- * streaming response can commit to 200), `delta`s of text, then exactly one `done`.
+ * streaming response can commit to 200), `delta`s of text, then exactly one `done`. The optional
+ * fields of `start` are additive: older agents leave them out and older gateways drop them.
  * A failure is a thrown `ApiError`, never an event.
  */
 export const GenerationEvent = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("start"), model: z.string() }),
+  z.object({
+    type: z.literal("start"),
+    model: z.string(),
+    /** Tokens the prompt takes, as the engine counted it before evaluating it (newer agents). */
+    prompt_tokens: z.number().int().nonnegative().optional(),
+    /** Seconds this request waited for its model to load (JIT), when it did (newer agents). */
+    load_seconds: z.number().nonnegative().optional(),
+  }),
   z.object({
     type: z.literal("delta"),
     text: z.string(),

@@ -41,12 +41,27 @@ describe.each(TARGETS)("LM Studio v1 chat (%s)", (name) => {
 
     const events = await readEvents(await chat({ ...request, stream: true }));
     const names = events.map((event) => event.event);
-    expect(names.slice(0, 4)).toEqual(["chat.start", "prompt_processing.start", "prompt_processing.end", "message.start"]);
+    expect(names.slice(0, 5)).toEqual(["chat.start", "prompt_processing.start", "prompt_processing.progress", "prompt_processing.end", "message.start"]);
     expect(names.slice(-2)).toEqual(["message.end", "chat.end"]);
     expect(events.every((event) => event.data.type === event.event)).toBe(true);
     const text = events.filter((event) => event.event === "message.delta").map((event) => event.data.content).join("");
     expect(text).toBe(body.output[0]?.content);
     expect(LmChatResponse.parse(events.at(-1)?.data.result).output[0]?.content).toBe(text);
+  });
+
+  test("a request that loads its model streams model_load.* and reports model_load_time_seconds; the next one does not", async () => {
+    // Nothing in this file uses this model before: the first request loads it (JIT).
+    const request = { model: "tiny-chat-q8_0", input: "Hi", max_output_tokens: 2, stream: true };
+    const loading = await readEvents(await chat(request));
+    expect(loading.map((event) => event.event).slice(0, 5)).toEqual(["chat.start", "model_load.start", "model_load.progress", "model_load.end", "prompt_processing.start"]);
+    const end = loading.find((event) => event.event === "model_load.end")?.data;
+    expect(end).toMatchObject({ model_instance_id: "tiny-chat-q8_0", load_time_seconds: expect.any(Number) });
+    expect(end?.load_time_seconds).toBeGreaterThan(0);
+    expect(LmChatResponse.parse(loading.at(-1)?.data.result).stats.model_load_time_seconds).toBe(end?.load_time_seconds);
+
+    const loaded = await readEvents(await chat(request));
+    expect(loaded.some((event) => event.event.startsWith("model_load."))).toBe(false);
+    expect(LmChatResponse.parse(loaded.at(-1)?.data.result).stats.model_load_time_seconds).toBeUndefined();
   });
 
   test("previous_response_id continues a stored chat, also one the Responses API made; store: false returns no id", async () => {
