@@ -2,6 +2,7 @@ import type { InferenceBackend } from "../shared/backend.ts";
 import { ApiError } from "../shared/errors.ts";
 import type { EmbeddingsResult, GenerationEvent } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type {
   ChatRequest,
   CompletionRequest,
@@ -45,6 +46,10 @@ export class FleetBackend implements InferenceBackend {
 
   async embeddings(request: EmbeddingsRequest): Promise<EmbeddingsResult> {
     return unwrap((await this.#fleet.embeddings(request, this.#caller)) as Outcome<EmbeddingsResult>);
+  }
+
+  async countTokens(request: ChatRequest): Promise<TokenCount | null> {
+    return unwrap((await this.#fleet.countTokens(request, this.#caller)) as Outcome<TokenCount | null>);
   }
 
   async loadModel(request: LoadRequest): Promise<LoadResult> {

@@ -3,6 +3,7 @@ import { ApiError, invalidRequest, modelNotFound, toApiError } from "../shared/e
 import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { gib } from "./banner.ts";
 import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
@@ -142,6 +143,16 @@ export class LocalBackend implements InferenceBackend {
     }
   }
 
+  /** Loads the model if needed (JIT, like a chat), then counts with its tokenizer and chat template. */
+  async countTokens(request: ChatRequest): Promise<TokenCount> {
+    const lease = await this.#acquire(request.model, "llm", request.ttl);
+    try {
+      return { prompt_tokens: (lease.model as LoadedLlm).countTokens(request) };
+    } finally {
+      lease.release();
+    }
+  }
+
   /** Explicit load: the model stays until unloaded (or idle for `ttl`, if given) and is never evicted. */
   async loadModel(request: LoadRequest): Promise<LoadResult> {
     const entry = await this.#entry(request.model);
@@ -191,6 +202,7 @@ export class LocalBackend implements InferenceBackend {
       speed: this.#speeds.snapshot(),
       ...(this.#memory ? { memory: this.#memory } : {}),
       ...(this.#footprints.size > 0 ? { footprints: Object.fromEntries(this.#footprints) } : {}),
+      counts_tokens: true,
     };
   }
 

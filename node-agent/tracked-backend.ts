@@ -2,6 +2,7 @@ import { ApiError } from "../shared/errors.ts";
 import type { Hardware, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import type { Drain } from "./drain.ts";
 import type { NodeSource } from "./link/node-source.ts";
@@ -115,6 +116,10 @@ export class TrackedBackend implements NodeSource {
       end(statusOf(error, signal), {}, error);
       throw error;
     }
+  }
+
+  countTokens(request: ChatRequest): Promise<TokenCount | null> {
+    return this.#source.countTokens?.(request) ?? Promise.resolve(null);
   }
 
   loadModel(request: LoadRequest): Promise<LoadResult> {

@@ -1,6 +1,7 @@
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
 import type { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
+import type { TokenCount } from "./schemas/token-count.ts";
 
 /**
  * Everything the API app needs from whoever does the work: the node agent's local engine in
@@ -15,4 +16,10 @@ export interface InferenceBackend {
   embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult>;
   loadModel(request: LoadRequest): Promise<LoadResult>;
   unloadModel(request: UnloadRequest): Promise<UnloadResult>;
+  /**
+   * The prompt's exact token count, as a generation of this request would report it. Null (or no
+   * such method) when it cannot be counted exactly: the gateway's nodes holding the model are
+   * all agents older than this operation.
+   */
+  countTokens?(request: ChatRequest): Promise<TokenCount | null>;
 }

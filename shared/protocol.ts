@@ -5,6 +5,7 @@ import { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
 import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
 import { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "./schemas/downloads.ts";
 import { CancelDownloadRequest, V1Model } from "./schemas/v1-models.ts";
+import { TokenCount } from "./schemas/token-count.ts";
 
 /**
  * The wire protocol between a node agent and the gateway: JSON text frames over one WebSocket
@@ -76,6 +77,8 @@ export const NodeStatus = z.object({
   memory: NodeMemory.optional(),
   /** Per model id the node holds. Optional, like `memory`. */
   footprints: z.record(z.string(), ModelFootprint).optional(),
+  /** True from an agent that takes the `count_tokens` operation; the gateway sends it to no other. */
+  counts_tokens: z.boolean().optional(),
 });
 export type NodeStatus = z.infer<typeof NodeStatus>;
 
@@ -88,6 +91,7 @@ const Operation = z.discriminatedUnion("op", [
   z.object({ op: z.literal("download"), body: DownloadRequest }),
   z.object({ op: z.literal("cancel_download"), body: CancelDownloadRequest }),
   z.object({ op: z.literal("delete"), body: DeleteRequest }),
+  z.object({ op: z.literal("count_tokens"), body: ChatRequest }),
 ]);
 export type Operation = z.infer<typeof Operation>;
 
@@ -141,7 +145,7 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("result"),
     id: z.string(),
-    result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult]),
+    result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult, TokenCount]),
   }),
   z.object({
     type: z.literal("error"),

@@ -8,6 +8,7 @@ import {
 } from "../../shared/schemas/generation.ts";
 import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
 import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
+import { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { FleetConfig } from "../config.ts";
 import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
 import type { FleetNode } from "./fleet-node.ts";
@@ -20,14 +21,14 @@ import { boundedUsage } from "./usage-bounds.ts";
 import { missingFeature } from "../../shared/generation-features.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" }>;
+export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
 
 /** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
 export interface GenerationHandle {
   id: string;
   events: ReadableStream<Uint8Array>;
 }
-type CallResult = EmbeddingsResult | LoadResult | UnloadResult | DownloadJob | DeleteResult;
+type CallResult = EmbeddingsResult | LoadResult | UnloadResult | DownloadJob | DeleteResult | TokenCount;
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
@@ -615,6 +616,7 @@ function resultSchema(op: CallOperation["op"]) {
   if (op === "load") return LoadResult;
   if (op === "download" || op === "cancel_download") return DownloadJob;
   if (op === "delete") return DeleteResult;
+  if (op === "count_tokens") return TokenCount;
   return UnloadResult;
 }
 

@@ -16,7 +16,8 @@ import type {
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
-import type { EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { KeyAction } from "../../shared/schemas/admin.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { V1Model } from "../../shared/schemas/v1-models.ts";
@@ -143,6 +144,23 @@ export class Fleet extends DurableObject<GatewayBindings> {
     const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(Date.now()), body.node)));
     if (!pinned.ok) return pinned;
     return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId) as Promise<Outcome<LoadResult>>;
+  }
+
+  /**
+   * The prompt's exact count from a node that holds the model and takes `count_tokens` (one with
+   * it loaded first: no load just to count). Null when every holder is an older agent.
+   */
+  async countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>> {
+    const callerId = this.#admitCall(caller, body.model);
+    if (typeof callerId !== "string") return callerId;
+    const counters = this.#registry.alive(Date.now()).filter((node) => node.status.counts_tokens === true && node.model(body.model) !== undefined);
+    const node = counters.find((candidate) => candidate.model(body.model)?.state === "loaded") ?? counters[0];
+    if (node === undefined) {
+      // Nobody holds it (a 404 in the dispatcher's words), or only agents too old to count.
+      if (this.#registry.online().some((holder) => holder.model(body.model) !== undefined)) return { ok: true, result: null };
+      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId) as Promise<Outcome<TokenCount>>;
+    }
+    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId) as Promise<Outcome<TokenCount>>;
   }
 
   /** Unloads the model from every node that has it loaded. */

@@ -21,6 +21,7 @@ const ROUTES: Record<SettledJob["op"], string> = {
   download: "models/download",
   cancel_download: "models/download/cancel",
   delete: "models/delete",
+  count_tokens: "messages/count_tokens",
 };
 
 // The agent's buckets (node-agent/metrics/agent-metrics.ts): one dashboard query fits both.

@@ -30,6 +30,8 @@ export interface FakeAgentOptions {
   footprints?: NodeStatus["footprints"];
   token?: string;
   protocol?: number;
+  /** Says it takes `count_tokens` (agents before it do not). */
+  countsTokens?: boolean;
 }
 
 export const API_KEY = TEST_BINDINGS.LMGATE_API_KEY;
@@ -53,7 +55,7 @@ export function modelObject(model: FakeModel): ModelObject {
   };
 }
 
-export function statusOf(options: Pick<FakeAgentOptions, "models" | "speed" | "busy" | "memory" | "footprints">): NodeStatus {
+export function statusOf(options: Pick<FakeAgentOptions, "models" | "speed" | "busy" | "memory" | "footprints" | "countsTokens">): NodeStatus {
   const speed: NodeStatus["speed"] = {};
   for (const [id, tokensPerSecond] of Object.entries(options.speed ?? {})) {
     speed[id] = { tokens_per_second: tokensPerSecond, time_to_first_token: 0.01 };
@@ -64,6 +66,7 @@ export function statusOf(options: Pick<FakeAgentOptions, "models" | "speed" | "b
     speed,
     ...(options.memory ? { memory: options.memory } : {}),
     ...(options.footprints ? { footprints: options.footprints } : {}),
+    ...(options.countsTokens ? { counts_tokens: true } : {}),
   };
 }
 

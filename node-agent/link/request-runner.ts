@@ -2,6 +2,8 @@ import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
+import type { ChatRequest } from "../../shared/schemas/requests.ts";
+import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { ModelAdmin } from "../../shared/model-admin.ts";
 
 /** The connection a runner answers on. */
@@ -137,6 +139,9 @@ export class RequestRunner {
         case "delete":
           this.#reply(run, { type: "result", id, result: await this.#modelAdmin().deleteModel(operation.body) });
           return;
+        case "count_tokens":
+          this.#reply(run, { type: "result", id, result: await this.#countTokens(operation.body) });
+          return;
       }
     } catch (error) {
       if (signal.aborted) return;
@@ -157,6 +162,12 @@ export class RequestRunner {
   #modelAdmin(): ModelAdmin {
     if (this.#source.modelAdmin === undefined) throw new ApiError(501, "This agent does not manage models.", { code: "not_supported" });
     return this.#source.modelAdmin;
+  }
+
+  async #countTokens(request: ChatRequest): Promise<TokenCount> {
+    const counted = await this.#source.countTokens?.(request);
+    if (counted == null) throw new ApiError(501, "This agent does not count tokens.", { code: "not_supported" });
+    return counted;
   }
 
   /** Answers unless the request was cancelled meanwhile. */

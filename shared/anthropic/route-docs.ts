@@ -19,7 +19,7 @@ export const ANTHROPIC_ROUTE_DOCS: RouteDoc[] = [
   {
     method: "post",
     path: "/v1/messages/count_tokens",
-    summary: "Estimate a prompt's input tokens (Anthropic Messages API)",
+    summary: "Count a prompt's input tokens with the model's tokenizer and chat template (Anthropic Messages API)",
     tag: "anthropic",
     security: "apiKey",
     body: CountTokensRequest,

@@ -1,7 +1,8 @@
 import type { Env, Hono } from "hono";
 import { modelNotFound } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { parseJsonBody } from "../json-body.ts";
+import { parseJsonBody, validate } from "../json-body.ts";
+import { ChatRequest } from "../schemas/requests.ts";
 import { randomId } from "../random-id.ts";
 import { estimateTokens } from "./token-estimate.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
@@ -28,6 +29,8 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
   app.post("/v1/messages/count_tokens", async (c) => {
     const body = await parseJsonBody(c.req.raw, CountTokensRequest);
     const prompt = promptOf(body);
+    const counted = await backend(c).countTokens?.(validate(ChatRequest, prompt));
+    if (counted != null) return c.json({ input_tokens: counted.prompt_tokens });
     // The caller's own model list: in the gateway it holds only the models its key may use.
     const models = await backend(c).listModels();
     if (!models.some((model) => model.id === body.model)) throw modelNotFound(body.model, models.map((model) => model.id));

@@ -8,9 +8,8 @@ const CHARS_PER_TOKEN = 4;
 const TOKENS_PER_MESSAGE = 4;
 
 /**
- * An estimate of a prompt's tokens for `count_tokens`. Counting exactly needs the model's
- * tokenizer and chat template, which live on the node; clients use the count to decide when to
- * compact a conversation, where an estimate serves. Generations report exact counts.
+ * An estimate of a prompt's tokens for `count_tokens`, used only when the backend cannot count
+ * exactly (a gateway whose nodes holding the model are agents older than `count_tokens`).
  */
 export function estimateTokens(prompt: Pick<z.input<typeof ChatRequest>, "messages" | "tools">): number {
   let characters = 0;

@@ -115,16 +115,24 @@ describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
     expect((unanswered as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
   });
 
-  test("count_tokens counts more for a longer prompt, and refuses an unknown model", async () => {
+  test("count_tokens counts exactly what create then reads (template and tools included), and refuses an unknown model", async () => {
     const short = await client().messages.countTokens({ model: CHAT, messages: [{ role: "user", content: "Hi" }] });
-    const long = await client().messages.countTokens({
+    const prompt = {
       model: CHAT,
       system: "You are a helpful assistant who answers in great detail.",
       tools: [weather],
-      messages: [{ role: "user", content: "Hi ".repeat(200) }],
-    });
+      messages: [{ role: "user" as const, content: "Hi ".repeat(200) }],
+    };
+    const long = await client().messages.countTokens(prompt);
     expect(short.input_tokens).toBeGreaterThan(0);
     expect(long.input_tokens).toBeGreaterThan(short.input_tokens + 150);
+    // The whole prompt (promptTokens): a prefix read from the slot's cache is in the count too.
+    const shortCreated = await client().messages.create({ model: CHAT, max_tokens: 1, messages: [{ role: "user", content: "Hi" }] });
+    expect(promptTokens(shortCreated.usage)).toBe(short.input_tokens);
+    expect(promptTokens((await client().messages.create({ ...prompt, max_tokens: 1 })).usage)).toBe(long.input_tokens);
+    // A forced call runs its prompt another way (LlamaCompletion, its own BOS); counted the same way.
+    const forced = { ...prompt, tool_choice: { type: "tool" as const, name: "get_weather" } };
+    expect(promptTokens((await client().messages.create({ ...forced, max_tokens: 1 })).usage)).toBe((await client().messages.countTokens(forced)).input_tokens);
     const failure = await client()
       .messages.countTokens({ model: "no-such-model", messages: [{ role: "user", content: "Hi" }] })
       .catch((error: unknown) => error);
