@@ -73,8 +73,9 @@ export class MessageStreamEncoder {
 
   frames(event: GenerationEvent): Uint8Array[] {
     if (event.type === "start") {
-      // The prompt's size is known only at the end; message_delta carries it (the SDK takes it from there).
-      const usage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+      // The whole prompt, when the engine said (older agents do not): how much of it the slot's cache
+      // held is known only once it is read, so message_delta carries the split (the SDK takes it from there).
+      const usage = { input_tokens: event.prompt_tokens ?? 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
       const message = { ...opening(this.#head), content: [], stop_reason: null, stop_sequence: null, usage };
       return [sseEvent("message_start", { type: "message_start", message }), sseEvent("ping", { type: "ping" })];
     }

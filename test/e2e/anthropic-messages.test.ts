@@ -50,9 +50,16 @@ describe.each(TARGETS)("Anthropic Messages (%s)", (name) => {
 
     const stream = client().messages.stream(params);
     let streamed = "";
+    let started: Anthropic.Usage | undefined;
     stream.on("text", (delta) => (streamed += delta));
+    stream.on("streamEvent", (event) => {
+      // Copied: the SDK goes on to update this object from message_delta.
+      if (event.type === "message_start") started = { ...event.message.usage };
+    });
     const final = await stream.finalMessage();
     expect(streamed).toBe(text);
+    // message_start already has the prompt's size, for clients that read only it.
+    expect(started?.input_tokens).toBe(promptTokens(final.usage));
     expect(final.stop_reason).toBe("max_tokens");
     expect(final.usage.output_tokens).toBe(12);
     expect(promptTokens(final.usage)).toBe(promptTokens(message.usage));
