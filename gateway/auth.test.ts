@@ -1,3 +1,4 @@
+import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, test } from "vitest";
 import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
@@ -103,5 +104,37 @@ describe("CORS", () => {
     expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
     // CORS only tells browsers what they may read: the key is still required.
     expect((await call("/v1/models", { headers: { origin: "https://chat.example" } })).status).toBe(401);
+  });
+
+  test("a preflight allows every header the official Anthropic SDK sends from a browser, x-api-key and anthropic-beta too", async () => {
+    const withCors = { ...env, LMGATE_CORS_ORIGINS: "https://chat.example" };
+    const call = (request: Request) => app.fetch(request, withCors, createExecutionContext());
+    // anthropic-beta goes with beta features; x-api-key is how Claude Code and older SDKs send the key.
+    const sent = new Set<string>(["anthropic-beta", "x-api-key"]);
+    const client = new Anthropic({
+      baseURL: "http://gateway.test",
+      apiKey: API_KEY,
+      dangerouslyAllowBrowser: true,
+      maxRetries: 0,
+      fetch: async (input: string | URL | Request, init?: RequestInit) => {
+        const request = new Request(input, init);
+        request.headers.forEach((_, name) => sent.add(name));
+        return call(request);
+      },
+    });
+    // No node holds the model: only the headers matter here.
+    await client.messages.countTokens({ model: "any-model", messages: [{ role: "user", content: "Hi" }] }).catch(() => undefined);
+    expect(sent).toContain("anthropic-version");
+
+    const requested = [...sent].filter((name) => !["accept", "content-type"].includes(name));
+    const check = await call(
+      new Request("http://gateway.test/v1/messages", {
+        method: "OPTIONS",
+        headers: { origin: "https://chat.example", "access-control-request-method": "POST", "access-control-request-headers": requested.join(",") },
+      }),
+    );
+    expect(check.status).toBe(204);
+    const allowed = (check.headers.get("access-control-allow-headers") ?? "").split(",").map((name) => name.trim().toLowerCase());
+    expect(requested.filter((name) => !allowed.includes(name))).toEqual([]);
   });
 });
