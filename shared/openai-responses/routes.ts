@@ -1,7 +1,8 @@
 import type { Context, Env, Hono } from "hono";
 import { ApiError } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { parseJsonBody } from "../json-body.ts";
+import { parseJsonBody, validate } from "../json-body.ts";
+import { inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
 import { ResponsesRequest } from "./schemas.ts";
@@ -44,6 +45,13 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     const record = await options.store(c).get(c.req.param("id"));
     if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
     return c.json(record.response);
+  });
+
+  app.get("/v1/responses/:id/input_items", async (c) => {
+    const record = await options.store(c).get(c.req.param("id"));
+    if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
+    const query = validate(InputItemsQuery, c.req.query());
+    return c.json(inputItemPage(inputItems(record), query));
   });
 
   app.delete("/v1/responses/:id", async (c) => {

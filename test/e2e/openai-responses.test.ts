@@ -87,6 +87,19 @@ describe.each(TARGETS)("OpenAI Responses (%s)", (name) => {
     expect(second.usage?.input_tokens).toBeGreaterThan(first.usage?.input_tokens ?? 0);
     // store: false leaves nothing to fetch.
     await expect(client().responses.retrieve(second.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+
+    // Stored, the same history comes back as items: the call and its output by call_id.
+    const { call_id, arguments: args } = call as OpenAI.Responses.ResponseFunctionToolCall;
+    const stored = await client().responses.create({
+      model: CHAT,
+      tools: [weather],
+      max_output_tokens: 2,
+      input: [{ role: "user", content: "Weather in Paris?" }, call as OpenAI.Responses.ResponseFunctionToolCall, { type: "function_call_output", call_id, output: "Sunny, 21 °C" }],
+    });
+    const items = (await client().responses.inputItems.list(stored.id, { order: "asc" })).data;
+    expect(items.map((item) => item.type)).toEqual(["message", "function_call", "function_call_output"]);
+    expect(items[1]).toMatchObject({ name: "get_weather", call_id, arguments: args });
+    expect(items[2]).toMatchObject({ call_id, output: "Sunny, 21 °C" });
   });
 
   test("a Codex-shaped turn (full history, store false, hosted tools, reasoning, include, prompt_cache_key) streams the events Codex reads", async () => {
@@ -161,6 +174,24 @@ describe.each(TARGETS)("OpenAI Responses (%s)", (name) => {
     expect(second.usage?.input_tokens).toBeGreaterThan((first.usage?.input_tokens ?? 0) + (first.usage?.output_tokens ?? 0));
 
     expect((await client().responses.retrieve(first.id)).output_text).toBe(first.output_text);
+
+    // The items the second turn was generated from: the first turn, then its own input. Pages of
+    // one, so the SDK's auto-paging follows the `after` cursor; newest first unless asked.
+    const texts = async (order?: "asc" | "desc") => {
+      const items: string[] = [];
+      for await (const item of client().responses.inputItems.list(second.id, { limit: 1, ...(order ? { order } : {}) })) {
+        expect(item.type).toBe("message");
+        if (item.type === "message") items.push(`${item.role}: ${item.content.map((part) => ("text" in part ? part.text : "")).join("")}`);
+      }
+      return items;
+    };
+    const conversation = ["user: My name is Ada.", `assistant: ${first.output_text}`, "user: What is my name?"];
+    expect(await texts("asc")).toEqual(conversation);
+    expect(await texts()).toEqual([...conversation].reverse());
+    const page = await client().responses.inputItems.list(second.id, { order: "asc", limit: 2 });
+    expect(page.has_more).toBe(true);
+    expect(page.data.map((item) => item.id)).toHaveLength(2);
+
     await client().responses.delete(first.id);
     await expect(client().responses.retrieve(first.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const orphan = await client()
@@ -192,6 +223,7 @@ describe("stored responses in the gateway", () => {
     expect((await client(alice).responses.retrieve(mine.id)).id).toBe(mine.id);
 
     await expect(client(bob).responses.retrieve(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client(bob).responses.inputItems.list(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client(bob).responses.delete(mine.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const continued = await client(bob)
       .responses.create({ model: CHAT, input: "Tell me.", previous_response_id: mine.id, max_output_tokens: 4 })
@@ -199,5 +231,6 @@ describe("stored responses in the gateway", () => {
     expect((continued as InstanceType<typeof OpenAI.APIError>).code).toBe("previous_response_not_found");
     // Still there for its owner.
     expect((await client(alice).responses.retrieve(mine.id)).id).toBe(mine.id);
+    expect((await client(alice).responses.inputItems.list(mine.id)).data).toHaveLength(1);
   });
 });
