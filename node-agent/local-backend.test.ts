@@ -89,7 +89,9 @@ describe("what the backend reports about itself", () => {
 describe("chat and completion", () => {
   test("chat generates text through the model's template, with usage, stats, model_info and runtime filled in", async () => {
     const { events, text, result } = await chat();
-    expect(events[0]).toEqual({ type: "start", model: CHAT });
+    // The prompt is counted before it is read, and countTokens counts it the same way.
+    expect(events[0]).toMatchObject({ type: "start", model: CHAT, prompt_tokens: result.usage.prompt_tokens });
+    expect(await backend.countTokens(chatRequest())).toEqual({ prompt_tokens: result.usage.prompt_tokens });
     expect(text.length).toBeGreaterThan(0);
     expect(result.usage).toEqual({
       prompt_tokens: expect.any(Number),
