@@ -9,7 +9,7 @@ import type { NodeSource } from "./link/node-source.ts";
 import type { LocalModelAdmin } from "./model-admin.ts";
 
 /** The API operation a request ran, named after its path (`/v1/chat/completions` → `chat/completions`). */
-export type RequestRoute = "chat/completions" | "completions" | "embeddings" | "models/load" | "models/unload";
+export type RequestRoute = "chat/completions" | "completions" | "embeddings" | "models/load" | "models/unload" | "messages/count_tokens";
 
 /** One request, as it ended. */
 export interface FinishedRequest {
@@ -118,8 +118,11 @@ export class TrackedBackend implements NodeSource {
     }
   }
 
-  countTokens(request: ChatRequest): Promise<TokenCount | null> {
-    return this.#source.countTokens?.(request) ?? Promise.resolve(null);
+  /** Admitted and observed like the other calls: it may load the model. */
+  async countTokens(request: ChatRequest): Promise<TokenCount | null> {
+    const count = this.#source.countTokens?.bind(this.#source);
+    if (count === undefined) return null;
+    return this.#call("messages/count_tokens", request.model, () => count(request));
   }
 
   loadModel(request: LoadRequest): Promise<LoadResult> {
