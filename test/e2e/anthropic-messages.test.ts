@@ -273,6 +273,9 @@ describe("the gateway's keys, scopes and usage on the Anthropic and Responses fa
       .catch((error: unknown) => error);
     expect(outOfScope).toBeInstanceOf(Anthropic.PermissionDeniedError);
     expect(AnthropicErrorBody.parse((outOfScope as InstanceType<typeof Anthropic.APIError>).error).error.type).toBe("permission_error");
+    // Counting goes to a node holding the model, so it is scoped the same way.
+    const countOutOfScope = await anthropic.messages.countTokens({ model: "tiny-chat-q8_0", messages: [{ role: "user", content: "Hi" }] }).catch((error: unknown) => error);
+    expect(countOutOfScope).toBeInstanceOf(Anthropic.PermissionDeniedError);
 
     const message = await anthropic.messages.create({ model: CHAT, max_tokens: 4, messages: [{ role: "user", content: "Hi" }] });
     const openai = new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: key, maxRetries: 0 });
