@@ -377,6 +377,24 @@ describe("a rogue node", () => {
     node.autoAnswer((frame) => node.complete(frame.id, "ok"));
     expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat"))).status).toBe(200);
   });
+
+  test("a prompt count a node reports early (message_start, count_tokens) is bounded the same way", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-early-liar", models: [{ id: "tiny-chat", state: "loaded" }], countsTokens: true });
+    onTestFinished(() => node.close());
+    const { key } = await createKey({ name: "early-lies" });
+    const messages = { model: "tiny-chat", max_tokens: 4, messages: [{ role: "user", content: "Hi" }] };
+
+    const counting = withKey(key, "/v1/messages/count_tokens", messages);
+    node.sendFrame({ type: "result", id: (await node.nextRequest()).id, result: { prompt_tokens: 9e12 } });
+    expect(((await (await counting).json()) as { input_tokens: number }).input_tokens).toBeLessThan(2_000);
+
+    const streaming = withKey(key, "/v1/messages", { ...messages, stream: true });
+    const { id } = await node.nextRequest();
+    node.sendFrame({ type: "events", id, events: [{ type: "start", model: "tiny-chat", prompt_tokens: 9e12 }, { type: "delta", text: "hi" }] });
+    node.sendFrame({ type: "events", id, events: [{ type: "done", result: result() }] });
+    const start = /event: message_start\ndata: (.*)\n/.exec(await (await streaming).text())?.[1];
+    expect((JSON.parse(start ?? "{}") as { message: { usage: { input_tokens: number } } }).message.usage.input_tokens).toBeLessThan(2_000);
+  });
 });
 
 describe("deep JSON", () => {

@@ -17,7 +17,7 @@ import { RelayStream } from "./relay-stream.ts";
 import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
-import { boundedUsage } from "./usage-bounds.ts";
+import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { missingFeature } from "../../shared/generation-features.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
@@ -401,7 +401,7 @@ export class Dispatcher {
         // A retried request starts again on its new node; the client saw the first start only.
         if (job.startSent) continue;
         job.startSent = true;
-        lines.push({ event });
+        lines.push({ event: event.prompt_tokens === undefined ? event : { ...event, prompt_tokens: boundedPromptTokens(job.operation, event.prompt_tokens) } });
       } else if (event.type === "delta") {
         job.deltaSent = true;
         job.firstTokenAt ??= Date.now();
@@ -448,6 +448,9 @@ export class Dispatcher {
       const embeddings = { ...reported, usage: { prompt_tokens, total_tokens: prompt_tokens } };
       this.#settled(job, { status: 200, promptTokens: prompt_tokens });
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
+    } else if (job.operation.op === "count_tokens") {
+      this.#settled(job, { status: 200 });
+      job.settle({ ok: true, result: { prompt_tokens: boundedPromptTokens(job.operation, (parsed.data as TokenCount).prompt_tokens) } });
     } else {
       this.#settled(job, { status: 200 });
       job.settle({ ok: true, result: parsed.data });

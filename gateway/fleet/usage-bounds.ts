@@ -15,7 +15,7 @@ const TEMPLATE_TOKENS = 1_024;
  * `max_tokens`, else the model's context; cached prompt tokens at most the prompt.
  */
 export function boundedUsage(operation: Operation, model: ModelObject | undefined, usage: Usage): Usage {
-  const prompt = Math.min(usage.prompt_tokens, new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS);
+  const prompt = boundedPromptTokens(operation, usage.prompt_tokens);
   const completion = Math.min(usage.completion_tokens, completionLimit(operation, model));
   const cached = usage.prompt_tokens_details?.cached_tokens;
   return {
@@ -24,6 +24,11 @@ export function boundedUsage(operation: Operation, model: ModelObject | undefine
     total_tokens: prompt + completion,
     ...(cached === undefined ? {} : { prompt_tokens_details: { cached_tokens: Math.min(cached, prompt) } }),
   };
+}
+
+/** A prompt's token count a node reports (usage, the start event, count_tokens), bounded the same way. */
+export function boundedPromptTokens(operation: Operation, promptTokens: number): number {
+  return Math.min(promptTokens, new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS);
 }
 
 function completionLimit(operation: Operation, model: ModelObject | undefined): number {
