@@ -171,7 +171,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     const loadedOn = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
     if (loadedOn.length === 0) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
-      return this.#dispatcher.call({ op: "unload", body }) as Promise<Outcome<UnloadResult>>;
+      return this.#dispatcher.call({ op: "unload", body }, null, callerId) as Promise<Outcome<UnloadResult>>;
     }
     const outcomes = await Promise.all(loadedOn.map((node) => this.#dispatcher.call({ op: "unload", body }, node)));
     return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
@@ -450,9 +450,11 @@ export class Fleet extends DurableObject<GatewayBindings> {
     const { key } = grant;
     if (key.tokens_per_day === null) return operation;
     const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
-    const wanted = asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model);
+    // Each of n choices may produce max_tokens: the hold is for all of them, shared out evenly.
+    const choices = operation.body.n ?? 1;
+    const wanted = (asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model)) * choices;
     const now = new Date();
-    const allowed = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now);
+    const allowed = Math.max(1, Math.floor(this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now) / choices));
     if (allowed === asked) return operation;
     return operation.op === "chat"
       ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }
