@@ -182,6 +182,26 @@ describe("keys", () => {
     }
   });
 
+  test("tokens per day hold for every one of n choices: max_tokens is capped to an even share of what is left", async () => {
+    const node = await FakeAgent.connect({ name: "gpu-choices", models: [{ id: "tiny-chat", state: "loaded" }], generationFeatures: ["choices"] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    // Each of the n choices spends every token it is allowed.
+    node.autoAnswer((frame) => {
+      const body = frame.operation.body as { max_tokens?: number; n?: number };
+      asked.push(body.max_tokens ?? Number.NaN);
+      const spent = (body.max_tokens ?? 5_000) * (body.n ?? 1);
+      node.complete(frame.id, "x", { usage: { prompt_tokens: 0, completion_tokens: spent, total_tokens: spent } });
+    });
+
+    const { key, record } = await createKey({ name: "budget-choices", tokens_per_day: 100 });
+    expect((await withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 80, n: 2 }))).status).toBe(200);
+    expect(asked).toEqual([50]);
+    const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
+    expect(rows.reduce((sum, row) => sum + row.completion_tokens, 0)).toBe(100);
+    await expectError(await withKey(key, "/v1/chat/completions", chatBody("tiny-chat")), 429, "tokens_per_day_exceeded");
+  });
+
   test("past 10 wrong admin or metrics tokens a minute, an address gets 429 even with the right one; others do not", async () => {
     for (const [path, address] of [["/admin/keys", "203.0.113.7"], ["/metrics", "203.0.113.8"]] as const) {
       const attempt = (token: string, from: string = address) =>

@@ -32,6 +32,8 @@ export interface FakeAgentOptions {
   protocol?: number;
   /** Says it takes `count_tokens` (agents before it do not). */
   countsTokens?: boolean;
+  /** Hello's `generation_features` (n choices, logprobs); none, like an older agent's, when not given. */
+  generationFeatures?: string[];
 }
 
 export const API_KEY = TEST_BINDINGS.LMGATE_API_KEY;
@@ -152,6 +154,7 @@ export class FakeAgent {
         runtime: { name: "fake-runtime", version: "1", supported_formats: ["gguf"] },
         hardware: { cpu: "test cpu", cores: 2, memory_bytes: 1e9, gpu: null, gpu_devices: [], vram_bytes: null },
         slots_per_model: options.slots ?? 2,
+        ...(options.generationFeatures ? { generation_features: options.generationFeatures } : {}),
       },
       status: statusOf(options),
     });
