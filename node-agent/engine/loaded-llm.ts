@@ -5,6 +5,7 @@ import {
   type ChatHistoryItem,
   type ChatModelFunctions,
   type ChatWrapper,
+  type EvaluationPriority,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -17,6 +18,7 @@ import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../sha
 import type { GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
+import { slotOrderStrategy, slotPriority } from "./batch-order.ts";
 import { reusablePrefixLength } from "./cached-prefix.ts";
 import { choiceSeed, mergeChoices } from "./choices.ts";
 import { toChatHistory } from "./chat-history.ts";
@@ -50,6 +52,8 @@ export interface LlmLoadOptions {
 /** One context sequence and the node-llama-cpp helpers bound to it. */
 interface Slot {
   sequence: LlamaContextSequence;
+  /** Puts the slot's tokens in sequence order in a batch (batch-order.ts). */
+  priority: EvaluationPriority;
   chat: LlamaChat;
   completion: LlamaCompletion;
 }
@@ -107,10 +111,11 @@ export class LoadedLlm {
     this.#model = model;
     this.#context = context;
     this.#chatWrapper = resolveChatWrapper(model);
-    this.#slots = Array.from({ length: context.totalSequences }, () => {
+    this.#slots = Array.from({ length: context.totalSequences }, (_, index) => {
       const sequence = context.getSequence();
       return {
         sequence,
+        priority: slotPriority(index, context.totalSequences),
         chat: new LlamaChat({ contextSequence: sequence, chatWrapper: this.#chatWrapper }),
         completion: new LlamaCompletion({ contextSequence: sequence }),
       };
@@ -126,7 +131,12 @@ export class LoadedLlm {
   static async load(llama: Llama, options: LlmLoadOptions): Promise<LoadedLlm> {
     const model = await llama.loadModel({ modelPath: options.path, onLoadProgress: options.onLoadProgress });
     try {
-      const context = await model.createContext({ contextSize: options.contextLength, sequences: options.slots, threads: options.threads });
+      const context = await model.createContext({
+        contextSize: options.contextLength,
+        sequences: options.slots,
+        threads: options.threads,
+        batching: { itemPrioritizationStrategy: slotOrderStrategy },
+      });
       return new LoadedLlm(llama, model, context, options);
     } catch (error) {
       await model.dispose();
@@ -297,6 +307,7 @@ export class LoadedLlm {
             ...this.#completionSampling(sampling),
             grammar,
             maxTokens: budget.maxTokens,
+            evaluationPriority: slot.priority,
             signal: hooks.signal,
             stopOnAbortSignal: true,
             onToken: hooks.onToken,
@@ -332,6 +343,7 @@ export class LoadedLlm {
         const common = {
           ...sampling,
           maxTokens: budget.maxTokens,
+          evaluationPriority: slot.priority,
           signal: hooks.signal,
           stopOnAbortSignal: true,
           onTextChunk: hooks.onText,
@@ -366,6 +378,7 @@ export class LoadedLlm {
         const response = await slot.completion.generateCompletionWithMeta(input, {
           ...sampling,
           maxTokens: budget.maxTokens,
+          evaluationPriority: slot.priority,
           signal: hooks.signal,
           stopOnAbortSignal: true,
           onTextChunk: hooks.onText,
