@@ -99,17 +99,12 @@ export class Fleet extends DurableObject<GatewayBindings> {
   // scope change or a spent budget holds from the very next request.
 
   listModels(caller: Caller): Outcome<ModelObject[]> {
-    let grant: Grant | null;
-    try {
-      grant = this.#grant(caller);
+    return this.#outcome(() => {
       // A listing is a request like any other: it counts against requests per minute.
-      if (grant !== null) this.#control.admit(grant, new Date());
-    } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: this.#refused(error) };
-    }
-    const models = fleetModels(this.#registry.alive(Date.now()));
-    return { ok: true, result: grant === null ? models : models.filter((model) => grant.scope.allows(model.id)) };
+      const grant = this.#admit(caller, null);
+      const models = fleetModels(this.#registry.alive(Date.now()));
+      return grant === null ? models : models.filter((model) => grant.scope.allows(model.id));
+    });
   }
 
   /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
@@ -194,7 +189,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   /** LM Studio's v1 listing of the whole fleet, within the caller's model scope. */
   listModelsV1(caller: Caller): Outcome<V1Model[]> {
     return this.#outcome(() => {
-      const grant = this.#grant(caller);
+      const grant = this.#admit(caller, null);
       const models = fleetV1Models(this.#registry.alive(Date.now()));
       return grant === null ? models : models.filter((model) => grant.scope.allows(model.key));
     });
