@@ -165,16 +165,7 @@ export class BenchEnvironment {
     });
     if (!response.ok) throw new Error(`loading ${model} on ${node.name}: HTTP ${response.status}: ${await response.text()}`);
     await response.arrayBuffer();
-    const gateway = await this.gateway();
-    const admin = new AdminClient(gateway.url, gateway.adminToken);
-    await until(
-      async () =>
-        (await admin.listNodes()).some(
-          (listed) => listed.name === node.name && listed.online && listed.models.some((entry) => entry.id === model && entry.state === "loaded"),
-        ),
-      30_000,
-      `the gateway to see ${model} loaded on ${node.name}`,
-    );
+    await this.#gatewaySees(node, model, "loaded");
   }
 
   /** Unloads `model` from a node through its direct API and waits until the gateway sees it gone there. */
@@ -187,15 +178,20 @@ export class BenchEnvironment {
     });
     if (!response.ok && response.status !== 404) throw new Error(`unloading ${model} on ${node.name}: HTTP ${response.status}: ${await response.text()}`);
     await response.arrayBuffer();
+    await this.#gatewaySees(node, model, "not-loaded");
+  }
+
+  /** Waits until the gateway's node list shows `model` in `state` on `node`. */
+  async #gatewaySees(node: ServingNode, model: string, state: "loaded" | "not-loaded"): Promise<void> {
     const gateway = await this.gateway();
     const admin = new AdminClient(gateway.url, gateway.adminToken);
     await until(
       async () =>
         (await admin.listNodes()).some(
-          (listed) => listed.name === node.name && listed.online && listed.models.some((entry) => entry.id === model && entry.state === "not-loaded"),
+          (listed) => listed.name === node.name && listed.online && listed.models.some((entry) => entry.id === model && entry.state === state),
         ),
       30_000,
-      `the gateway to see ${model} unloaded on ${node.name}`,
+      `the gateway to see ${model} ${state} on ${node.name}`,
     );
   }
 
