@@ -28,7 +28,19 @@ export function boundedUsage(operation: Operation, model: ModelObject | undefine
 
 /** A prompt's token count a node reports (usage, the start event, count_tokens), bounded the same way. */
 export function boundedPromptTokens(operation: Operation, promptTokens: number): number {
-  return Math.min(promptTokens, new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS);
+  return Math.min(promptTokens, promptLimit(operation));
+}
+
+/** Each request's limit, measured once: a generation reports its prompt at the start and again at the end, and a body may be 1 MiB. */
+const promptLimits = new WeakMap<Operation, number>();
+
+function promptLimit(operation: Operation): number {
+  let limit = promptLimits.get(operation);
+  if (limit === undefined) {
+    limit = new TextEncoder().encode(JSON.stringify(operation.body)).length + TEMPLATE_TOKENS;
+    promptLimits.set(operation, limit);
+  }
+  return limit;
 }
 
 function completionLimit(operation: Operation, model: ModelObject | undefined): number {
