@@ -5,17 +5,12 @@
  * only the new messages, so turns 2…T answer much sooner than turn 1. Measured on the agent's
  * direct mode, on llama-server (when LLAMA_SERVER is set) and through the gateway with two agents,
  * interleaved, each run with conversations of its own.
- *
- * Then scale-out: 16 streams at once for the small model while only one of the two agents has it
- * loaded: the gateway loads a second copy on the other agent and uses both, against the same
- * streams sent to the one agent.
  */
-import { timedChatStream, timedStream, type ChatParams, type ChatTiming, type Target } from "./client.ts";
-import { SLOTS, SMALL_CHAT, type ServingNode } from "./environment.ts";
+import { timedChatStream, type ChatParams, type ChatTiming, type Target } from "./client.ts";
+import { SLOTS, SMALL_CHAT } from "./environment.ts";
 import { startLlamaServer } from "./llama-server.ts";
 import { withProgress, type Row, type SectionContext, type SectionResult } from "./section.ts";
 import { median, round } from "./stats.ts";
-import { longStream } from "./throughput.ts";
 
 export interface ConversationsRun {
   /** Per turn (0 = the first), every conversation's time to first token, ms. */
@@ -33,19 +28,6 @@ export interface PathTurns {
   ratio: number;
 }
 
-export interface ScaleOutData {
-  streams: number;
-  maxTokens: number;
-  rounds: number;
-  oneAgentTokensPerSecond: number;
-  gatewayTokensPerSecond: number;
-  ratio: number;
-  /** Streams served per node, per gateway round. */
-  nodes: Array<Record<string, number>>;
-  /** Failed streams, both paths, all rounds (e.g. the gateway's 30 s wait for a slot on a starved machine). */
-  errors: string[];
-}
-
 export interface MultiTurnData {
   conversations: number;
   turns: number;
@@ -55,13 +37,10 @@ export interface MultiTurnData {
   llamaServer?: PathTurns;
   llamaServerSkipped?: string;
   gateway: PathTurns;
-  scaleOut: ScaleOutData;
 }
 
 export const ENGINE_RATIO_TARGET = 1.1;
 export const GATEWAY_RATIO_TARGET = 1.2;
-export const SCALE_OUT_TARGET = 1.6;
-const SCALE_OUT_STREAMS = 16;
 
 const QUESTIONS = ["What should we do first?", "Why that?", "And after that?", "Anything to watch out for?", "Summarize, please.", "Thanks, one more thing?"];
 
@@ -99,72 +78,6 @@ function summarizeTurns(runs: ConversationsRun[]): PathTurns {
   const cold = median(runs.flatMap((run) => run.ttftMs[0] ?? []));
   const warm = median(runs.flatMap((run) => run.ttftMs.slice(1).flat()));
   return { runs, coldTtftMs: cold, warmTtftMs: warm, ratio: warm / cold };
-}
-
-interface Burst {
-  tokensPerSecond: number;
-  nodes: Record<string, number>;
-  errors: string[];
-}
-
-/** 16 streams at once; aggregate tokens/s over the wall time, who served them, and what failed. */
-async function burst(target: Target, params: Parameters<typeof timedStream>[1]): Promise<Burst> {
-  const started = performance.now();
-  const outcomes = await Promise.allSettled(Array.from({ length: SCALE_OUT_STREAMS }, () => timedStream(target, params)));
-  const wallSeconds = (performance.now() - started) / 1000;
-  const nodes: Record<string, number> = {};
-  let tokens = 0;
-  const errors: string[] = [];
-  for (const outcome of outcomes) {
-    if (outcome.status === "rejected") {
-      errors.push(outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason));
-      continue;
-    }
-    tokens += outcome.value.tokens;
-    if (outcome.value.node !== undefined) nodes[outcome.value.node] = (nodes[outcome.value.node] ?? 0) + 1;
-  }
-  return { tokensPerSecond: tokens / wallSeconds, nodes, errors };
-}
-
-async function scaleOut(context: SectionContext, gateway: Target, loaded: ServingNode, spare: ServingNode): Promise<ScaleOutData> {
-  const { env, log, quick } = context;
-  const maxTokens = quick ? 8 : 32;
-  const params = await longStream(loaded.direct, SMALL_CHAT, maxTokens, log);
-  const rounds = context.iterations ?? (quick ? 1 : 2);
-  const one: number[] = [];
-  const both: number[] = [];
-  const nodes: Array<Record<string, number>> = [];
-  const errors: string[] = [];
-  await withProgress("scale-out", rounds, log, async (index) => {
-    const order = index % 2 === 0 ? ["gateway", "one"] : ["one", "gateway"];
-    for (const path of order) {
-      if (path === "one") {
-        const result = await burst(loaded.direct, params);
-        one.push(result.tokensPerSecond);
-        errors.push(...result.errors);
-        continue;
-      }
-      // Only `loaded` has the model: the gateway has to place a second copy to use the other agent.
-      await env.unload(spare, SMALL_CHAT);
-      const result = await burst(gateway, params);
-      both.push(result.tokensPerSecond);
-      nodes.push(result.nodes);
-      errors.push(...result.errors);
-      log(`scale-out: ${round(result.tokensPerSecond)} tok/s through the gateway, per node ${JSON.stringify(result.nodes)}, errors ${result.errors.length}`);
-    }
-  });
-  const oneAgent = median(one);
-  const gatewayRate = median(both);
-  return {
-    streams: SCALE_OUT_STREAMS,
-    maxTokens,
-    rounds,
-    oneAgentTokensPerSecond: oneAgent,
-    gatewayTokensPerSecond: gatewayRate,
-    ratio: gatewayRate / oneAgent,
-    nodes,
-    errors,
-  };
 }
 
 export async function runMultiTurn(context: SectionContext): Promise<SectionResult<MultiTurnData>> {
@@ -210,7 +123,6 @@ export async function runMultiTurn(context: SectionContext): Promise<SectionResu
     direct: summarizeTurns(runs.direct ?? []),
     ...(server === null ? { llamaServerSkipped: "LLAMA_SERVER is not set" } : { llamaServer: summarizeTurns(runs.llamaServer ?? []) }),
     gateway: summarizeTurns(runs.gateway ?? []),
-    scaleOut: await scaleOut(context, gateway, first, second),
   };
 
   const section = `multi-turn (${SMALL_CHAT}, ${count} conversations × ${turns} turns at once, ${rounds} round${rounds > 1 ? "s" : ""})`;
@@ -236,16 +148,5 @@ export async function runMultiTurn(context: SectionContext): Promise<SectionResu
     { section, measure: `gateway, 2 agents: TTFT p50 turn 1 → turns 2+ (warm ÷ cold)`, value: describe(data.gateway) },
     { section, measure: "gateway's warm÷cold ÷ direct's", value: `×${viaGateway.toFixed(2)}`, target: `≤ ×${GATEWAY_RATIO_TARGET}`, met: viaGateway <= GATEWAY_RATIO_TARGET },
   );
-  const scale = data.scaleOut;
-  const bothServed = scale.nodes.every((perNode) => Object.keys(perNode).length >= 2);
-  rows.push({
-    section: `scale-out (${scale.streams} streams at once, ${scale.maxTokens} tokens, model loaded on 1 of 2 agents)`,
-    measure: "one agent → gateway aggregate tok/s; streams per node; errors",
-    value:
-      `${round(scale.oneAgentTokensPerSecond)} → ${round(scale.gatewayTokensPerSecond)} tok/s = ×${scale.ratio.toFixed(2)}; ` +
-      `${scale.nodes.map((perNode) => JSON.stringify(perNode)).join(", ")}; errors ${scale.errors.length}`,
-    target: `≥ ×${SCALE_OUT_TARGET}, both agents serve, 0 errors`,
-    met: scale.ratio >= SCALE_OUT_TARGET && bothServed && scale.errors.length === 0,
-  });
   return { data, rows };
 }

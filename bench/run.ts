@@ -13,6 +13,7 @@ import { runLlamaServer } from "./llama-server.ts";
 import { runMemory } from "./memory.ts";
 import { runMultiTurn } from "./multi-turn.ts";
 import { runOverhead } from "./overhead.ts";
+import { runScaleOut } from "./scale-out.ts";
 import { describeMachine, machineLine, printTable, writeReport, type BenchReport } from "./report.ts";
 import type { Row, SectionContext, SectionResult } from "./section.ts";
 import { runThroughput } from "./throughput.ts";
@@ -25,6 +26,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   concurrency: runConcurrency,
   engine: runLlamaServer,
   "multi-turn": runMultiTurn,
+  "scale-out": runScaleOut,
 };
 
 const HELP = `Usage: npm run bench -- [options]
