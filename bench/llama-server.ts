@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
 import { BENCH_SMALL_MODEL } from "../node-agent/demo-models/demo-models.ts";
-import { freePort } from "../test/harness/gateway-process.ts";
+import { freePort } from "../scripts/wrangler-dev.ts";
 import { decodeRate, timedStream, type CompletionParams, type StreamTiming, type Target } from "./client.ts";
 import { ENGINE_THREADS, SLOTS, SMALL_CHAT, stopChild, until } from "./environment.ts";
 import { withProgress, type SectionContext, type SectionResult } from "./section.ts";
