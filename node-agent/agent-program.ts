@@ -20,7 +20,9 @@ export function agentProgram(host: Host): Command {
         "  lmgate-agent service install|status|uninstall [options] start at login (service --help)",
       ].join("\n"),
     )
-    .configureHelp({ helpWidth: 100 });
+    .configureHelp({ helpWidth: 100 })
+    // The agent's options before `service` only: what follows it is the service command's.
+    .enablePositionalOptions();
   addAgentOptions(program, host);
   program
     .version(LMGATE_VERSION, "-v, --version", "show the version")

@@ -76,7 +76,6 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: 
   let parsed: ParsedCommand | undefined;
   let printed = "";
   const program = agentProgram(host)
-    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeOut: (text) => (printed += text), writeErr: () => {} })
     .action((_options, command: Command) => {
