@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, LlamaCompletion, LlamaLogLevel, LlamaModel, type LlamaContext, type LlamaContextSequence } from "node-llama-cpp";
+import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
 import { BENCH_SMALL_MODEL, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { LoadedLlm } from "../node-agent/engine/loaded-llm.ts";
 import { CompletionRequest } from "../shared/schemas/requests.ts";
@@ -26,8 +27,8 @@ const rounds = Number(values.rounds);
 const maxTokens = Number(values.tokens);
 /** A prompt the random-weight model answers at full length (see throughput.ts). */
 const PROMPT = "tree house sea the";
-/** As the agent loads the small model: min(trained context, 4096) per slot. */
-const CONTEXT_PER_SLOT = Math.min(BENCH_SMALL_MODEL.spec.contextLength, 4096);
+/** As the agent loads the small model: min(trained context, its default) per slot. */
+const CONTEXT_PER_SLOT = Math.min(BENCH_SMALL_MODEL.spec.contextLength, AGENT_DEFAULTS.contextLength);
 
 interface Batches {
   /** Sequences in each decode. */

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
+import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
 import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { startAgent, type AgentProcess } from "../test/harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../test/harness/gateway-process.ts";
@@ -31,7 +32,7 @@ export const SMALL_CHAT = modelId(BENCH_SMALL_MODEL.path);
 /** llama.cpp threads per engine: its threads busy-wait, so one per agent on a small machine. */
 export const ENGINE_THREADS = 1;
 /** Parallel requests per loaded model, the agent's default; llama-server gets the same. */
-export const SLOTS = 4;
+export const SLOTS = AGENT_DEFAULTS.slots;
 
 export interface Floor {
   url: string;

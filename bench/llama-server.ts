@@ -6,8 +6,9 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
 import { BENCH_SMALL_MODEL } from "../node-agent/demo-models/demo-models.ts";
-import { freePort } from "../test/harness/gateway-process.ts";
+import { freePort } from "../scripts/wrangler-dev.ts";
 import { decodeRate, timedStream, type CompletionParams, type StreamTiming, type Target } from "./client.ts";
 import { ENGINE_THREADS, SLOTS, SMALL_CHAT, stopChild, until } from "./environment.ts";
 import { withProgress, type SectionContext, type SectionResult } from "./section.ts";
@@ -25,8 +26,8 @@ export interface EngineData {
 
 export const SINGLE_TARGET = 0.9;
 export const CONCURRENT_TARGET = 1.0;
-/** The agent's context per slot for this model: min(trained, 4096). */
-const CONTEXT_PER_SLOT = Math.min(BENCH_SMALL_MODEL.spec.contextLength, 4096);
+/** The agent's context per slot for this model: min(trained, its default). */
+const CONTEXT_PER_SLOT = Math.min(BENCH_SMALL_MODEL.spec.contextLength, AGENT_DEFAULTS.contextLength);
 /** node-llama-cpp's default batch for this context (min(context × sequences, 512)), which it also uses as the micro-batch. */
 const BATCH = 512;
 

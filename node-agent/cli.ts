@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { LMGATE_VERSION } from "../shared/version.ts";
-import { ConfigError, HELP, parseAgentCommand } from "./config.ts";
+import { ConfigError, parseAgentCommand } from "./config.ts";
 
 const log = {
   info: (message: string) => console.log(`lmgate-agent: ${message}`),
@@ -8,25 +8,20 @@ const log = {
 };
 
 async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
   let command;
   try {
-    if (argv[0] === "service") {
+    command = parseAgentCommand(process.argv.slice(2), process.env);
+    if (command.kind === "service") {
       const { currentServiceEnvironment, serviceCommand } = await import("./service/service-command.ts");
-      return await serviceCommand(argv.slice(1), currentServiceEnvironment());
+      return await serviceCommand(command.argv, currentServiceEnvironment());
     }
-    command = parseAgentCommand(argv, process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`lmgate-agent: ${error.message}\nRun lmgate-agent --help to see the options.`);
     return 2;
   }
-  if (command.kind === "help") {
-    console.log(HELP);
-    return 0;
-  }
-  if (command.kind === "version") {
-    console.log(LMGATE_VERSION);
+  if (command.kind === "print") {
+    process.stdout.write(command.text);
     return 0;
   }
   // Loaded only now: llama.cpp's bindings take a moment, which --help and a typo should not wait for.

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigError, parseAgentCommand, type AgentConfig } from "./config.ts";
-import { HELP, OPTIONS } from "./options.ts";
+import { AGENT_DEFAULTS } from "./defaults.ts";
+import { attributeName, OPTIONS, type OptionSpec } from "./options.ts";
 
 let dir: string;
 beforeAll(async () => {
@@ -125,11 +126,25 @@ describe("bad input is a ConfigError that says what to fix", () => {
 });
 
 test("--help lists every option with its environment variable", () => {
+  const help = parseAgentCommand(["--help"], {});
+  const HELP = help.kind === "print" ? help.text : "";
   for (const name of Object.keys(OPTIONS)) {
     expect(HELP).toContain(`--${name}`);
     expect(HELP).toContain(`LMGATE_${name.replaceAll("-", "_").toUpperCase()}`);
   }
   for (const line of HELP.split("\n")) expect(line.length).toBeLessThanOrEqual(100);
+});
+
+test("--help shows each option's default as the option declares it, the one the config gets", () => {
+  const help = parseAgentCommand(["--help"], {});
+  const text = (help.kind === "print" ? help.text : "").replace(/\s+/g, " ");
+  const defaults = config(["--serve"]) as Record<string, unknown>;
+  for (const [name, spec] of Object.entries(OPTIONS) as Array<[string, OptionSpec]>) {
+    if (spec.kind === "boolean" || (spec.default === undefined && spec.defaultHelp === undefined)) continue;
+    expect(text).toContain(`--${name} ${spec.arg} ${spec.help}. Default: ${spec.defaultHelp ?? String(spec.default)}`);
+    if (spec.defaultHelp === undefined) expect(defaults[attributeName(name)]).toEqual(spec.default);
+  }
+  expect(text).toContain(`--slots <n> parallel requests per loaded model. Default: ${AGENT_DEFAULTS.slots}`);
 });
 
 describe("the node token off the command line", () => {

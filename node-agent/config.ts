@@ -1,14 +1,14 @@
-import { parseArgs } from "node:util";
 import { hostname } from "node:os";
+import { CommanderError, type Command } from "commander";
 import * as z from "zod";
 import { NodeName } from "../shared/protocol.ts";
+import { agentProgram } from "./agent-program.ts";
 import { ConfigError } from "./config-error.ts";
 import { readTokenFile } from "./token-file.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
-import { OPTIONS, type OptionName, type OptionValue } from "./options.ts";
-import { currentHost, expandHome, splitPathList, type Host } from "./platform/host.ts";
+import { attributeName, defaultValue, envName, OPTIONS, optionFromText, type OptionName, type OptionValue } from "./options.ts";
+import { currentHost, type Host } from "./platform/host.ts";
 
-export { HELP } from "./options.ts";
 export { ConfigError } from "./config-error.ts";
 
 /** Addresses only this machine can reach; anything else makes `/metrics` need a token. */
@@ -60,70 +60,83 @@ export function metricsListenHost(config: { serve: boolean; host: string; metric
   return config.serve ? config.host : config.metricsHost;
 }
 
-export type ParsedCommand = { kind: "help" } | { kind: "version" } | { kind: "run"; config: AgentConfig };
-
+/** What the command line asks for: text to print (`--help`, `--version`), a `service` command, or a run. */
+export type ParsedCommand = { kind: "print"; text: string } | { kind: "service"; argv: string[] } | { kind: "run"; config: AgentConfig };
 
 type Source = { kind: "flag" } | { kind: "env"; variable: string } | { kind: "file"; path: string } | { kind: "default" };
 
+const OPTION_NAMES = Object.keys(OPTIONS).filter((name): name is OptionName => name !== "config");
+
 /**
- * Parses flags, environment and config file into a validated config; throws `ConfigError` with a
- * helpful message. `host` decides how folder lists split and where `~` points.
+ * Parses `lmgate-agent`'s command line (commander), with the environment and the config file,
+ * into what to do; throws `ConfigError` with a helpful message. `host` decides how folder lists
+ * split and where `~` points.
  */
 export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: Host = currentHost()): ParsedCommand {
-  let values: ReturnType<typeof parseFlags>;
+  let parsed: ParsedCommand | undefined;
+  let printed = "";
+  const program = agentProgram(host)
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => (printed += text), writeErr: () => {} })
+    .action((_options, command: Command) => {
+      parsed = { kind: "run", config: configFromCommand(command, env, host) };
+    });
+  program.commands.find((command) => command.name() === "service")?.action((_options, command: Command) => {
+    parsed = { kind: "service", argv: command.args };
+  });
   try {
-    values = parseFlags(argv);
+    program.parse(argv, { from: "user" });
   } catch (error) {
-    throw new ConfigError((error as Error).message);
+    if (!(error instanceof CommanderError)) throw error;
+    if (["commander.helpDisplayed", "commander.version"].includes(error.code)) return { kind: "print", text: printed };
+    throw new ConfigError(commanderMessage(error));
   }
-  if (values.help) return { kind: "help" };
-  if (values.version) return { kind: "version" };
+  if (parsed === undefined) throw new Error("unreachable: commander ran no action");
+  return parsed;
+}
 
-  const configPath = values.config ?? nonEmpty(env.LMGATE_CONFIG);
+/** commander's "error: unknown option '--x'\n(Did you mean --y?)" as one sentence of ours. */
+export function commanderMessage(error: CommanderError): string {
+  const text = error.message.replace(/^error: /, "").replaceAll("\n", " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/**
+ * The validated config from a parsed command's flags (the agent's, or `service install`'s), the
+ * environment and the config file (`--config` or `LMGATE_CONFIG`): a flag wins over the
+ * environment, which wins over the file, which wins over the default.
+ */
+export function configFromCommand(command: Command, env: NodeJS.ProcessEnv, host: Host): AgentConfig {
+  const flags = command.opts<Record<string, unknown>>();
+  const configPath = (flags.config as string | undefined) ?? nonEmpty(env.LMGATE_CONFIG);
   const file: ConfigFileValues = configPath === undefined ? {} : readConfigFile(configPath);
   const sources = new Map<OptionName, Source>();
 
   const get = <N extends OptionName>(name: N): OptionValue<N> | undefined => {
-    const flagValue = (values as Record<string, unknown>)[name];
+    const flagValue = flags[attributeName(name)] as OptionValue<N> | undefined;
     if (flagValue !== undefined) {
       sources.set(name, { kind: "flag" });
-      return fromText(name, flagValue, `--${name}`, host);
+      return flagValue;
     }
     const variable = envName(name);
     const envValue = nonEmpty(env[variable]);
     if (envValue !== undefined) {
       sources.set(name, { kind: "env", variable });
-      return fromText(name, envValue, variable, host);
+      return optionFromText(name, envValue, variable, host);
     }
     if (file[name] !== undefined && configPath !== undefined) {
       sources.set(name, { kind: "file", path: configPath });
       return file[name] as OptionValue<N>;
     }
     sources.set(name, { kind: "default" });
-    return undefined;
+    return defaultValue(name);
   };
 
+  const values: Record<string, unknown> = Object.fromEntries(OPTION_NAMES.map((name) => [attributeName(name), get(name)]));
   const parsed = AgentConfig.safeParse({
-    serve: get("serve") ?? false,
-    gateway: get("gateway"),
-    token: get("token") ?? optionalTokenFile(get("token-file")),
-    name: get("name") ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
-    models: get("models") ?? [],
-    host: get("host") ?? "127.0.0.1",
-    port: get("port") ?? 1234,
-    threads: get("threads"),
-    slots: get("slots") ?? 4,
-    contextLength: get("context-length"),
-    maxQueue: get("max-queue") ?? 16,
-    maxModels: get("max-models"),
-    maxMemory: get("max-memory"),
-    ttl: get("ttl") ?? 3600,
-    cpu: get("cpu") ?? false,
-    metrics: get("metrics") ?? false,
-    metricsHost: get("metrics-host") ?? "127.0.0.1",
-    metricsPort: get("metrics-port") ?? 9464,
-    metricsToken: get("metrics-token"),
-    shutdownTimeout: get("shutdown-timeout") ?? 30,
+    ...values,
+    token: values.token ?? optionalTokenFile(values.tokenFile as string | undefined),
+    name: values.name ?? hostname().replace(/[^\w.-]/g, "-").slice(0, 64),
   });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -132,12 +145,7 @@ export function parseAgentCommand(argv: string[], env: NodeJS.ProcessEnv, host: 
     const name = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) as OptionName;
     throw new ConfigError(`${describeSource(name, sources.get(name))} ${issue?.message}`);
   }
-  return { kind: "run", config: parsed.data };
-}
-
-/** `--max-models` ↔ `LMGATE_MAX_MODELS`. */
-export function envName(name: string): string {
-  return `LMGATE_${name.replaceAll("-", "_").toUpperCase()}`;
+  return parsed.data;
 }
 
 function describeSource(name: OptionName, source: Source | undefined): string {
@@ -151,49 +159,8 @@ function describeSource(name: OptionName, source: Source | undefined): string {
   }
 }
 
-/** A flag's or environment variable's text as the option's type; `where` names it in errors. */
-function fromText<N extends OptionName>(name: N, raw: unknown, where: string, host: Host): OptionValue<N> {
-  const spec = OPTIONS[name];
-  switch (spec.kind) {
-    case "boolean": {
-      if (typeof raw === "boolean") return raw as OptionValue<N>;
-      const text = String(raw).toLowerCase();
-      if (["1", "true", "yes", "on"].includes(text)) return true as OptionValue<N>;
-      if (["0", "false", "no", "off"].includes(text)) return false as OptionValue<N>;
-      throw new ConfigError(`${where} must be 1 or 0 (true or false), got "${String(raw)}"`);
-    }
-    case "integer": {
-      const text = String(raw).trim();
-      if (!/^-?\d+$/.test(text)) throw new ConfigError(`${where} must be a whole number, got "${String(raw)}"`);
-      return Number(text) as OptionValue<N>;
-    }
-    case "list":
-      // Flags repeat (`--models a --models b`); the environment separates with the host's path delimiter.
-      // Lists are folders: `~` is expanded here, since cmd.exe and the environment leave it as it is.
-      return (Array.isArray(raw) ? raw.map((item) => expandHome(String(item), host)) : splitPathList(String(raw), host)) as OptionValue<N>;
-    case "string":
-      return String(raw) as OptionValue<N>;
-  }
-}
-
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
-}
-
-const FLAGS = {
-  ...Object.fromEntries(
-    Object.entries(OPTIONS).map(([name, spec]) => [
-      name,
-      spec.kind === "boolean" ? { type: "boolean" } : spec.kind === "list" ? { type: "string", multiple: true } : { type: "string" },
-    ]),
-  ),
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-} as Record<string, { type: "boolean" | "string"; multiple?: boolean; short?: string }>;
-
-function parseFlags(argv: string[]) {
-  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false, allowNegative: true });
-  return values as Record<string, string | boolean | string[] | undefined> & { help?: boolean; version?: boolean; config?: string };
 }
 
 const optionalTokenFile = (path: string | undefined) => (path === undefined ? undefined : readTokenFile(path));

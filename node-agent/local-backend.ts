@@ -6,6 +6,7 @@ import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/mo
 import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { gib } from "./banner.ts";
+import { AGENT_DEFAULTS } from "./defaults.ts";
 import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
 import { Engine, type Logger } from "./engine/engine.ts";
 import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
@@ -22,18 +23,18 @@ export interface LocalBackendOptions {
   threads?: number;
   /** `false` never uses a GPU. Defaults to `"auto"`. */
   gpu?: "auto" | false;
-  /** Parallel requests (context sequences) per loaded LLM. Defaults to 4. */
+  /** Parallel requests (context sequences) per loaded LLM. Defaults to `AGENT_DEFAULTS.slots`. */
   slots?: number;
-  /** Context per slot for loads that do not say: at most the model's trained context. Defaults to 4096. */
+  /** Context per slot for loads that do not say: at most the model's trained context. Defaults to `AGENT_DEFAULTS.contextLength`. */
   contextLength?: number;
   /**
    * Bytes of memory (RAM and VRAM) the node gives its models: a load whose estimate exceeds it is
    * refused. Defaults to all of this machine's memory.
    */
   memoryBytes?: number;
-  /** Requests waiting for a slot, per model, before more get a 503. Defaults to 16. */
+  /** Requests waiting for a slot, per model, before more get a 503. Defaults to `AGENT_DEFAULTS.maxQueue`. */
   maxQueue?: number;
-  /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. Defaults to 3600. */
+  /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. Defaults to `AGENT_DEFAULTS.ttlSeconds`. */
   defaultTtlSeconds?: number;
   /**
    * Loaded models allowed before a JIT load unloads idle JIT-loaded ones (least recently used
@@ -55,8 +56,6 @@ export interface SlotUsage {
   /** Requests waiting for one of this model's slots. */
   queued: number;
 }
-
-const DEFAULTS = { slots: 4, contextLength: 4096, maxQueue: 16, defaultTtlSeconds: 3600 } as const;
 
 const silentLogger: Logger = { info: () => {}, warn: () => {} };
 
@@ -89,7 +88,7 @@ export class LocalBackend implements InferenceBackend {
     this.#catalog = catalog;
     this.runtime = engine.runtime;
     this.threads = engine.threads;
-    this.slotsPerModel = options.slots ?? DEFAULTS.slots;
+    this.slotsPerModel = options.slots ?? AGENT_DEFAULTS.slots;
     this.#lifecycle = new ModelLifecycle<LoadedModel>({
       load: (id, config) => this.#load(id, config),
       bound: (id, config) => this.#bound(id, config),
@@ -98,7 +97,7 @@ export class LocalBackend implements InferenceBackend {
         return entry === undefined || (await this.#engine.fits(entry.path, config, entry.type === "embeddings"));
       },
       maxLoadedModels: options.maxLoadedModels,
-      defaultTtlSeconds: options.defaultTtlSeconds ?? DEFAULTS.defaultTtlSeconds,
+      defaultTtlSeconds: options.defaultTtlSeconds ?? AGENT_DEFAULTS.ttlSeconds,
       onChange: () => {
         this.#notify();
         void this.#refreshMemory();
@@ -285,7 +284,7 @@ export class LocalBackend implements InferenceBackend {
   }
 
   #defaultContextLength(entry: CatalogEntry): number {
-    return Math.min(entry.contextLength, this.#options.contextLength ?? DEFAULTS.contextLength);
+    return Math.min(entry.contextLength, this.#options.contextLength ?? AGENT_DEFAULTS.contextLength);
   }
 
   #slotsFor(entry: CatalogEntry): number {
@@ -332,7 +331,7 @@ export class LocalBackend implements InferenceBackend {
       id,
       path: entry.path,
       contextLength: config.contextLength,
-      maxQueue: this.#options.maxQueue ?? DEFAULTS.maxQueue,
+      maxQueue: this.#options.maxQueue ?? AGENT_DEFAULTS.maxQueue,
       onLoadProgress,
       onSlotsChange: () => this.#notify(),
     };

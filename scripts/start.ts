@@ -5,11 +5,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
+import { holdPort, startWranglerDev, type WranglerDev } from "./wrangler-dev.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DEV_VARS = `${ROOT}.dev.vars`;
@@ -25,12 +25,12 @@ async function checkPort(): Promise<void> {
     console.error(`lmgate: LMGATE_PORT must be a port number (1–65535), got "${process.env.LMGATE_PORT}".`);
     process.exit(1);
   }
-  const server = createServer();
-  const taken = await new Promise<boolean>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) => (error.code === "EADDRINUSE" ? resolve(true) : reject(error)));
-    server.listen(PORT, HOST, () => server.close(() => resolve(false)));
+  const held = await holdPort(PORT).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "EADDRINUSE") return undefined;
+    throw error;
   });
-  if (taken) {
+  await held?.close();
+  if (held === undefined) {
     console.error(
       `lmgate: ${HOST}:${PORT} is already in use (LM Studio's server uses 1234 too). ` +
         "Stop the other server, or start on another port: LMGATE_PORT=8787 npm start",
@@ -56,41 +56,30 @@ function devSecrets() {
   return wanted;
 }
 
-const children: ChildProcess[] = [];
-function run(command: string, args: string[], label: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const prefix = (chunk: Buffer) =>
-    chunk
-      .toString()
-      .split("\n")
-      .filter((line) => line.trim() !== "")
-      .map((line) => `[${label}] ${line}\n`)
-      .join("");
-  child.stdout?.on("data", (chunk: Buffer) => process.stdout.write(prefix(chunk)));
-  child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(prefix(chunk)));
-  child.once("exit", (code, signal) => {
+/** A child's output on ours, each line marked with whose it is. */
+function relay(label: string, text: string, stream: "stdout" | "stderr"): void {
+  const lines = text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => `[${label}] ${line}\n`)
+    .join("");
+  (stream === "stdout" ? process.stdout : process.stderr).write(lines);
+}
+
+/** Stops everything when a part exits that should not have. */
+function stopWhenGone(label: string, exited: Promise<unknown>): void {
+  void exited.then((status) => {
     if (!stopping) {
-      console.error(`[${label}] exited (${signal ?? code}); stopping.`);
+      console.error(`[${label}] exited (${String(status)}); stopping.`);
       void shutdown(1);
     }
   });
-  children.push(child);
-  return child;
 }
 
-async function waitFor(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const response = await fetch(url);
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+/** Aborted by a stop during start-up, so a half-started wrangler goes too. */
+const starting = new AbortController();
+let gatewayStart: Promise<WranglerDev> | undefined;
+let agent: ChildProcess | undefined;
 
 async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -115,8 +104,10 @@ async function devApiKey(admin: AdminClient): Promise<string> {
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   stopping = true;
-  for (const child of children) child.kill("SIGTERM");
-  await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((r) => child.once("exit", r)) : null)));
+  starting.abort();
+  const agentExited = agent && agent.exitCode === null ? new Promise((resolve) => agent?.once("exit", resolve)) : undefined;
+  agent?.kill("SIGTERM");
+  await Promise.all([agentExited, gatewayStart?.then((gateway) => gateway.stop(), () => undefined)]);
   process.exit(code);
 }
 process.on("SIGINT", () => void shutdown(0));
@@ -129,30 +120,38 @@ setInterval(() => {
   if (process.ppid !== parent && !stopping) void shutdown(0);
 }, 1_000).unref();
 
-await checkPort();
-const secrets = devSecrets();
-console.log("lmgate: preparing demo models…");
-await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: (message) => console.log(`lmgate: ${message}`) });
+async function main(): Promise<void> {
+  await checkPort();
+  const secrets = devSecrets();
+  console.log("lmgate: preparing demo models…");
+  await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: (message) => console.log(`lmgate: ${message}`) });
 
-console.log(`lmgate: starting the gateway (wrangler dev) on ${GATEWAY}…`);
-run(
-  `${ROOT}node_modules/.bin/wrangler`,
-  ["dev", "--ip", HOST, "--port", String(PORT), "--persist-to", `${ROOT}.lmgate/state`, "--show-interactive-dev-session=false"],
-  "gateway",
-  { WRANGLER_SEND_METRICS: "false" },
-);
-await waitFor(`${GATEWAY}/health`, 120_000);
+  console.log(`lmgate: starting the gateway (wrangler dev) on ${GATEWAY}…`);
+  // Its secrets come from .dev.vars, which wrangler reads next to wrangler.toml.
+  gatewayStart = startWranglerDev({
+    port: PORT,
+    persistDir: `${ROOT}.lmgate/state`,
+    onOutput: (text, stream) => relay("gateway", text, stream),
+    readyTimeoutMs: 120_000,
+    signal: starting.signal,
+  });
+  const gateway = await gatewayStart;
+  stopWhenGone("gateway", gateway.exited);
 
-run(
-  process.execPath,
-  [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--token", secrets.LMGATE_NODE_TOKEN, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR],
-  "agent",
-);
-const admin = new AdminClient(GATEWAY, secrets.LMGATE_ADMIN_TOKEN);
-await waitUntil(async () => (await admin.listNodes()).some((node) => node.name === "local" && node.online), "the local agent to join", 60_000);
-const apiKey = await devApiKey(admin);
+  agent = spawn(process.execPath, [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR], {
+    cwd: ROOT,
+    // The node token in the environment, not on the command line, where `ps` would show it.
+    env: { ...process.env, LMGATE_TOKEN: secrets.LMGATE_NODE_TOKEN },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  agent.stdout?.on("data", (chunk: Buffer) => relay("agent", chunk.toString(), "stdout"));
+  agent.stderr?.on("data", (chunk: Buffer) => relay("agent", chunk.toString(), "stderr"));
+  stopWhenGone("agent", new Promise((resolve) => agent?.once("exit", (code, signal) => resolve(signal ?? code))));
+  const admin = new AdminClient(GATEWAY, secrets.LMGATE_ADMIN_TOKEN);
+  await waitUntil(async () => (await admin.listNodes()).some((node) => node.name === "local" && node.online), "the local agent to join", 60_000);
+  const apiKey = await devApiKey(admin);
 
-console.log(`
+  console.log(`
 lmgate is running: gateway ${GATEWAY} (wrangler dev, state in .lmgate/state) + one local agent.
 
   API key (dev):  ${apiKey}      (kept in .lmgate/dev-key)
@@ -171,3 +170,10 @@ Try:
   Usage so far:          npx lmgate usage
 Ctrl-C stops everything.
 `);
+}
+
+main().catch((error: unknown) => {
+  if (stopping) return;
+  console.error(`lmgate: ${error instanceof Error ? error.message : String(error)}`);
+  void shutdown(1);
+});

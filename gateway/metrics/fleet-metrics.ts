@@ -1,6 +1,7 @@
 import { recordedModel, type SettledJob } from "../fleet/dispatcher.ts";
 import type { FleetNode } from "../fleet/fleet-node.ts";
 import type { Persistent } from "../fleet/saved-state.ts";
+import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from "./registry.ts";
 
 /** The fleet right now, read on every scrape. */
@@ -23,10 +24,6 @@ const ROUTES: Record<SettledJob["op"], string> = {
   delete: "models/delete",
   count_tokens: "messages/count_tokens",
 };
-
-// The agent's buckets (node-agent/metrics/agent-metrics.ts): one dashboard query fits both.
-const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
-const TOKENS_PER_SECOND_BUCKETS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 350, 500, 1000, 2000, 5000];
 
 /**
  * The gateway's Prometheus metrics (`lmgate_gateway_*`, the agent's `lmgate_agent_*` seen from

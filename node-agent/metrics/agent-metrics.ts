@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
 import type { SlotUsage } from "../local-backend.ts";
 import type { FinishedRequest, RequestObserver, RequestRoute } from "../tracked-backend.ts";
 
@@ -12,9 +13,6 @@ export interface AgentMetricsOptions {
   /** Node.js process metrics (`process_*`, `nodejs_*`). Defaults to true. */
   processMetrics?: boolean;
 }
-
-const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
-const TOKENS_PER_SECOND_BUCKETS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 350, 500, 1000, 2000, 5000];
 
 /**
  * The agent's Prometheus metrics, in a registry of their own (nothing global, so several agents
@@ -67,21 +65,21 @@ export class AgentMetrics implements RequestObserver {
       name: "lmgate_agent_time_to_first_token_seconds",
       help: "From a request's arrival at the engine to its first generated token, queueing and JIT loading included.",
       labelNames: ["model"],
-      buckets: SECONDS_BUCKETS,
+      buckets: [...SECONDS_BUCKETS],
       registers,
     });
     this.#duration = new Histogram({
       name: "lmgate_agent_request_duration_seconds",
       help: "From a request's arrival at the engine to its result or failure.",
       labelNames: ["route", "model"],
-      buckets: SECONDS_BUCKETS,
+      buckets: [...SECONDS_BUCKETS],
       registers,
     });
     this.#tokensPerSecond = new Histogram({
       name: "lmgate_agent_tokens_per_second",
       help: "Decode speed of each generation with at least two tokens (tokens after the first, per second after the first).",
       labelNames: ["model"],
-      buckets: TOKENS_PER_SECOND_BUCKETS,
+      buckets: [...TOKENS_PER_SECOND_BUCKETS],
       registers,
     });
 

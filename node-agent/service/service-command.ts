@@ -2,24 +2,21 @@ import { execFile } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { chmod, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { isDeepStrictEqual } from "node:util";
-import { ConfigError, parseAgentCommand, type AgentConfig } from "../config.ts";
+import { Command, CommanderError } from "commander";
+import { commanderMessage, ConfigError, configFromCommand, parseAgentCommand, type AgentConfig } from "../config.ts";
+import { addAgentOptions } from "../options.ts";
 import { currentHost, pathsOf, type Host } from "../platform/host.ts";
 import { userDirs } from "../platform/user-dirs.ts";
 import { LAUNCHD_LABEL, SERVICE_NAME, launchdPlist, systemdUnit, taskXml, taskXmlFile, type ServiceCommand } from "./service-files.ts";
 
-export const SERVICE_HELP = `lmgate-agent service — start the agent at login, as this OS starts programs
-
-Usage:
-  lmgate-agent service install <agent options>   write the settings, register the service, start it
-  lmgate-agent service status                    where things are, and what the service manager says
-  lmgate-agent service uninstall                 stop it, unregister it, delete its settings and token
-
-install takes the agent's options (lmgate-agent --help), e.g.
+/** What `service --help` says after the commands: what install does with the options, on each OS. */
+const SERVICE_NOTES = `
+install takes the agent's options (lmgate-agent --help, or service install --help), e.g.
   lmgate-agent service install --gateway https://lmgate.example.workers.dev --models ~/models
-asks for the node token (or takes LMGATE_TOKEN), and keeps them, the node token included, in a settings file only you can read; the service runs
-lmgate-agent --config <that file>. Linux: a systemd user unit; macOS: a launchd agent; Windows: a
-Task Scheduler task that starts at logon. Run install again to change the options.
-`;
+asks for the node token (or takes LMGATE_TOKEN), and keeps them, the node token included, in a
+settings file only you can read; the service runs lmgate-agent --config <that file>. Linux: a
+systemd user unit; macOS: a launchd agent; Windows: a Task Scheduler task that starts at logon.
+Run install again to change the options.`;
 
 export interface ServiceEnvironment {
   host: Host;
@@ -90,52 +87,74 @@ export function servicePaths(host: Host): { configFile: string; definition: stri
 
 /** `lmgate-agent service …`; resolves to the exit code. */
 export async function serviceCommand(argv: string[], env: ServiceEnvironment): Promise<number> {
-  const [action, ...rest] = argv;
   if (!["linux", "darwin", "win32"].includes(env.host.platform)) {
     throw new ConfigError(
       `service: on ${env.host.platform} there is no service manager lmgate knows (systemd, launchd, Task Scheduler); ` +
         "start lmgate-agent --config <file> from your init system instead",
     );
   }
-  switch (action) {
-    case "install":
-      return install(rest, env);
-    case "uninstall":
-      return uninstall(env);
-    case "status":
-      return status(env);
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      env.print(SERVICE_HELP);
-      return action === undefined ? 2 : 0;
-    default:
-      throw new ConfigError(`service: unknown action "${action}"; use install, status or uninstall`);
+  let code = 0;
+  let printed = "";
+  const service = new Command("lmgate-agent service")
+    .description("lmgate-agent service — start the agent at login, as this OS starts programs")
+    .configureHelp({ helpWidth: 100 })
+    .helpOption("-h, --help", "show this help")
+    .usage("install [options] | status | uninstall")
+    .helpCommand("help [action]", "show the help of an action")
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => (printed += text), writeErr: (text) => (printed += text) })
+    .addHelpText("after", SERVICE_NOTES);
+  addAgentOptions(
+    service.command("install").description("write the settings, register the service, start it; takes the agent's options"),
+    env.host,
+  ).action(async (_options, command: Command) => {
+    code = await install(command, env);
+  });
+  service
+    .command("status")
+    .description("where things are, and what the service manager says")
+    .action(async () => {
+      code = await status(env);
+    });
+  service
+    .command("uninstall")
+    .description("stop it, unregister it, delete its settings and token")
+    .action(async () => {
+      code = await uninstall(env);
+    });
+  try {
+    await service.parseAsync(argv, { from: "user" });
+    return code;
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    if (error.code === "commander.unknownCommand") throw new ConfigError(`service: unknown action "${argv[0]}"; use install, status or uninstall`);
+    // `service` alone shows the help as an error would; `--help` and `help` as asked for.
+    if (error.code === "commander.help" || error.code === "commander.helpDisplayed") {
+      env.print(printed.trimEnd());
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    throw new ConfigError(`service: ${commanderMessage(error)}`);
   }
 }
 
-async function install(argv: string[], env: ServiceEnvironment): Promise<number> {
+async function install(parsed: Command, env: ServiceEnvironment): Promise<number> {
   const { host } = env;
   // Joining a gateway needs the token: asked for on the terminal when neither --token nor LMGATE_TOKEN gives it.
-  const joining = argv.includes("--gateway") || Boolean(host.env.LMGATE_GATEWAY);
-  const tokenGiven = argv.includes("--token") || Boolean(host.env.LMGATE_TOKEN);
+  const given = (option: string) => parsed.getOptionValueSource(option) === "cli";
+  const joining = given("gateway") || Boolean(host.env.LMGATE_GATEWAY);
+  const tokenGiven = given("token") || Boolean(host.env.LMGATE_TOKEN);
   const environment = joining && !tokenGiven && env.askToken ? { ...host.env, LMGATE_TOKEN: await env.askToken() } : host.env;
-  const parsed = parseAgentCommand(argv, environment, host);
-  if (parsed.kind !== "run") {
-    env.print(SERVICE_HELP);
-    return 0;
-  }
+  const config = configFromCommand(parsed, environment, host);
   const paths = servicePaths(host);
   const { dirname } = pathsOf(host);
 
   await mkdir(dirname(paths.configFile), { recursive: true, mode: 0o700 });
-  await writeFile(paths.configFile, `${JSON.stringify(settingsFile(parsed.config, host), null, 2)}\n`, { mode: 0o600 });
+  await writeFile(paths.configFile, `${JSON.stringify(settingsFile(config, host), null, 2)}\n`, { mode: 0o600 });
   // writeFile keeps an existing file's mode: make sure an older, looser file is tightened too.
   await chmod(paths.configFile, 0o600);
-  env.print(`lmgate-agent: settings${parsed.config.token ? " and node token" : ""} in ${paths.configFile} (readable only by you)`);
+  env.print(`lmgate-agent: settings${config.token ? " and node token" : ""} in ${paths.configFile} (readable only by you)`);
 
-  const command: ServiceCommand = { argv: [...env.agent, "--config", paths.configFile], shutdownTimeoutSeconds: parsed.config.shutdownTimeout };
+  const command: ServiceCommand = { argv: [...env.agent, "--config", paths.configFile], shutdownTimeoutSeconds: config.shutdownTimeout };
   await mkdir(dirname(paths.definition), { recursive: true });
   switch (host.platform) {
     case "darwin": {

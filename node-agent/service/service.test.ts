@@ -88,6 +88,26 @@ describe("service install keeps the settings and the token in a file only the us
     expect(existsSync(join(home, ".config"))).toBe(false);
     expect(calls).toEqual([]);
   });
+
+  test("install takes exactly the agent's options: an unknown one is refused as the agent refuses it, before anything is written", async () => {
+    await expect(serviceCommand(["install", "--gateway", "https://gw.example", "--bogus"], environment("linux"))).rejects.toThrow("Unknown option '--bogus'");
+    await expect(serviceCommand(["install", "--gateway", "https://gw.example", "--no-cpu", "--max-models", "2"], environment("linux"))).resolves.toBe(0);
+    expect(JSON.parse(await readFile(servicePaths(environment("linux").host).configFile, "utf8"))).toMatchObject({ "max-models": 2 });
+  });
+
+  test("service alone prints its actions and exits 2; service --help and service help install exit 0", async () => {
+    const env = environment("linux");
+    expect(await serviceCommand([], env)).toBe(2);
+    expect(printed.join("\n")).toMatch(/install \[options\][\s\S]*status[\s\S]*uninstall/);
+    printed = [];
+    expect(await serviceCommand(["--help"], env)).toBe(0);
+    expect(printed.join("\n")).toContain("Usage: lmgate-agent service");
+    printed = [];
+    expect(await serviceCommand(["help", "install"], env)).toBe(0);
+    expect(printed.join("\n")).toContain("--max-models <n>");
+    await expect(serviceCommand(["restart"], env)).rejects.toThrow('unknown action "restart"');
+    expect(calls).toEqual([]);
+  });
 });
 
 describe("Linux: a systemd user unit", () => {

@@ -44,6 +44,15 @@ test("--help explains both modes, every option with its environment variable and
   expect(stdout).toMatch(/flag wins over the environment, which wins over\s+the config file/);
 });
 
+test("service --help reaches the service command, whose install lists the agent's options", async () => {
+  const service = await run(process.execPath, [CLI, "service", "--help"]);
+  expect(service.stdout).toContain("Usage: lmgate-agent service");
+  expect(service.stdout).toMatch(/install \[options\][\s\S]*status[\s\S]*uninstall/);
+  const install = await run(process.execPath, [CLI, "service", "install", "--help"]);
+  expect(install.stdout).toContain("Usage: lmgate-agent service install");
+  expect(install.stdout).toContain("--shutdown-timeout <seconds>");
+});
+
 test.each([
   [["--serve", "--bogus"], /Unknown option '--bogus'/],
   [["--serve", "--port", "many"], /--port must be a whole number/],

@@ -3,7 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { holdPort } from "../harness/gateway-process.ts";
+import { holdPort } from "../../scripts/wrangler-dev.ts";
 
 /** `npm start` refuses a port it cannot use before it starts anything, and says what to do. */
 

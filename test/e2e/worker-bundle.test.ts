@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { afterAll, expect, test } from "vitest";
-import { WRANGLER, wranglerEnv } from "../harness/gateway-process.ts";
+import { WRANGLER } from "../../scripts/wrangler-dev.ts";
+import { wranglerEnv } from "../harness/gateway-process.ts";
 
 /**
  * The gateway's Worker as `npm run deploy` would upload it, built by `wrangler deploy --dry-run`

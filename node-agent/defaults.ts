@@ -1,0 +1,22 @@
+/**
+ * The agent's defaults, once: the options (`lmgate-agent --help` shows them), the config built
+ * from them and `LocalBackend` (which tests and the bench create without options) all read these.
+ */
+export const AGENT_DEFAULTS = {
+  /** Parallel requests (context sequences) per loaded LLM. */
+  slots: 4,
+  /** Context per slot, in tokens, for loads that do not say; never more than the model was trained on. */
+  contextLength: 4096,
+  /** Requests waiting for a slot, per model, before more get a 503. */
+  maxQueue: 16,
+  /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. */
+  ttlSeconds: 3600,
+  /** Where direct mode (`--serve`) listens: LM Studio's own address and port. */
+  host: "127.0.0.1",
+  port: 1234,
+  /** Where `/metrics` listens in gateway mode. */
+  metricsHost: "127.0.0.1",
+  metricsPort: 9464,
+  /** How long running requests may take to finish on SIGINT/SIGTERM. */
+  shutdownTimeoutSeconds: 30,
+} as const;
