@@ -7,8 +7,9 @@ import { GATEWAY_OPENAPI } from "./openapi.ts";
 
 /**
  * `GET /openapi.json` on the gateway, in workerd: public, and listing exactly the routes the
- * router serves. (test/e2e/openapi.test.ts validates this same document as OpenAPI 3.1 in Node,
- * where the validator can compile its schemas.)
+ * router serves (a route registered without its doc fails the document, and so this test).
+ * (test/e2e/openapi.test.ts validates this same document as OpenAPI 3.1 in Node, where the
+ * validator can compile its schemas.)
  */
 
 test("/openapi.json is public and documents exactly the routes in the gateway's route table", async () => {
