@@ -4,7 +4,7 @@ import * as z from "zod";
 import { createApiApp } from "../shared/app.ts";
 import { DocumentedRoutes, publicPaths } from "../shared/documented-routes.ts";
 import { errorResponse } from "../shared/error-response.ts";
-import { ApiError, toApiError } from "../shared/errors.ts";
+import { ApiError, toApiError, unexpectedEndpoint } from "../shared/errors.ts";
 import type { Caller } from "./access/caller.ts";
 import { fleetStub, type GatewayEnv } from "./env.ts";
 import { FleetBackend } from "./fleet-backend.ts";
@@ -51,7 +51,7 @@ app.notFound(async (c) => {
   // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
   const caller = c.get("caller") as Caller | undefined;
   if (caller?.kind === "key") await new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
-  return errorResponse(c.req.raw, new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }));
+  return errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw));
 });
 app.onError((error, c) => {
   const apiError = toApiError(error);

@@ -6,7 +6,7 @@ import { mountAnthropicMessages } from "./anthropic/routes.ts";
 import type { InferenceBackend } from "./backend.ts";
 import { errorResponse } from "./error-response.ts";
 import { ChoiceTexts, type ChoiceRequest } from "./choices.ts";
-import { ApiError, modelNotFound, toApiError } from "./errors.ts";
+import { ApiError, modelNotFound, toApiError, unexpectedEndpoint } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
 import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
 import { mountResponses } from "./openai-responses/routes.ts";
@@ -129,12 +129,7 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   mountResponses(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
   mountLmStudioChat(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
 
-  app.notFound((c) =>
-    errorResponse(
-      c.req.raw,
-      new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }),
-    ),
-  );
+  app.notFound((c) => errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw)));
   app.onError((error, c) => {
     const apiError = error instanceof HTTPException ? new ApiError(error.status, error.message) : toApiError(error);
     if (apiError.status >= 500 && !(error instanceof ApiError)) options.onUnexpectedError?.(error);

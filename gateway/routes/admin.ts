@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError, unexpectedEndpoint } from "../../shared/errors.ts";
 import { parseJsonBody } from "../../shared/json-body.ts";
 import { DocumentedRoutes } from "../../shared/documented-routes.ts";
 import {
@@ -71,5 +71,5 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
   });
 
 adminRoutes.all("*", (c) => {
-  throw new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" });
+  throw unexpectedEndpoint(c.req.raw);
 });
