@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { InferenceBackend } from "../shared/backend.ts";
 import type { ModelAdmin } from "../shared/model-admin.ts";
 import { createApiApp } from "../shared/app.ts";
-import { metricsRouteDoc, type OpenApiOptions } from "../shared/openapi.ts";
+import { PROMETHEUS_TEXT, type OpenApiOptions, type RouteDoc } from "../shared/openapi.ts";
 import type { Drain } from "./drain.ts";
 import { METRICS_PATH, type MetricsHandler } from "./metrics/metrics-endpoint.ts";
 import { shuttingDown } from "./tracked-backend.ts";
@@ -34,11 +34,12 @@ export interface DirectServerOptions {
 
 /**
  * The direct server's `/openapi.json`: the API, open to anyone who can reach the port, and
- * `/metrics` when it is served.
+ * `/metrics` when it is served (ahead of the API's router, so documented here).
  */
 export function directOpenApi(metrics?: { guarded: boolean }): OpenApiOptions {
-  const routes = metrics ? [metricsRouteDoc("Prometheus metrics of this agent", metrics.guarded ? "metricsToken" : "public")] : [];
-  return { title: "lmgate-agent (direct mode)", apiKeys: false, routes };
+  const security = metrics?.guarded ? "metricsToken" : "public";
+  const unrouted: RouteDoc[] = metrics ? [{ method: "get", path: METRICS_PATH, summary: "Prometheus metrics of this agent", tag: "meta", security, text: PROMETHEUS_TEXT }] : [];
+  return { title: "lmgate-agent (direct mode)", apiKeys: false, unrouted };
 }
 
 /** Serves the API (docs/api.md) for one machine's backend: the same app the gateway serves, on Node. */

@@ -1,18 +1,20 @@
 import { Hono, type Context, type Env } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import * as z from "zod";
 import { mountAnthropicMessages } from "./anthropic/routes.ts";
 import type { InferenceBackend } from "./backend.ts";
 import { errorResponse } from "./error-response.ts";
 import { ChoiceTexts, type ChoiceRequest } from "./choices.ts";
-import { ApiError, modelNotFound, toApiError } from "./errors.ts";
+import { ApiError, modelNotFound, toApiError, unexpectedEndpoint } from "./errors.ts";
 import { parseJsonBody } from "./json-body.ts";
 import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
 import { mountResponses } from "./openai-responses/routes.ts";
 import { MemoryResponseStore, type ResponseStore } from "./openai-responses/store.ts";
 import type { ModelAdmin } from "./model-admin.ts";
 import { mountModelAdminRoutes } from "./model-admin-routes.ts";
-import { hostOpenApiDocument, type OpenApiOptions } from "./openapi.ts";
+import { DocumentedRoutes } from "./documented-routes.ts";
+import { hostOpenApiDocument, OpenApiJson, type OpenApiOptions } from "./openapi.ts";
 import {
   ChunkShaper,
   completionBody,
@@ -23,7 +25,9 @@ import {
   type CompletionKind,
   type Flavor,
 } from "./responses.ts";
+import { LoadResult, ModelList, ModelObject, OpenAIModelObject, UnloadResult } from "./schemas/models.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
+import { ChatCompletion, EmbeddingsResponse, TextCompletion } from "./schemas/responses.ts";
 import { jsonGeneration, streamGeneration, type RunGeneration } from "./generation-stream.ts";
 import { SSE_DONE, sseData } from "./sse.ts";
 
@@ -64,44 +68,58 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
     }),
   );
 
-  app.get("/lmstudio-greeting", (c) => c.json({ lmstudio: true }));
+  const meta = new DocumentedRoutes(app, { tag: "meta", security: "public" });
+  const lmstudio = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey" });
+  const openai = new DocumentedRoutes(app, { tag: "openai", security: "apiKey" });
+
+  meta.get("/lmstudio-greeting", { summary: "LM Studio probe", response: z.object({ lmstudio: z.literal(true) }) }, () => ({ lmstudio: true as const }));
 
   // Public on purpose: it describes the routes, and client generators and API explorers fetch it without credentials.
   let document: ReturnType<typeof hostOpenApiDocument> | undefined;
-  app.get("/openapi.json", (c) => c.json((document ??= hostOpenApiDocument(options.openApi))));
+  meta.get("/openapi.json", { summary: "This document (OpenAPI 3.1)", response: OpenApiJson }, () =>
+    (document ??= hostOpenApiDocument({ router: app, ...options.openApi })),
+  );
 
-  app.get("/api/v0/models", async (c) => c.json({ object: "list", data: await options.backend(c).listModels() }));
-  app.get("/api/v0/models/:model{.+}", async (c) => c.json(await findModel(options.backend(c), c.req.param("model"))));
-  app.get("/v1/models", async (c) => {
+  lmstudio.get("/api/v0/models", { summary: "Every model, loaded or not", response: ModelList }, async (c) => ({
+    object: "list" as const,
+    data: await options.backend(c).listModels(),
+  }));
+  lmstudio.get("/api/v0/models/:model{.+}", { summary: "One model", response: ModelObject }, async (c) => findModel(options.backend(c), c.req.param("model")));
+  openai.get("/v1/models", { summary: "Models (OpenAI)", response: z.object({ object: z.literal("list"), data: z.array(OpenAIModelObject) }) }, async (c) => {
     const models = await options.backend(c).listModels();
-    return c.json({ object: "list", data: models.map(openAIModel) });
+    return { object: "list" as const, data: models.map(openAIModel) };
   });
-  app.get("/v1/models/:model{.+}", async (c) => c.json(openAIModel(await findModel(options.backend(c), c.req.param("model")))));
+  openai.get("/v1/models/:model{.+}", { summary: "One model (OpenAI)", response: OpenAIModelObject }, async (c) =>
+    openAIModel(await findModel(options.backend(c), c.req.param("model"))),
+  );
 
-  for (const [prefix, flavor] of [["/api/v0", "lmstudio"], ["/v1", "openai"]] as const) {
-    app.post(`${prefix}/chat/completions`, async (c) => {
+  for (const [prefix, flavor, family] of [["/api/v0", "lmstudio", "LM Studio v0, with stats"], ["/v1", "openai", "OpenAI"]] as const) {
+    const routes = flavor === "lmstudio" ? lmstudio : openai;
+    routes.post(`${prefix}/chat/completions`, { summary: `Chat completion (${family})`, body: ChatRequest, response: ChatCompletion, streams: true }, async (c) => {
       const body = await parseJsonBody(c.req.raw, ChatRequest);
       const choices = { count: body.n ?? 1, logprobs: body.logprobs === true };
       return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).chat(body, signal),
       );
     });
-    app.post(`${prefix}/completions`, async (c) => {
+    routes.post(`${prefix}/completions`, { summary: `Text completion, no chat template (${family})`, body: CompletionRequest, response: TextCompletion, streams: true }, async (c) => {
       const body = await parseJsonBody(c.req.raw, CompletionRequest);
       const choices = { count: body.n ?? 1, logprobs: body.logprobs !== undefined };
       return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).completion(body, signal),
       );
     });
-    app.post(`${prefix}/embeddings`, async (c) => {
+    routes.post(`${prefix}/embeddings`, { summary: `Embeddings (${family})`, body: EmbeddingsRequest, response: EmbeddingsResponse }, async (c) => {
       const body = await parseJsonBody(c.req.raw, EmbeddingsRequest);
-      return c.json(embeddingsBody(await options.backend(c).embeddings(body, c.req.raw.signal), body.encoding_format));
+      return embeddingsBody(await options.backend(c).embeddings(body, c.req.raw.signal), body.encoding_format);
     });
   }
 
-  app.post("/api/v1/models/load", async (c) => c.json(await options.backend(c).loadModel(await parseJsonBody(c.req.raw, LoadRequest))));
-  app.post("/api/v1/models/unload", async (c) =>
-    c.json(await options.backend(c).unloadModel(await parseJsonBody(c.req.raw, UnloadRequest))),
+  lmstudio.post("/api/v1/models/load", { summary: "Load a model", body: LoadRequest, response: LoadResult }, async (c) =>
+    options.backend(c).loadModel(await parseJsonBody(c.req.raw, LoadRequest)),
+  );
+  lmstudio.post("/api/v1/models/unload", { summary: "Unload a model", body: UnloadRequest, response: UnloadResult }, async (c) =>
+    options.backend(c).unloadModel(await parseJsonBody(c.req.raw, UnloadRequest)),
   );
   mountModelAdminRoutes(app, options.modelAdmin);
 
@@ -111,12 +129,7 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   mountResponses(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
   mountLmStudioChat(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
 
-  app.notFound((c) =>
-    errorResponse(
-      c.req.raw,
-      new ApiError(404, `Unexpected endpoint or method. (${c.req.method} ${new URL(c.req.url).pathname})`, { code: "not_found" }),
-    ),
-  );
+  app.notFound((c) => errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw)));
   app.onError((error, c) => {
     const apiError = error instanceof HTTPException ? new ApiError(error.status, error.message) : toApiError(error);
     if (apiError.status >= 500 && !(error instanceof ApiError)) options.onUnexpectedError?.(error);

@@ -78,6 +78,10 @@ export const modelNotFound = (model: string, available: string[]) =>
     { param: "model", code: "model_not_found" },
   );
 
+/** The answer to a path or method no route serves, on every host and router. */
+export const unexpectedEndpoint = (request: Request) =>
+  new ApiError(404, `Unexpected endpoint or method. (${request.method} ${new URL(request.url).pathname})`, { code: "not_found" });
+
 export const invalidApiKey = (message: string) => new ApiError(401, message, { code: "invalid_api_key" });
 
 export const noCapacity = (message: string, retryAfter: number) =>

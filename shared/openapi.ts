@@ -1,17 +1,12 @@
+import type { RouterRoute } from "hono/types";
 import * as z from "zod";
-import { ANTHROPIC_ROUTE_DOCS } from "./anthropic/route-docs.ts";
+import { documentedRoutes } from "./documented-routes.ts";
 import { ErrorBody } from "./errors.ts";
-import { LMSTUDIO_CHAT_ROUTE_DOCS } from "./lmstudio-chat/route-docs.ts";
-import { RESPONSES_ROUTE_DOCS } from "./openai-responses/route-docs.ts";
-import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
-import { LoadResult, ModelList, ModelObject, OpenAIModelObject, UnloadResult } from "./schemas/models.ts";
-import { ChatCompletion, EmbeddingsResponse, TextCompletion } from "./schemas/responses.ts";
 import { LMGATE_VERSION } from "./version.ts";
-import { MODEL_ADMIN_ROUTE_DOCS } from "./model-admin-routes.ts";
 
 /**
  * The OpenAPI 3.1 document, generated from the zod schemas that validate requests (so it cannot
- * drift from them). Tests check that each host's route docs and its router's own route table agree.
+ * drift from them) and from the route docs registered with each route (shared/documented-routes.ts).
  */
 
 /**
@@ -41,50 +36,8 @@ export interface RouteDoc {
   error?: { schema: z.ZodType; description: string };
 }
 
-const inference = (family: string, prefix: string, tag: string): RouteDoc[] => [
-  { method: "post", path: `${prefix}/chat/completions`, summary: `Chat completion (${family})`, tag, security: "apiKey", body: ChatRequest, response: ChatCompletion, streams: true },
-  { method: "post", path: `${prefix}/completions`, summary: `Text completion, no chat template (${family})`, tag, security: "apiKey", body: CompletionRequest, response: TextCompletion, streams: true },
-  { method: "post", path: `${prefix}/embeddings`, summary: `Embeddings (${family})`, tag, security: "apiKey", body: EmbeddingsRequest, response: EmbeddingsResponse },
-];
-
-export const API_ROUTE_DOCS: RouteDoc[] = [
-  { method: "get", path: "/lmstudio-greeting", summary: "LM Studio probe", tag: "meta", security: "public", response: z.object({ lmstudio: z.literal(true) }) },
-  {
-    method: "get",
-    path: "/openapi.json",
-    summary: "This document (OpenAPI 3.1)",
-    tag: "meta",
-    security: "public",
-    response: z.looseObject({ openapi: z.string(), info: z.object({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.unknown()) }),
-  },
-  { method: "get", path: "/api/v0/models", summary: "Every model, loaded or not", tag: "lmstudio", security: "apiKey", response: ModelList },
-  { method: "get", path: "/api/v0/models/{model}", summary: "One model", tag: "lmstudio", security: "apiKey", response: ModelObject },
-  ...inference("LM Studio v0, with stats", "/api/v0", "lmstudio"),
-  { method: "get", path: "/v1/models", summary: "Models (OpenAI)", tag: "openai", security: "apiKey", response: z.object({ object: z.literal("list"), data: z.array(OpenAIModelObject) }) },
-  { method: "get", path: "/v1/models/{model}", summary: "One model (OpenAI)", tag: "openai", security: "apiKey", response: OpenAIModelObject },
-  ...inference("OpenAI", "/v1", "openai"),
-  ...ANTHROPIC_ROUTE_DOCS,
-  ...RESPONSES_ROUTE_DOCS,
-  ...LMSTUDIO_CHAT_ROUTE_DOCS,
-  { method: "post", path: "/api/v1/models/load", summary: "Load a model", tag: "lmstudio", security: "apiKey", body: LoadRequest, response: LoadResult },
-  { method: "post", path: "/api/v1/models/unload", summary: "Unload a model", tag: "lmstudio", security: "apiKey", body: UnloadRequest, response: UnloadResult },
-  ...MODEL_ADMIN_ROUTE_DOCS,
-];
-
-/** `GET /metrics` of the gateway or an agent: Prometheus text, not JSON. */
-export function metricsRouteDoc(summary: string, security: Security): RouteDoc {
-  return {
-    method: "get",
-    path: "/metrics",
-    summary,
-    tag: "meta",
-    security,
-    text: { mediaType: "text/plain; version=0.0.4", description: "The Prometheus text exposition format" },
-  };
-}
-
-/** `/api/v0/models/:model{.+}` → `/api/v0/models/{model}` */
-export const honoPathToOpenApi = (path: string) => path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}");
+/** What `GET /metrics` of the gateway or an agent answers: Prometheus text, not JSON. */
+export const PROMETHEUS_TEXT = { mediaType: "text/plain; version=0.0.4", description: "The Prometheus text exposition format" };
 
 const SECURITY_SCHEMES = {
   apiKey: { type: "http", scheme: "bearer", description: "An API key (`lmgate keys create`, or the gateway's LMGATE_API_KEY)" },
@@ -151,18 +104,25 @@ export function openApiDocument(routes: RouteDoc[], info: { title: string; versi
   };
 }
 
+/** A JSON document, as `GET /openapi.json` answers. */
+export const OpenApiJson = z.looseObject({ openapi: z.string(), info: z.object({ title: z.string(), version: z.string() }), paths: z.record(z.string(), z.unknown()) });
+
 /** How a host of the API app (the gateway, an agent in direct mode) describes itself at `/openapi.json`. */
 export interface OpenApiOptions {
   /** The document's title: which program serves it. */
   title: string;
   /** Whether the API routes need an API key (the gateway) or are open (an agent in direct mode). */
   apiKeys: boolean;
-  /** The host's own routes, served beside the API app. Defaults to none. */
-  routes?: RouteDoc[];
+  /** The router whose route table is documented, when the host mounts the API app in its own (the gateway). Defaults to the API app. */
+  router?: { routes: RouterRoute[] };
+  /** Routes the host answers before any router (an agent's `/metrics`). Defaults to none. */
+  unrouted?: RouteDoc[];
 }
 
-/** What a host serves at `/openapi.json`: the API app's routes and its own. */
-export function hostOpenApiDocument(options: OpenApiOptions) {
-  const apiRoutes = options.apiKeys ? API_ROUTE_DOCS : API_ROUTE_DOCS.map((route) => ({ ...route, security: "public" as const }));
-  return openApiDocument([...apiRoutes, ...(options.routes ?? [])], { title: options.title, version: LMGATE_VERSION });
+/** What a host serves at `/openapi.json`: every route of its router, and those it answers outside it. */
+export function hostOpenApiDocument(options: OpenApiOptions & { router: { routes: RouterRoute[] } }) {
+  const routed = documentedRoutes(options.router.routes).map((route) =>
+    options.apiKeys || route.security !== "apiKey" ? route : { ...route, security: "public" as const },
+  );
+  return openApiDocument([...routed, ...(options.unrouted ?? [])], { title: options.title, version: LMGATE_VERSION });
 }

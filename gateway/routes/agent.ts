@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { DocumentedRoutes } from "../../shared/documented-routes.ts";
 import { ApiError } from "../../shared/errors.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_NODE_TOKEN } from "../access/caller.ts";
 import { credentialKind, sha256Hex } from "../access/credentials.ts";
@@ -11,7 +12,9 @@ import { bearerToken, secretMatches } from "../middleware/secrets.ts";
  * time); the Fleet checks it against its stored tokens before accepting the socket. The Fleet's
  * 101 goes back untouched (its headers are immutable, and it carries the socket).
  */
-export const agentRoutes = new Hono<GatewayEnv>().get("/connect", async (c) => {
+export const agentRoutes = new Hono<GatewayEnv>();
+
+new DocumentedRoutes(agentRoutes, { tag: "agent", security: "node" }).get("/connect", { summary: "A node agent's WebSocket (upgrade)", status: 101 }, async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
     throw new ApiError(426, "Node agents connect here with a WebSocket upgrade.", { code: "upgrade_required" });
   }

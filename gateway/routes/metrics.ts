@@ -1,4 +1,6 @@
 import { Hono } from "hono";
+import { DocumentedRoutes } from "../../shared/documented-routes.ts";
+import { PROMETHEUS_TEXT } from "../../shared/openapi.ts";
 import { fleetStub, type GatewayEnv } from "../env.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../metrics/registry.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
@@ -7,8 +9,11 @@ import { tokenAuth } from "../middleware/token-auth.ts";
  * `GET /metrics`: the fleet's Prometheus metrics, for the admin token or `LMGATE_METRICS_TOKEN`
  * (a scraper's config then holds a token that can read metrics and do nothing else).
  */
-export const metricsRoutes = new Hono<GatewayEnv>().get(
+export const metricsRoutes = new Hono<GatewayEnv>();
+
+new DocumentedRoutes(metricsRoutes, { tag: "meta", security: "metrics" }).get(
   "/",
+  { summary: "Prometheus metrics of the fleet", text: PROMETHEUS_TEXT },
   tokenAuth({
     label: "admin token or metrics token",
     secrets: (env) => [env.LMGATE_ADMIN_TOKEN, env.LMGATE_METRICS_TOKEN],

@@ -1,4 +1,5 @@
 import type { Env, Hono } from "hono";
+import { DocumentedRoutes } from "../documented-routes.ts";
 import { modelNotFound } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
 import { parseJsonBody, validate } from "../json-body.ts";
@@ -6,7 +7,7 @@ import { ChatRequest } from "../schemas/requests.ts";
 import { randomId } from "../random-id.ts";
 import { estimateTokens } from "./token-estimate.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
-import { CountTokensRequest, MessagesRequest } from "./schemas.ts";
+import { AnthropicErrorBody, CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
 import { promptOf, toChatRequest } from "./to-chat.ts";
 
 /**
@@ -15,7 +16,13 @@ import { promptOf, toChatRequest } from "./to-chat.ts";
  * Claude Code adds `?beta=true`; routing is on the path alone.
  */
 export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs }: GenerationRouteOptions<E>): void {
-  app.post("/v1/messages", async (c) => {
+  const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error" } });
+  routes.post("/v1/messages", {
+    summary: "Create a message (Anthropic Messages API)",
+    body: MessagesRequest,
+    response: Message,
+    streams: "event: <type> / data: <JSON> pairs: message_start, ping, content_block_start/delta/stop, message_delta, message_stop",
+  }, async (c) => {
     const body = await parseJsonBody(c.req.raw, MessagesRequest);
     const chat = toChatRequest(body);
     const head = { id: randomId("msg", 12), model: body.model };
@@ -26,14 +33,18 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head));
   });
 
-  app.post("/v1/messages/count_tokens", async (c) => {
+  routes.post("/v1/messages/count_tokens", {
+    summary: "Count a prompt's input tokens with the model's tokenizer and chat template (Anthropic Messages API)",
+    body: CountTokensRequest,
+    response: TokenCount,
+  }, async (c) => {
     const body = await parseJsonBody(c.req.raw, CountTokensRequest);
     const prompt = promptOf(body);
     const counted = await backend(c).countTokens?.(validate(ChatRequest, prompt));
-    if (counted != null) return c.json({ input_tokens: counted.prompt_tokens });
+    if (counted != null) return { input_tokens: counted.prompt_tokens };
     // The caller's own model list: in the gateway it holds only the models its key may use.
     const models = await backend(c).listModels();
     if (!models.some((model) => model.id === body.model)) throw modelNotFound(body.model, models.map((model) => model.id));
-    return c.json({ input_tokens: estimateTokens(prompt) });
+    return { input_tokens: estimateTokens(prompt) };
   });
 }

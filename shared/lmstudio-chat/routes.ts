@@ -1,4 +1,5 @@
 import type { Context, Env, Hono } from "hono";
+import { DocumentedRoutes } from "../documented-routes.ts";
 import { invalidRequest } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
 import { parseJsonBody, validate } from "../json-body.ts";
@@ -9,7 +10,7 @@ import type { GenerationResult } from "../schemas/generation.ts";
 import { ChatRequest } from "../schemas/requests.ts";
 import { unixSeconds } from "../responses.ts";
 import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
-import { LmChatRequest } from "./schemas.ts";
+import { LmChatRequest, LmChatResponse, LmErrorBody } from "./schemas.ts";
 
 export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptions<E> {
   /** The same store as `/v1/responses`: either API continues the other's conversations. */
@@ -18,7 +19,13 @@ export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptio
 
 /** LM Studio's native chat on any `InferenceBackend`, run as the chat completion it translates to. */
 export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudioChatOptions<E>): void {
-  app.post("/api/v1/chat", async (c) => {
+  const routes = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey", error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error" } });
+  routes.post("/api/v1/chat", {
+    summary: "Chat (LM Studio v1), stateful through previous_response_id",
+    body: LmChatRequest,
+    response: LmChatResponse,
+    streams: "event: <type> / data: <JSON> pairs: chat.start, model_load.* (when the request loads its model), prompt_processing.*, message.start/delta/end, error, chat.end",
+  }, async (c) => {
     const body = await parseJsonBody(c.req.raw, LmChatRequest);
     if (body.integrations !== undefined && body.integrations.length > 0) {
       throw invalidRequest("integrations (MCP servers and plugins run by the server) are not supported here.", "integrations");

@@ -1,11 +1,12 @@
 import type { Context, Env, Hono } from "hono";
+import { DocumentedRoutes } from "../documented-routes.ts";
 import { ApiError } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
 import { parseJsonBody, validate } from "../json-body.ts";
-import { inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
+import { InputItemList, inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
-import { ResponsesRequest } from "./schemas.ts";
+import { DeletedResponse, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "./store.ts";
 import { inputMessages, toChatRequest } from "./to-chat.ts";
 
@@ -20,7 +21,13 @@ export interface ResponsesRouteOptions<E extends Env> extends GenerationRouteOpt
  * keys, scopes, limits, usage and metrics are the chat path's own.
  */
 export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRouteOptions<E>): void {
-  app.post("/v1/responses", async (c) => {
+  const routes = new DocumentedRoutes(app, { tag: "openai", security: "apiKey" });
+  routes.post("/v1/responses", {
+    summary: "Create a response (OpenAI Responses API); `store` keeps it for `previous_response_id`",
+    body: ResponsesRequest,
+    response: ResponseObject,
+    streams: "event: <type> / data: <JSON> pairs: response.created … response.output_text.delta … response.output_item.done, response.completed",
+  }, async (c) => {
     const body = await parseJsonBody(c.req.raw, ResponsesRequest);
     const store = options.store(c);
     const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
@@ -41,23 +48,26 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish));
   });
 
-  app.get("/v1/responses/:id", async (c) => {
+  routes.get("/v1/responses/:id", { summary: "A stored response (only the key that made it sees it)", response: ResponseObject }, async (c) => {
     const record = await options.store(c).get(c.req.param("id"));
     if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
-    return c.json(record.response);
+    return record.response;
   });
 
-  app.get("/v1/responses/:id/input_items", async (c) => {
+  routes.get("/v1/responses/:id/input_items", {
+    summary: "The items a stored response was generated from (the conversation before it), paged by after, limit, order",
+    response: InputItemList,
+  }, async (c) => {
     const record = await options.store(c).get(c.req.param("id"));
     if (record?.response === undefined) throw responseNotFound(c.req.param("id"));
     const query = validate(InputItemsQuery, c.req.query());
-    return c.json(inputItemPage(inputItems(record), query));
+    return inputItemPage(inputItems(record), query);
   });
 
-  app.delete("/v1/responses/:id", async (c) => {
+  routes.delete("/v1/responses/:id", { summary: "Delete a stored response", response: DeletedResponse }, async (c) => {
     const id = c.req.param("id");
     if (!(await options.store(c).delete(id))) throw responseNotFound(id);
-    return c.json({ id, object: "response.deleted", deleted: true });
+    return { id, object: "response.deleted" as const, deleted: true as const };
   });
 }
 

@@ -1,0 +1,104 @@
+import type { Context, Env, Hono, MiddlewareHandler } from "hono";
+import type { H, RouterRoute } from "hono/types";
+import { findTargetHandler } from "hono/utils/handler";
+import type * as z from "zod";
+import type { RouteDoc } from "./openapi.ts";
+
+/**
+ * Routes declared once: each is registered on its Hono router together with its doc, and
+ * `/openapi.json` is read off the router's own route table (`documentedRoutes`), so a route cannot
+ * be served without a doc, nor documented without being served.
+ */
+
+/** What a route says of itself; its method and path are the router's. */
+type OperationDoc = Omit<RouteDoc, "method" | "path">;
+
+/** What a group of routes shares, said once for all of them: its tag, who may call it, its error shape when not OpenAI's. */
+type RouteDefaults = Pick<OperationDoc, "tag" | "security" | "error">;
+
+/** A route's own part of its doc; `R`, its response schema, types what its handler returns. */
+type RouteSpec<R extends z.ZodType | undefined> = Omit<OperationDoc, keyof RouteDefaults | "response"> & { response?: R };
+
+/** A JSON route returns its body, sent with its doc's status (declared there only); a stream, text or upgrade returns its `Response`. */
+type Answer<R> = Response | (R extends z.ZodType ? z.input<R> : never);
+type RouteHandler<E extends Env, P extends string, R> = (c: Context<E, P>) => Answer<R> | Promise<Answer<R>>;
+
+/** Guards (an auth check) run first; the last handler answers. */
+type Handlers<E extends Env, P extends string, R> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R>];
+
+/** Each registered handler's doc: Hono's route table holds the handler (wrapped when mounted), and so leads here. */
+const DOCS = new WeakMap<object, OperationDoc>();
+
+/** Registers routes on `app`, each with its doc, the group's defaults filled in. */
+export class DocumentedRoutes<E extends Env> {
+  readonly #app: Hono<E>;
+  readonly #defaults: RouteDefaults;
+
+  constructor(app: Hono<E>, defaults: RouteDefaults) {
+    this.#app = app;
+    this.#defaults = defaults;
+  }
+
+  get<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+    return this.#register("get", path, spec, handlers);
+  }
+
+  post<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+    return this.#register("post", path, spec, handlers);
+  }
+
+  patch<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+    return this.#register("patch", path, spec, handlers);
+  }
+
+  delete<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+    return this.#register("delete", path, spec, handlers);
+  }
+
+  #register<P extends string, R>(method: RouteDoc["method"], path: P, spec: RouteSpec<z.ZodType | undefined>, handlers: Handlers<E, P, R>): this {
+    const doc: OperationDoc = { ...this.#defaults, ...spec };
+    const guards = handlers.slice(0, -1) as MiddlewareHandler<E, P>[];
+    const handler = handlers.at(-1) as RouteHandler<E, P, R>;
+    // A JSON route's status is its doc's; routes with a status of their own (101) answer with a Response.
+    const status = (doc.status ?? 200) as 200 | 201;
+    const answer = async (c: Context<E, P>) => {
+      const result = await handler(c);
+      return result instanceof Response ? result : c.json(result, status);
+    };
+    DOCS.set(answer, doc);
+    const chain: H[] = [...guards, answer];
+    this.#app.on(method.toUpperCase(), path, ...(chain as [H, ...H[]]));
+    return this;
+  }
+}
+
+/** `/api/v0/models/:model{.+}` → `/api/v0/models/{model}` */
+export const honoPathToOpenApi = (path: string) => path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}");
+
+const docOf = (route: RouterRoute) => DOCS.get(findTargetHandler(route.handler));
+
+/**
+ * The operations in a router's route table, each with its doc and its path as OpenAPI writes it.
+ * Middleware (method ALL) is no operation. A route registered without a doc is a programming error.
+ */
+export function documentedRoutes(routes: RouterRoute[]): RouteDoc[] {
+  const operations = new Map<string, RouteDoc | undefined>();
+  for (const route of routes) {
+    if (route.method === "ALL") continue;
+    const key = `${route.method} ${route.path}`;
+    const doc = docOf(route);
+    // A route's guards are entries of their own, without a doc, at the same method and path.
+    if (doc === undefined) {
+      if (!operations.has(key)) operations.set(key, undefined);
+      continue;
+    }
+    operations.set(key, { ...doc, method: route.method.toLowerCase() as RouteDoc["method"], path: honoPathToOpenApi(route.path) });
+  }
+  return [...operations].map(([key, doc]) => {
+    if (doc === undefined) throw new Error(`${key} is served without a doc: register it through DocumentedRoutes.`);
+    return doc;
+  });
+}
+
+/** The paths of a router whose routes are documented as public: what a host's credential check lets through. */
+export const publicPaths = (routes: RouterRoute[]): string[] => routes.filter((route) => docOf(route)?.security === "public").map((route) => route.path);
