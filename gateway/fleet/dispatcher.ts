@@ -358,7 +358,7 @@ export class Dispatcher {
       type: "request",
       id: job.id,
       operation: job.operation,
-      ...(job.kind === "generation" ? { window: this.#config.window } : {}),
+      ...(job.kind === "generation" ? { window: this.#config.window, stream: "stream" in job.operation.body && job.operation.body.stream === true } : {}),
     };
     // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
     if (!send(node.ws, frame)) this.#dropNode(node);

@@ -120,10 +120,10 @@ export class RequestRunner {
     try {
       switch (operation.op) {
         case "chat":
-          await this.#stream(id, run, this.#source.chat(operation.body, signal), operation.body.stream === true);
+          await this.#stream(id, run, this.#source.chat(operation.body, signal), streamed(frame, operation.body));
           return;
         case "completion":
-          await this.#stream(id, run, this.#source.completion(operation.body, signal), operation.body.stream === true);
+          await this.#stream(id, run, this.#source.completion(operation.body, signal), streamed(frame, operation.body));
           return;
         case "embeddings":
           this.#reply(run, { type: "result", id, result: await this.#source.embeddings(operation.body, signal) });
@@ -309,6 +309,9 @@ export class RequestRunner {
     });
   }
 }
+
+/** Whether the client reads the text as it comes. An older gateway's frame does not say; its body does. */
+const streamed = (frame: RequestFrame, body: { stream?: boolean | null | undefined }) => frame.stream ?? body.stream === true;
 
 const cancelled = (why: string) => new ApiError(499, `Cancelled: ${why}.`, { code: "cancelled" });
 
