@@ -65,7 +65,7 @@ export class FleetBackend implements InferenceBackend {
     signal.throwIfAborted();
     const { id, events } = await this.#fleet.generate(operation, this.#caller);
     const reader = events.getReader();
-    /** The Fleet ended the request itself (`done`, an error line, the stream's end): nothing to cancel. */
+    /** No cancel to send: the Fleet ended the request itself (`done`, an error line, the stream's end), or it was sent. */
     let ended = false;
     const stop = () => {
       void reader.cancel(signal.reason).catch(() => undefined);
