@@ -240,6 +240,7 @@ export class RequestRunner {
           } else if (text.length >= this.#maxBatchChars) flushIfWritable();
           else timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
         } else {
+          // `done`: the request ends here, and the engine is not pulled again.
           batchText();
           batch.push(event);
           flush();
