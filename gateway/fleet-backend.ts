@@ -1,5 +1,6 @@
 import type { InferenceBackend } from "../shared/backend.ts";
 import { ApiError } from "../shared/errors.ts";
+import { incompleteGeneration, isDone, untilDone } from "../shared/generation-contract.ts";
 import type { EmbeddingsResult, GenerationEvent } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
 import type { TokenCount } from "../shared/schemas/token-count.ts";
@@ -64,6 +65,7 @@ export class FleetBackend implements InferenceBackend {
     signal.throwIfAborted();
     const { id, events } = await this.#fleet.generate(operation, this.#caller);
     const reader = events.getReader();
+    /** No cancel to send: the Fleet ended the request itself (`done`, an error line, the stream's end), or it was sent. */
     let ended = false;
     const stop = () => {
       void reader.cancel(signal.reason).catch(() => undefined);
@@ -71,24 +73,23 @@ export class FleetBackend implements InferenceBackend {
       ended = true;
     };
     signal.addEventListener("abort", stop, { once: true });
-    const lines = new LineDecoder();
-    try {
-      for (;;) {
-        const chunk = await reader.read();
-        if (chunk.done) break;
+    async function* received(): AsyncGenerator<GenerationEvent> {
+      const lines = new LineDecoder();
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
         for (const line of lines.push(chunk.value)) {
           if ("error" in line) {
             ended = true;
             throw fromWire(line.error);
           }
-          if (line.event.type === "done") ended = true;
+          if (isDone(line.event)) ended = true;
           yield line.event;
-          if (ended) return;
         }
       }
       ended = true;
       signal.throwIfAborted();
-      throw new ApiError(502, "The fleet ended the generation without a result.", { code: "incomplete_generation" });
+    }
+    try {
+      yield* untilDone(received(), () => incompleteGeneration("The fleet"));
     } finally {
       signal.removeEventListener("abort", stop);
       // Also reached when the consumer stops early: the Fleet then cancels the node's work.

@@ -90,6 +90,15 @@ test("a JIT-loaded model unloads after its request's ttl of idleness, never whil
   expect(Date.now() - idleSince).toBeGreaterThan(900);
 });
 
+test("a request ends at its done: a consumer that stops pulling there, as the API app does, leaves its model idle for its ttl", async () => {
+  const events = backend.chat(chatRequest(CHAT, { ttl: 1 }), never)[Symbol.asyncIterator]();
+  let last = await events.next();
+  while (!last.done && last.value.type !== "done") last = await events.next();
+  expect(last.value).toMatchObject({ type: "done" });
+  // Never pulled again, never closed: the ttl still runs out.
+  await waitUntil(() => states()[CHAT] === "not-loaded", 5000);
+});
+
 test("explicit load: idle TTL only when asked; unload of a model that is not loaded is a 404 that says so", async () => {
   const result = await load({ model: CHAT_Q8, ttl: 1 });
   expect(result.load_config).toBeUndefined();

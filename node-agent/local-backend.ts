@@ -1,5 +1,6 @@
 import type { InferenceBackend } from "../shared/backend.ts";
 import { ApiError, invalidRequest, modelNotFound, toApiError } from "../shared/errors.ts";
+import { atDone } from "../shared/generation-contract.ts";
 import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
@@ -245,9 +246,8 @@ export class LocalBackend implements InferenceBackend {
     // A request that waited for its model's load says so (LM Studio's model_load events and stats).
     const loadSeconds = loadedBefore ? undefined : (performance.now() - acquireStarted) / 1000;
     try {
-      for await (const event of run(lease.model as LoadedLlm)) {
-        // Consumers stop pulling once they have `done`, so the request ends there, not when iteration does.
-        if (event.type === "done") lease.release();
+      // The request ends at its `done`, so the slot frees there, not when iteration does.
+      for await (const event of atDone(run(lease.model as LoadedLlm), () => lease.release())) {
         yield event.type === "start" && loadSeconds !== undefined ? { ...event, load_seconds: loadSeconds } : event;
       }
     } finally {

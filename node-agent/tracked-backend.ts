@@ -1,4 +1,5 @@
 import { ApiError } from "../shared/errors.ts";
+import { atDone, endedByUnload, type DoneEvent } from "../shared/generation-contract.ts";
 import type { Hardware, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
@@ -148,22 +149,22 @@ export class TrackedBackend implements NodeSource {
   async *#generation(route: RequestRoute, model: string, run: () => AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
     const end = this.#begin(route, model);
     let startedAt: number | undefined;
+    // The request ends at its `done`, not when iteration does.
+    const ended = ({ result }: DoneEvent) => {
+      const { usage, stats } = result;
+      // A generation stopped by its caller's abort still reports what it spent (the gateway
+      // asks for that after a cancel): it ended as the caller going away, with its tokens.
+      // One cut by an unload reaches its caller as an error (see the API app).
+      end(stats.stop_reason === "userStopped" ? 499 : endedByUnload(result) ? 503 : 200, {
+        promptTokens: usage.prompt_tokens,
+        completionTokens: usage.completion_tokens,
+        ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),
+        ...(startedAt !== undefined && usage.completion_tokens > 0 ? { firstTokenAt: startedAt + stats.time_to_first_token * 1000 } : {}),
+      });
+    };
     try {
-      for await (const event of run()) {
+      for await (const event of atDone(run(), ended)) {
         if (event.type === "start") startedAt = performance.now();
-        else if (event.type === "done") {
-          // Consumers stop pulling once they have `done`: the request ends here, not when iteration does.
-          const { usage, stats } = event.result;
-          // A generation stopped by its caller's abort still reports what it spent (the gateway
-          // asks for that after a cancel): it ended as the caller going away, with its tokens.
-          // One cut by an unload reaches its caller as an error (see the API app).
-          end(stats.stop_reason === "userStopped" ? 499 : stats.stop_reason === "modelUnloaded" ? 503 : 200, {
-            promptTokens: usage.prompt_tokens,
-            completionTokens: usage.completion_tokens,
-            ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),
-            ...(startedAt !== undefined && usage.completion_tokens > 0 ? { firstTokenAt: startedAt + stats.time_to_first_token * 1000 } : {}),
-          });
-        }
         yield event;
       }
     } catch (error) {

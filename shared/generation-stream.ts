@@ -2,6 +2,7 @@ import type { Context, Env } from "hono";
 import type { InferenceBackend } from "./backend.ts";
 import { errorBodyFor } from "./error-response.ts";
 import { ApiError, cutByUnload, toApiError } from "./errors.ts";
+import { endedByUnload, isDone, nextEvent } from "./generation-contract.ts";
 import { heldJsonResponse } from "./held-json.ts";
 import type { GenerationEvent, GenerationResult } from "./schemas/generation.ts";
 import { sseResponse } from "./sse.ts";
@@ -45,13 +46,12 @@ export async function jsonGeneration(
   let text = "";
   /** The body once the result is in; or TEXT_STARTED at the first text, when `untilText`. */
   const read = async (untilText: boolean): Promise<unknown> => {
-    for (let next = await events.next(); !next.done; next = await events.next()) {
-      const event = next.value;
+    for (;;) {
+      const event = await nextEvent(events);
       if (event.type === "delta") text += event.text;
-      if (event.type === "done") return await toBody(text, event.result);
+      if (isDone(event)) return await toBody(text, event.result);
       if (event.type === "delta" && untilText) return TEXT_STARTED;
     }
-    throw new ApiError(502, "The backend ended the generation without a result.", { code: "incomplete_generation" });
   };
   if (pulseMs === undefined) return Response.json(await read(false));
   // Until text comes, a failure keeps its own status (failover, capacity).
@@ -81,6 +81,7 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
   const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
   const first = await events.next();
   let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
+  /** At `done` or a failure: nothing more is pulled (the request ends at `done`, see generation-contract.ts). */
   let finished = false;
 
   return sseResponse(
@@ -89,11 +90,7 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
       try {
         const event = pending ?? (await nextEvent(events));
         pending = undefined;
-        if (event === null) {
-          finished = true;
-          return encoder.failure(new ApiError(502, "The backend ended the stream without a result.", { code: "incomplete_generation" }));
-        }
-        if (event.type === "done") finished = true;
+        if (isDone(event)) finished = true;
         return await encoder.frames(event);
       } catch (error) {
         finished = true;
@@ -112,7 +109,7 @@ async function* failIfUnloaded(events: AsyncIterable<GenerationEvent>): AsyncGen
   let model = "";
   for await (const event of events) {
     if (event.type === "start") model = event.model;
-    if (event.type === "done" && event.result.stats.stop_reason === "modelUnloaded") throw cutByUnload(model);
+    if (isDone(event) && endedByUnload(event.result)) throw cutByUnload(model);
     yield event;
   }
 }
@@ -131,9 +128,4 @@ async function drain(events: AsyncIterator<GenerationEvent>): Promise<void> {
   } catch {
     // an aborted generation may end by throwing
   }
-}
-
-async function nextEvent(events: AsyncIterator<GenerationEvent>): Promise<GenerationEvent | null> {
-  const next = await events.next();
-  return next.done ? null : next.value;
 }

@@ -106,6 +106,11 @@ export const ToAgentFrame = z.discriminatedUnion("type", [
      * the agent stops pulling from its engine until an `ack` arrives. Absent = no limit.
      */
     window: z.number().int().positive().optional(),
+    /**
+     * Chat and completion: whether the client reads the text as it comes, so the agent sends the
+     * first delta at once rather than batching from the start. Absent (older gateways): the body's `stream`.
+     */
+    stream: z.boolean().optional(),
   }),
   /**
    * The client went away: the agent stops the generation and, within `CANCEL_USAGE_WAIT_MS`,

@@ -19,6 +19,7 @@ import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { missingFeature } from "../../shared/generation-features.ts";
+import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
 export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
@@ -357,7 +358,7 @@ export class Dispatcher {
       type: "request",
       id: job.id,
       operation: job.operation,
-      ...(job.kind === "generation" ? { window: this.#config.window } : {}),
+      ...(job.kind === "generation" ? { window: this.#config.window, stream: "stream" in job.operation.body && job.operation.body.stream === true } : {}),
     };
     // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
     if (!send(node.ws, frame)) this.#dropNode(node);
@@ -395,8 +396,7 @@ export class Dispatcher {
     }
     const lines: Array<{ event: GenerationEvent }> = [];
     let done = false;
-    for (const event of events) {
-      if (done) break;
+    for (const event of throughDone(events)) {
       if (event.type === "start") {
         // A retried request starts again on its new node; the client saw the first start only.
         if (job.startSent) continue;
@@ -412,7 +412,7 @@ export class Dispatcher {
         done = true;
         const { stats } = event.result;
         // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
-        const cut = stats.stop_reason === "modelUnloaded";
+        const cut = endedByUnload(event.result);
         this.#settled(job, {
           status: cut ? 503 : 200,
           ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
@@ -535,7 +535,7 @@ export class Dispatcher {
 
   #finalUsage(node: FleetNode, id: string, events: GenerationEvent[]): void {
     if (this.#cancelled.get(id)?.node !== node) return;
-    const done = events.find((event) => event.type === "done");
+    const done = events.find(isDone);
     if (done !== undefined) this.#settleCancelled(id, done.result);
   }
 

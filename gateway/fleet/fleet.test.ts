@@ -329,6 +329,20 @@ describe("relay", () => {
     expect(acked.length).toBeGreaterThan(0);
   });
 
+  test("a generation's request frame says whether its client streams, so the node batches for it", async () => {
+    const node = await agent({ name: "streams-a", models: [{ id: "streams-m", state: "loaded" }] });
+    const streamed = api("/v1/chat/completions", chatBody("streams-m", { stream: true }));
+    const streamedFrame = await node.nextRequest();
+    expect(streamedFrame.stream).toBe(true);
+    node.complete(streamedFrame.id, "ok");
+    expect((await sse(await streamed)).done).toBe(true);
+    const whole = api("/v1/chat/completions", chatBody("streams-m"));
+    const wholeFrame = await node.nextRequest();
+    expect(wholeFrame.stream).toBe(false);
+    node.complete(wholeFrame.id, "ok");
+    expect(ChatCompletion.parse(await (await whole).json()).choices[0]?.message.content).toBe("ok");
+  });
+
   test("when the client goes away mid-stream the node gets a cancel frame", async () => {
     const node = await agent({ name: "cancel-a", models: [{ id: "cancel-m", state: "loaded" }] });
     const controller = new AbortController();

@@ -142,7 +142,7 @@ const until = async (check: () => boolean, timeoutMs = 3_000) => {
 
 const connected = (link: GatewayLink) => until(() => link.connected);
 
-const chatRequest = (id: string, window?: number, stream = true): ToAgentFrame => ({
+const chatRequest = (id: string, window?: number, stream = true): Extract<ToAgentFrame, { type: "request" }> => ({
   type: "request",
   id,
   operation: { op: "chat", body: { model: "m1", messages: [{ role: "user", content: "hi" }], stream } },
@@ -267,6 +267,26 @@ describe("requests", () => {
     expect(frames).toHaveLength(1);
     expect(frames[0]?.map((event) => event.type)).toEqual(["start", "delta", "done"]);
     expect(frames[0]?.[1]).toEqual({ type: "delta", text: "one two three four five" });
+  });
+
+  test("the request frame's stream decides the batching, not the body's", async () => {
+    const { gateway, link } = await setup();
+    await connected(link);
+    gateway.send({ ...chatRequest("held", undefined, true), stream: false });
+    const held = await eventsOf(gateway, "held");
+    expect(held).toHaveLength(1);
+    expect(held[0]?.[1]).toEqual({ type: "delta", text: "one two three four five" });
+    gateway.send({ ...chatRequest("streamed", undefined, false), stream: true });
+    const streamed = await eventsOf(gateway, "streamed");
+    expect(streamed[0]).toEqual([{ type: "start", model: "m1" }, { type: "delta", text: "one " }]);
+  });
+
+  test("a request frame with fields this agent does not know (a newer gateway's) runs like any other", async () => {
+    const { gateway, link } = await setup();
+    await connected(link);
+    gateway.socket.send(JSON.stringify({ ...chatRequest("r1"), added_later: { anything: true } }));
+    const frames = await eventsOf(gateway, "r1");
+    expect(frames.at(-1)?.at(-1)).toMatchObject({ type: "done", result: { usage: { completion_tokens: 5 } } });
   });
 
   test("a start with no text soon after (a long prompt) still goes out on its own, so the gateway can commit the response", async () => {

@@ -1,5 +1,6 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
+import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
 import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
@@ -38,6 +39,9 @@ interface Running {
   /** Cancelled by the gateway (its client went away), which still wants the tokens it cost. */
   cancelledByGateway: boolean;
 }
+
+/** The engine is this process's own: a generation it ends without `done` is an internal error. */
+const engineEndedEarly = () => incompleteGeneration("The engine", 500);
 
 /** While the socket's buffer stays high there is no event to wait for: look again this often. */
 const BUFFER_POLL_MS = 10;
@@ -116,10 +120,10 @@ export class RequestRunner {
     try {
       switch (operation.op) {
         case "chat":
-          await this.#stream(id, run, this.#source.chat(operation.body, signal), operation.body.stream === true);
+          await this.#stream(id, run, this.#source.chat(operation.body, signal), streamed(frame, operation.body));
           return;
         case "completion":
-          await this.#stream(id, run, this.#source.completion(operation.body, signal), operation.body.stream === true);
+          await this.#stream(id, run, this.#source.completion(operation.body, signal), streamed(frame, operation.body));
           return;
         case "embeddings":
           this.#reply(run, { type: "result", id, result: await this.#source.embeddings(operation.body, signal) });
@@ -188,7 +192,7 @@ export class RequestRunner {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let flushWhenWritable = false;
     /** The pull an abort interrupted: its answer may be the `done` a cancel still reports. */
-    let pulling: Promise<IteratorResult<GenerationEvent>> | undefined;
+    let pulling: Promise<GenerationEvent> | undefined;
 
     const batchText = () => {
       if (text !== "" || logprobs !== undefined) {
@@ -217,11 +221,9 @@ export class RequestRunner {
         // Backpressure: no credit or a full socket buffer means no pulling from the engine.
         if (!this.#writable(run)) await this.#whenWritable(run);
         if (flushWhenWritable) flush();
-        pulling = iterator.next();
-        const next = await untilAborted(pulling, signal);
+        pulling = nextEvent(iterator, engineEndedEarly);
+        const event = await untilAborted(pulling, signal);
         pulling = undefined;
-        if (next.done) break;
-        const event = next.value;
         if (event.type === "start") {
           // The first delta usually follows within moments and takes `start` along (one frame
           // fewer per request); a long prompt evaluation still gets it out after `coalesceMs`.
@@ -238,13 +240,13 @@ export class RequestRunner {
           } else if (text.length >= this.#maxBatchChars) flushIfWritable();
           else timer ??= setTimeout(flushIfWritable, this.#coalesceMs);
         } else {
+          // `done`: the request ends here, and the engine is not pulled again.
           batchText();
           batch.push(event);
           flush();
           return;
         }
       }
-      throw new ApiError(500, "The engine ended the generation without a result.", { code: "incomplete_generation" });
     } catch (error) {
       if (run.cancelledByGateway) await this.#sendFinalUsage(id, iterator, pulling);
       throw error;
@@ -260,22 +262,21 @@ export class RequestRunner {
   async #sendFinalUsage(
     id: string,
     iterator: AsyncIterator<GenerationEvent>,
-    pulling: Promise<IteratorResult<GenerationEvent>> | undefined,
+    pulling: Promise<GenerationEvent> | undefined,
   ): Promise<void> {
     const deadline = AbortSignal.timeout(CANCEL_USAGE_WAIT_MS);
     try {
       for (;;) {
-        const next = await untilAborted(pulling ?? iterator.next(), deadline);
+        const event = await untilAborted(pulling ?? nextEvent(iterator, engineEndedEarly), deadline);
         pulling = undefined;
-        if (next.done) return;
-        if (next.value.type === "done") {
-          this.#channel.send({ type: "events", id, events: [next.value] });
+        if (isDone(event)) {
+          this.#channel.send({ type: "events", id, events: [event] });
           return;
         }
       }
     } catch {
-      // An engine that fails or overruns the wait has nothing to report; the gateway counts the
-      // request without tokens when no `done` comes.
+      // An engine that fails, ends without `done` or overruns the wait has nothing to report; the
+      // gateway counts the request without tokens when no `done` comes.
     }
   }
 
@@ -309,6 +310,9 @@ export class RequestRunner {
     });
   }
 }
+
+/** Whether the client reads the text as it comes. An older gateway's frame does not say; its body does. */
+const streamed = (frame: RequestFrame, body: { stream?: boolean | null | undefined }) => frame.stream ?? body.stream === true;
 
 const cancelled = (why: string) => new ApiError(499, `Cancelled: ${why}.`, { code: "cancelled" });
 
