@@ -1,5 +1,5 @@
-import { ApiError, invalidRequest, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
-import { CANCEL_USAGE_WAIT_MS, type Operation, type ToAgentFrame } from "../../shared/protocol.ts";
+import { ApiError, invalidRequest, modelNotFound, noCapacity } from "../../shared/errors.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type Operation, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
 import {
   EmbeddingsResult,
   type GatewayInfo,
@@ -10,7 +10,7 @@ import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
 import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
 import { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { FleetConfig } from "../config.ts";
-import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
+import { encodeLines, type CallOperation, type GenerationHandle, type GenerationOperation, type Outcome } from "./contract.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import { RelayStream } from "./relay-stream.ts";
@@ -19,16 +19,22 @@ import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { missingFeature } from "../../shared/generation-features.ts";
+import type * as z from "zod";
 
-export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
+/** What a node answers each call with, checked on arrival. */
+const RESULT_SCHEMAS = {
+  embeddings: EmbeddingsResult,
+  load: LoadResult,
+  unload: UnloadResult,
+  download: DownloadJob,
+  cancel_download: DownloadJob,
+  delete: DeleteResult,
+  count_tokens: TokenCount,
+} as const satisfies Record<CallOperation["op"], unknown>;
 
-/** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
-export interface GenerationHandle {
-  id: string;
-  events: ReadableStream<Uint8Array>;
-}
-type CallResult = EmbeddingsResult | LoadResult | UnloadResult | DownloadJob | DeleteResult | TokenCount;
+/** The result of each call, as its caller gets it. */
+export type CallResults = { [Op in CallOperation["op"]]: z.infer<(typeof RESULT_SCHEMAS)[Op]> };
+type CallResult = CallResults[CallOperation["op"]];
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
@@ -119,7 +125,9 @@ interface GenerationJob extends JobBase {
 interface CallJob extends JobBase {
   readonly kind: "call";
   readonly operation: CallOperation;
-  readonly settle: (outcome: Outcome<CallResult>) => void;
+  // A method, so `call` can hand in the resolver of its narrower outcome: every result it settles
+  // with passed `RESULT_SCHEMAS` for the job's own operation.
+  settle(outcome: Outcome<CallResult>): void;
 }
 
 type Job = GenerationJob | CallJob;
@@ -204,8 +212,11 @@ export class Dispatcher {
     if (job !== undefined) this.#cancel(job);
   }
 
-  call(operation: CallOperation, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResult>> {
-    return new Promise((settle) => this.#admit({ ...this.#base(operation, pinned, caller), operation, kind: "call", settle }));
+  call<Call extends CallOperation>(operation: Call, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResults[Call["op"]]>> {
+    return new Promise((resolve) => {
+      const settle = (outcome: Outcome<CallResults[Call["op"]]>) => resolve(outcome);
+      this.#admit({ ...this.#base(operation, pinned, caller), operation, kind: "call", settle });
+    });
   }
 
   #base(operation: Operation, pinned: FleetNode | null, caller: string | null): JobBase {
@@ -439,7 +450,7 @@ export class Dispatcher {
     const job = this.#jobOn(node, id);
     if (job === undefined || job.kind !== "call") return;
     this.#detach(job);
-    const parsed = resultSchema(job.operation.op).safeParse(result);
+    const parsed = RESULT_SCHEMAS[job.operation.op].safeParse(result);
     if (!parsed.success) {
       this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" }));
     } else if (job.operation.op === "embeddings") {
@@ -574,7 +585,7 @@ export class Dispatcher {
   }
 
   #fail(job: Job, error: ApiError): void {
-    this.#finish(job, wire(error));
+    this.#finish(job, toWire(error));
   }
 
   #finish(job: Job, error: WireError): void {
@@ -612,20 +623,6 @@ function modelOf(operation: Operation): string {
   if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
   if (operation.op === "cancel_download") return "";
   return operation.body.model;
-}
-
-function resultSchema(op: CallOperation["op"]) {
-  if (op === "embeddings") return EmbeddingsResult;
-  if (op === "load") return LoadResult;
-  if (op === "download" || op === "cancel_download") return DownloadJob;
-  if (op === "delete") return DeleteResult;
-  if (op === "count_tokens") return TokenCount;
-  return UnloadResult;
-}
-
-export function wire(error: ApiError): WireError {
-  const body: ErrorBody = error.toBody();
-  return { status: error.status, body, ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}) };
 }
 
 /** Sends a frame; false when the socket cannot take it any more. */

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { ApiError } from "../../shared/errors.ts";
-import { CLOSE_CODES, HEARTBEAT_PING, HEARTBEAT_PONG, parseFrame, PROTOCOL_VERSION, ToGatewayFrame } from "../../shared/protocol.ts";
+import { CLOSE_CODES, HEARTBEAT_PING, HEARTBEAT_PONG, parseFrame, PROTOCOL_VERSION, toWire, ToGatewayFrame } from "../../shared/protocol.ts";
 import type {
   CreatedKey,
   CreatedNodeToken,
@@ -32,17 +32,16 @@ import { fleetConfig, type FleetConfig } from "../config.ts";
 import { ResponseTable } from "../responses/response-table.ts";
 import type { GatewayBindings } from "../env.ts";
 import { FleetMetrics } from "../metrics/fleet-metrics.ts";
+import { Dispatcher, FlowControlViolation, recordedModel, send, type SettledJob } from "./dispatcher.ts";
 import {
-  Dispatcher,
-  FlowControlViolation,
-  recordedModel,
-  send,
-  wire,
+  encodeLines,
+  failed,
+  type FleetApi,
   type GenerationHandle,
   type GenerationOperation,
-  type SettledJob,
-} from "./dispatcher.ts";
-import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
+  type Outcome,
+  type Serving,
+} from "./contract.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { fleetModels } from "./model-catalog.ts";
 import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
@@ -56,7 +55,7 @@ import { TrafficStats } from "./traffic-stats.ts";
  * registry of what each node holds, and every request in flight. The Worker reaches it by RPC,
  * and agents' WebSocket upgrades arrive through `fetch`.
  */
-export class Fleet extends DurableObject<GatewayBindings> {
+export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi> {
   readonly #config: FleetConfig;
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
@@ -116,8 +115,8 @@ export class Fleet extends DurableObject<GatewayBindings> {
       grant = this.#admit(caller, operation.body.model);
       capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
     } catch (error) {
-      const refusal = error instanceof ApiError ? this.#refused(error) : wire(new ApiError(500, "Authorization failed."));
-      return { id, events: new Blob([encodeLines([{ error: refusal }])]).stream() };
+      const refusal = error instanceof ApiError ? this.#refused(error) : new ApiError(500, "Authorization failed.");
+      return { id, events: new Blob([encodeLines([{ error: toWire(refusal) }])]).stream() };
     }
     return this.#dispatcher.generate(capped, grant?.key.id ?? ROOT_CALLER_ID, id);
   }
@@ -130,7 +129,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
   async embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>> {
     const callerId = this.#admitCall(caller, body.model);
     if (typeof callerId !== "string") return callerId;
-    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId) as Promise<Outcome<EmbeddingsResult>>;
+    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId);
   }
 
   async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
@@ -138,7 +137,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     if (typeof callerId !== "string") return callerId;
     const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(Date.now()), body.node)));
     if (!pinned.ok) return pinned;
-    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId) as Promise<Outcome<LoadResult>>;
+    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId);
   }
 
   /**
@@ -153,9 +152,9 @@ export class Fleet extends DurableObject<GatewayBindings> {
     if (node === undefined) {
       // Nobody holds it (a 404 in the dispatcher's words), or only agents too old to count.
       if (this.#registry.online().some((holder) => holder.model(body.model) !== undefined)) return { ok: true, result: null };
-      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId) as Promise<Outcome<TokenCount>>;
+      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId);
     }
-    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId) as Promise<Outcome<TokenCount>>;
+    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId);
   }
 
   /** Unloads the model from every node that has it loaded. */
@@ -163,13 +162,14 @@ export class Fleet extends DurableObject<GatewayBindings> {
     const model = body.instance_id ?? body.model ?? "";
     const callerId = this.#admitCall(caller, model, "load");
     if (typeof callerId !== "string") return callerId;
-    const loadedOn = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
-    if (loadedOn.length === 0) {
+    const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
+    if (first === undefined) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
-      return this.#dispatcher.call({ op: "unload", body }, null, callerId) as Promise<Outcome<UnloadResult>>;
+      return this.#dispatcher.call({ op: "unload", body }, null, callerId);
     }
-    const outcomes = await Promise.all(loadedOn.map((node) => this.#dispatcher.call({ op: "unload", body }, node)));
-    return (outcomes.find((outcome) => outcome.ok) ?? outcomes[0]) as Outcome<UnloadResult>;
+    const unloadOn = (node: FleetNode) => this.#dispatcher.call({ op: "unload", body }, node);
+    const [firstOutcome, ...otherOutcomes] = await Promise.all([unloadOn(first), ...others.map(unloadOn)]);
+    return [firstOutcome, ...otherOutcomes].find((outcome) => outcome.ok) ?? firstOutcome;
   }
 
   // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
@@ -202,7 +202,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       return downloadTarget(this.#registry.alive(Date.now()), body.node);
     });
     if (!target.ok) return target;
-    const outcome = (await this.#dispatcher.call({ op: "download", body }, target.result)) as Outcome<DownloadJob>;
+    const outcome = await this.#dispatcher.call({ op: "download", body }, target.result);
     return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
@@ -220,7 +220,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
     });
     if (!found.ok) return found;
     const node = found.result;
-    const outcome = (await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node)) as Outcome<DownloadJob>;
+    const outcome = await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node);
     return outcome.ok ? { ok: true, result: { ...outcome.result, node: node.name } } : outcome;
   }
 
@@ -230,7 +230,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       return deleteTarget(this.#registry.alive(Date.now()), body.model, body.node);
     });
     if (!target.ok) return target;
-    const outcome = (await this.#dispatcher.call({ op: "delete", body }, target.result)) as Outcome<DeleteResult>;
+    const outcome = await this.#dispatcher.call({ op: "delete", body }, target.result);
     return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
@@ -369,13 +369,11 @@ export class Fleet extends DurableObject<GatewayBindings> {
         case "result":
           this.#dispatcher.onResult(node, frame.id, frame.result);
           return;
-        case "error":
-          this.#dispatcher.onError(node, frame.id, {
-            status: frame.status,
-            body: frame.body,
-            ...(frame.retry_after !== undefined ? { retry_after: frame.retry_after } : {}),
-          });
+        case "error": {
+          const { type: _, id, ...error } = frame;
+          this.#dispatcher.onError(node, id, error);
           return;
+        }
       }
     } catch (error) {
       // One node's misbehaviour ends that node's connection, never the fleet.
@@ -469,7 +467,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       owner = this.#grant(caller)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: this.#refused(error) };
+      return failed(this.#refused(error));
     }
     return { ok: true, result: action(owner) };
   }
@@ -479,7 +477,7 @@ export class Fleet extends DurableObject<GatewayBindings> {
       return this.#admit(caller, model, action)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: this.#refused(error) };
+      return failed(this.#refused(error));
     }
   }
 
@@ -489,15 +487,15 @@ export class Fleet extends DurableObject<GatewayBindings> {
       return { ok: true, result: run() };
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return { ok: false, error: this.#refused(error) };
+      return failed(this.#refused(error));
     }
   }
 
   /** A caller turned away before routing (bad key, model out of scope, over a limit): counted, then answered. */
-  #refused(error: ApiError): WireError {
+  #refused(error: ApiError): ApiError {
     this.#metrics.refused(error.code ?? String(error.status));
     this.#saved.changed();
-    return wire(error);
+    return error;
   }
 
   #account(job: SettledJob): void {

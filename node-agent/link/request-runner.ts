@@ -1,6 +1,6 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
-import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -149,13 +149,7 @@ export class RequestRunner {
       if (!(error instanceof ApiError)) {
         this.#logger?.warn(`request ${operation.op} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
       }
-      this.#channel.send({
-        type: "error",
-        id,
-        status: apiError.status,
-        body: apiError.toBody(),
-        ...(apiError.retryAfter !== undefined ? { retry_after: apiError.retryAfter } : {}),
-      });
+      this.#channel.send({ type: "error", id, ...toWire(apiError) });
     }
   }
 
