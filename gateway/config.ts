@@ -1,4 +1,4 @@
-import type { GatewayBindings } from "./env.ts";
+import type { GatewayVars } from "./vars.ts";
 
 /** The Fleet's timings and bounds; each can be set as a plain var (tests shorten them). */
 export interface FleetConfig {
@@ -24,7 +24,7 @@ function positiveInt(value: string | undefined, fallback: number): number {
   return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
 }
 
-export function fleetConfig(env: GatewayBindings): FleetConfig {
+export function fleetConfig(env: GatewayVars): FleetConfig {
   const heartbeatIntervalMs = positiveInt(env.LMGATE_HEARTBEAT_INTERVAL_MS, 5_000);
   return {
     heartbeatIntervalMs,

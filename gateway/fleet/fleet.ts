@@ -30,7 +30,7 @@ import { TokenBudget } from "../access/token-budget.ts";
 import { UsageLedger } from "../access/usage-ledger.ts";
 import { fleetConfig, type FleetConfig } from "../config.ts";
 import { ResponseTable } from "../responses/response-table.ts";
-import type { GatewayBindings } from "../env.ts";
+import type { GatewayVars } from "../vars.ts";
 import { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import { Dispatcher, FlowControlViolation, recordedModel, send, type SettledJob } from "./dispatcher.ts";
 import {
@@ -55,7 +55,7 @@ import { TrafficStats } from "./traffic-stats.ts";
  * registry of what each node holds, and every request in flight. The Worker reaches it by RPC,
  * and agents' WebSocket upgrades arrive through `fetch`.
  */
-export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi> {
+export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetApi> {
   readonly #config: FleetConfig;
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
@@ -72,7 +72,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     inFlight: this.#dispatcher.running,
   }));
 
-  constructor(ctx: DurableObjectState, env: GatewayBindings) {
+  constructor(ctx: DurableObjectState, env: GatewayVars) {
     super(ctx, env);
     this.#config = fleetConfig(env);
     // Heartbeats are answered by the runtime itself: a ping never wakes a hibernated fleet.
