@@ -66,11 +66,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
   readonly #responses: ResponseTable;
   readonly #budget = new TokenBudget();
   readonly #traffic = new TrafficStats();
-  readonly #metrics = new FleetMetrics(() => ({
-    nodes: this.#registry.alive(Date.now()),
-    queueDepth: this.#dispatcher.waiting,
-    inFlight: this.#dispatcher.running,
-  }));
+  readonly #metrics = new FleetMetrics(() => {
+    const nodes = this.#registry.alive(Date.now());
+    return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: this.#dispatcher.waiting, inFlight: this.#dispatcher.running };
+  });
 
   constructor(ctx: DurableObjectState, env: GatewayVars) {
     super(ctx, env);
@@ -504,7 +503,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     if (job.op === "chat" || job.op === "completion") {
       this.#traffic.record(now.getTime(), { completionTokens: job.completionTokens, ttftMs: job.ttftMs, failed: job.failed });
     }
-    this.#metrics.observe(job);
+    this.#metrics.observe({ ...job, model: recordedModel(job) });
     this.#saved.changed();
     if (job.caller !== null) {
       this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
@@ -565,6 +564,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs());
   }
 }
+
+/** A node's slots for the metrics: each loaded model's, busy and in all. */
+const slotsOf = (node: FleetNode) =>
+  [...node.loadedModels()].map((model) => ({ node: node.name, model, busy: node.busy(model), total: node.info.slots_per_model }));
 
 /** The protocol version of something that looks like a hello, even one of another version's shape. */
 function helloVersion(message: string | ArrayBuffer): number | null {
