@@ -371,7 +371,7 @@ export class Dispatcher {
       ...(job.kind === "generation" ? { window: this.#config.window } : {}),
     };
     // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
-    if (!send(node.ws, frame)) this.#dropNode(node);
+    if (!node.send(frame)) this.#dropNode(node);
   }
 
   /** Takes the job off its node; returns the node it was on. */
@@ -517,7 +517,7 @@ export class Dispatcher {
     job.unacked += 1;
     // Credit goes back in batches: one ack frame per quarter window, not one per frame.
     if (job.unacked >= Math.max(1, Math.floor(this.#config.window / 4))) {
-      send(job.node.ws, { type: "ack", id: job.id, frames: job.unacked });
+      job.node.send({ type: "ack", id: job.id, frames: job.unacked });
       job.unacked = 0;
     }
   }
@@ -532,7 +532,7 @@ export class Dispatcher {
       // end must count against the caller's token budget, not pass as free.
       const timer = setTimeout(() => this.#settleCancelled(job.id, null), FINAL_USAGE_WAIT_MS);
       this.#cancelled.set(job.id, { job, node, at: Date.now(), timer });
-      send(node.ws, { type: "cancel", id: job.id });
+      node.send({ type: "cancel", id: job.id });
       this.#detach(job);
       this.capacityChanged();
       return;
@@ -625,12 +625,3 @@ function modelOf(operation: Operation): string {
   return operation.body.model;
 }
 
-/** Sends a frame; false when the socket cannot take it any more. */
-export function send(ws: WebSocket, frame: ToAgentFrame): boolean {
-  try {
-    ws.send(JSON.stringify(frame));
-    return true;
-  } catch {
-    return false;
-  }
-}
