@@ -16,11 +16,12 @@ import type { GatewayVars } from "../vars.ts";
 import { AdminCalls } from "./admin-calls.ts";
 import { ApiCalls } from "./api-calls.ts";
 import type { FleetApi, GenerationOperation, Serving } from "./contract.ts";
-import { Dispatcher, recordedModel, type SettledJob } from "./dispatcher.ts";
+import { Dispatcher } from "./dispatcher.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import { NodeRegistry } from "./node-registry.ts";
 import { NodeSockets } from "./node-sockets.ts";
 import { SavedState } from "./saved-state.ts";
+import { recordedModel, type SettledJob } from "./settlement.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 /**
