@@ -14,7 +14,7 @@ import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { Settlement, type SettleObserver } from "./settlement.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
-import { stopWaiting, WaitQueue } from "./wait-queue.ts";
+import { WaitQueue } from "./wait-queue.ts";
 
 /** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
 const OFFLINE_RETRY_AFTER_S = 5;
@@ -173,14 +173,14 @@ export class Dispatcher {
       const holders = this.#holders(job, now);
       const target = holders.length === 0 ? null : this.#choose(job, holders);
       if (holders.length === 0) {
-        stopWaiting(job, now);
+        this.#queue.leave(job, now);
         this.#fail(job, this.#nobodyCanServe(job));
       } else if (target !== null) {
         this.#dispatch(job, target, now);
       } else if (holders.some((node) => node.isLoaded(job.model))) {
         this.#queue.keep(job);
       } else {
-        stopWaiting(job, now);
+        this.#queue.leave(job, now);
         this.#fail(job, noRoom(job.model, holders));
       }
     }
@@ -191,7 +191,7 @@ export class Dispatcher {
   }
 
   #dispatch(job: Job, node: FleetNode, now: number): void {
-    stopWaiting(job, now);
+    this.#queue.leave(job, now);
     job.node = node;
     job.attempt += 1;
     if (job.kind === "generation") job.unacked = 0;
@@ -369,7 +369,7 @@ export class Dispatcher {
       return;
     }
     this.#settlement.settled(job, { status: 499 });
-    if (job.enqueuedAt !== null) this.#queue.remove(job, Date.now());
+    this.#queue.remove(job, Date.now());
   }
 
   // ---- endings -------------------------------------------------------------------------------

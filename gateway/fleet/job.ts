@@ -41,9 +41,8 @@ export interface JobBase {
   /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
   attempt: number;
   retries: number;
+  /** Time spent waiting for a slot, all waits together (`WaitQueue`). */
   queueMs: number;
-  enqueuedAt: number | null;
-  queueTimer: ReturnType<typeof setTimeout> | null;
 }
 
 export interface GenerationJob extends JobBase {
@@ -82,8 +81,6 @@ export function newJob(operation: Operation, pinned: FleetNode | null, caller: s
     attempt: 0,
     retries: 0,
     queueMs: 0,
-    enqueuedAt: null,
-    queueTimer: null,
   };
 }
 

@@ -11,6 +11,8 @@ export class WaitQueue {
   readonly #config: Pick<FleetConfig, "maxQueue" | "queueTimeoutMs">;
   readonly #fail: (job: Job, error: ApiError) => void;
   #waiting: Job[] = [];
+  /** Since when each job waits, and its timeout; kept while `takeAll` has it out for another try. */
+  readonly #waits = new Map<Job, { since: number; timeout: ReturnType<typeof setTimeout> }>();
 
   constructor(config: Pick<FleetConfig, "maxQueue" | "queueTimeoutMs">, fail: (job: Job, error: ApiError) => void) {
     this.#config = config;
@@ -27,20 +29,20 @@ export class WaitQueue {
       this.#fail(job, noCapacity(`Every slot for "${job.model}" is busy and ${this.#waiting.length} requests are already waiting.`, 2));
       return;
     }
-    job.enqueuedAt = now;
-    job.queueTimer = setTimeout(() => {
+    const timeout = setTimeout(() => {
       this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
-      stopWaiting(job, Date.now());
+      this.leave(job, Date.now());
       const seconds = Math.round(this.#config.queueTimeoutMs / 100) / 10;
       this.#fail(job, noCapacity(`No slot for "${job.model}" became free within ${seconds} s.`, 2));
     }, this.#config.queueTimeoutMs);
+    this.#waits.set(job, { since: now, timeout });
     this.#waiting.push(job);
   }
 
-  /** Takes a waiting job out (its client went away). */
+  /** Takes a waiting job out (its client went away); a job that is not waiting is left as it is. */
   remove(job: Job, now: number): void {
     this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
-    stopWaiting(job, now);
+    this.leave(job, now);
   }
 
   /** Empties the queue for another try, oldest first; the jobs that must wait on are `keep`-ed. */
@@ -50,16 +52,17 @@ export class WaitQueue {
     return waiting;
   }
 
-  /** Puts back a job `takeAll` took: it waits on, its timer still running. */
+  /** Puts back a job `takeAll` took: it waits on, its timeout still running. */
   keep(job: Job): void {
     this.#waiting.push(job);
   }
-}
 
-/** The job leaves the queue, to run or to fail: its timer stops and its time waiting is counted. */
-export function stopWaiting(job: Job, now: number): void {
-  if (job.queueTimer !== null) clearTimeout(job.queueTimer);
-  job.queueTimer = null;
-  if (job.enqueuedAt !== null) job.queueMs += now - job.enqueuedAt;
-  job.enqueuedAt = null;
+  /** The job stops waiting, to run or to fail: its timeout stops and its time waiting is counted. */
+  leave(job: Job, now: number): void {
+    const wait = this.#waits.get(job);
+    if (wait === undefined) return;
+    clearTimeout(wait.timeout);
+    this.#waits.delete(job);
+    job.queueMs += now - wait.since;
+  }
 }
