@@ -1,4 +1,4 @@
-import type { GatewayBindings } from "./env.ts";
+import type { GatewayVars } from "./vars.ts";
 
 /** The Fleet's timings and bounds when no var sets them (wrangler.toml's comments list the vars). */
 export const FLEET_DEFAULTS = {
@@ -35,7 +35,7 @@ function positiveInt(value: string | undefined, fallback: number): number {
   return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
 }
 
-export function fleetConfig(env: GatewayBindings): FleetConfig {
+export function fleetConfig(env: GatewayVars): FleetConfig {
   const heartbeatIntervalMs = positiveInt(env.LMGATE_HEARTBEAT_INTERVAL_MS, FLEET_DEFAULTS.heartbeatIntervalMs);
   return {
     heartbeatIntervalMs,

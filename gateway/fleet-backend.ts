@@ -12,9 +12,8 @@ import type {
   UnloadRequest,
 } from "../shared/schemas/requests.ts";
 import type { Caller } from "./access/caller.ts";
-import type { GenerationOperation } from "./fleet/dispatcher.ts";
-import type { Fleet } from "./fleet/fleet.ts";
-import { LineDecoder, type Outcome, type WireError } from "./fleet/fleet-line.ts";
+import { fromWire } from "../shared/protocol.ts";
+import { LineDecoder, unwrap, type FleetApi, type GenerationOperation } from "./fleet/contract.ts";
 
 /**
  * The gateway's `InferenceBackend`: every call is one RPC to the Fleet object. Generations come
@@ -22,19 +21,19 @@ import { LineDecoder, type Outcome, type WireError } from "./fleet/fleet-line.ts
  * went away) reaches the Fleet, which tells the node to stop.
  */
 export class FleetBackend implements InferenceBackend {
-  readonly #fleet: DurableObjectStub<Fleet>;
+  readonly #fleet: FleetApi;
   readonly #waitUntil: (promise: Promise<unknown>) => void;
   readonly #caller: Caller;
 
   /** `waitUntil` keeps the Worker alive for the cancel call after its client is gone; `caller` is authorized by the Fleet on every call. */
-  constructor(fleet: DurableObjectStub<Fleet>, waitUntil: (promise: Promise<unknown>) => void, caller: Caller) {
+  constructor(fleet: FleetApi, waitUntil: (promise: Promise<unknown>) => void, caller: Caller) {
     this.#fleet = fleet;
     this.#waitUntil = waitUntil;
     this.#caller = caller;
   }
 
   async listModels(): Promise<ModelObject[]> {
-    return unwrap((await this.#fleet.listModels(this.#caller)) as Outcome<ModelObject[]>);
+    return unwrap(await this.#fleet.listModels(this.#caller));
   }
 
   chat(request: ChatRequest, signal: AbortSignal): AsyncIterable<GenerationEvent> {
@@ -46,19 +45,19 @@ export class FleetBackend implements InferenceBackend {
   }
 
   async embeddings(request: EmbeddingsRequest): Promise<EmbeddingsResult> {
-    return unwrap((await this.#fleet.embeddings(request, this.#caller)) as Outcome<EmbeddingsResult>);
+    return unwrap(await this.#fleet.embeddings(request, this.#caller));
   }
 
   async countTokens(request: ChatRequest): Promise<TokenCount | null> {
-    return unwrap((await this.#fleet.countTokens(request, this.#caller)) as Outcome<TokenCount | null>);
+    return unwrap(await this.#fleet.countTokens(request, this.#caller));
   }
 
   async loadModel(request: LoadRequest): Promise<LoadResult> {
-    return unwrap((await this.#fleet.loadModel(request, this.#caller)) as Outcome<LoadResult>);
+    return unwrap(await this.#fleet.loadModel(request, this.#caller));
   }
 
   async unloadModel(request: UnloadRequest): Promise<UnloadResult> {
-    return unwrap((await this.#fleet.unloadModel(request, this.#caller)) as Outcome<UnloadResult>);
+    return unwrap(await this.#fleet.unloadModel(request, this.#caller));
   }
 
   async *#generate(operation: GenerationOperation, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
@@ -96,11 +95,4 @@ export class FleetBackend implements InferenceBackend {
       stop();
     }
   }
-}
-
-const fromWire = (error: WireError) => ApiError.fromBody(error.status, error.body, error.retry_after);
-
-export function unwrap<T>(outcome: Outcome<T>): T {
-  if (outcome.ok) return outcome.result;
-  throw fromWire(outcome.error);
 }

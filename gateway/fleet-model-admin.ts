@@ -2,37 +2,35 @@ import type { ModelAdmin } from "../shared/model-admin.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
 import type { V1Model } from "../shared/schemas/v1-models.ts";
 import type { Caller } from "./access/caller.ts";
-import { unwrap } from "./fleet-backend.ts";
-import type { Fleet } from "./fleet/fleet.ts";
-import type { Outcome } from "./fleet/fleet-line.ts";
+import { unwrap, type FleetApi } from "./fleet/contract.ts";
 
 /** The gateway's `ModelAdmin`: one RPC to the Fleet object per call, which authorizes the caller and picks the node. */
 export class FleetModelAdmin implements ModelAdmin {
-  readonly #fleet: DurableObjectStub<Fleet>;
+  readonly #fleet: FleetApi;
   readonly #caller: Caller;
 
-  constructor(fleet: DurableObjectStub<Fleet>, caller: Caller) {
+  constructor(fleet: FleetApi, caller: Caller) {
     this.#fleet = fleet;
     this.#caller = caller;
   }
 
   async listModels(): Promise<V1Model[]> {
-    return unwrap((await this.#fleet.listModelsV1(this.#caller)) as Outcome<V1Model[]>);
+    return unwrap(await this.#fleet.listModelsV1(this.#caller));
   }
 
   async download(request: DownloadRequest): Promise<DownloadJob> {
-    return unwrap((await this.#fleet.downloadModel(request, this.#caller)) as Outcome<DownloadJob>);
+    return unwrap(await this.#fleet.downloadModel(request, this.#caller));
   }
 
   async downloadStatus(jobId: string): Promise<DownloadJob> {
-    return unwrap((await this.#fleet.downloadStatus(jobId, this.#caller)) as Outcome<DownloadJob>);
+    return unwrap(await this.#fleet.downloadStatus(jobId, this.#caller));
   }
 
   async cancelDownload(jobId: string): Promise<DownloadJob> {
-    return unwrap((await this.#fleet.cancelDownload(jobId, this.#caller)) as Outcome<DownloadJob>);
+    return unwrap(await this.#fleet.cancelDownload(jobId, this.#caller));
   }
 
   async deleteModel(request: DeleteRequest): Promise<DeleteResult> {
-    return unwrap((await this.#fleet.deleteModel(request, this.#caller)) as Outcome<DeleteResult>);
+    return unwrap(await this.#fleet.deleteModel(request, this.#caller));
   }
 }

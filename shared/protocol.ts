@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { ErrorBody } from "./errors.ts";
+import { ApiError, ErrorBody } from "./errors.ts";
 import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./schemas/requests.ts";
 import { LoadResult, ModelObject, UnloadResult } from "./schemas/models.ts";
 import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
@@ -82,6 +82,27 @@ export const NodeStatus = z.object({
 });
 export type NodeStatus = z.infer<typeof NodeStatus>;
 
+/**
+ * An `ApiError` as it crosses a boundary: from an agent in an `error` frame, and from the Fleet
+ * object to the Worker in an outcome or a generation's last line. `toWire` and `fromWire` are its
+ * only encoder and decoder.
+ */
+export const WireError = z.object({
+  // Goes to the client as the HTTP status: anything but an error status (200, 1xx, 600…) is the sender's fault.
+  status: z.number().int().transform((status) => (status >= 400 && status <= 599 ? status : 502)),
+  body: ErrorBody,
+  retry_after: z.number().optional(),
+});
+export type WireError = z.infer<typeof WireError>;
+
+export const toWire = (error: ApiError): WireError => ({
+  status: error.status,
+  body: error.toBody(),
+  ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}),
+});
+
+export const fromWire = (error: WireError): ApiError => ApiError.fromBody(error.status, error.body, error.retry_after);
+
 const Operation = z.discriminatedUnion("op", [
   z.object({ op: z.literal("chat"), body: ChatRequest }),
   z.object({ op: z.literal("completion"), body: CompletionRequest }),
@@ -152,14 +173,7 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     id: z.string(),
     result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult, TokenCount]),
   }),
-  z.object({
-    type: z.literal("error"),
-    id: z.string(),
-    // Goes to the client as the HTTP status: anything but an error status (200, 1xx, 600…) is the node's fault.
-    status: z.number().int().transform((status) => (status >= 400 && status <= 599 ? status : 502)),
-    body: ErrorBody,
-    retry_after: z.number().optional(),
-  }),
+  z.object({ type: z.literal("error"), id: z.string(), ...WireError.shape }),
 ]);
 export type ToGatewayFrame = z.infer<typeof ToGatewayFrame>;
 

@@ -1,129 +1,21 @@
-import { ApiError, invalidRequest, modelNotFound, noCapacity, type ErrorBody } from "../../shared/errors.ts";
-import { CANCEL_USAGE_WAIT_MS, type Operation, type ToAgentFrame } from "../../shared/protocol.ts";
-import {
-  EmbeddingsResult,
-  type GatewayInfo,
-  type GenerationEvent,
-  type GenerationResult,
-} from "../../shared/schemas/generation.ts";
-import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
-import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
-import { TokenCount } from "../../shared/schemas/token-count.ts";
+import { ApiError, invalidRequest, modelNotFound, noCapacity } from "../../shared/errors.ts";
+import { missingFeature } from "../../shared/generation-features.ts";
+import { toWire, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
+import type { EmbeddingsResult, GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
+import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { FleetConfig } from "../config.ts";
-import { encodeLines, type Outcome, type WireError } from "./fleet-line.ts";
+import { encodeLines, type CallOperation, type GenerationHandle, type GenerationOperation, type Outcome } from "./contract.ts";
 import type { FleetNode } from "./fleet-node.ts";
+import { newJob, RESULT_SCHEMAS, type CallResult, type CallResults, type GenerationJob, type Job } from "./job.ts";
 import type { NodeRegistry } from "./node-registry.ts";
-import { RelayStream } from "./relay-stream.ts";
 import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
+import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
+import { Settlement, type SettleObserver } from "./settlement.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
-import { missingFeature } from "../../shared/generation-features.ts";
 import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
-
-export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
-
-/** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
-export interface GenerationHandle {
-  id: string;
-  events: ReadableStream<Uint8Array>;
-}
-type CallResult = EmbeddingsResult | LoadResult | UnloadResult | DownloadJob | DeleteResult | TokenCount;
-
-/** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
-export interface SettledJob {
-  /** The request id (a generation's is its handle's). */
-  readonly id: string;
-  readonly op: Operation["op"];
-  readonly model: string;
-  /** Whose request it was (an API key id), as given to `generate`/`call`. */
-  readonly caller: string | null;
-  /** The HTTP status it ended with: 200, the error's status, or 499 when the client went away first. */
-  readonly status: number;
-  /** The error's code (e.g. `model_not_found`) when it failed. */
-  readonly errorCode: string | null;
-  readonly promptTokens: number;
-  readonly completionTokens: number;
-  /** The node's own time to first token, as its engine measured it. */
-  readonly ttftMs: number | null;
-  /** From arrival in the fleet to the first token relayed: queueing, routing and both hops on top of the node's. */
-  readonly firstTokenMs: number | null;
-  /** From arrival in the fleet to the end. */
-  readonly durationMs: number;
-  /** Decode speed the node measured; null when it measured none. */
-  readonly tokensPerSecond: number | null;
-  readonly failed: boolean;
-}
-
-/**
- * The model a settled request is filed under in usage and metrics. A name no node holds is the
- * caller's to choose, up to a body's size: it never becomes a row or a series of its own.
- */
-export const recordedModel = (job: SettledJob): string => (job.errorCode === "model_not_found" ? "unknown" : job.model);
-
-/** How a request ended, as `#settled` is told it; the rest of a `SettledJob` comes from the job. */
-interface Ending {
-  status: number;
-  failed?: boolean;
-  errorCode?: string | null;
-  promptTokens?: number;
-  completionTokens?: number;
-  ttftMs?: number;
-  tokensPerSecond?: number;
-  /** When the request ended for its client (`Date.now()`), if not now. */
-  endedAt?: number;
-}
-
-/** A generation cancelled on its node, waiting for the node's final `done` with what it spent. */
-interface Cancelled {
-  readonly job: GenerationJob;
-  readonly node: FleetNode;
-  readonly at: number;
-  readonly timer: ReturnType<typeof setTimeout>;
-}
-
-export type SettleObserver = (job: SettledJob) => void;
-
-interface JobBase {
-  readonly id: string;
-  readonly caller: string | null;
-  readonly operation: Operation;
-  readonly model: string;
-  readonly receivedAt: number;
-  /** Connections that failed this request; it is not sent to them again. */
-  readonly excluded: Set<string>;
-  /** A call that must run on this node and nowhere else (unload). */
-  readonly pinned: FleetNode | null;
-  /** A chat's `PromptAffinity` keys; empty for other operations. */
-  readonly prefixKeys: string[];
-  node: FleetNode | null;
-  /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
-  attempt: number;
-  retries: number;
-  queueMs: number;
-  enqueuedAt: number | null;
-  queueTimer: ReturnType<typeof setTimeout> | null;
-}
-
-interface GenerationJob extends JobBase {
-  readonly kind: "generation";
-  readonly stream: RelayStream;
-  startSent: boolean;
-  /** Once text has reached the client, a failure can no longer be hidden by a retry. */
-  deltaSent: boolean;
-  /** When the first text went to the client (`Date.now()`), for the fleet's time to first token. */
-  firstTokenAt: number | null;
-  unacked: number;
-}
-
-interface CallJob extends JobBase {
-  readonly kind: "call";
-  readonly operation: CallOperation;
-  readonly settle: (outcome: Outcome<CallResult>) => void;
-}
-
-type Job = GenerationJob | CallJob;
+import { WaitQueue } from "./wait-queue.ts";
 
 /** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
 const OFFLINE_RETRY_AFTER_S = 5;
@@ -132,29 +24,21 @@ const OFFLINE_RETRY_AFTER_S = 5;
 const RETRYABLE_STATUS = 503;
 
 /**
- * How long a cancelled generation's node has to report the tokens it spent: the agent's own wait
- * for its engine, plus the trip. Past it, or when the node goes, the request counts without tokens.
- */
-const FINAL_USAGE_WAIT_MS = CANCEL_USAGE_WAIT_MS + 3_000;
-
-/**
- * Requests in the fleet: admission, routing, the bounded wait for a slot, relaying the node's
- * frames, flow control, cancellation and failover. The Fleet object feeds it socket events.
+ * Requests in the fleet: routing each to a node (or into the `WaitQueue`, or to an error),
+ * relaying the node's frames, flow control, cancellation and failover; how each ends goes to
+ * the `Settlement`. The Fleet's `NodeSockets` feed it the nodes' frames.
  */
 export class Dispatcher {
   readonly #registry: NodeRegistry;
   readonly #config: FleetConfig;
   readonly #dropNode: (node: FleetNode) => void;
-  readonly #onSettled: SettleObserver;
+  readonly #settlement: Settlement;
   readonly #visibleTo: (caller: string | null) => (model: string) => boolean;
   /** Requests sent to a node, by request id. */
   readonly #running = new Map<string, Job>();
-  /** Requests waiting for a slot, oldest first. */
-  #waiting: Job[] = [];
+  readonly #queue: WaitQueue;
   /** Generations whose stream is still open, by request id (running or waiting). */
   readonly #generations = new Map<string, GenerationJob>();
-  /** Generations cancelled on a node, by request id, until their usage arrives. */
-  readonly #cancelled = new Map<string, Cancelled>();
   readonly #affinity = new PromptAffinity();
 
   /**
@@ -172,11 +56,12 @@ export class Dispatcher {
     this.#registry = registry;
     this.#config = config;
     this.#dropNode = dropNode;
-    this.#onSettled = onSettled;
+    this.#settlement = new Settlement(onSettled);
+    this.#queue = new WaitQueue(config, (job, error) => this.#fail(job, error));
   }
 
   get waiting(): number {
-    return this.#waiting.length;
+    return this.#queue.length;
   }
 
   get running(): number {
@@ -190,7 +75,7 @@ export class Dispatcher {
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...this.#base(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
+    job = { ...newJob(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -205,27 +90,11 @@ export class Dispatcher {
     if (job !== undefined) this.#cancel(job);
   }
 
-  call(operation: CallOperation, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResult>> {
-    return new Promise((settle) => this.#admit({ ...this.#base(operation, pinned, caller), operation, kind: "call", settle }));
-  }
-
-  #base(operation: Operation, pinned: FleetNode | null, caller: string | null): JobBase {
-    return {
-      id: crypto.randomUUID(),
-      caller,
-      operation,
-      model: modelOf(operation),
-      receivedAt: Date.now(),
-      excluded: new Set(),
-      pinned,
-      prefixKeys: operation.op === "chat" ? PromptAffinity.keys(operation.body.model, operation.body.messages) : [],
-      node: null,
-      attempt: 0,
-      retries: 0,
-      queueMs: 0,
-      enqueuedAt: null,
-      queueTimer: null,
-    };
+  call<Call extends CallOperation>(operation: Call, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResults[Call["op"]]>> {
+    return new Promise((resolve) => {
+      const settle = (outcome: Outcome<CallResults[Call["op"]]>) => resolve(outcome);
+      this.#admit({ ...newJob(operation, pinned, caller), operation, kind: "call", settle });
+    });
   }
 
   // ---- routing -------------------------------------------------------------------------------
@@ -254,7 +123,7 @@ export class Dispatcher {
     }
     const target = this.#choose(job, holders);
     if (target !== null) this.#dispatch(job, target, now);
-    else if (holders.some((node) => node.isLoaded(job.model))) this.#enqueue(job, now);
+    else if (holders.some((node) => node.isLoaded(job.model))) this.#queue.add(job, now);
     else this.#fail(job, noRoom(job.model, holders));
   }
 
@@ -297,46 +166,22 @@ export class Dispatcher {
     return modelNotFound(job.model, [...everyModel].sort());
   }
 
-  #enqueue(job: Job, now: number): void {
-    if (this.#waiting.length >= this.#config.maxQueue) {
-      this.#fail(job, noCapacity(`Every slot for "${job.model}" is busy and ${this.#waiting.length} requests are already waiting.`, 2));
-      return;
-    }
-    job.enqueuedAt = now;
-    job.queueTimer = setTimeout(() => {
-      this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
-      this.#stopWaiting(job, Date.now());
-      const seconds = Math.round(this.#config.queueTimeoutMs / 100) / 10;
-      this.#fail(job, noCapacity(`No slot for "${job.model}" became free within ${seconds} s.`, 2));
-    }, this.#config.queueTimeoutMs);
-    this.#waiting.push(job);
-  }
-
-  #stopWaiting(job: Job, now: number): void {
-    if (job.queueTimer !== null) clearTimeout(job.queueTimer);
-    job.queueTimer = null;
-    if (job.enqueuedAt !== null) job.queueMs += now - job.enqueuedAt;
-    job.enqueuedAt = null;
-  }
-
   /** Slots freed or nodes came or went: start whatever waiting requests fit now, oldest first. */
   capacityChanged(): void {
-    if (this.#waiting.length === 0) return;
+    if (this.#queue.length === 0) return;
     const now = Date.now();
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const job of waiting) {
+    for (const job of this.#queue.takeAll()) {
       const holders = this.#holders(job, now);
       const target = holders.length === 0 ? null : this.#choose(job, holders);
       if (holders.length === 0) {
-        this.#stopWaiting(job, now);
+        this.#queue.leave(job, now);
         this.#fail(job, this.#nobodyCanServe(job));
       } else if (target !== null) {
         this.#dispatch(job, target, now);
       } else if (holders.some((node) => node.isLoaded(job.model))) {
-        this.#waiting.push(job);
+        this.#queue.keep(job);
       } else {
-        this.#stopWaiting(job, now);
+        this.#queue.leave(job, now);
         this.#fail(job, noRoom(job.model, holders));
       }
     }
@@ -347,7 +192,7 @@ export class Dispatcher {
   }
 
   #dispatch(job: Job, node: FleetNode, now: number): void {
-    this.#stopWaiting(job, now);
+    this.#queue.leave(job, now);
     job.node = node;
     job.attempt += 1;
     if (job.kind === "generation") job.unacked = 0;
@@ -361,7 +206,7 @@ export class Dispatcher {
       ...(job.kind === "generation" ? { window: this.#config.window, stream: "stream" in job.operation.body && job.operation.body.stream === true } : {}),
     };
     // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
-    if (!send(node.ws, frame)) this.#dropNode(node);
+    if (!node.send(frame)) this.#dropNode(node);
   }
 
   /** Takes the job off its node; returns the node it was on. */
@@ -384,7 +229,7 @@ export class Dispatcher {
   onEvents(node: FleetNode, id: string, events: GenerationEvent[]): void {
     const job = this.#jobOn(node, id);
     if (job === undefined) {
-      this.#finalUsage(node, id, events);
+      this.#settlement.finalUsage(node, id, events);
       return;
     }
     if (job.kind !== "generation") {
@@ -413,7 +258,7 @@ export class Dispatcher {
         const { stats } = event.result;
         // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
         const cut = endedByUnload(event.result);
-        this.#settled(job, {
+        this.#settlement.settled(job, {
           status: cut ? 503 : 200,
           ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
           promptTokens: usage.prompt_tokens,
@@ -439,20 +284,20 @@ export class Dispatcher {
     const job = this.#jobOn(node, id);
     if (job === undefined || job.kind !== "call") return;
     this.#detach(job);
-    const parsed = resultSchema(job.operation.op).safeParse(result);
+    const parsed = RESULT_SCHEMAS[job.operation.op].safeParse(result);
     if (!parsed.success) {
       this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with the wrong kind of result.`, { code: "bad_node_response" }));
     } else if (job.operation.op === "embeddings") {
       const reported = parsed.data as EmbeddingsResult;
       const { prompt_tokens } = boundedUsage(job.operation, undefined, { ...reported.usage, completion_tokens: 0 });
       const embeddings = { ...reported, usage: { prompt_tokens, total_tokens: prompt_tokens } };
-      this.#settled(job, { status: 200, promptTokens: prompt_tokens });
+      this.#settlement.settled(job, { status: 200, promptTokens: prompt_tokens });
       job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
     } else if (job.operation.op === "count_tokens") {
-      this.#settled(job, { status: 200 });
+      this.#settlement.settled(job, { status: 200 });
       job.settle({ ok: true, result: { prompt_tokens: boundedPromptTokens(job.operation, (parsed.data as TokenCount).prompt_tokens) } });
     } else {
-      this.#settled(job, { status: 200 });
+      this.#settlement.settled(job, { status: 200 });
       job.settle({ ok: true, result: parsed.data });
     }
     this.capacityChanged();
@@ -478,9 +323,7 @@ export class Dispatcher {
    * invisibly; the others end with an error event — never a hang, never a stream that looks complete.
    */
   nodeLost(node: FleetNode): void {
-    for (const [id, cancelled] of this.#cancelled) {
-      if (cancelled.node === node) this.#settleCancelled(id, null);
-    }
+    this.#settlement.nodeLost(node);
     const affected = [...this.#running.values()].filter((job) => job.node === node);
     for (const job of affected) {
       this.#detach(job);
@@ -506,7 +349,7 @@ export class Dispatcher {
     job.unacked += 1;
     // Credit goes back in batches: one ack frame per quarter window, not one per frame.
     if (job.unacked >= Math.max(1, Math.floor(this.#config.window / 4))) {
-      send(job.node.ws, { type: "ack", id: job.id, frames: job.unacked });
+      job.node.send({ type: "ack", id: job.id, frames: job.unacked });
       job.unacked = 0;
     }
   }
@@ -519,66 +362,24 @@ export class Dispatcher {
     if (node !== null) {
       // Settled when the node reports what the generation spent: a stream cancelled near its
       // end must count against the caller's token budget, not pass as free.
-      const timer = setTimeout(() => this.#settleCancelled(job.id, null), FINAL_USAGE_WAIT_MS);
-      this.#cancelled.set(job.id, { job, node, at: Date.now(), timer });
-      send(node.ws, { type: "cancel", id: job.id });
+      this.#settlement.awaitUsage(job, node);
+      node.send({ type: "cancel", id: job.id });
       this.#detach(job);
       this.capacityChanged();
       return;
     }
-    this.#settled(job, { status: 499 });
-    if (job.enqueuedAt !== null) {
-      this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
-      this.#stopWaiting(job, Date.now());
-    }
-  }
-
-  #finalUsage(node: FleetNode, id: string, events: GenerationEvent[]): void {
-    if (this.#cancelled.get(id)?.node !== node) return;
-    const done = events.find(isDone);
-    if (done !== undefined) this.#settleCancelled(id, done.result);
-  }
-
-  #settleCancelled(id: string, result: GenerationResult | null): void {
-    const cancelled = this.#cancelled.get(id);
-    if (cancelled === undefined) return;
-    clearTimeout(cancelled.timer);
-    this.#cancelled.delete(id);
-    const usage = result === null ? null : boundedUsage(cancelled.job.operation, cancelled.node.model(cancelled.job.model), result.usage);
-    this.#settled(cancelled.job, {
-      status: 499,
-      endedAt: cancelled.at,
-      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
-    });
+    this.#settlement.settled(job, { status: 499 });
+    this.#queue.remove(job, Date.now());
   }
 
   // ---- endings -------------------------------------------------------------------------------
 
-  #settled(job: Job, ending: Ending): void {
-    const firstTokenAt = job.kind === "generation" ? job.firstTokenAt : null;
-    this.#onSettled({
-      id: job.id,
-      op: job.operation.op,
-      model: job.model,
-      caller: job.caller,
-      status: ending.status,
-      errorCode: ending.errorCode ?? null,
-      promptTokens: ending.promptTokens ?? 0,
-      completionTokens: ending.completionTokens ?? 0,
-      ttftMs: ending.ttftMs ?? null,
-      firstTokenMs: firstTokenAt === null ? null : firstTokenAt - job.receivedAt,
-      durationMs: (ending.endedAt ?? Date.now()) - job.receivedAt,
-      tokensPerSecond: ending.tokensPerSecond ?? null,
-      failed: ending.failed ?? false,
-    });
-  }
-
   #fail(job: Job, error: ApiError): void {
-    this.#finish(job, wire(error));
+    this.#finish(job, toWire(error));
   }
 
   #finish(job: Job, error: WireError): void {
-    this.#settled(job, { status: error.status, failed: true, errorCode: error.body.error.code });
+    this.#settlement.settled(job, { status: error.status, failed: true, errorCode: error.body.error.code });
     if (job.kind === "generation") {
       this.#generations.delete(job.id);
       job.stream.end(encodeLines([{ error }]));
@@ -608,32 +409,3 @@ export class FlowControlViolation extends Error {
   override name = "FlowControlViolation";
 }
 
-function modelOf(operation: Operation): string {
-  if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
-  if (operation.op === "cancel_download") return "";
-  return operation.body.model;
-}
-
-function resultSchema(op: CallOperation["op"]) {
-  if (op === "embeddings") return EmbeddingsResult;
-  if (op === "load") return LoadResult;
-  if (op === "download" || op === "cancel_download") return DownloadJob;
-  if (op === "delete") return DeleteResult;
-  if (op === "count_tokens") return TokenCount;
-  return UnloadResult;
-}
-
-export function wire(error: ApiError): WireError {
-  const body: ErrorBody = error.toBody();
-  return { status: error.status, body, ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}) };
-}
-
-/** Sends a frame; false when the socket cannot take it any more. */
-export function send(ws: WebSocket, frame: ToAgentFrame): boolean {
-  try {
-    ws.send(JSON.stringify(frame));
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -1,4 +1,4 @@
-import type { NodeStatus, ToGatewayFrame } from "../../shared/protocol.ts";
+import type { NodeStatus, ToAgentFrame, ToGatewayFrame } from "../../shared/protocol.ts";
 import type { ModelNodeInfo, ModelObject } from "../../shared/schemas/models.ts";
 import { fitsIn } from "../../shared/placement.ts";
 import type { Candidate } from "./routing.ts";
@@ -28,6 +28,16 @@ export class FleetNode {
     this.ws = init.ws;
     this.info = init.info;
     this.status = init.status;
+  }
+
+  /** Sends a frame; false when the socket cannot take it any more. */
+  send(frame: ToAgentFrame): boolean {
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   model(id: string): ModelObject | undefined {

@@ -1,19 +1,35 @@
-import { recordedModel, type SettledJob } from "../fleet/dispatcher.ts";
-import type { FleetNode } from "../fleet/fleet-node.ts";
-import type { Persistent } from "../fleet/saved-state.ts";
+import type { Operation } from "../../shared/protocol.ts";
 import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from "./registry.ts";
 
 /** The fleet right now, read on every scrape. */
 export interface FleetReadings {
   /** Nodes connected and sending heartbeats. */
-  nodes: FleetNode[];
+  nodesConnected: number;
+  /** Each loaded model's slots on each of those nodes. */
+  slots: Array<{ node: string; model: string; busy: number; total: number }>;
   queueDepth: number;
   inFlight: number;
 }
 
+/** One request as it settled. */
+export interface RequestObservation {
+  readonly op: Operation["op"];
+  /** The model it is filed under: a name no node holds is "unknown", never a series of its own. */
+  readonly model: string;
+  /** The HTTP status it ended with (499: the client went away first). */
+  readonly status: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** From arrival in the fleet to the first token relayed. */
+  readonly firstTokenMs: number | null;
+  readonly durationMs: number;
+  /** Decode speed the node measured. */
+  readonly tokensPerSecond: number | null;
+}
+
 /** Routes as the agent's metrics name them (`lmgate_agent_requests_total{route}`), so both read alike. */
-const ROUTES: Record<SettledJob["op"], string> = {
+const ROUTES: Record<Operation["op"], string> = {
   chat: "chat/completions",
   completion: "completions",
   embeddings: "embeddings",
@@ -32,7 +48,7 @@ const ROUTES: Record<SettledJob["op"], string> = {
  * eviction do not reset them. Requests are counted once each, when they settle; node, slot and
  * queue gauges are read from the fleet at scrape time.
  */
-export class FleetMetrics implements Persistent {
+export class FleetMetrics {
   readonly #registry = new MetricsRegistry();
   readonly #read: () => FleetReadings;
   readonly #requests: Counter<"route" | "model" | "status">;
@@ -111,9 +127,9 @@ export class FleetMetrics implements Persistent {
   }
 
   /** One request, as it settled: the same observation that feeds usage and the dashboard. */
-  observe(job: SettledJob): void {
+  observe(job: RequestObservation): void {
     const route = ROUTES[job.op];
-    const model = recordedModel(job);
+    const { model } = job;
     this.#requests.inc({ route, model, status: String(job.status) });
     this.#duration.observe({ route, model }, job.durationMs / 1000);
     if (job.promptTokens > 0) this.#promptTokens.inc({ model }, job.promptTokens);
@@ -140,18 +156,16 @@ export class FleetMetrics implements Persistent {
 
   /** Everything, in the Prometheus text format. */
   text(): string {
-    const { nodes, queueDepth, inFlight } = this.#read();
-    this.#nodesConnected.set({}, nodes.length);
+    const { nodesConnected, slots, queueDepth, inFlight } = this.#read();
+    this.#nodesConnected.set({}, nodesConnected);
     this.#queueDepth.set({}, queueDepth);
     this.#inFlight.set({}, inFlight);
     // Rebuilt on each scrape, so nodes that left and models that unloaded drop out.
     this.#slotsBusy.reset();
     this.#slots.reset();
-    for (const node of nodes) {
-      for (const model of node.loadedModels()) {
-        this.#slotsBusy.set({ node: node.name, model }, node.busy(model));
-        this.#slots.set({ node: node.name, model }, node.info.slots_per_model);
-      }
+    for (const { node, model, busy, total } of slots) {
+      this.#slotsBusy.set({ node, model }, busy);
+      this.#slots.set({ node, model }, total);
     }
     return this.#registry.render();
   }

@@ -1,28 +1,26 @@
 import type { ResponseStore, StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { Caller } from "../access/caller.ts";
-import { unwrap } from "../fleet-backend.ts";
-import type { Fleet } from "../fleet/fleet.ts";
-import type { Outcome } from "../fleet/fleet-line.ts";
+import { unwrap, type FleetApi } from "../fleet/contract.ts";
 
 /** The gateway's `ResponseStore`: the Fleet's table, seen as the calling key (the Fleet checks the key on each call). */
 export class FleetResponseStore implements ResponseStore {
-  readonly #fleet: DurableObjectStub<Fleet>;
+  readonly #fleet: FleetApi;
   readonly #caller: Caller;
 
-  constructor(fleet: DurableObjectStub<Fleet>, caller: Caller) {
+  constructor(fleet: FleetApi, caller: Caller) {
     this.#fleet = fleet;
     this.#caller = caller;
   }
 
   async save(record: StoredResponse): Promise<void> {
-    unwrap((await this.#fleet.saveResponse(this.#caller, record)) as Outcome<null>);
+    unwrap(await this.#fleet.saveResponse(this.#caller, record));
   }
 
   async get(id: string): Promise<StoredResponse | undefined> {
-    return unwrap((await this.#fleet.storedResponse(this.#caller, id)) as Outcome<StoredResponse | null>) ?? undefined;
+    return unwrap(await this.#fleet.storedResponse(this.#caller, id)) ?? undefined;
   }
 
   async delete(id: string): Promise<boolean> {
-    return unwrap((await this.#fleet.deleteResponse(this.#caller, id)) as Outcome<boolean>);
+    return unwrap(await this.#fleet.deleteResponse(this.#caller, id));
   }
 }

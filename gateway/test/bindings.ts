@@ -1,4 +1,4 @@
-import type { GatewayBindings } from "../env.ts";
+import type { GatewayVars } from "../vars.ts";
 
 /**
  * Secrets and short timings for the gateway's tests inside workerd. Every var the gateway reads is
@@ -6,7 +6,7 @@ import type { GatewayBindings } from "../env.ts";
  * reads the checkout's `.dev.vars`: a developer's own setting there must not change what the
  * tests see. An empty string is "unset" to the gateway.
  */
-export const TEST_BINDINGS: Required<Omit<GatewayBindings, "FLEET">> = {
+export const TEST_BINDINGS: Required<GatewayVars> = {
   LMGATE_API_KEY: "test-api-key",
   LMGATE_NODE_TOKEN: "test-node-token",
   LMGATE_ADMIN_TOKEN: "test-admin-token",

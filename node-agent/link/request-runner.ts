@@ -1,7 +1,7 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -153,13 +153,7 @@ export class RequestRunner {
       if (!(error instanceof ApiError)) {
         this.#logger?.warn(`request ${operation.op} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
       }
-      this.#channel.send({
-        type: "error",
-        id,
-        status: apiError.status,
-        body: apiError.toBody(),
-        ...(apiError.retryAfter !== undefined ? { retry_after: apiError.retryAfter } : {}),
-      });
+      this.#channel.send({ type: "error", id, ...toWire(apiError) });
     }
   }
 

@@ -1,0 +1,18 @@
+/**
+ * The Worker's plain vars and secrets (wrangler.toml, `.dev.vars`, `wrangler secret put`): what the
+ * Fleet object reads too. Secrets are optional in the type because a fresh deployment may lack
+ * them: every check fails closed when one is missing.
+ */
+export interface GatewayVars {
+  LMGATE_API_KEY?: string;
+  LMGATE_NODE_TOKEN?: string;
+  LMGATE_ADMIN_TOKEN?: string;
+  /** Optional: a token that reads `/metrics` and nothing else (the admin token reads it too). */
+  LMGATE_METRICS_TOKEN?: string;
+  LMGATE_HEARTBEAT_INTERVAL_MS?: string;
+  LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
+  LMGATE_QUEUE_TIMEOUT_MS?: string;
+  LMGATE_MAX_QUEUE?: string;
+  /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
+  LMGATE_CORS_ORIGINS?: string;
+}
