@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { timedCompletion, timedStream, type CompletionParams, type Target } from "./client.ts";
+import { timedCompletion, timedStream, type CompletionParams } from "./client.ts";
 import { SMALL_CHAT, TINY_CHAT } from "./environment.ts";
 import { withProgress, type SectionContext, type SectionResult } from "./section.ts";
 import { round } from "./stats.ts";

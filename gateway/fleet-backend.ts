@@ -1,5 +1,4 @@
 import type { InferenceBackend } from "../shared/backend.ts";
-import { ApiError } from "../shared/errors.ts";
 import { incompleteGeneration, isDone, untilDone } from "../shared/generation-contract.ts";
 import type { EmbeddingsResult, GenerationEvent } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";

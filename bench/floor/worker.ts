@@ -8,7 +8,7 @@ interface Env {
 export class Hub extends DurableObject<Env> {
   #pending = new Map<string, (body: string) => void>();
 
-  override async fetch(request: Request): Promise<Response> {
+  override async fetch(): Promise<Response> {
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
     return new Response(null, { status: 101, webSocket: client });

@@ -12,8 +12,6 @@ export interface Grant {
   readonly scope: ModelScope;
 }
 
-const MINUTE_MS = 60_000;
-
 /**
  * Decides, inside the Fleet and in the same hop as routing, whether a key may make a request:
  * known, not revoked or expired, allowed the model, under its requests/minute and tokens/day.

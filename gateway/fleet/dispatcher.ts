@@ -14,7 +14,7 @@ import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { Settlement, type SettleObserver } from "./settlement.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
-import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
+import { endedByUnload, throughDone } from "../../shared/generation-contract.ts";
 import { WaitQueue } from "./wait-queue.ts";
 
 /** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
