@@ -2,13 +2,39 @@ import type { Context, Env, Hono, MiddlewareHandler } from "hono";
 import type { H, RouterRoute } from "hono/types";
 import { findTargetHandler } from "hono/utils/handler";
 import type * as z from "zod";
-import type { RouteDoc } from "./openapi.ts";
 
 /**
  * Routes declared once: each is registered on its Hono router together with its doc, and
  * `/openapi.json` is read off the router's own route table (`documentedRoutes`), so a route cannot
  * be served without a doc, nor documented without being served.
  */
+
+/**
+ * Who may call a route: an API key (Bearer or `x-api-key`), the admin token, the admin or the
+ * metrics token (the gateway's `/metrics`), the metrics token alone (an agent's), a node token
+ * (agents' WebSocket), or anyone.
+ */
+export type Security = "apiKey" | "admin" | "metrics" | "metricsToken" | "node" | "public";
+
+export interface RouteDoc {
+  method: "get" | "post" | "patch" | "delete";
+  /** OpenAPI path syntax: `/v1/models/{model}`. */
+  path: string;
+  summary: string;
+  tag: string;
+  security: Security;
+  body?: z.ZodType;
+  query?: z.ZodObject;
+  /** The success status. Defaults to 200. */
+  status?: 200 | 201 | 101;
+  response?: z.ZodType;
+  /** A success body that is not JSON. */
+  text?: { mediaType: string; description: string };
+  /** Also answers `text/event-stream` when the body asks for `stream: true`; a string says what its events are. */
+  streams?: boolean | string;
+  /** The error body, when not OpenAI's. */
+  error?: { schema: z.ZodType; description: string };
+}
 
 /** What a route says of itself; its method and path are the router's. */
 type OperationDoc = Omit<RouteDoc, "method" | "path">;

@@ -1,6 +1,6 @@
 import type { RouterRoute } from "hono/types";
 import * as z from "zod";
-import { documentedRoutes } from "./documented-routes.ts";
+import { documentedRoutes, type RouteDoc, type Security } from "./documented-routes.ts";
 import { ErrorBody } from "./errors.ts";
 import { LMGATE_VERSION } from "./version.ts";
 
@@ -8,33 +8,6 @@ import { LMGATE_VERSION } from "./version.ts";
  * The OpenAPI 3.1 document, generated from the zod schemas that validate requests (so it cannot
  * drift from them) and from the route docs registered with each route (shared/documented-routes.ts).
  */
-
-/**
- * Who may call a route: an API key (Bearer or `x-api-key`), the admin token, the admin or the
- * metrics token (the gateway's `/metrics`), the metrics token alone (an agent's), a node token
- * (agents' WebSocket), or anyone.
- */
-export type Security = "apiKey" | "admin" | "metrics" | "metricsToken" | "node" | "public";
-
-export interface RouteDoc {
-  method: "get" | "post" | "patch" | "delete";
-  /** OpenAPI path syntax: `/v1/models/{model}`. */
-  path: string;
-  summary: string;
-  tag: string;
-  security: Security;
-  body?: z.ZodType;
-  query?: z.ZodObject;
-  /** The success status. Defaults to 200. */
-  status?: 200 | 201 | 101;
-  response?: z.ZodType;
-  /** A success body that is not JSON. */
-  text?: { mediaType: string; description: string };
-  /** Also answers `text/event-stream` when the body asks for `stream: true`; a string says what its events are. */
-  streams?: boolean | string;
-  /** The error body, when not OpenAI's. */
-  error?: { schema: z.ZodType; description: string };
-}
 
 /** What `GET /metrics` of the gateway or an agent answers: Prometheus text, not JSON. */
 export const PROMETHEUS_TEXT = { mediaType: "text/plain; version=0.0.4", description: "The Prometheus text exposition format" };
