@@ -7,7 +7,6 @@ import type { InferenceBackend } from "./backend.ts";
 import { errorResponse } from "./error-response.ts";
 import { ChoiceTexts, type ChoiceRequest } from "./choices.ts";
 import { ApiError, modelNotFound, toApiError, unexpectedEndpoint } from "./errors.ts";
-import { parseJsonBody } from "./json-body.ts";
 import { mountLmStudioChat } from "./lmstudio-chat/routes.ts";
 import { mountResponses } from "./openai-responses/routes.ts";
 import { MemoryResponseStore, type ResponseStore } from "./openai-responses/store.ts";
@@ -95,31 +94,28 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
 
   for (const [prefix, flavor, family] of [["/api/v0", "lmstudio", "LM Studio v0, with stats"], ["/v1", "openai", "OpenAI"]] as const) {
     const routes = flavor === "lmstudio" ? lmstudio : openai;
-    routes.post(`${prefix}/chat/completions`, { summary: `Chat completion (${family})`, body: ChatRequest, response: ChatCompletion, streams: true }, async (c) => {
-      const body = await parseJsonBody(c.req.raw, ChatRequest);
+    routes.post(`${prefix}/chat/completions`, { summary: `Chat completion (${family})`, body: ChatRequest, response: ChatCompletion, streams: true }, async (c, body) => {
       const choices = { count: body.n ?? 1, logprobs: body.logprobs === true };
       return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).chat(body, signal),
       );
     });
-    routes.post(`${prefix}/completions`, { summary: `Text completion, no chat template (${family})`, body: CompletionRequest, response: TextCompletion, streams: true }, async (c) => {
-      const body = await parseJsonBody(c.req.raw, CompletionRequest);
+    routes.post(`${prefix}/completions`, { summary: `Text completion, no chat template (${family})`, body: CompletionRequest, response: TextCompletion, streams: true }, async (c, body) => {
       const choices = { count: body.n ?? 1, logprobs: body.logprobs !== undefined };
       return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
         options.backend(c).completion(body, signal),
       );
     });
-    routes.post(`${prefix}/embeddings`, { summary: `Embeddings (${family})`, body: EmbeddingsRequest, response: EmbeddingsResponse }, async (c) => {
-      const body = await parseJsonBody(c.req.raw, EmbeddingsRequest);
+    routes.post(`${prefix}/embeddings`, { summary: `Embeddings (${family})`, body: EmbeddingsRequest, response: EmbeddingsResponse }, async (c, body) => {
       return embeddingsBody(await options.backend(c).embeddings(body, c.req.raw.signal), body.encoding_format);
     });
   }
 
-  lmstudio.post("/api/v1/models/load", { summary: "Load a model", body: LoadRequest, response: LoadResult }, async (c) =>
-    options.backend(c).loadModel(await parseJsonBody(c.req.raw, LoadRequest)),
+  lmstudio.post("/api/v1/models/load", { summary: "Load a model", body: LoadRequest, response: LoadResult }, async (c, body) =>
+    options.backend(c).loadModel(body),
   );
-  lmstudio.post("/api/v1/models/unload", { summary: "Unload a model", body: UnloadRequest, response: UnloadResult }, async (c) =>
-    options.backend(c).unloadModel(await parseJsonBody(c.req.raw, UnloadRequest)),
+  lmstudio.post("/api/v1/models/unload", { summary: "Unload a model", body: UnloadRequest, response: UnloadResult }, async (c, body) =>
+    options.backend(c).unloadModel(body),
   );
   mountModelAdminRoutes(app, options.modelAdmin);
 

@@ -2,6 +2,8 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { expect, test } from "vitest";
 import * as z from "zod";
 import { DocumentedRoutes, documentedRoutes, publicPaths } from "./documented-routes.ts";
+import { errorResponse } from "./error-response.ts";
+import { toApiError } from "./errors.ts";
 
 /**
  * Routes declared once: the doc given where a route is registered is what the route table yields
@@ -18,10 +20,10 @@ const refuseWithoutKey: MiddlewareHandler = async (c, next) => {
 function mountedApp() {
   const items = new Hono();
   // An error handler of its own makes Hono wrap each handler when the router is mounted.
-  items.onError((error, c) => c.json({ error: error.message }, 500));
+  items.onError((error, c) => errorResponse(c.req.raw, toApiError(error)));
   new DocumentedRoutes(items, { tag: "items", security: "apiKey" })
     .get("/:id{.+}", { summary: "One item", response: Item }, (c) => ({ id: c.req.param("id") }))
-    .post("/", { summary: "Create an item", body: Item, status: 201, response: Item }, refuseWithoutKey, async (c) => Item.parse(await c.req.json()))
+    .post("/", { summary: "Create an item", body: Item, status: 201, response: Item }, refuseWithoutKey, (_c, body) => body)
     .delete("/:id", { summary: "Delete an item" }, () => new Response(null, { status: 204 }));
   const app = new Hono();
   app.use("*", async (_c, next) => next());
@@ -58,4 +60,13 @@ test("a route registered without a doc makes the document fail, naming the route
 
 test("the public paths are those documented as public, and only those", () => {
   expect(publicPaths(mountedApp().routes)).toEqual(["/health"]);
+});
+
+test("a route with a body schema gets its body parsed by it: a bad body is a 400 naming the field, and the handler never runs", async () => {
+  const app = mountedApp();
+  const wrong = await app.request("/items", { method: "POST", headers: { "x-key": "k" }, body: JSON.stringify({ id: 7 }) });
+  expect(wrong.status).toBe(400);
+  expect(await wrong.json()).toMatchObject({ error: { message: expect.stringContaining("Invalid 'id'"), param: "id" } });
+  const stripped = await app.request("/items", { method: "POST", headers: { "x-key": "k" }, body: JSON.stringify({ id: "a", extra: true }) });
+  expect(await stripped.json()).toEqual({ id: "a" });
 });

@@ -2,6 +2,7 @@ import type { Context, Env, Hono, MiddlewareHandler } from "hono";
 import type { H, RouterRoute } from "hono/types";
 import { findTargetHandler } from "hono/utils/handler";
 import type * as z from "zod";
+import { parseJsonBody } from "./json-body.ts";
 
 /**
  * Routes declared once: each is registered on its Hono router together with its doc, and
@@ -42,15 +43,23 @@ type OperationDoc = Omit<RouteDoc, "method" | "path">;
 /** What a group of routes shares, said once for all of them: its tag, who may call it, its error shape when not OpenAI's. */
 type RouteDefaults = Pick<OperationDoc, "tag" | "security" | "error">;
 
-/** A route's own part of its doc; `R`, its response schema, types what its handler returns. */
-type RouteSpec<R extends z.ZodType | undefined> = Omit<OperationDoc, keyof RouteDefaults | "response"> & { response?: R };
+/**
+ * A route's own part of its doc; `R`, its response schema, types what its handler returns, and `B`,
+ * its body schema, the body the handler is given.
+ */
+type RouteSpec<R extends z.ZodType | undefined, B extends z.ZodType | undefined> = Omit<OperationDoc, keyof RouteDefaults | "response" | "body"> & {
+  response?: R;
+  body?: B;
+};
 
 /** A JSON route returns its body, sent with its doc's status (declared there only); a stream, text or upgrade returns its `Response`. */
 type Answer<R> = Response | (R extends z.ZodType ? z.input<R> : never);
-type RouteHandler<E extends Env, P extends string, R> = (c: Context<E, P>) => Answer<R> | Promise<Answer<R>>;
+/** A route with a body schema gets its body parsed and validated by it (a 400 naming the field otherwise). */
+type Body<B> = B extends z.ZodType ? z.output<B> : undefined;
+type RouteHandler<E extends Env, P extends string, R, B> = (c: Context<E, P>, body: Body<B>) => Answer<R> | Promise<Answer<R>>;
 
 /** Guards (an auth check) run first; the last handler answers. */
-type Handlers<E extends Env, P extends string, R> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R>];
+type Handlers<E extends Env, P extends string, R, B> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R, B>];
 
 /** Each registered handler's doc: Hono's route table holds the handler (wrapped when mounted), and so leads here. */
 const DOCS = new WeakMap<object, OperationDoc>();
@@ -65,30 +74,53 @@ export class DocumentedRoutes<E extends Env> {
     this.#defaults = defaults;
   }
 
-  get<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+  get<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+    path: P,
+    spec: RouteSpec<R, B>,
+    ...handlers: Handlers<E, P, R, B>
+  ): this {
     return this.#register("get", path, spec, handlers);
   }
 
-  post<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+  post<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+    path: P,
+    spec: RouteSpec<R, B>,
+    ...handlers: Handlers<E, P, R, B>
+  ): this {
     return this.#register("post", path, spec, handlers);
   }
 
-  patch<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+  patch<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+    path: P,
+    spec: RouteSpec<R, B>,
+    ...handlers: Handlers<E, P, R, B>
+  ): this {
     return this.#register("patch", path, spec, handlers);
   }
 
-  delete<P extends string, R extends z.ZodType | undefined = undefined>(path: P, spec: RouteSpec<R>, ...handlers: Handlers<E, P, R>): this {
+  delete<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+    path: P,
+    spec: RouteSpec<R, B>,
+    ...handlers: Handlers<E, P, R, B>
+  ): this {
     return this.#register("delete", path, spec, handlers);
   }
 
-  #register<P extends string, R>(method: RouteDoc["method"], path: P, spec: RouteSpec<z.ZodType | undefined>, handlers: Handlers<E, P, R>): this {
+  #register<P extends string, R, B extends z.ZodType | undefined>(
+    method: RouteDoc["method"],
+    path: P,
+    spec: RouteSpec<z.ZodType | undefined, B>,
+    handlers: Handlers<E, P, R, B>,
+  ): this {
     const doc: OperationDoc = { ...this.#defaults, ...spec };
     const guards = handlers.slice(0, -1) as MiddlewareHandler<E, P>[];
-    const handler = handlers.at(-1) as RouteHandler<E, P, R>;
+    const handler = handlers.at(-1) as RouteHandler<E, P, R, B>;
     // A JSON route's status is its doc's; routes with a status of their own (101) answer with a Response.
     const status = (doc.status ?? 200) as 200 | 201;
+    const bodySchema = spec.body;
     const answer = async (c: Context<E, P>) => {
-      const result = await handler(c);
+      const body = (bodySchema === undefined ? undefined : await parseJsonBody(c.req.raw, bodySchema)) as Body<B>;
+      const result = await handler(c, body);
       return result instanceof Response ? result : c.json(result, status);
     };
     DOCS.set(answer, doc);

@@ -1,7 +1,6 @@
 import type { Context, Env, Hono } from "hono";
 import { DocumentedRoutes } from "./documented-routes.ts";
 import type { ModelAdmin } from "./model-admin.ts";
-import { parseJsonBody } from "./json-body.ts";
 import { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "./schemas/downloads.ts";
 import { CancelDownloadRequest, V1ModelList } from "./schemas/v1-models.ts";
 
@@ -15,16 +14,16 @@ export function mountModelAdminRoutes<E extends Env>(app: Hono<E>, admin: (c: Co
     .get("/api/v1/models", { summary: "Every model with its loaded instances (LM Studio v1)", response: V1ModelList }, async (c) => ({
       models: await admin(c).listModels(),
     }))
-    .post("/api/v1/models/download", { summary: "Download a model onto a node", body: DownloadRequest, response: DownloadJob }, async (c) =>
-      admin(c).download(await parseJsonBody(c.req.raw, DownloadRequest)),
+    .post("/api/v1/models/download", { summary: "Download a model onto a node", body: DownloadRequest, response: DownloadJob }, async (c, body) =>
+      admin(c).download(body),
     )
     .get("/api/v1/models/download/status/:job_id", { summary: "A download's progress", response: DownloadJob }, async (c) =>
       admin(c).downloadStatus(c.req.param("job_id")),
     )
-    .post("/api/v1/models/download/cancel", { summary: "Cancel a download", body: CancelDownloadRequest, response: DownloadJob }, async (c) =>
-      admin(c).cancelDownload((await parseJsonBody(c.req.raw, CancelDownloadRequest)).job_id),
+    .post("/api/v1/models/download/cancel", { summary: "Cancel a download", body: CancelDownloadRequest, response: DownloadJob }, async (c, body) =>
+      admin(c).cancelDownload(body.job_id),
     )
-    .post("/api/v1/models/delete", { summary: "Delete a model's files from a node", body: DeleteRequest, response: DeleteResult }, async (c) =>
-      admin(c).deleteModel(await parseJsonBody(c.req.raw, DeleteRequest)),
+    .post("/api/v1/models/delete", { summary: "Delete a model's files from a node", body: DeleteRequest, response: DeleteResult }, async (c, body) =>
+      admin(c).deleteModel(body),
     );
 }

@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import { ApiError, unexpectedEndpoint } from "../../shared/errors.ts";
-import { parseJsonBody } from "../../shared/json-body.ts";
 import { DocumentedRoutes } from "../../shared/documented-routes.ts";
 import {
   CreatedKey,
@@ -35,12 +34,12 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     data: await fleetStub(c.env).listNodes(),
   }))
   .get("/stats", { summary: "The fleet now, and its last 15 minutes of traffic", response: FleetStats }, async (c) => fleetStub(c.env).stats())
-  .post("/keys", { summary: "Create an API key (its secret is shown only here)", body: CreateKeyRequest, status: 201, response: CreatedKey }, async (c) =>
-    fleetStub(c.env).createKey(await parseJsonBody(c.req.raw, CreateKeyRequest)),
+  .post("/keys", { summary: "Create an API key (its secret is shown only here)", body: CreateKeyRequest, status: 201, response: CreatedKey }, async (c, body) =>
+    fleetStub(c.env).createKey(body),
   )
   .get("/keys", { summary: "Every API key, without secrets", response: ListOf(KeyRecord) }, async (c) => ({ data: await fleetStub(c.env).listKeys() }))
-  .patch("/keys/:id", { summary: "Change a key's name or scopes", body: UpdateKeyRequest, response: KeyRecord }, async (c) => {
-    const record = await fleetStub(c.env).updateKey(c.req.param("id"), await parseJsonBody(c.req.raw, UpdateKeyRequest));
+  .patch("/keys/:id", { summary: "Change a key's name or scopes", body: UpdateKeyRequest, response: KeyRecord }, async (c, body) => {
+    const record = await fleetStub(c.env).updateKey(c.req.param("id"), body);
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
@@ -49,10 +48,9 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
-  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c) => {
-    const { node } = await parseJsonBody(c.req.raw, CreateNodeTokenRequest);
-    return fleetStub(c.env).createNodeToken(node);
-  })
+  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, { node }) =>
+    fleetStub(c.env).createNodeToken(node),
+  )
   .get("/node-tokens", { summary: "Every node token, without secrets", response: ListOf(NodeTokenRecord) }, async (c) => ({
     data: await fleetStub(c.env).listNodeTokens(),
   }))

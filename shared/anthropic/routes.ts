@@ -2,7 +2,7 @@ import type { Env, Hono } from "hono";
 import { DocumentedRoutes } from "../documented-routes.ts";
 import { modelNotFound } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { parseJsonBody, validate } from "../json-body.ts";
+import { validate } from "../json-body.ts";
 import { ChatRequest } from "../schemas/requests.ts";
 import { randomId } from "../random-id.ts";
 import { estimateTokens } from "./token-estimate.ts";
@@ -22,8 +22,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     body: MessagesRequest,
     response: Message,
     streams: "event: <type> / data: <JSON> pairs: message_start, ping, content_block_start/delta/stop, message_delta, message_stop",
-  }, async (c) => {
-    const body = await parseJsonBody(c.req.raw, MessagesRequest);
+  }, async (c, body) => {
     const chat = toChatRequest(body);
     const head = { id: randomId("msg", 12), model: body.model };
     const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
@@ -37,8 +36,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     summary: "Count a prompt's input tokens with the model's tokenizer and chat template (Anthropic Messages API)",
     body: CountTokensRequest,
     response: TokenCount,
-  }, async (c) => {
-    const body = await parseJsonBody(c.req.raw, CountTokensRequest);
+  }, async (c, body) => {
     const prompt = promptOf(body);
     const counted = await backend(c).countTokens?.(validate(ChatRequest, prompt));
     if (counted != null) return { input_tokens: counted.prompt_tokens };

@@ -2,7 +2,7 @@ import type { Context, Env, Hono } from "hono";
 import { DocumentedRoutes } from "../documented-routes.ts";
 import { invalidRequest } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { parseJsonBody, validate } from "../json-body.ts";
+import { validate } from "../json-body.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
 import { randomId } from "../random-id.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
@@ -25,8 +25,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     body: LmChatRequest,
     response: LmChatResponse,
     streams: "event: <type> / data: <JSON> pairs: chat.start, model_load.* (when the request loads its model), prompt_processing.*, message.start/delta/end, error, chat.end",
-  }, async (c) => {
-    const body = await parseJsonBody(c.req.raw, LmChatRequest);
+  }, async (c, body) => {
     if (body.integrations !== undefined && body.integrations.length > 0) {
       throw invalidRequest("integrations (MCP servers and plugins run by the server) are not supported here.", "integrations");
     }

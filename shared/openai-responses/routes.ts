@@ -2,7 +2,7 @@ import type { Context, Env, Hono } from "hono";
 import { DocumentedRoutes } from "../documented-routes.ts";
 import { ApiError } from "../errors.ts";
 import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { parseJsonBody, validate } from "../json-body.ts";
+import { validate } from "../json-body.ts";
 import { InputItemList, inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
 import type { GenerationResult } from "../schemas/generation.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
@@ -27,8 +27,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     body: ResponsesRequest,
     response: ResponseObject,
     streams: "event: <type> / data: <JSON> pairs: response.created … response.output_text.delta … response.output_item.done, response.completed",
-  }, async (c) => {
-    const body = await parseJsonBody(c.req.raw, ResponsesRequest);
+  }, async (c, body) => {
     const store = options.store(c);
     const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
     if (body.store !== false) assertStorable(conversation);
