@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { resolve } from "node:path";
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 import { KeyAction, type KeyRecord, type UpdateKeyRequest } from "../shared/schemas/admin.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
@@ -19,7 +20,7 @@ interface GlobalOptions {
 
 const program = new Command("lmgate")
   .description("Manage an lmgate gateway: API keys, node tokens, the live fleet, its models and usage.")
-  .addOption(new Option("--url <url>", "gateway base URL").env("LMGATE_URL").default("http://127.0.0.1:1234"))
+  .addOption(new Option("--url <url>", "gateway base URL").env("LMGATE_URL").default(`http://${LOCAL_HOST}:${LOCAL_PORT}`))
   .addOption(new Option("--admin-token <token>", "admin token (default: LMGATE_ADMIN_TOKEN, then ./.dev.vars)").env("LMGATE_ADMIN_TOKEN"))
   .option("--json", "print JSON instead of tables", false)
   .showHelpAfterError();

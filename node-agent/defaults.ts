@@ -1,3 +1,5 @@
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
+
 /**
  * The agent's defaults, once: the options (`lmgate-agent --help` shows them), the config built
  * from them and `LocalBackend` (which tests and the bench create without options) all read these.
@@ -11,9 +13,9 @@ export const AGENT_DEFAULTS = {
   maxQueue: 16,
   /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. */
   ttlSeconds: 3600,
-  /** Where direct mode (`--serve`) listens: LM Studio's own address and port. */
-  host: "127.0.0.1",
-  port: 1234,
+  /** Where direct mode (`--serve`) listens (see LOCAL_PORT). */
+  host: LOCAL_HOST,
+  port: LOCAL_PORT,
   /** Where `/metrics` listens in gateway mode. */
   metricsHost: "127.0.0.1",
   metricsPort: 9464,

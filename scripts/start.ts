@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
 import { holdPort, startWranglerDev, type WranglerDev } from "./wrangler-dev.ts";
 
@@ -15,8 +16,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DEV_VARS = `${ROOT}.dev.vars`;
 /** The API key `npm start` made for you, kept (git-ignored) so a restart prints the same one. */
 const DEV_KEY_FILE = `${ROOT}.lmgate/dev-key`;
-const HOST = "127.0.0.1";
-const PORT = Number(process.env.LMGATE_PORT ?? 1234);
+const HOST = LOCAL_HOST;
+const PORT = Number(process.env.LMGATE_PORT ?? LOCAL_PORT);
 const GATEWAY = `http://${HOST}:${PORT}`;
 
 /** Stops before anything starts when the gateway could not listen, saying what to do instead. */
@@ -32,7 +33,7 @@ async function checkPort(): Promise<void> {
   await held?.close();
   if (held === undefined) {
     console.error(
-      `lmgate: ${HOST}:${PORT} is already in use (LM Studio's server uses 1234 too). ` +
+      `lmgate: ${HOST}:${PORT} is already in use (LM Studio's server uses ${LOCAL_PORT} too). ` +
         "Stop the other server, or start on another port: LMGATE_PORT=8787 npm start",
     );
     process.exit(1);
