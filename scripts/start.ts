@@ -2,7 +2,7 @@
  * `npm start`: the whole system on this machine — the gateway under `wrangler dev` (workerd) on
  * 127.0.0.1:1234 with local persistence, plus one local agent serving the generated demo models.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,7 @@ import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
 import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
+import { signalGroup, spawnGroup } from "./process-group.ts";
 import { holdPort, startWranglerDev, type WranglerDev } from "./wrangler-dev.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -103,12 +104,22 @@ async function devApiKey(admin: AdminClient): Promise<string> {
 }
 
 let stopping = false;
-async function shutdown(code: number): Promise<never> {
+async function shutdown(code: number): Promise<void> {
+  if (stopping) {
+    // Asked again: the agent's second signal makes it exit without waiting for running requests.
+    if (agent) signalGroup(agent, "SIGTERM");
+    return;
+  }
   stopping = true;
   starting.abort();
   const agentExited = agent && agent.exitCode === null ? new Promise((resolve) => agent?.once("exit", resolve)) : undefined;
-  agent?.kill("SIGTERM");
-  await Promise.all([agentExited, gatewayStart?.then((gateway) => gateway.stop(), () => undefined)]);
+  if (agent) {
+    console.log("lmgate: stopping; running requests may finish (Ctrl-C again to stop at once)…");
+    signalGroup(agent, "SIGTERM");
+  }
+  // The agent first: its running requests reach their clients through the gateway.
+  await agentExited;
+  await gatewayStart?.then((gateway) => gateway.stop(), () => undefined);
   process.exit(code);
 }
 process.on("SIGINT", () => void shutdown(0));
@@ -139,7 +150,9 @@ async function main(): Promise<void> {
   const gateway = await gatewayStart;
   stopWhenGone("gateway", gateway.exited);
 
-  agent = spawn(process.execPath, [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR], {
+  // A group of its own, so Ctrl-C reaches it once, as our SIGTERM: a second signal would make it
+  // exit without letting running requests finish.
+  agent = spawnGroup(process.execPath, [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR], {
     cwd: ROOT,
     // The node token in the environment, not on the command line, where `ps` would show it.
     env: { ...process.env, LMGATE_TOKEN: secrets.LMGATE_NODE_TOKEN },
@@ -169,7 +182,7 @@ Try:
   OpenAI clients: base URL ${GATEWAY}/v1, API key as above.
   A key for a teammate:  npx lmgate keys create --name alice --models 'tiny-*' --rpm 60
   Usage so far:          npx lmgate usage
-Ctrl-C stops everything.
+Ctrl-C stops everything (running requests finish first; Ctrl-C again stops at once).
 `);
 }
 

@@ -3,12 +3,12 @@
  * (scripts/start.ts), the tests' gateway (test/harness/gateway-process.ts) and the bench's workers.
  * Node's own modules only, so `npm start` pulls in nothing the tests need.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { signalGroup, spawnGroup } from "./process-group.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -115,42 +115,29 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
     "--inspector-port",
     String(await freePort()),
   ];
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: wranglerEnv(options.env),
-    stdio: ["ignore", "pipe", "pipe"],
-    // Its own process group: wrangler runs workerd as a child, and both must go on stop.
-    detached: true,
-  });
+  // A group of its own: wrangler runs workerd as a child, and both must go on stop.
+  const child = spawnGroup(process.execPath, args, { cwd: ROOT, env: wranglerEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const record = (stream: "stdout" | "stderr") => (chunk: Buffer) => {
     const text = chunk.toString();
     output = (output + text).slice(-OUTPUT_LIMIT);
     options.onOutput?.(text, stream);
   };
-  child.stdout.on("data", record("stdout"));
-  child.stderr.on("data", record("stderr"));
+  child.stdout?.on("data", record("stdout"));
+  child.stderr?.on("data", record("stderr"));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let hasExited = false;
   void exited.then(() => (hasExited = true));
 
-  const signalGroup = (signal: NodeJS.Signals) => {
-    if (child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // already gone
-    }
-  };
 
   const stop = async () => {
     if (!hasExited) {
-      signalGroup("SIGTERM");
-      const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
+      signalGroup(child, "SIGTERM");
+      const timer = setTimeout(() => signalGroup(child, "SIGKILL"), 5_000);
       await exited;
       clearTimeout(timer);
       // workerd may outlive wrangler by a moment; make sure the port is free for a restart.
-      signalGroup("SIGKILL");
+      signalGroup(child, "SIGKILL");
     }
     await removeEnvFile();
   };
@@ -174,7 +161,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
       // not listening yet
     }
     if (Date.now() > deadline) {
-      signalGroup("SIGKILL");
+      signalGroup(child, "SIGKILL");
       await removeEnvFile();
       throw new Error(`wrangler dev did not answer /health within ${readyTimeoutMs / 1000} s:\n${output}`);
     }
@@ -186,7 +173,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
     port: options.port,
     output: () => output,
     exited,
-    kill: (signal = "SIGKILL") => signalGroup(signal),
+    kill: (signal = "SIGKILL") => signalGroup(child, signal),
     stop,
   };
 }
