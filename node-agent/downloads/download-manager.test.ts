@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,10 +43,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function manager(options: { freeBytes?: number; reserveBytes?: number; token?: string } = {}) {
+function manager(options: { freeBytes?: number; reserveBytes?: number; token?: string; endpoint?: string; allowPrivate?: boolean } = {}) {
   return new DownloadManager({
     modelsDir: dir,
-    hub: new HubClient({ endpoint: hub.url, token: options.token }),
+    hub: new HubClient({ endpoint: options.endpoint ?? hub.url, token: options.token, allowPrivate: options.allowPrivate }),
     freeBytes: async () => options.freeBytes ?? 100 * 1024 ** 3,
     reserveBytes: options.reserveBytes,
     retryDelayMs: 10,
@@ -178,6 +180,29 @@ test("a direct URL downloads under its host; unknown repos, files and quantizati
   await expect(downloads.start(`${hub.url}/files/..%2F..%2Fevil.gguf`, undefined)).rejects.toMatchObject({ status: 400, param: "model" });
   expect(hub.requests.some((request) => request.path.includes("etc"))).toBe(false);
   expect(() => downloads.status("job_0000000000")).toThrow(expect.objectContaining({ status: 404, code: "job_not_found" }));
+});
+
+test("a direct URL, or a redirect, to a private address other than the configured hub's is refused before any request; the owner can allow it", async () => {
+  // The hub is configured as 127.0.0.1:<port>; localhost:<port> is the same server, but not the hub.
+  const elsewhere = hub.url.replace("127.0.0.1", "localhost");
+  await expect(manager().start(`${elsewhere}/files/tiny-direct-Q8_0.gguf`, undefined)).rejects.toMatchObject({ status: 403, code: "download_source_not_allowed" });
+  expect(hub.requests).toEqual([]);
+
+  // The configured hub (here a server that redirects) may send the download on, but not to a private address.
+  const redirector = createServer((_request, response) => response.writeHead(302, { location: `${elsewhere}/files/tiny-direct-Q8_0.gguf` }).end());
+  await new Promise<void>((resolve) => redirector.listen(0, "127.0.0.1", resolve));
+  try {
+    const endpoint = `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`;
+    const refused = manager({ endpoint });
+    await expect(refused.start(`${endpoint}/moved/tiny-direct-Q8_0.gguf`, undefined)).rejects.toMatchObject({ status: 403, code: "download_source_not_allowed" });
+    expect(hub.requests).toEqual([]);
+
+    const allowed = manager({ endpoint, allowPrivate: true });
+    const job = await allowed.start(`${endpoint}/moved/tiny-direct-Q8_0.gguf`, undefined);
+    expect(await allowed.settled(job.job_id as string)).toMatchObject({ status: "completed", total_size_bytes: q8.byteLength });
+  } finally {
+    redirector.close();
+  }
 });
 
 test("an agent stopped mid-download carries on after its restart: the same job id, resumed with Range, then complete", async () => {

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { ApiError } from "../../shared/errors.ts";
+import { AddressGuard, type Resolve } from "./address-guard.ts";
 
 export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";
 
@@ -8,6 +9,10 @@ export interface HubClientOptions {
   endpoint?: string;
   /** `HF_TOKEN`: sent to the hub only, never to the CDN it redirects to, never logged. */
   token?: string;
+  /** `LMGATE_ALLOW_PRIVATE_DOWNLOADS=1`: direct URLs and redirects may reach private addresses (see `AddressGuard`). */
+  allowPrivate?: boolean;
+  /** Name resolution for that check; the system's by default. */
+  resolve?: Resolve;
 }
 
 /** The variables `huggingface_hub` and llama.cpp read: `MODEL_ENDPOINT` first (llama.cpp), then `HF_ENDPOINT`; `HF_TOKEN`. */
@@ -15,6 +20,7 @@ export function hubOptionsFromEnv(env: NodeJS.ProcessEnv): HubClientOptions {
   return {
     endpoint: env.MODEL_ENDPOINT || env.HF_ENDPOINT || undefined,
     token: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
+    allowPrivate: env.LMGATE_ALLOW_PRIVATE_DOWNLOADS === "1",
   };
 }
 
@@ -55,10 +61,12 @@ const MAX_REDIRECTS = 5;
 export class HubClient {
   readonly endpoint: string;
   readonly #token: string | undefined;
+  readonly #guard: AddressGuard;
 
   constructor(options: HubClientOptions = {}) {
     this.endpoint = (options.endpoint ?? DEFAULT_HUB_ENDPOINT).replace(/\/+$/, "");
     this.#token = options.token;
+    this.#guard = new AddressGuard({ trustedHost: new URL(this.endpoint).host, allowPrivate: options.allowPrivate, resolve: options.resolve });
   }
 
   resolveUrl(repo: string, revision: string, path: string): string {
@@ -70,7 +78,7 @@ export class HubClient {
     const files: HubFile[] = [];
     let next: string | undefined = `${this.endpoint}/api/models/${repo}/tree/${encodeURIComponent(revision)}?recursive=true`;
     while (next !== undefined) {
-      const response: Response = await this.#fetch(next, { signal, headers: this.#headers(next) }, repo);
+      const response: Response = await this.#fetchOk(next, { signal, headers: this.#headers(next) }, repo);
       const parsed = z.array(TreeEntry).safeParse(await response.json().catch(() => null));
       if (!parsed.success) throw new ApiError(502, `The hub answered the file listing of ${repo} with something unexpected.`, { code: "hub_error" });
       for (const entry of parsed.data) {
@@ -88,13 +96,22 @@ export class HubClient {
    * (or takes no HEAD). A missing or forbidden file is the caller's error at once.
    */
   async probeSize(url: URL, signal?: AbortSignal): Promise<number | undefined> {
-    try {
-      const response = await this.#fetch(url.href, { method: "HEAD", signal, headers: { "accept-encoding": "identity" } }, url.pathname);
-      return contentLength(response);
-    } catch (error) {
-      if (error instanceof ApiError && error.code === "download_failed") return undefined;
-      throw error;
+    // Redirects are followed by hand, so each hop's address is checked before it is asked.
+    let current = url;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const response = await this.#fetch(current.href, { method: "HEAD", redirect: "manual", signal, headers: { "accept-encoding": "identity" } });
+      await response.body?.cancel();
+      const location = response.headers.get("location");
+      if (response.status >= 300 && response.status < 400 && location !== null) {
+        current = new URL(location, current);
+        continue;
+      }
+      if (response.ok) return contentLength(response);
+      const error = hubError(response, url.pathname);
+      if (error.code !== "download_failed") throw error;
+      return undefined;
     }
+    return undefined;
   }
 
   /**
@@ -108,7 +125,7 @@ export class HubClient {
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { "accept-encoding": "identity", ...(options.hub ? this.#headers(current) : {}) };
       if (options.offset > 0) headers.range = `bytes=${options.offset}-`;
-      const response = await fetch(current, { headers, redirect: "manual", signal: options.signal });
+      const response = await this.#fetch(current, { headers, redirect: "manual", signal: options.signal });
       const size = response.headers.get("x-linked-size");
       if (size !== null && /^\d+$/.test(size)) linkedSize = Number(size);
       const etag = normalizeEtag(response.headers.get("x-linked-etag"));
@@ -142,14 +159,19 @@ export class HubClient {
     return { authorization: `Bearer ${this.#token}` };
   }
 
-  async #fetch(url: string, init: RequestInit, what: string): Promise<Response> {
-    let response: Response;
+  /** A fetch to an address the guard allows; an unreachable server is a 502. */
+  async #fetch(url: string, init: RequestInit): Promise<Response> {
+    await this.#guard.check(new URL(url));
     try {
-      response = await fetch(url, init);
+      return await fetch(url, init);
     } catch (error) {
       if (init.signal?.aborted) throw error;
       throw new ApiError(502, `Could not reach ${new URL(url).host}: ${(error as Error).message}`, { code: "hub_unreachable" });
     }
+  }
+
+  async #fetchOk(url: string, init: RequestInit, what: string): Promise<Response> {
+    const response = await this.#fetch(url, init);
     if (!response.ok) {
       await response.body?.cancel();
       throw hubError(response, what);

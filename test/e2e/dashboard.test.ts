@@ -145,7 +145,8 @@ beforeAll(async () => {
   ]);
   gateway = await startGateway({ vars: { LMGATE_HEARTBEAT_INTERVAL_MS: "2000", LMGATE_HEARTBEAT_TIMEOUT_MS: "6000" } });
   const [a, b] = await Promise.all([
-    startAgent({ models: [dirA], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-a" }),
+    // Its downloads come from a test server on 127.0.0.1, a private address its owner allows.
+    startAgent({ models: [dirA], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-a", env: { LMGATE_ALLOW_PRIVATE_DOWNLOADS: "1" } }),
     startAgent({ models: [dirB], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "node-b" }),
   ]);
   agents.push(a, b);

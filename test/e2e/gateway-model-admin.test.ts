@@ -77,6 +77,14 @@ test("a plain API key may list models but not download, load or delete", async (
   expect(await refusal(await call("POST", "/api/v1/models/delete", user, { model: "tiny-chat-f32" }), 403)).toBe("action_not_allowed");
 });
 
+test("a key with the download right cannot aim a node at its own network: a private address is refused before any request", async () => {
+  // Something on the node's loopback that is not its hub: here the gateway itself, under a name and a path no test serves.
+  const target = `${gateway.url.replace("127.0.0.1", "localhost")}/admin/keys/x.gguf`;
+  const response = await call("POST", "/api/v1/models/download", manager, { model: target, node: "alpha" });
+  expect(await refusal(response, 403)).toBe("download_source_not_allowed");
+  expect(await readdir(folders.alpha as string)).toEqual([]);
+});
+
 test("a download onto a named node reports progress through the gateway, then the model is listed there and answers a chat", async () => {
   const started = DownloadJob.parse(await (await call("POST", "/api/v1/models/download", manager, { model: "test-pub/tiny-chat-GGUF", quantization: "Q8_0", node: "alpha" })).json());
   expect(started).toMatchObject({ status: "downloading", node: "alpha" });
