@@ -61,6 +61,13 @@ type RouteHandler<E extends Env, P extends string, R, B> = (c: Context<E, P>, bo
 /** Guards (an auth check) run first; the last handler answers. */
 type Handlers<E extends Env, P extends string, R, B> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R, B>];
 
+/** `routes.get(path, spec, ...guards, handler)`, and the same for each method. */
+type Register<E extends Env, Self> = <P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+  path: P,
+  spec: RouteSpec<R, B>,
+  ...handlers: Handlers<E, P, R, B>
+) => Self;
+
 /** Each registered handler's doc: Hono's route table holds the handler (wrapped when mounted), and so leads here. */
 const DOCS = new WeakMap<object, OperationDoc>();
 
@@ -74,37 +81,10 @@ export class DocumentedRoutes<E extends Env> {
     this.#defaults = defaults;
   }
 
-  get<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
-    path: P,
-    spec: RouteSpec<R, B>,
-    ...handlers: Handlers<E, P, R, B>
-  ): this {
-    return this.#register("get", path, spec, handlers);
-  }
-
-  post<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
-    path: P,
-    spec: RouteSpec<R, B>,
-    ...handlers: Handlers<E, P, R, B>
-  ): this {
-    return this.#register("post", path, spec, handlers);
-  }
-
-  patch<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
-    path: P,
-    spec: RouteSpec<R, B>,
-    ...handlers: Handlers<E, P, R, B>
-  ): this {
-    return this.#register("patch", path, spec, handlers);
-  }
-
-  delete<P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
-    path: P,
-    spec: RouteSpec<R, B>,
-    ...handlers: Handlers<E, P, R, B>
-  ): this {
-    return this.#register("delete", path, spec, handlers);
-  }
+  readonly get: Register<E, this> = (path, spec, ...handlers) => this.#register("get", path, spec, handlers);
+  readonly post: Register<E, this> = (path, spec, ...handlers) => this.#register("post", path, spec, handlers);
+  readonly patch: Register<E, this> = (path, spec, ...handlers) => this.#register("patch", path, spec, handlers);
+  readonly delete: Register<E, this> = (path, spec, ...handlers) => this.#register("delete", path, spec, handlers);
 
   #register<P extends string, R, B extends z.ZodType | undefined>(
     method: RouteDoc["method"],
