@@ -70,3 +70,17 @@ test("a route with a body schema gets its body parsed by it: a bad body is a 400
   const stripped = await app.request("/items", { method: "POST", headers: { "x-key": "k" }, body: JSON.stringify({ id: "a", extra: true }) });
   expect(await stripped.json()).toEqual({ id: "a" });
 });
+
+test("a route with a query schema gets its query validated by it: a bad value is a 400 naming the parameter", async () => {
+  const app = new Hono();
+  app.onError((error, c) => errorResponse(c.req.raw, toApiError(error)));
+  new DocumentedRoutes(app, { tag: "items", security: "apiKey" }).get(
+    "/items",
+    { summary: "Items by tag", query: z.object({ tag: z.enum(["a", "b"]).optional() }), response: z.array(z.string()) },
+    (_c, _body, query) => [query.tag ?? "any"],
+  );
+  expect(await (await app.request("/items?tag=b")).json()).toEqual(["b"]);
+  const wrong = await app.request("/items?tag=c");
+  expect(wrong.status).toBe(400);
+  expect(await wrong.json()).toMatchObject({ error: { message: expect.stringContaining("Invalid 'tag'"), param: "tag" } });
+});

@@ -2,7 +2,7 @@ import type { Context, Env, Hono, MiddlewareHandler } from "hono";
 import type { H, RouterRoute } from "hono/types";
 import { findTargetHandler } from "hono/utils/handler";
 import type * as z from "zod";
-import { parseJsonBody } from "./json-body.ts";
+import { parseJsonBody, validate } from "./json-body.ts";
 
 /**
  * Routes declared once: each is registered on its Hono router together with its doc, and
@@ -44,28 +44,37 @@ type OperationDoc = Omit<RouteDoc, "method" | "path">;
 type RouteDefaults = Pick<OperationDoc, "tag" | "security" | "error">;
 
 /**
- * A route's own part of its doc; `R`, its response schema, types what its handler returns, and `B`,
- * its body schema, the body the handler is given.
+ * A route's own part of its doc; `R`, its response schema, types what its handler returns, and `B`
+ * and `Q`, its body and query schemas, the body and query the handler is given.
  */
-type RouteSpec<R extends z.ZodType | undefined, B extends z.ZodType | undefined> = Omit<OperationDoc, keyof RouteDefaults | "response" | "body"> & {
+type RouteSpec<R extends z.ZodType | undefined, B extends z.ZodType | undefined, Q extends z.ZodObject | undefined> = Omit<
+  OperationDoc,
+  keyof RouteDefaults | "response" | "body" | "query"
+> & {
   response?: R;
   body?: B;
+  query?: Q;
 };
 
 /** A JSON route returns its body, sent with its doc's status (declared there only); a stream, text or upgrade returns its `Response`. */
 type Answer<R> = Response | (R extends z.ZodType ? z.input<R> : never);
-/** A route with a body schema gets its body parsed and validated by it (a 400 naming the field otherwise). */
-type Body<B> = B extends z.ZodType ? z.output<B> : undefined;
-type RouteHandler<E extends Env, P extends string, R, B> = (c: Context<E, P>, body: Body<B>) => Answer<R> | Promise<Answer<R>>;
+/** A route with a body or query schema gets them parsed and validated by it (a 400 naming the field otherwise). */
+type Parsed<S> = S extends z.ZodType ? z.output<S> : undefined;
+type RouteHandler<E extends Env, P extends string, R, B, Q> = (c: Context<E, P>, body: Parsed<B>, query: Parsed<Q>) => Answer<R> | Promise<Answer<R>>;
 
 /** Guards (an auth check) run first; the last handler answers. */
-type Handlers<E extends Env, P extends string, R, B> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R, B>];
+type Handlers<E extends Env, P extends string, R, B, Q> = [...guards: MiddlewareHandler<E, P>[], handler: RouteHandler<E, P, R, B, Q>];
 
 /** `routes.get(path, spec, ...guards, handler)`, and the same for each method. */
-type Register<E extends Env, Self> = <P extends string, R extends z.ZodType | undefined = undefined, B extends z.ZodType | undefined = undefined>(
+type Register<E extends Env, Self> = <
+  P extends string,
+  R extends z.ZodType | undefined = undefined,
+  B extends z.ZodType | undefined = undefined,
+  Q extends z.ZodObject | undefined = undefined,
+>(
   path: P,
-  spec: RouteSpec<R, B>,
-  ...handlers: Handlers<E, P, R, B>
+  spec: RouteSpec<R, B, Q>,
+  ...handlers: Handlers<E, P, R, B, Q>
 ) => Self;
 
 /** Each registered handler's doc: Hono's route table holds the handler (wrapped when mounted), and so leads here. */
@@ -86,21 +95,22 @@ export class DocumentedRoutes<E extends Env> {
   readonly patch: Register<E, this> = (path, spec, ...handlers) => this.#register("patch", path, spec, handlers);
   readonly delete: Register<E, this> = (path, spec, ...handlers) => this.#register("delete", path, spec, handlers);
 
-  #register<P extends string, R, B extends z.ZodType | undefined>(
+  #register<P extends string, R, B extends z.ZodType | undefined, Q extends z.ZodObject | undefined>(
     method: RouteDoc["method"],
     path: P,
-    spec: RouteSpec<z.ZodType | undefined, B>,
-    handlers: Handlers<E, P, R, B>,
+    spec: RouteSpec<z.ZodType | undefined, B, Q>,
+    handlers: Handlers<E, P, R, B, Q>,
   ): this {
     const doc: OperationDoc = { ...this.#defaults, ...spec };
     const guards = handlers.slice(0, -1) as MiddlewareHandler<E, P>[];
-    const handler = handlers.at(-1) as RouteHandler<E, P, R, B>;
+    const handler = handlers.at(-1) as RouteHandler<E, P, R, B, Q>;
     // A JSON route's status is its doc's; routes with a status of their own (101) answer with a Response.
     const status = (doc.status ?? 200) as 200 | 201;
-    const bodySchema = spec.body;
+    const { body: bodySchema, query: querySchema } = spec;
     const answer = async (c: Context<E, P>) => {
-      const body = (bodySchema === undefined ? undefined : await parseJsonBody(c.req.raw, bodySchema)) as Body<B>;
-      const result = await handler(c, body);
+      const body = (bodySchema === undefined ? undefined : await parseJsonBody(c.req.raw, bodySchema)) as Parsed<B>;
+      const query = (querySchema === undefined ? undefined : validate(querySchema, c.req.query())) as Parsed<Q>;
+      const result = await handler(c, body, query);
       return result instanceof Response ? result : c.json(result, status);
     };
     DOCS.set(answer, doc);

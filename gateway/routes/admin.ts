@@ -59,14 +59,9 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     if (record === null) throw notFound("node token", c.req.param("id"));
     return record;
   })
-  .get("/usage", { summary: "Usage per key, model and UTC day", query: UsageQuery, response: ListOf(UsageRow) }, async (c) => {
-    const query = UsageQuery.safeParse(c.req.query());
-    if (!query.success) {
-      const issue = query.error.issues[0];
-      throw new ApiError(400, `Invalid '${issue?.path.join(".")}': ${issue?.message}`, { param: issue?.path.join(".") ?? null });
-    }
-    return { data: await fleetStub(c.env).usage(query.data) };
-  });
+  .get("/usage", { summary: "Usage per key, model and UTC day", query: UsageQuery, response: ListOf(UsageRow) }, async (c, _body, query) => ({
+    data: await fleetStub(c.env).usage(query),
+  }));
 
 adminRoutes.all("*", (c) => {
   throw unexpectedEndpoint(c.req.raw);
