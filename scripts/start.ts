@@ -103,11 +103,18 @@ async function devApiKey(admin: AdminClient): Promise<string> {
   return created.key;
 }
 
+/**
+ * On Windows a console's Ctrl-C reaches every process attached to it, the agent too, and ours would
+ * be a second stop and a hard one (`taskkill /F`): there the agent is left to its own.
+ */
+const reachesAgentToo = (cause: NodeJS.Signals | undefined) => process.platform === "win32" && cause === "SIGINT";
+
 let stopping = false;
-async function shutdown(code: number): Promise<void> {
+async function shutdown(code: number, cause?: NodeJS.Signals): Promise<void> {
+  const tellAgent = agent !== undefined && !reachesAgentToo(cause);
   if (stopping) {
     // Asked again: the agent's second signal makes it exit without waiting for running requests.
-    if (agent) signalGroup(agent, "SIGTERM");
+    if (agent && tellAgent) signalGroup(agent, "SIGTERM");
     return;
   }
   stopping = true;
@@ -115,15 +122,15 @@ async function shutdown(code: number): Promise<void> {
   const agentExited = agent && agent.exitCode === null ? new Promise((resolve) => agent?.once("exit", resolve)) : undefined;
   if (agent) {
     console.log("lmgate: stopping; running requests may finish (Ctrl-C again to stop at once)…");
-    signalGroup(agent, "SIGTERM");
+    if (tellAgent) signalGroup(agent, "SIGTERM");
   }
   // The agent first: its running requests reach their clients through the gateway.
   await agentExited;
   await gatewayStart?.then((gateway) => gateway.stop(), () => undefined);
   process.exit(code);
 }
-process.on("SIGINT", () => void shutdown(0));
-process.on("SIGTERM", () => void shutdown(0));
+process.on("SIGINT", () => void shutdown(0, "SIGINT"));
+process.on("SIGTERM", () => void shutdown(0, "SIGTERM"));
 // npm runs this through a shell that does not pass SIGTERM on: when `npm start` is stopped that
 // way (a service manager, `timeout`, `kill`), our parent goes and we would run on with nobody to
 // stop us, holding the port. A new parent means that happened.
