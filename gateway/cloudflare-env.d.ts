@@ -6,7 +6,7 @@ declare global {
   namespace Cloudflare {
     interface Env extends GatewayBindings {}
     interface GlobalProps {
-      mainModule: typeof import("./index.ts");
+      mainModule: typeof import("./worker/index.ts");
       durableNamespaces: "Fleet";
     }
   }

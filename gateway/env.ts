@@ -1,4 +1,4 @@
-import type { Caller } from "./access/caller.ts";
+import type { Caller } from "./fleet/access/caller.ts";
 import type { Fleet } from "./fleet/fleet.ts";
 import type { GatewayVars } from "./vars.ts";
 

@@ -7,7 +7,7 @@ import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { V1Model } from "../../shared/schemas/v1-models.ts";
-import type { Caller } from "../access/caller.ts";
+import type { Caller } from "./access/caller.ts";
 
 /*
  * The contract between the Worker and the Fleet object: the API calls the Worker makes by RPC,

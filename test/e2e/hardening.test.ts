@@ -16,7 +16,7 @@ import { testModelsDir } from "../harness/test-models.ts";
 /**
  * Attacks on the real system (`wrangler dev` and a real agent with llama.cpp): what a key, a node
  * token or a rogue node could do to a fleet before these were closed. The gateway's own suite
- * (gateway/security.test.ts) plays the nodes; here the agent and the CLI are the real ones.
+ * (gateway/test/security.test.ts) plays the nodes; here the agent and the CLI are the real ones.
  */
 
 const CHAT = "tiny-chat-f32"; // trained context 2048

@@ -11,7 +11,7 @@ import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts
 /**
  * Both `/openapi.json` documents against the OpenAPI 3.1 schema, with a real validator (it compiles
  * JSON Schemas into functions, which workerd forbids: the document a real gateway serves is checked
- * here, and gateway/openapi.test.ts checks in workerd that it lists every route of the gateway's router).
+ * here, and gateway/test/openapi.test.ts checks in workerd that it lists every route of the gateway's router).
  */
 
 type Document = { openapi: string; paths: Record<string, Record<string, unknown>> };

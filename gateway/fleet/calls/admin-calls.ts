@@ -1,0 +1,121 @@
+import type {
+  CreatedKey,
+  CreatedNodeToken,
+  CreateKeyRequest,
+  FleetStats,
+  KeyRecord,
+  NodeSummary,
+  NodeTokenRecord,
+  UpdateKeyRequest,
+  UsageQuery,
+  UsageRow,
+} from "../../../shared/schemas/admin.ts";
+import type { AccessStore } from "../access/access-store.ts";
+import { ROOT_CALLER_ID } from "../access/caller.ts";
+import type { UsageLedger } from "../access/usage-ledger.ts";
+import type { FleetMetrics } from "../metrics/fleet-metrics.ts";
+import type { Dispatcher } from "../routing/dispatcher.ts";
+import type { NodeRegistry } from "../nodes/node-registry.ts";
+import type { NodeSockets } from "../nodes/node-sockets.ts";
+import type { SavedState } from "../state/saved-state.ts";
+import type { TrafficStats } from "../metrics/traffic-stats.ts";
+
+export interface AdminCallsParts {
+  registry: NodeRegistry;
+  dispatcher: Dispatcher;
+  sockets: NodeSockets;
+  access: AccessStore;
+  ledger: UsageLedger;
+  metrics: FleetMetrics;
+  traffic: TrafficStats;
+  saved: SavedState;
+}
+
+/** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
+export class AdminCalls {
+  readonly #registry: NodeRegistry;
+  readonly #dispatcher: Dispatcher;
+  readonly #sockets: NodeSockets;
+  readonly #access: AccessStore;
+  readonly #ledger: UsageLedger;
+  readonly #metrics: FleetMetrics;
+  readonly #traffic: TrafficStats;
+  readonly #saved: SavedState;
+
+  constructor(parts: AdminCallsParts) {
+    this.#registry = parts.registry;
+    this.#dispatcher = parts.dispatcher;
+    this.#sockets = parts.sockets;
+    this.#access = parts.access;
+    this.#ledger = parts.ledger;
+    this.#metrics = parts.metrics;
+    this.#traffic = parts.traffic;
+    this.#saved = parts.saved;
+  }
+
+  /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
+  metrics(): string {
+    // Saved now, so what a scrape saw is what the next life of the object starts from.
+    this.#saved.flush();
+    return this.#metrics.text();
+  }
+
+  listNodes(): NodeSummary[] {
+    return this.#registry.summaries(Date.now());
+  }
+
+  stats(): FleetStats {
+    const now = Date.now();
+    const nodes = this.#registry.summaries(now);
+    return {
+      at: new Date(now).toISOString(),
+      nodes_online: nodes.filter((node) => node.online).length,
+      nodes_total: nodes.length,
+      in_flight: this.#dispatcher.running,
+      queue_depth: this.#dispatcher.waiting,
+      bucket_seconds: this.#traffic.bucketSeconds,
+      series: this.#traffic.series(now),
+    };
+  }
+
+  async createKey(request: CreateKeyRequest): Promise<CreatedKey> {
+    const { secret, record } = await this.#access.createKey(request, new Date());
+    return { key: secret, record };
+  }
+
+  listKeys(): KeyRecord[] {
+    this.#ledger.flush();
+    return this.#access.keys();
+  }
+
+  updateKey(id: string, update: UpdateKeyRequest): KeyRecord | null {
+    return this.#access.updateKey(id, update) ?? null;
+  }
+
+  revokeKey(id: string): KeyRecord | null {
+    return this.#access.revokeKey(id, new Date()) ?? null;
+  }
+
+  async createNodeToken(node: string): Promise<CreatedNodeToken> {
+    const { secret, record } = await this.#access.createNodeToken(node, new Date());
+    return { token: secret, record };
+  }
+
+  listNodeTokens(): NodeTokenRecord[] {
+    return this.#access.nodeTokens();
+  }
+
+  /** Revokes a node token and disconnects, at once, every node that joined with it. */
+  revokeNodeToken(id: string): NodeTokenRecord | null {
+    const record = this.#access.revokeNodeToken(id, new Date());
+    if (record === undefined) return null;
+    this.#sockets.disconnectToken(id);
+    return record;
+  }
+
+  usage(query: UsageQuery): UsageRow[] {
+    const names = new Map(this.#access.keys().map((key) => [key.id, key.name]));
+    names.set(ROOT_CALLER_ID, "LMGATE_API_KEY");
+    return this.#ledger.query(query, names);
+  }
+}

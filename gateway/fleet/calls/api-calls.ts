@@ -1,0 +1,296 @@
+import { ApiError } from "../../../shared/errors.ts";
+import type { StoredResponse } from "../../../shared/openai-responses/store.ts";
+import { toWire } from "../../../shared/protocol.ts";
+import type { KeyAction } from "../../../shared/schemas/admin.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../../shared/schemas/downloads.ts";
+import type { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../../shared/schemas/models.ts";
+import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../../shared/schemas/requests.ts";
+import type { TokenCount } from "../../../shared/schemas/token-count.ts";
+import type { V1Model } from "../../../shared/schemas/v1-models.ts";
+import type { AccessControl, Grant } from "../access/access-control.ts";
+import type { AccessStore } from "../access/access-store.ts";
+import { ROOT_CALLER_ID, type Caller } from "../access/caller.ts";
+import { ModelScope } from "../access/model-scope.ts";
+import type { TokenBudget } from "../access/token-budget.ts";
+import type { UsageLedger } from "../access/usage-ledger.ts";
+import type { ResponseTable } from "../state/response-table.ts";
+import {
+  encodeLines,
+  failed,
+  type FleetApi,
+  type GenerationHandle,
+  type GenerationOperation,
+  type Outcome,
+  type Serving,
+} from "../contract.ts";
+import type { Dispatcher } from "../routing/dispatcher.ts";
+import type { FleetNode } from "../nodes/fleet-node.ts";
+import { fleetModels } from "../nodes/model-catalog.ts";
+import { deleteTarget, downloadTarget, findDownload, fleetV1Models, namedNode } from "../nodes/model-management.ts";
+import type { NodeRegistry } from "../nodes/node-registry.ts";
+
+export interface ApiCallsParts {
+  registry: NodeRegistry;
+  dispatcher: Dispatcher;
+  access: AccessStore;
+  control: AccessControl;
+  ledger: UsageLedger;
+  budget: TokenBudget;
+  responses: ResponseTable;
+  /** A caller was turned away before routing (bad key, model out of scope, over a limit), with this code. */
+  onRefused: (code: string) => void;
+}
+
+/**
+ * The API's entry points into the fleet (`FleetApi`, called by the Worker over RPC). Every call
+ * authorizes its caller here, in the same hop as routing: a revocation, a scope change or a spent
+ * budget holds from the very next request.
+ */
+export class ApiCalls implements Serving<FleetApi> {
+  readonly #registry: NodeRegistry;
+  readonly #dispatcher: Dispatcher;
+  readonly #access: AccessStore;
+  readonly #control: AccessControl;
+  readonly #ledger: UsageLedger;
+  readonly #budget: TokenBudget;
+  readonly #responses: ResponseTable;
+  readonly #onRefused: (code: string) => void;
+
+  constructor(parts: ApiCallsParts) {
+    this.#registry = parts.registry;
+    this.#dispatcher = parts.dispatcher;
+    this.#access = parts.access;
+    this.#control = parts.control;
+    this.#ledger = parts.ledger;
+    this.#budget = parts.budget;
+    this.#responses = parts.responses;
+    this.#onRefused = parts.onRefused;
+  }
+
+  listModels(caller: Caller): Outcome<ModelObject[]> {
+    return this.#outcome(() => {
+      // A listing is a request like any other: it counts against requests per minute.
+      const grant = this.#admit(caller, null);
+      const models = fleetModels(this.#registry.alive(Date.now()));
+      return grant === null ? models : models.filter((model) => grant.scope.allows(model.id));
+    });
+  }
+
+  /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
+  generate(operation: GenerationOperation, caller: Caller): GenerationHandle {
+    const id = crypto.randomUUID();
+    let grant: Grant | null;
+    let capped: GenerationOperation;
+    try {
+      grant = this.#admit(caller, operation.body.model);
+      capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
+    } catch (error) {
+      const refusal = error instanceof ApiError ? this.#refused(error) : new ApiError(500, "Authorization failed.");
+      return { id, events: new Blob([encodeLines([{ error: toWire(refusal) }])]).stream() };
+    }
+    return this.#dispatcher.generate(capped, grant?.key.id ?? ROOT_CALLER_ID, id);
+  }
+
+  /** The client of a generation went away: stop it on its node and free the slot. */
+  cancel(id: string): void {
+    this.#dispatcher.cancel(id);
+  }
+
+  async embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>> {
+    const callerId = this.#admitCall(caller, body.model);
+    if (typeof callerId !== "string") return callerId;
+    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId);
+  }
+
+  async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
+    const callerId = this.#admitCall(caller, body.model, "load");
+    if (typeof callerId !== "string") return callerId;
+    const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(Date.now()), body.node)));
+    if (!pinned.ok) return pinned;
+    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId);
+  }
+
+  /**
+   * The prompt's exact count from a node that holds the model and takes `count_tokens` (one with
+   * it loaded first: no load just to count). Null when every holder is an older agent.
+   */
+  async countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>> {
+    const callerId = this.#admitCall(caller, body.model);
+    if (typeof callerId !== "string") return callerId;
+    const counters = this.#registry.alive(Date.now()).filter((node) => node.status.counts_tokens === true && node.model(body.model) !== undefined);
+    const node = counters.find((candidate) => candidate.model(body.model)?.state === "loaded") ?? counters[0];
+    if (node === undefined) {
+      // Nobody holds it (a 404 in the dispatcher's words), or only agents too old to count.
+      if (this.#registry.online().some((holder) => holder.model(body.model) !== undefined)) return { ok: true, result: null };
+      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId);
+    }
+    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId);
+  }
+
+  /** Unloads the model from every node that has it loaded. */
+  async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
+    const model = body.instance_id ?? body.model ?? "";
+    const callerId = this.#admitCall(caller, model, "load");
+    if (typeof callerId !== "string") return callerId;
+    const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
+    if (first === undefined) {
+      // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
+      return this.#dispatcher.call({ op: "unload", body }, null, callerId);
+    }
+    const unloadOn = (node: FleetNode) => this.#dispatcher.call({ op: "unload", body }, node);
+    const [firstOutcome, ...otherOutcomes] = await Promise.all([unloadOn(first), ...others.map(unloadOn)]);
+    return [firstOutcome, ...otherOutcomes].find((outcome) => outcome.ok) ?? firstOutcome;
+  }
+
+  // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
+
+  saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
+    return this.#asOwner(caller, (owner) => (this.#responses.save(owner, record), null));
+  }
+
+  storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
+    return this.#asOwner(caller, (owner) => this.#responses.get(owner, id));
+  }
+
+  deleteResponse(caller: Caller, id: string): Outcome<boolean> {
+    return this.#asOwner(caller, (owner) => this.#responses.delete(owner, id));
+  }
+
+  /** LM Studio's v1 listing of the whole fleet, within the caller's model scope. */
+  listModelsV1(caller: Caller): Outcome<V1Model[]> {
+    return this.#outcome(() => {
+      const grant = this.#admit(caller, null);
+      const models = fleetV1Models(this.#registry.alive(Date.now()));
+      return grant === null ? models : models.filter((model) => grant.scope.allows(model.key));
+    });
+  }
+
+  // Management calls count against the key's request rate but not in its usage: they use no model.
+  async downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>> {
+    const target = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return downloadTarget(this.#registry.alive(Date.now()), body.node);
+    });
+    if (!target.ok) return target;
+    const outcome = await this.#dispatcher.call({ op: "download", body }, target.result);
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
+  }
+
+  downloadStatus(jobId: string, caller: Caller): Outcome<DownloadJob> {
+    return this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return findDownload(this.#registry.alive(Date.now()), jobId).job;
+    });
+  }
+
+  async cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>> {
+    const found = this.#outcome(() => {
+      this.#admit(caller, null, "download");
+      return findDownload(this.#registry.alive(Date.now()), jobId).node;
+    });
+    if (!found.ok) return found;
+    const node = found.result;
+    const outcome = await this.#dispatcher.call({ op: "cancel_download", body: { job_id: jobId } }, node);
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: node.name } } : outcome;
+  }
+
+  async deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>> {
+    const target = this.#outcome(() => {
+      this.#admit(caller, body.model, "delete");
+      return deleteTarget(this.#registry.alive(Date.now()), body.model, body.node);
+    });
+    if (!target.ok) return target;
+    const outcome = await this.#dispatcher.call({ op: "delete", body }, target.result);
+    return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
+  }
+
+
+  /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
+  #grant(caller: Caller): Grant | null {
+    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
+  }
+
+  /** Which model ids the caller (a key id, as requests are accounted) may see. */
+  scopeOf(callerId: string | null): (model: string) => boolean {
+    const key = callerId === null || callerId === ROOT_CALLER_ID ? undefined : this.#access.key(callerId);
+    if (key === undefined) return () => true;
+    const scope = new ModelScope(key.models);
+    return (model) => scope.allows(model);
+  }
+
+  /**
+   * Authorizes one request for `model` (null: no particular model) and, for model management, the
+   * `action`; counts it against the key's limits. Null for the deployment's own key.
+   */
+  #admit(caller: Caller, model: string | null, action?: KeyAction): Grant | null {
+    const grant = this.#grant(caller);
+    if (grant === null) return null;
+    if (action !== undefined) this.#control.checkAction(grant, action);
+    if (model !== null) this.#control.checkModel(grant, model);
+    this.#control.admit(grant, new Date());
+    return grant;
+  }
+
+  /**
+   * A generation of a key with tokens per day may produce only what the key has left: its
+   * `max_tokens` (or, unset, the model's context) is capped to that and held until it settles.
+   */
+  #withinBudget(id: string, grant: Grant, operation: GenerationOperation): GenerationOperation {
+    const { key } = grant;
+    if (key.tokens_per_day === null) return operation;
+    const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
+    // Each of n choices may produce max_tokens: the hold is for all of them, shared out evenly.
+    const choices = operation.body.n ?? 1;
+    const wanted = (asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model)) * choices;
+    const now = new Date();
+    const allowed = Math.max(1, Math.floor(this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now) / choices));
+    if (allowed === asked) return operation;
+    return operation.op === "chat"
+      ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }
+      : { op: "completion", body: { ...operation.body, max_tokens: allowed } };
+  }
+
+  /** The most a generation of `model` can produce: the largest context a node holds it with. */
+  #contextOf(model: string): number {
+    const contexts = this.#registry.online().map((node) => node.model(model)).map((held) => held?.loaded_context_length ?? held?.max_context_length ?? 0);
+    return Math.max(0, ...contexts);
+  }
+
+  /** Runs `action` as the key the caller holds (revoked and expired keys are refused). */
+  #asOwner<T>(caller: Caller, action: (owner: string) => T): Outcome<T> {
+    let owner: string;
+    try {
+      owner = this.#grant(caller)?.key.id ?? ROOT_CALLER_ID;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return failed(this.#refused(error));
+    }
+    return { ok: true, result: action(owner) };
+  }
+
+  #admitCall(caller: Caller, model: string, action?: KeyAction): string | Outcome<never> {
+    try {
+      return this.#admit(caller, model, action)?.key.id ?? ROOT_CALLER_ID;
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return failed(this.#refused(error));
+    }
+  }
+
+  /** Runs a check or lookup; its `ApiError` becomes the call's outcome. */
+  #outcome<T>(run: () => T): Outcome<T> {
+    try {
+      return { ok: true, result: run() };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return failed(this.#refused(error));
+    }
+  }
+
+  /** A caller turned away before routing (bad key, model out of scope, over a limit): counted, then answered. */
+  #refused(error: ApiError): ApiError {
+    this.#onRefused(error.code ?? String(error.status));
+    return error;
+  }
+}

@@ -1,0 +1,50 @@
+import type { GatewayVars } from "../vars.ts";
+
+/** The Fleet's timings and bounds when no var sets them (wrangler.toml's comments list the vars). */
+export const FLEET_DEFAULTS = {
+  heartbeatIntervalMs: 5_000,
+  heartbeatTimeoutMs: 15_000,
+  queueTimeoutMs: 30_000,
+  maxQueue: 64,
+  helloTimeoutMs: 10_000,
+  window: 32,
+  maxRetries: 3,
+} as const;
+
+/** The Fleet's timings and bounds; the first four can be set as plain vars (tests shorten them). */
+export interface FleetConfig {
+  /** How often agents send a heartbeat ping (told to them in `welcome`). */
+  heartbeatIntervalMs: number;
+  /** A node silent for this long leaves routing and its socket is closed. */
+  heartbeatTimeoutMs: number;
+  /** Longest wait for a free slot before answering 503. */
+  queueTimeoutMs: number;
+  /** Requests waiting for a slot, fleet-wide, before new ones get 503 at once. */
+  maxQueue: number;
+  /** A socket that has not said hello by then is closed. */
+  helloTimeoutMs: number;
+  /** `events` frames a node may send per request before the gateway acknowledges them. */
+  window: number;
+  /** Times one request is moved to another node after its node failed it. */
+  maxRetries: number;
+}
+
+function positiveInt(value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const parsed = Number(value);
+  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
+}
+
+export function fleetConfig(env: GatewayVars): FleetConfig {
+  const heartbeatIntervalMs = positiveInt(env.LMGATE_HEARTBEAT_INTERVAL_MS, FLEET_DEFAULTS.heartbeatIntervalMs);
+  return {
+    heartbeatIntervalMs,
+    // Never shorter than two intervals, or one late ping would drop a healthy node.
+    heartbeatTimeoutMs: Math.max(positiveInt(env.LMGATE_HEARTBEAT_TIMEOUT_MS, FLEET_DEFAULTS.heartbeatTimeoutMs), 2 * heartbeatIntervalMs),
+    queueTimeoutMs: positiveInt(env.LMGATE_QUEUE_TIMEOUT_MS, FLEET_DEFAULTS.queueTimeoutMs),
+    maxQueue: positiveInt(env.LMGATE_MAX_QUEUE, FLEET_DEFAULTS.maxQueue),
+    helloTimeoutMs: FLEET_DEFAULTS.helloTimeoutMs,
+    window: FLEET_DEFAULTS.window,
+    maxRetries: FLEET_DEFAULTS.maxRetries,
+  };
+}

@@ -1,0 +1,133 @@
+import type { NodeStatus, ToAgentFrame, ToGatewayFrame } from "../../../shared/protocol.ts";
+import type { ModelNodeInfo, ModelObject } from "../../../shared/schemas/models.ts";
+import { fitsIn } from "../../../shared/placement.ts";
+import type { Candidate } from "../routing/routing.ts";
+
+export type HelloFrame = Extract<ToGatewayFrame, { type: "hello" }>;
+export type NodeInfo = HelloFrame["node"];
+
+/**
+ * One connected node as the Fleet sees it: what it said in `hello` and its latest `status`,
+ * plus what only the gateway knows — the requests it has running there right now.
+ */
+export class FleetNode {
+  readonly id: string;
+  readonly name: string;
+  readonly connectedAt: number;
+  ws: WebSocket;
+  info: NodeInfo;
+  status: NodeStatus;
+  /** Requests the gateway has running here, per model. Empty after a wake: nothing runs while hibernated. */
+  readonly inFlight = new Map<string, number>();
+  lastDispatchAt = 0;
+
+  constructor(init: { id: string; name: string; connectedAt: number; ws: WebSocket; info: NodeInfo; status: NodeStatus }) {
+    this.id = init.id;
+    this.name = init.name;
+    this.connectedAt = init.connectedAt;
+    this.ws = init.ws;
+    this.info = init.info;
+    this.status = init.status;
+  }
+
+  /** Sends a frame; false when the socket cannot take it any more. */
+  send(frame: ToAgentFrame): boolean {
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  model(id: string): ModelObject | undefined {
+    return this.status.models.find((model) => model.id === id);
+  }
+
+  /**
+   * The agent's count lags behind the gateway's (status is pushed after the fact) and the
+   * gateway's misses work from elsewhere (direct-mode clients): the larger one is the truth.
+   */
+  busy(model: string): number {
+    return Math.max(this.inFlight.get(model) ?? 0, this.status.busy[model] ?? 0);
+  }
+
+  /** Loaded, or about to be: a request the gateway sent is loading it right now. */
+  isLoaded(model: string): boolean {
+    return this.model(model)?.state === "loaded" || (this.inFlight.get(model) ?? 0) > 0;
+  }
+
+  totalInFlight(): number {
+    let total = 0;
+    for (const count of this.inFlight.values()) total += count;
+    return total;
+  }
+
+  /** The models that hold slots here: loaded, or being loaded by a request the gateway sent. */
+  loadedModels(): Set<string> {
+    const loaded = new Set(this.status.models.filter((entry) => entry.state === "loaded").map((entry) => entry.id));
+    for (const [id, count] of this.inFlight) if (count > 0) loaded.add(id);
+    return loaded;
+  }
+
+  candidate(model: string): Candidate {
+    const loadedModels = this.loadedModels();
+    let nodeBusy = 0;
+    for (const id of loadedModels) nodeBusy += this.busy(id);
+    return {
+      id: this.id,
+      loaded: this.isLoaded(model),
+      slots: this.info.slots_per_model,
+      busy: this.busy(model),
+      nodeBusy,
+      nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
+      tokensPerSecond: this.status.speed[model]?.tokens_per_second ?? null,
+      lastDispatchAt: this.lastDispatchAt,
+      fits: this.hasRoomFor(model),
+    };
+  }
+
+  /**
+   * The model fits in the memory the node reported free, plus what its idle loaded models take
+   * (the agent unloads those to make room). A node that reports no figures is given the benefit
+   * of the doubt: its agent still refuses a load that does not fit.
+   */
+  hasRoomFor(model: string): boolean {
+    const footprints = this.status.footprints;
+    const needs = footprints?.[model];
+    const memory = this.status.memory;
+    if (footprints === undefined || needs === undefined || memory === undefined) return true;
+    let ram = memory.ram_free_bytes;
+    let vram = memory.vram_free_bytes ?? 0;
+    for (const id of this.loadedModels()) {
+      if (id === model || this.busy(id) > 0) continue;
+      ram += footprints[id]?.ram_bytes ?? 0;
+      vram += footprints[id]?.vram_bytes ?? 0;
+    }
+    return fitsIn(needs, { ram_free_bytes: ram, vram_free_bytes: vram });
+  }
+
+  acquire(model: string, now: number): void {
+    this.inFlight.set(model, (this.inFlight.get(model) ?? 0) + 1);
+    this.lastDispatchAt = now;
+  }
+
+  release(model: string): void {
+    const count = (this.inFlight.get(model) ?? 0) - 1;
+    if (count > 0) this.inFlight.set(model, count);
+    else this.inFlight.delete(model);
+  }
+
+  /** This node's line in a model's `nodes` list: the state the node reports. */
+  modelNodeInfo(model: ModelObject): ModelNodeInfo {
+    const speed = this.status.speed[model.id];
+    return {
+      node: this.name,
+      state: model.state,
+      slots: this.info.slots_per_model,
+      slots_busy: this.busy(model.id),
+      tokens_per_second: speed?.tokens_per_second ?? null,
+      time_to_first_token: speed?.time_to_first_token ?? null,
+    };
+  }
+}

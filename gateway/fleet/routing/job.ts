@@ -1,0 +1,91 @@
+import type { Operation } from "../../../shared/protocol.ts";
+import { DeleteResult, DownloadJob } from "../../../shared/schemas/downloads.ts";
+import { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
+import { LoadResult, UnloadResult } from "../../../shared/schemas/models.ts";
+import { TokenCount } from "../../../shared/schemas/token-count.ts";
+import type * as z from "zod";
+import type { CallOperation, Outcome } from "../contract.ts";
+import type { FleetNode } from "../nodes/fleet-node.ts";
+import { PromptAffinity } from "./prompt-affinity.ts";
+import type { RelayStream } from "./relay-stream.ts";
+
+/** What a node answers each call with, checked on arrival. */
+export const RESULT_SCHEMAS = {
+  embeddings: EmbeddingsResult,
+  load: LoadResult,
+  unload: UnloadResult,
+  download: DownloadJob,
+  cancel_download: DownloadJob,
+  delete: DeleteResult,
+  count_tokens: TokenCount,
+} as const satisfies Record<CallOperation["op"], unknown>;
+
+/** The result of each call, as its caller gets it. */
+export type CallResults = { [Op in CallOperation["op"]]: z.infer<(typeof RESULT_SCHEMAS)[Op]> };
+export type CallResult = CallResults[CallOperation["op"]];
+
+/** A request in the fleet, from its arrival to its end: queued, on a node, or moved to another. */
+export interface JobBase {
+  readonly id: string;
+  readonly caller: string | null;
+  readonly operation: Operation;
+  readonly model: string;
+  readonly receivedAt: number;
+  /** Connections that failed this request; it is not sent to them again. */
+  readonly excluded: Set<string>;
+  /** A call that must run on this node and nowhere else (unload). */
+  readonly pinned: FleetNode | null;
+  /** A chat's `PromptAffinity` keys; empty for other operations. */
+  readonly prefixKeys: string[];
+  node: FleetNode | null;
+  /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
+  attempt: number;
+  retries: number;
+  /** Time spent waiting for a slot, all waits together (`WaitQueue`). */
+  queueMs: number;
+}
+
+export interface GenerationJob extends JobBase {
+  readonly kind: "generation";
+  readonly stream: RelayStream;
+  startSent: boolean;
+  /** Once text has reached the client, a failure can no longer be hidden by a retry. */
+  deltaSent: boolean;
+  /** When the first text went to the client (`Date.now()`), for the fleet's time to first token. */
+  firstTokenAt: number | null;
+  unacked: number;
+}
+
+export interface CallJob extends JobBase {
+  readonly kind: "call";
+  readonly operation: CallOperation;
+  // A method, so `call` can hand in the resolver of its narrower outcome: every result it settles
+  // with passed `RESULT_SCHEMAS` for the job's own operation.
+  settle(outcome: Outcome<CallResult>): void;
+}
+
+export type Job = GenerationJob | CallJob;
+
+/** A job's common part, as it arrives: not yet routed, tried or queued. */
+export function newJob(operation: Operation, pinned: FleetNode | null, caller: string | null): JobBase {
+  return {
+    id: crypto.randomUUID(),
+    caller,
+    operation,
+    model: modelOf(operation),
+    receivedAt: Date.now(),
+    excluded: new Set(),
+    pinned,
+    prefixKeys: operation.op === "chat" ? PromptAffinity.keys(operation.body.model, operation.body.messages) : [],
+    node: null,
+    attempt: 0,
+    retries: 0,
+    queueMs: 0,
+  };
+}
+
+function modelOf(operation: Operation): string {
+  if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
+  if (operation.op === "cancel_download") return "";
+  return operation.body.model;
+}

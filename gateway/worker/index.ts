@@ -1,0 +1,62 @@
+import { Hono } from "hono";
+import { except } from "hono/combine";
+import * as z from "zod";
+import { createApiApp } from "../../shared/app.ts";
+import { DocumentedRoutes, publicPaths } from "../../shared/documented-routes.ts";
+import { errorResponse } from "../../shared/error-response.ts";
+import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/errors.ts";
+import type { Caller } from "../fleet/access/caller.ts";
+import { fleetStub, type GatewayEnv } from "../env.ts";
+import { FleetBackend } from "./clients/fleet-backend.ts";
+import { FleetModelAdmin } from "./clients/fleet-model-admin.ts";
+import { FleetResponseStore } from "./clients/fleet-response-store.ts";
+import { apiKeyAuth } from "./middleware/api-key-auth.ts";
+import { corsFromEnv } from "./middleware/cors-from-env.ts";
+import { GATEWAY_OPENAPI } from "./openapi.ts";
+import { adminRoutes } from "./routes/admin.ts";
+import { agentRoutes } from "./routes/agent.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+
+export { Fleet } from "../fleet/fleet.ts";
+
+const logUnexpected = (error: unknown) => console.error("lmgate gateway: unexpected error:", error);
+
+const app = new Hono<GatewayEnv>();
+
+// First, so a browser's preflight (which carries no key) gets its answer before any auth.
+app.use("*", corsFromEnv());
+// Public: health checks.
+new DocumentedRoutes(app, { tag: "meta", security: "public" }).get("/health", { summary: "Liveness", response: z.object({ status: z.literal("ok") }) }, () => ({
+  status: "ok" as const,
+}));
+app.route("/agent", agentRoutes);
+app.route("/admin", adminRoutes);
+app.route("/metrics", metricsRoutes);
+const api = createApiApp<GatewayEnv>({
+  backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
+  responseStore: (c) => new FleetResponseStore(fleetStub(c.env), c.get("caller")),
+  modelAdmin: (c) => new FleetModelAdmin(fleetStub(c.env), c.get("caller")),
+  onUnexpectedError: logUnexpected,
+  // The whole router's routes, the gateway's own with the API app's.
+  openApi: { ...GATEWAY_OPENAPI, router: app },
+  // Under `wrangler dev` a client that leaves is noticed only by writing to it.
+  nonStreamedPulseMs: 100,
+});
+// The API routes documented as public (the greeting LM Studio's tools probe before they have a key, and
+// the API's description) are the ones served without a key.
+app.use("*", except(publicPaths(api.routes), apiKeyAuth()));
+app.route("/", api);
+
+app.notFound(async (c) => {
+  // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
+  const caller = c.get("caller") as Caller | undefined;
+  if (caller?.kind === "key") await new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
+  return errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw));
+});
+app.onError((error, c) => {
+  const apiError = toApiError(error);
+  if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);
+  return errorResponse(c.req.raw, apiError);
+});
+
+export default app;

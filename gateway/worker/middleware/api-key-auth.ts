@@ -1,0 +1,34 @@
+import type { MiddlewareHandler } from "hono";
+import { invalidApiKey } from "../../../shared/errors.ts";
+import type { Caller } from "../../fleet/access/caller.ts";
+import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
+import type { GatewayEnv } from "../../env.ts";
+import { bearerToken, secretMatches } from "./secrets.ts";
+
+/**
+ * Requires an API key on every route it guards: `Authorization: Bearer <key>`, or `x-api-key`
+ * (what the Anthropic family of clients sends). The Worker only works out who is calling; the
+ * Fleet decides, in the same hop as routing, whether that key may make this request.
+ * Failures are OpenAI's 401 `invalid_api_key`.
+ */
+export function apiKeyAuth(): MiddlewareHandler<GatewayEnv> {
+  return async function apiKeyAuth(c, next) {
+    const key = bearerToken(c.req.header("authorization")) ?? c.req.header("x-api-key");
+    if (key === undefined || key === "") {
+      throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
+    }
+    c.set("caller", await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_ADMIN_TOKEN, c.env.LMGATE_NODE_TOKEN));
+    await next();
+  };
+}
+
+async function callerOf(key: string, rootKey: string | undefined, adminToken: string | undefined, rootNodeToken: string | undefined): Promise<Caller> {
+  // The admin token may do everything, model management through the API included. Both are compared, so timing does not say which matched.
+  const [root, admin] = await Promise.all([secretMatches(key, rootKey), secretMatches(key, adminToken)]);
+  if (root || admin) return { kind: "root" };
+  // Said plainly, because handing an agent's token to an API client is an easy mistake to make.
+  if (credentialKind(key) === "node" || (await secretMatches(key, rootNodeToken))) {
+    throw invalidApiKey("That is a node token: node tokens connect agents and cannot call the API.");
+  }
+  return { kind: "key", hash: await sha256Hex(key) };
+}
