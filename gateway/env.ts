@@ -1,10 +1,12 @@
 import type { Caller } from "./fleet/access/caller.ts";
 import type { Fleet } from "./fleet/fleet.ts";
+import type { NodeObject } from "./node/node-object.ts";
 import type { GatewayVars } from "./vars.ts";
 
-/** The Worker's bindings (wrangler.toml): its vars and the Fleet objects. */
+/** The Worker's bindings (wrangler.toml): its vars, the Fleet objects, and one object per node (named after it). */
 export interface GatewayBindings extends GatewayVars {
   FLEET: DurableObjectNamespace<Fleet>;
+  NODE: DurableObjectNamespace<NodeObject>;
 }
 
 export type GatewayEnv = { Bindings: GatewayBindings; Variables: { caller: Caller } };
@@ -13,3 +15,6 @@ export type GatewayEnv = { Bindings: GatewayBindings; Variables: { caller: Calle
 export const DEFAULT_FLEET = "default";
 
 export const fleetStub = (env: GatewayBindings) => env.FLEET.getByName(DEFAULT_FLEET);
+
+/** A node's object, where its agent's socket ends and its generations are relayed from. */
+export const nodeStub = (env: GatewayBindings, name: string) => env.NODE.getByName(name);

@@ -12,7 +12,14 @@ import { TokenCount } from "./schemas/token-count.ts";
  * that the agent dials out. Gateway and agent share only this module (and the API schemas).
  * Bump PROTOCOL_VERSION on any incompatible change; the gateway refuses other versions.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+
+/**
+ * The header an agent dials with, naming itself (protocol 2): the gateway ends each node's socket
+ * in that node's own object, so it must know the name before the socket exists. Its `hello` must
+ * say the same name. An agent without it speaks an older protocol and is told to upgrade.
+ */
+export const NODE_NAME_HEADER = "x-lmgate-node";
 
 /** How long an agent gives its engine, after a `cancel`, to stop and report what it spent. */
 export const CANCEL_USAGE_WAIT_MS = 2_000;

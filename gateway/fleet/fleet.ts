@@ -12,57 +12,62 @@ import { UsageLedger } from "./access/usage-ledger.ts";
 import { fleetConfig } from "./config.ts";
 import { FleetMetrics } from "./metrics/fleet-metrics.ts";
 import { ResponseTable } from "./state/response-table.ts";
-import type { GatewayVars } from "../vars.ts";
+import type { GatewayBindings } from "../env.ts";
+import type { WireError } from "../../shared/protocol.ts";
+import type { StatusDelta } from "../node/status-deltas.ts";
+import type { SettledRequest } from "../node/contract.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
 import { ApiCalls } from "./calls/api-calls.ts";
-import type { FleetApi, GenerationOperation, Serving } from "./contract.ts";
+import type { FleetApi, FleetNodeApi, GenerationOperation, Serving } from "./contract.ts";
 import { Dispatcher } from "./routing/dispatcher.ts";
-import type { FleetNode } from "./nodes/fleet-node.ts";
+import type { FleetNode, HelloFrame } from "./nodes/fleet-node.ts";
+import { NodeLinks } from "./nodes/node-links.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
-import { NodeSockets } from "./nodes/node-sockets.ts";
 import { SavedState } from "./state/saved-state.ts";
-import { recordedModel, type SettledJob } from "./routing/settlement.ts";
+import { recordedModel, type Ending, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
 
+/** Usage, counters and traffic are written this long after a change, one write for all changes in between. */
+const FLUSH_AFTER_MS = 1_000;
+
 /**
- * One fleet: the WebSockets of its nodes, the registry of what each node holds, and every request
- * in flight. The Worker reaches it by RPC (the API's calls, `ApiCalls`; the admin's, `AdminCalls`),
- * and agents' WebSocket upgrades arrive through `fetch` (`NodeSockets`). This class only puts the
- * parts together and hands each entry point of the Durable Object to its part.
+ * One fleet's control plane: keys, limits and budgets, the registry of what each node holds,
+ * placement, the queue, and the books. It decides; it relays nothing: each node's socket and
+ * generations are its node object's (`NodeObject`). The Worker reaches it by RPC (the API's calls,
+ * `ApiCalls`; the admin's, `AdminCalls`), the node objects too (`NodeLinks`, and `settle`). This
+ * class only puts the parts together and hands each entry point of the Durable Object to its part.
  */
-export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetApi> {
+export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi>, Serving<FleetNodeApi> {
   readonly #api: ApiCalls;
   readonly #admin: AdminCalls;
-  readonly #sockets: NodeSockets;
+  readonly #links: NodeLinks;
   readonly #budget = new TokenBudget();
   readonly #traffic = new TrafficStats();
   readonly #metrics: FleetMetrics;
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
 
-  constructor(ctx: DurableObjectState, env: GatewayVars) {
+  constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
     const config = fleetConfig(env);
-    const registry = new NodeRegistry(ctx, config.heartbeatTimeoutMs);
+    const registry = new NodeRegistry(ctx.storage.sql, (name) => env.NODE.getByName(name));
     const dispatcher = new Dispatcher(
       registry,
       config,
-      (node) => this.#sockets.drop(node, 1011, "send failed"),
       (job) => this.#account(job),
       (callerId) => this.#api.scopeOf(callerId),
     );
     const metrics = new FleetMetrics(() => {
-      const nodes = registry.alive(Date.now());
+      const nodes = registry.alive();
       return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: dispatcher.waiting, inFlight: dispatcher.running };
     });
     const access = new AccessStore(ctx.storage.sql);
-    const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
-    const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
+    const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: FLUSH_AFTER_MS, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
+    const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: FLUSH_AFTER_MS });
     this.#metrics = metrics;
     this.#ledger = ledger;
     this.#saved = saved;
-    this.#sockets = new NodeSockets(ctx, {
-      config,
+    this.#links = new NodeLinks({
       registry,
       dispatcher,
       access,
@@ -84,7 +89,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
         saved.changed();
       },
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -93,8 +98,16 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#api.listModels(caller);
   }
 
-  generate(operation: GenerationOperation, caller: Caller) {
-    return this.#api.generate(operation, caller);
+  admit(id: string, operation: GenerationOperation, caller: Caller) {
+    return this.#api.admit(id, operation, caller);
+  }
+
+  retry(id: string, conn: string, error: WireError) {
+    return this.#api.retry(id, conn, error);
+  }
+
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest) {
+    this.#api.settle(id, attempt, ending, request);
   }
 
   cancel(id: string) {
@@ -195,26 +208,22 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#admin.usage(query);
   }
 
-  // ---- agent sockets ---------------------------------------------------------------------------
+  // ---- RPC from the node objects (`FleetNodeApi`) and the agents' upgrades -----------------------
 
-  override fetch(request: Request): Promise<Response> {
-    return this.#sockets.accept(request);
+  admitNode(tokenHash: string) {
+    return this.#links.admit(tokenHash);
   }
 
-  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
-    this.#sockets.message(ws, message);
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {
+    this.#links.joined(conn, hello, tokenId);
   }
 
-  override webSocketClose(ws: WebSocket): void {
-    this.#sockets.lost(ws);
+  nodeStatus(conn: string, delta: StatusDelta) {
+    this.#links.status(conn, delta);
   }
 
-  override webSocketError(ws: WebSocket): void {
-    this.#sockets.lost(ws);
-  }
-
-  override alarm(): Promise<void> {
-    return this.#sockets.sweep();
+  nodeLeft(conn: string) {
+    this.#links.left(conn);
   }
 
   // ---- settling --------------------------------------------------------------------------------
@@ -231,6 +240,9 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     if (job.caller !== null) {
       this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
+    // A settlement arrives as its own call (from a node object), which ends before the batched
+    // writes: the call is kept open until they are due, so the object is not evicted before them.
+    this.ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, FLUSH_AFTER_MS)));
   }
 }
 

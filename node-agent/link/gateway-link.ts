@@ -3,6 +3,7 @@ import {
   HEARTBEAT_PING,
   HEARTBEAT_PONG,
   parseFrame,
+  NODE_NAME_HEADER,
   PROTOCOL_VERSION,
   ToAgentFrame,
   type Hardware,
@@ -126,7 +127,7 @@ class Link implements GatewayLink {
     const { token, source, tuning } = this.#options;
     return new Promise<boolean>((resolve) => {
       const ws = new WebSocket(this.#url, {
-        headers: { authorization: `Bearer ${token}` },
+        headers: { authorization: `Bearer ${token}`, [NODE_NAME_HEADER]: this.#options.nodeName },
         handshakeTimeout: tuning?.connectTimeoutMs ?? 10_000,
         perMessageDeflate: false,
       });
