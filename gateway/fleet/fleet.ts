@@ -95,135 +95,173 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
 
   listModels(caller: Caller) {
+    this.#called("listModels");
     return this.#api.listModels(caller);
   }
 
   admit(id: string, operation: GenerationOperation, caller: Caller) {
+    this.#called("admit");
     return this.#api.admit(id, operation, caller);
   }
 
   retry(id: string, conn: string, error: WireError) {
+    this.#called("retry");
     return this.#api.retry(id, conn, error);
   }
 
   settle(id: string, attempt: number, ending: Ending, request: SettledRequest) {
+    this.#called("settle");
     this.#api.settle(id, attempt, ending, request);
   }
 
   cancel(id: string) {
+    this.#called("cancel");
     this.#api.cancel(id);
   }
 
   embeddings(body: EmbeddingsRequest, caller: Caller) {
+    this.#called("embeddings");
     return this.#api.embeddings(body, caller);
   }
 
   loadModel(body: LoadRequest, caller: Caller) {
+    this.#called("loadModel");
     return this.#api.loadModel(body, caller);
   }
 
   countTokens(body: ChatRequest, caller: Caller) {
+    this.#called("countTokens");
     return this.#api.countTokens(body, caller);
   }
 
   unloadModel(body: UnloadRequest, caller: Caller) {
+    this.#called("unloadModel");
     return this.#api.unloadModel(body, caller);
   }
 
   saveResponse(caller: Caller, record: StoredResponse) {
+    this.#called("saveResponse");
     return this.#api.saveResponse(caller, record);
   }
 
   storedResponse(caller: Caller, id: string) {
+    this.#called("storedResponse");
     return this.#api.storedResponse(caller, id);
   }
 
   deleteResponse(caller: Caller, id: string) {
+    this.#called("deleteResponse");
     return this.#api.deleteResponse(caller, id);
   }
 
   listModelsV1(caller: Caller) {
+    this.#called("listModelsV1");
     return this.#api.listModelsV1(caller);
   }
 
   downloadModel(body: DownloadRequest, caller: Caller) {
+    this.#called("downloadModel");
     return this.#api.downloadModel(body, caller);
   }
 
   downloadStatus(jobId: string, caller: Caller) {
+    this.#called("downloadStatus");
     return this.#api.downloadStatus(jobId, caller);
   }
 
   cancelDownload(jobId: string, caller: Caller) {
+    this.#called("cancelDownload");
     return this.#api.cancelDownload(jobId, caller);
   }
 
   deleteModel(body: DeleteRequest, caller: Caller) {
+    this.#called("deleteModel");
     return this.#api.deleteModel(body, caller);
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
   metrics() {
+    this.#called("metrics");
     return this.#admin.metrics();
   }
 
   listNodes() {
+    this.#called("listNodes");
     return this.#admin.listNodes();
   }
 
   stats() {
+    this.#called("stats");
     return this.#admin.stats();
   }
 
   createKey(request: CreateKeyRequest) {
+    this.#called("createKey");
     return this.#admin.createKey(request);
   }
 
   listKeys() {
+    this.#called("listKeys");
     return this.#admin.listKeys();
   }
 
   updateKey(id: string, update: UpdateKeyRequest) {
+    this.#called("updateKey");
     return this.#admin.updateKey(id, update);
   }
 
   revokeKey(id: string) {
+    this.#called("revokeKey");
     return this.#admin.revokeKey(id);
   }
 
   createNodeToken(node: string) {
+    this.#called("createNodeToken");
     return this.#admin.createNodeToken(node);
   }
 
   listNodeTokens() {
+    this.#called("listNodeTokens");
     return this.#admin.listNodeTokens();
   }
 
   revokeNodeToken(id: string) {
+    this.#called("revokeNodeToken");
     return this.#admin.revokeNodeToken(id);
   }
 
   usage(query: UsageQuery) {
+    this.#called("usage");
     return this.#admin.usage(query);
   }
 
   // ---- RPC from the node objects (`FleetNodeApi`) and the agents' upgrades -----------------------
 
   admitNode(tokenHash: string) {
+    this.#called("admitNode");
     return this.#links.admit(tokenHash);
   }
 
   nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {
+    this.#called("nodeJoined");
     this.#links.joined(conn, hello, tokenId);
   }
 
   nodeStatus(conn: string, delta: StatusDelta) {
+    this.#called("nodeStatus");
     this.#links.status(conn, delta);
   }
 
   nodeLeft(conn: string) {
+    this.#called("nodeLeft");
     this.#links.left(conn);
+  }
+
+  /** Every entry point counts, so the Fleet's work per request is measured, not assumed. */
+  #called(call: string): void {
+    this.#metrics.fleetCalled(call);
+    this.#saved.changed();
   }
 
   // ---- settling --------------------------------------------------------------------------------
