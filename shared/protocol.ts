@@ -156,6 +156,13 @@ export const ToAgentFrame = z.discriminatedUnion("type", [
 ]);
 export type ToAgentFrame = z.infer<typeof ToAgentFrame>;
 
+/** Generation events of one request, coalesced: the first delta goes alone, later ones in batches. */
+export const EventsFrame = z.object({ type: z.literal("events"), id: z.string(), events: z.array(GenerationEvent).min(1) });
+export type EventsFrame = z.infer<typeof EventsFrame>;
+
+/** Most `events` frames one `batch` carries: an agent's running generations, with room to spare. */
+export const MAX_BATCH_FRAMES = 1_024;
+
 /** Frames the gateway receives. */
 export const ToGatewayFrame = z.discriminatedUnion("type", [
   z.object({
@@ -173,8 +180,12 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     status: NodeStatus,
   }),
   z.object({ type: z.literal("status"), status: NodeStatus }),
-  /** Generation events, coalesced: the first delta goes alone, later ones in batches. */
-  z.object({ type: z.literal("events"), id: z.string(), events: z.array(GenerationEvent).min(1) }),
+  EventsFrame,
+  /**
+   * Protocol 2: the `events` frames of all the agent's running generations that are ready at one
+   * flush, in one WebSocket message. Each counts as one frame of its request for flow control.
+   */
+  z.object({ type: z.literal("batch"), frames: z.array(EventsFrame).min(1).max(MAX_BATCH_FRAMES) }),
   z.object({
     type: z.literal("result"),
     id: z.string(),

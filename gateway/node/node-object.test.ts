@@ -1,12 +1,12 @@
 import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { CLOSE_CODES } from "../../shared/protocol.ts";
+import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { parsePrometheus, series, type Samples } from "../../test/harness/prometheus-text.ts";
 import { readSse } from "../../test/harness/sse.ts";
 import { nodeStub } from "../env.ts";
-import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent, result, type RequestFrame } from "../test/fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, NODE_TOKEN, result, type RequestFrame } from "../test/fake-agent.ts";
 
 /**
  * The node objects, the data plane: a node's socket ends in its own object, which relays its
@@ -112,5 +112,33 @@ describe("the Fleet decides, the node object relays", () => {
     const body = ChatCompletion.parse(await (await api("/v1/chat/completions", chatBody("one-m"))).json());
     expect(body.choices[0]?.message.content).toBe("newer");
     expect(older.received.filter((frame) => frame.type === "request")).toHaveLength(0);
+  });
+
+  test("one batch message carries the frames of several generations, each relayed to its own client", async () => {
+    const node = await FakeAgent.connect({ name: "batch-node", models: [{ id: "batch-m", state: "loaded" }], slots: 4 });
+    onTestFinished(() => node.close());
+    const first = api("/v1/chat/completions", chatBody("batch-m"));
+    const second = api("/v1/chat/completions", chatBody("batch-m"));
+    const [a, b] = [await node.nextRequest(), await node.nextRequest()];
+    const answer = (id: string, text: string) => ({ type: "events" as const, id, events: [{ type: "start" as const, model: "m" }, { type: "delta" as const, text }, { type: "done" as const, result: result() }] });
+    node.sendFrame({ type: "batch", frames: [answer(a.id, `to ${a.id}`), answer(b.id, `to ${b.id}`)] });
+    for (const [pending, frame] of [[first, a], [second, b]] as const) {
+      const body = ChatCompletion.parse(await (await pending).json());
+      expect(body.choices[0]?.message.content).toBe(`to ${frame.id}`);
+    }
+  });
+});
+
+describe("agents of another protocol", () => {
+  test("an agent that dials without naming itself (protocol 1) is closed with a reason telling it to upgrade", async () => {
+    const response = await dialGateway(NODE_TOKEN, null);
+    expect(response.status).toBe(101);
+    const ws = response.webSocket!;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.addEventListener("close", (event) => resolve({ code: event.code, reason: event.reason })));
+    ws.accept();
+    const { code, reason } = await closed;
+    expect(code).toBe(CLOSE_CODES.unsupportedProtocol);
+    expect(reason).toContain("upgrade lmgate-agent");
+    expect(reason).toContain(`protocol ${PROTOCOL_VERSION}`);
   });
 });

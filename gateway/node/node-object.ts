@@ -105,6 +105,9 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
         case "events":
           this.#onEvents(ws, frame.id, frame.events);
           return;
+        case "batch":
+          for (const events of frame.frames) this.#onEvents(ws, events.id, events.events);
+          return;
         case "result":
           this.#calls.get(frame.id)?.({ ok: true, result: frame.result });
           return;

@@ -13,6 +13,7 @@ import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
+import { FrameBatcher } from "./frame-batcher.ts";
 import { RequestRunner, type FrameChannel } from "./request-runner.ts";
 
 export type { NodeSource } from "./node-source.ts";
@@ -138,10 +139,11 @@ class Link implements GatewayLink {
       let statusTimer: ReturnType<typeof setTimeout> | undefined;
       let unsubscribe: (() => void) | undefined;
 
+      const batcher = new FrameBatcher((frame: ToGatewayFrame) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+      });
       const channel: FrameChannel = {
-        send: (frame: ToGatewayFrame) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
-        },
+        send: (frame: ToGatewayFrame) => batcher.send(frame),
         get bufferedAmount() {
           return ws.bufferedAmount;
         },
