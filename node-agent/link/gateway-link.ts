@@ -79,6 +79,8 @@ class Link implements GatewayLink {
   readonly #loop: Promise<void>;
   #connected = false;
   #socket: WebSocket | null = null;
+  /** The current connection's batched frames; sent before the socket is closed, so a last `done` is not lost. */
+  #batcher: FrameBatcher | null = null;
   #lastWarning = "";
 
   constructor(options: GatewayLinkOptions) {
@@ -104,6 +106,7 @@ class Link implements GatewayLink {
     if (this.#stopped.signal.aborted) return this.#loop;
     this.#stopped.abort();
     const socket = this.#socket;
+    this.#batcher?.flush();
     if (socket !== null && socket.readyState !== WebSocket.CLOSED) {
       socket.close(1000, "agent shutting down");
       // A gateway that does not answer the close handshake must not hold the shutdown.
@@ -142,6 +145,7 @@ class Link implements GatewayLink {
       const batcher = new FrameBatcher((frame: ToGatewayFrame) => {
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
       });
+      this.#batcher = batcher;
       const channel: FrameChannel = {
         send: (frame: ToGatewayFrame) => batcher.send(frame),
         get bufferedAmount() {
