@@ -80,8 +80,18 @@ describe("the Fleet decides, the node object relays", () => {
     await eventually(async () => (await scrape()).get(failed) === before + 1);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect((await scrape()).get(failed)).toBe(before + 1);
-    // The agent reconnects, as a real one does, to the object's new life.
+    // Until the agent is back, the Fleet may still list the node; the first request placed there
+    // finds an object without its socket, which has the Fleet forget the node: a clean 503.
     await node.closed;
+    const meanwhile = await api("/v1/chat/completions", chatBody("restart-m"));
+    expect(meanwhile.status).toBe(503);
+    await eventually(async () => {
+      const nodes = (await (await api("/admin/nodes", undefined, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+        data: Array<{ name: string; online: boolean }>;
+      };
+      return nodes.data.find((listed) => listed.name === "restarted-node")?.online === false;
+    });
+    // The agent reconnects, as a real one does, to the object's new life.
     const back = await connect("restarted-node", "restart-m");
     back.autoAnswer((next) => back.complete(next.id, "after"));
     const body = ChatCompletion.parse(await (await api("/v1/chat/completions", chatBody("restart-m"))).json());

@@ -154,6 +154,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
 
   relay(lease: Lease): ReadableStream<Uint8Array> {
     const ws = this.#socketOf(lease.conn);
+    if (ws === undefined) this.#stale(lease.conn);
     const relay: Relay = new Relay(lease, {
       send: (frame) => (ws === undefined ? false : send(ws, frame)),
       settle: (ending) => this.#settle(lease, ending),
@@ -172,6 +173,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
 
   call(conn: string, id: string, operation: Operation): Promise<CallAnswer> {
     const ws = this.#socketOf(conn);
+    if (ws === undefined) this.#stale(conn);
     if (ws === undefined || !send(ws, { type: "request", id, operation })) return Promise.resolve({ lost: true });
     return new Promise((resolve) => {
       this.#calls.set(id, (answer) => {
@@ -215,6 +217,14 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
     return this.#fleet()
       .settle(lease.id, lease.attempt, ending, settledFrom(lease))
       .catch((error: unknown) => console.error("node object: settle failed:", error));
+  }
+
+  /**
+   * The Fleet placed work on a connection this object no longer has (it restarted, and the agent has
+   * not come back): the Fleet forgets it, rather than keep a node that will never answer.
+   */
+  #stale(conn: string): void {
+    this.ctx.waitUntil(this.#fleet().nodeLeft(conn).catch(() => undefined));
   }
 
   #socketOf(conn: string): WebSocket | undefined {

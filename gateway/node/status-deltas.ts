@@ -34,7 +34,12 @@ export class StatusDeltas {
   }
 
   update(conn: string, status: NodeStatus): void {
-    if (conn !== this.#conn) return;
+    if (conn !== this.#conn) {
+      // The object woke from hibernation (its memory gone): the first status goes whole.
+      this.#conn = conn;
+      this.#pending = null;
+      this.#known = new Map();
+    }
     const delta: Record<string, unknown> = {};
     for (const [field, value] of Object.entries(status) as Array<[keyof NodeStatus, unknown]>) {
       const json = JSON.stringify(value);
