@@ -1,5 +1,7 @@
 import type { Caller } from "./fleet/access/caller.ts";
+import type { FleetBinding } from "./fleet/contract.ts";
 import type { Fleet } from "./fleet/fleet.ts";
+import type { NodeApi } from "./node/contract.ts";
 import type { NodeObject } from "./node/node-object.ts";
 import type { GatewayVars } from "./vars.ts";
 
@@ -16,5 +18,11 @@ export const DEFAULT_FLEET = "default";
 
 export const fleetStub = (env: GatewayBindings) => env.FLEET.getByName(DEFAULT_FLEET);
 
+/** The Fleet as its callers use it: every call typed by the contract (`FleetBinding`). */
+export const fleetOf = (env: GatewayBindings): FleetBinding => fleetStub(env);
+
 /** A node's object, where its agent's socket ends and its generations are relayed from. */
 export const nodeStub = (env: GatewayBindings, name: string) => env.NODE.getByName(name);
+
+/** A node's object as its callers use it, typed by its contract (`NodeApi`). */
+export const nodeOf = (env: GatewayBindings, name: string): NodeApi => nodeStub(env, name);

@@ -1,5 +1,17 @@
 import type { ApiError } from "../../shared/errors.ts";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type {
+  CreatedKey,
+  CreatedNodeToken,
+  CreateKeyRequest,
+  FleetStats,
+  KeyRecord,
+  NodeSummary,
+  NodeTokenRecord,
+  UpdateKeyRequest,
+  UsageQuery,
+  UsageRow,
+} from "../../shared/schemas/admin.ts";
 import { fromWire, toWire, type Operation, type WireError } from "../../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
@@ -68,6 +80,22 @@ export interface FleetApi {
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
 }
 
+/** The admin API's and `/metrics`' entry points into the Fleet (the admin token is checked in the Worker). */
+export interface FleetAdminApi {
+  /** The Prometheus text. */
+  metrics(): Promise<string>;
+  listNodes(): Promise<NodeSummary[]>;
+  stats(): Promise<FleetStats>;
+  createKey(request: CreateKeyRequest): Promise<CreatedKey>;
+  listKeys(): Promise<KeyRecord[]>;
+  updateKey(id: string, update: UpdateKeyRequest): Promise<KeyRecord | null>;
+  revokeKey(id: string): Promise<KeyRecord | null>;
+  createNodeToken(node: string): Promise<CreatedNodeToken>;
+  listNodeTokens(): Promise<NodeTokenRecord[]>;
+  revokeNodeToken(id: string): Promise<NodeTokenRecord | null>;
+  usage(query: UsageQuery): Promise<UsageRow[]>;
+}
+
 /** The node token an agent's upgrade carried, as the Fleet knows it: its id, and the one node name it serves (if made for one). */
 export interface NodeAdmission {
   tokenId?: string;
@@ -89,6 +117,9 @@ export interface FleetNodeApi {
   /** An attempt of a generation ended for good, with these counts: the request's one settlement. */
   settle(id: string, attempt: number, ending: Ending, request: SettledRequest): Promise<void>;
 }
+
+/** The Fleet as the Worker and the node objects hold it: every call typed here, none derived or cast. */
+export type FleetBinding = FleetApi & FleetAdminApi & FleetNodeApi;
 
 /** The same entry points as the Fleet serves them: an RPC result may be ready at once. */
 export type Serving<Api> = {

@@ -12,13 +12,13 @@ import { UsageLedger } from "./access/usage-ledger.ts";
 import { fleetConfig } from "./config.ts";
 import { FleetMetrics } from "./metrics/fleet-metrics.ts";
 import { ResponseTable } from "./state/response-table.ts";
-import type { GatewayBindings } from "../env.ts";
+import { nodeOf, type GatewayBindings } from "../env.ts";
 import type { WireError } from "../../shared/protocol.ts";
 import type { StatusDelta } from "../node/status-deltas.ts";
 import type { SettledRequest } from "../node/contract.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
 import { ApiCalls } from "./calls/api-calls.ts";
-import type { FleetApi, FleetNodeApi, GenerationOperation, Serving } from "./contract.ts";
+import type { FleetAdminApi, FleetApi, FleetNodeApi, GenerationOperation, Serving } from "./contract.ts";
 import { Dispatcher } from "./routing/dispatcher.ts";
 import type { FleetNode, HelloFrame } from "./nodes/fleet-node.ts";
 import { NodeLinks } from "./nodes/node-links.ts";
@@ -37,7 +37,7 @@ const FLUSH_AFTER_MS = 1_000;
  * `ApiCalls`; the admin's, `AdminCalls`), the node objects too (`NodeLinks`, and `settle`). This
  * class only puts the parts together and hands each entry point of the Durable Object to its part.
  */
-export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi>, Serving<FleetNodeApi> {
+export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi>, Serving<FleetAdminApi>, Serving<FleetNodeApi> {
   readonly #api: ApiCalls;
   readonly #admin: AdminCalls;
   readonly #links: NodeLinks;
@@ -50,7 +50,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
     const config = fleetConfig(env);
-    const registry = new NodeRegistry(ctx.storage.sql, (name) => env.NODE.getByName(name));
+    const registry = new NodeRegistry(ctx.storage.sql, (name) => nodeOf(env, name));
     const dispatcher = new Dispatcher(
       registry,
       config,

@@ -11,7 +11,7 @@ import {
   type ToAgentFrame,
 } from "../../shared/protocol.ts";
 import type { GatewayBindings } from "../env.ts";
-import { fleetStub } from "../env.ts";
+import { fleetOf } from "../env.ts";
 import { fleetConfig, type FleetConfig } from "../fleet/config.ts";
 import type { Serving } from "../fleet/contract.ts";
 import type { Ending } from "../fleet/routing/settlement.ts";
@@ -57,7 +57,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
   }
 
   #fleet() {
-    return fleetStub(this.env);
+    return fleetOf(this.env);
   }
 
   // ---- the agent's socket ----------------------------------------------------------------------

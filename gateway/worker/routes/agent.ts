@@ -6,7 +6,7 @@ import { ROOT_NODE_TOKEN } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
 import { unwrap } from "../../fleet/contract.ts";
 import { NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
-import { fleetStub, nodeStub, type GatewayEnv } from "../../env.ts";
+import { fleetOf, nodeStub, type GatewayEnv } from "../../env.ts";
 import { bearerToken, secretMatches } from "../middleware/secrets.ts";
 
 /**
@@ -28,7 +28,7 @@ new DocumentedRoutes(agentRoutes, { tag: "agent", security: "node" }).get("/conn
     throw unauthorized("That is an API key: only node tokens can connect as nodes.");
   }
   const tokenHash = (await secretMatches(token, c.env.LMGATE_NODE_TOKEN)) ? ROOT_NODE_TOKEN : await sha256Hex(token);
-  const admission = unwrap(await fleetStub(c.env).admitNode(tokenHash));
+  const admission = unwrap(await fleetOf(c.env).admitNode(tokenHash));
   const name = c.req.header(NODE_NAME_HEADER);
   // An agent before protocol 2 does not name itself when it dials: it is told, as a close reason it logs, to upgrade.
   if (name === undefined) return closedAtOnce(CLOSE_CODES.unsupportedProtocol, upgradeAgentReason(1));
