@@ -95,6 +95,8 @@ export class FleetBackend implements InferenceBackend {
         let deltaSent = false;
         try {
           reader = (await nodeObject(lease.node).relay(lease)).getReader();
+          // The client left while the relay was being asked for: `stop` found no reader to cancel then.
+          if (signal.aborted) void reader.cancel(signal.reason).catch(() => undefined);
           const lines = new LineDecoder();
           read: for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
             for (const line of lines.push(chunk.value)) {
@@ -120,7 +122,9 @@ export class FleetBackend implements InferenceBackend {
           }
           if (failure === null) throw new Error("the node object's stream ended before the generation did");
         } catch (error) {
-          if (error instanceof ApiError || signal.aborted) throw error;
+          if (error instanceof ApiError) throw error;
+          // The client left: its reason ends the stream, as everywhere else.
+          signal.throwIfAborted();
           // The node's object went away (evicted, restarted) mid-read: it can no longer settle the
           // request, so the Worker does; before any text, the request moves on as from a lost node.
           const lost = new ApiError(
