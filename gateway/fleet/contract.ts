@@ -47,7 +47,7 @@ export function unwrap<T>(outcome: Outcome<T>): T {
 
 /**
  * The API's entry points into the Fleet, as the Worker calls them: every one authorizes `caller`
- * in the Fleet. The Worker holds a `DurableObjectStub<Fleet>` as this type, so each result is
+ * in the Fleet. The Worker holds a `DurableObjectStub<Fleet>` as `FleetBinding` (`fleetOf`), so each result is
  * typed here rather than derived through `Rpc.Result`, which turns any result holding an
  * `unknown` (a stored response's tool schemas) into `never` (workerd#5200).
  */
