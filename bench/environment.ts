@@ -15,7 +15,7 @@ import { startAgent, type AgentProcess } from "../test/harness/agent-process.ts"
 import { startGateway, type GatewayProcess } from "../test/harness/gateway-process.ts";
 import type { Target } from "./client.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** The bench's ~0.5 B model lives apart from the test models, so test agents never list it. */
 export const BENCH_MODELS_DIR = join(ROOT, ".lmgate/bench-models");
 /** The tiny demo models the bench serves, written once (atomically: concurrent runs share them safely). */

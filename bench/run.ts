@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { loadavg } from "node:os";
 import { runConcurrency } from "./concurrency.ts";
+import { runFleetScale } from "./fleet-scale.ts";
 import { BenchEnvironment } from "./environment.ts";
 import { runLlamaServer } from "./llama-server.ts";
 import { runMemory } from "./memory.ts";
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   engine: runLlamaServer,
   "multi-turn": runMultiTurn,
   "scale-out": runScaleOut,
+  "fleet-scale": runFleetScale,
 };
 
 const HELP = `Usage: npm run bench -- [options]

@@ -7,7 +7,7 @@ declare global {
     interface Env extends GatewayBindings {}
     interface GlobalProps {
       mainModule: typeof import("./worker/index.ts");
-      durableNamespaces: "Fleet";
+      durableNamespaces: "Fleet" | "NodeObject";
     }
   }
 }

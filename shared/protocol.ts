@@ -12,7 +12,14 @@ import { TokenCount } from "./schemas/token-count.ts";
  * that the agent dials out. Gateway and agent share only this module (and the API schemas).
  * Bump PROTOCOL_VERSION on any incompatible change; the gateway refuses other versions.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+
+/**
+ * The header an agent dials with, naming itself (protocol 2): the gateway ends each node's socket
+ * in that node's own object, so it must know the name before the socket exists. Its `hello` must
+ * say the same name. An agent without it speaks an older protocol and is told to upgrade.
+ */
+export const NODE_NAME_HEADER = "x-lmgate-node";
 
 /** How long an agent gives its engine, after a `cancel`, to stop and report what it spent. */
 export const CANCEL_USAGE_WAIT_MS = 2_000;
@@ -149,6 +156,13 @@ export const ToAgentFrame = z.discriminatedUnion("type", [
 ]);
 export type ToAgentFrame = z.infer<typeof ToAgentFrame>;
 
+/** Generation events of one request, coalesced: the first delta goes alone, later ones in batches. */
+export const EventsFrame = z.object({ type: z.literal("events"), id: z.string(), events: z.array(GenerationEvent).min(1) });
+export type EventsFrame = z.infer<typeof EventsFrame>;
+
+/** Most `events` frames one `batch` carries: an agent's running generations, with room to spare. */
+export const MAX_BATCH_FRAMES = 1_024;
+
 /** Frames the gateway receives. */
 export const ToGatewayFrame = z.discriminatedUnion("type", [
   z.object({
@@ -166,8 +180,12 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
     status: NodeStatus,
   }),
   z.object({ type: z.literal("status"), status: NodeStatus }),
-  /** Generation events, coalesced: the first delta goes alone, later ones in batches. */
-  z.object({ type: z.literal("events"), id: z.string(), events: z.array(GenerationEvent).min(1) }),
+  EventsFrame,
+  /**
+   * Protocol 2: the `events` frames of all the agent's running generations that are ready at one
+   * flush, in one WebSocket message. Each counts as one frame of its request for flow control.
+   */
+  z.object({ type: z.literal("batch"), frames: z.array(EventsFrame).min(1).max(MAX_BATCH_FRAMES) }),
   z.object({
     type: z.literal("result"),
     id: z.string(),

@@ -1,13 +1,29 @@
 import type { ApiError } from "../../shared/errors.ts";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type {
+  CreatedKey,
+  CreatedNodeToken,
+  CreateKeyRequest,
+  FleetStats,
+  KeyRecord,
+  NodeSummary,
+  NodeTokenRecord,
+  UpdateKeyRequest,
+  UsageQuery,
+  UsageRow,
+} from "../../shared/schemas/admin.ts";
 import { fromWire, toWire, type Operation, type WireError } from "../../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
-import type { EmbeddingsResult, GenerationEvent } from "../../shared/schemas/generation.ts";
+import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { V1Model } from "../../shared/schemas/v1-models.ts";
+import type { Lease, SettledRequest } from "../node/contract.ts";
+import type { HelloFrame } from "./nodes/fleet-node.ts";
+import type { StatusDelta } from "../node/status-deltas.ts";
 import type { Caller } from "./access/caller.ts";
+import type { Ending } from "./routing/settlement.ts";
 
 /*
  * The contract between the Worker and the Fleet object: the API calls the Worker makes by RPC,
@@ -29,49 +45,26 @@ export function unwrap<T>(outcome: Outcome<T>): T {
   throw fromWire(outcome.error);
 }
 
-/** A generation as the Worker gets it: the request id (to cancel it) and its stream of lines. */
-export interface GenerationHandle {
-  id: string;
-  events: ReadableStream<Uint8Array>;
-}
-
-/**
- * How a generation travels from the Fleet object to the Worker: a byte stream of NDJSON lines
- * (Workers RPC only carries byte streams). Each line is one event, or the error that ends it.
- * The Fleet validated every event when it arrived from the node, so the Worker trusts the lines.
- */
-export type FleetLine = { event: GenerationEvent } | { error: WireError };
-
-const encoder = new TextEncoder();
-
-export const encodeLines = (lines: FleetLine[]): Uint8Array =>
-  encoder.encode(lines.map((line) => `${JSON.stringify(line)}\n`).join(""));
-
-/** Splits a byte stream into lines; a line may arrive split over chunks. */
-export class LineDecoder {
-  readonly #decoder = new TextDecoder();
-  #rest = "";
-
-  push(chunk: Uint8Array): FleetLine[] {
-    const text = this.#rest + this.#decoder.decode(chunk, { stream: true });
-    const parts = text.split("\n");
-    this.#rest = parts.pop() ?? "";
-    return parts.filter((part) => part !== "").map((part) => JSON.parse(part) as FleetLine);
-  }
-}
-
 /**
  * The API's entry points into the Fleet, as the Worker calls them: every one authorizes `caller`
- * in the Fleet. The Worker holds a `DurableObjectStub<Fleet>` as this type, so each result is
+ * in the Fleet. The Worker holds a `DurableObjectStub<Fleet>` as `FleetBinding` (`fleetOf`), so each result is
  * typed here rather than derived through `Rpc.Result`, which turns any result holding an
  * `unknown` (a stored response's tool schemas) into `never` (workerd#5200).
  */
 export interface FleetApi {
   listModels(caller: Caller): Promise<Outcome<ModelObject[]>>;
-  /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
-  generate(operation: GenerationOperation, caller: Caller): Promise<GenerationHandle>;
+  /**
+   * Admits a generation (the caller's key, limits and budget) and places it: resolves with the node
+   * to run it on once it has a slot (it may wait in the queue first), or with why it cannot run.
+   * `id` is the Worker's, so it can cancel a request still waiting.
+   */
+  admit(id: string, operation: GenerationOperation, caller: Caller): Promise<Outcome<Lease>>;
+  /** The node (connection `conn`) failed the request before any text: place it again without that node, or end it with `error`. */
+  retry(id: string, conn: string, error: WireError): Promise<Outcome<Lease>>;
   /** The client of a generation went away: stop it on its node and free the slot. */
   cancel(id: string): Promise<void>;
+  /** An attempt ended and its node object could not say so (it was gone): the request's one settlement. */
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest): Promise<void>;
   embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>>;
   loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>>;
   /** Null when every node that holds the model runs an agent too old to count. */
@@ -86,6 +79,47 @@ export interface FleetApi {
   cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
 }
+
+/** The admin API's and `/metrics`' entry points into the Fleet (the admin token is checked in the Worker). */
+export interface FleetAdminApi {
+  /** The Prometheus text. */
+  metrics(): Promise<string>;
+  listNodes(): Promise<NodeSummary[]>;
+  stats(): Promise<FleetStats>;
+  createKey(request: CreateKeyRequest): Promise<CreatedKey>;
+  listKeys(): Promise<KeyRecord[]>;
+  updateKey(id: string, update: UpdateKeyRequest): Promise<KeyRecord | null>;
+  revokeKey(id: string): Promise<KeyRecord | null>;
+  createNodeToken(node: string): Promise<CreatedNodeToken>;
+  listNodeTokens(): Promise<NodeTokenRecord[]>;
+  revokeNodeToken(id: string): Promise<NodeTokenRecord | null>;
+  usage(query: UsageQuery): Promise<UsageRow[]>;
+}
+
+/** The node token an agent's upgrade carried, as the Fleet knows it: its id, and the one node name it serves (if made for one). */
+export interface NodeAdmission {
+  tokenId?: string;
+  tokenNode?: string;
+}
+
+/**
+ * What the node objects (and, for the upgrade, the Worker) tell the Fleet: never a token or a
+ * frame of a generation, only what placement needs and each request's end.
+ */
+export interface FleetNodeApi {
+  /** Checks a node token's hash (or `ROOT_NODE_TOKEN`) before the agent's socket is accepted. */
+  admitNode(tokenHash: string): Promise<Outcome<NodeAdmission>>;
+  /** The node said hello on connection `conn` (its object already replaced any older one). */
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined): Promise<void>;
+  /** What changed in the node's status: slots as they go busy or free, the catalog when it changes. */
+  nodeStatus(conn: string, delta: StatusDelta): Promise<void>;
+  nodeLeft(conn: string): Promise<void>;
+  /** An attempt of a generation ended for good, with these counts: the request's one settlement. */
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest): Promise<void>;
+}
+
+/** The Fleet as the Worker and the node objects hold it: every call typed here, none derived or cast. */
+export type FleetBinding = FleetApi & FleetAdminApi & FleetNodeApi;
 
 /** The same entry points as the Fleet serves them: an RPC result may be ready at once. */
 export type Serving<Api> = {

@@ -12,57 +12,62 @@ import { UsageLedger } from "./access/usage-ledger.ts";
 import { fleetConfig } from "./config.ts";
 import { FleetMetrics } from "./metrics/fleet-metrics.ts";
 import { ResponseTable } from "./state/response-table.ts";
-import type { GatewayVars } from "../vars.ts";
+import { nodeOf, type GatewayBindings } from "../env.ts";
+import type { WireError } from "../../shared/protocol.ts";
+import type { StatusDelta } from "../node/status-deltas.ts";
+import type { SettledRequest } from "../node/contract.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
 import { ApiCalls } from "./calls/api-calls.ts";
-import type { FleetApi, GenerationOperation, Serving } from "./contract.ts";
+import type { FleetAdminApi, FleetApi, FleetNodeApi, GenerationOperation, Serving } from "./contract.ts";
 import { Dispatcher } from "./routing/dispatcher.ts";
-import type { FleetNode } from "./nodes/fleet-node.ts";
+import type { FleetNode, HelloFrame } from "./nodes/fleet-node.ts";
+import { NodeLinks } from "./nodes/node-links.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
-import { NodeSockets } from "./nodes/node-sockets.ts";
 import { SavedState } from "./state/saved-state.ts";
-import { recordedModel, type SettledJob } from "./routing/settlement.ts";
+import { recordedModel, type Ending, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
 
+/** Usage, counters and traffic are written this long after a change, one write for all changes in between. */
+const FLUSH_AFTER_MS = 1_000;
+
 /**
- * One fleet: the WebSockets of its nodes, the registry of what each node holds, and every request
- * in flight. The Worker reaches it by RPC (the API's calls, `ApiCalls`; the admin's, `AdminCalls`),
- * and agents' WebSocket upgrades arrive through `fetch` (`NodeSockets`). This class only puts the
- * parts together and hands each entry point of the Durable Object to its part.
+ * One fleet's control plane: keys, limits and budgets, the registry of what each node holds,
+ * placement, the queue, and the books. It decides; it relays nothing: each node's socket and
+ * generations are its node object's (`NodeObject`). The Worker reaches it by RPC (the API's calls,
+ * `ApiCalls`; the admin's, `AdminCalls`), the node objects too (`NodeLinks`, and `settle`). This
+ * class only puts the parts together and hands each entry point of the Durable Object to its part.
  */
-export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetApi> {
+export class Fleet extends DurableObject<GatewayBindings> implements Serving<FleetApi>, Serving<FleetAdminApi>, Serving<FleetNodeApi> {
   readonly #api: ApiCalls;
   readonly #admin: AdminCalls;
-  readonly #sockets: NodeSockets;
+  readonly #links: NodeLinks;
   readonly #budget = new TokenBudget();
   readonly #traffic = new TrafficStats();
   readonly #metrics: FleetMetrics;
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
 
-  constructor(ctx: DurableObjectState, env: GatewayVars) {
+  constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
     const config = fleetConfig(env);
-    const registry = new NodeRegistry(ctx, config.heartbeatTimeoutMs);
+    const registry = new NodeRegistry(ctx.storage.sql, (name) => nodeOf(env, name));
     const dispatcher = new Dispatcher(
       registry,
       config,
-      (node) => this.#sockets.drop(node, 1011, "send failed"),
       (job) => this.#account(job),
       (callerId) => this.#api.scopeOf(callerId),
     );
     const metrics = new FleetMetrics(() => {
-      const nodes = registry.alive(Date.now());
+      const nodes = registry.alive();
       return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: dispatcher.waiting, inFlight: dispatcher.running };
     });
     const access = new AccessStore(ctx.storage.sql);
-    const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
-    const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
+    const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: FLUSH_AFTER_MS, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
+    const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: FLUSH_AFTER_MS });
     this.#metrics = metrics;
     this.#ledger = ledger;
     this.#saved = saved;
-    this.#sockets = new NodeSockets(ctx, {
-      config,
+    this.#links = new NodeLinks({
       registry,
       dispatcher,
       access,
@@ -84,137 +89,179 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
         saved.changed();
       },
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
 
   listModels(caller: Caller) {
+    this.#called("listModels");
     return this.#api.listModels(caller);
   }
 
-  generate(operation: GenerationOperation, caller: Caller) {
-    return this.#api.generate(operation, caller);
+  admit(id: string, operation: GenerationOperation, caller: Caller) {
+    this.#called("admit");
+    return this.#api.admit(id, operation, caller);
+  }
+
+  retry(id: string, conn: string, error: WireError) {
+    this.#called("retry");
+    return this.#api.retry(id, conn, error);
+  }
+
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest) {
+    this.#called("settle");
+    this.#api.settle(id, attempt, ending, request);
   }
 
   cancel(id: string) {
+    this.#called("cancel");
     this.#api.cancel(id);
   }
 
   embeddings(body: EmbeddingsRequest, caller: Caller) {
+    this.#called("embeddings");
     return this.#api.embeddings(body, caller);
   }
 
   loadModel(body: LoadRequest, caller: Caller) {
+    this.#called("loadModel");
     return this.#api.loadModel(body, caller);
   }
 
   countTokens(body: ChatRequest, caller: Caller) {
+    this.#called("countTokens");
     return this.#api.countTokens(body, caller);
   }
 
   unloadModel(body: UnloadRequest, caller: Caller) {
+    this.#called("unloadModel");
     return this.#api.unloadModel(body, caller);
   }
 
   saveResponse(caller: Caller, record: StoredResponse) {
+    this.#called("saveResponse");
     return this.#api.saveResponse(caller, record);
   }
 
   storedResponse(caller: Caller, id: string) {
+    this.#called("storedResponse");
     return this.#api.storedResponse(caller, id);
   }
 
   deleteResponse(caller: Caller, id: string) {
+    this.#called("deleteResponse");
     return this.#api.deleteResponse(caller, id);
   }
 
   listModelsV1(caller: Caller) {
+    this.#called("listModelsV1");
     return this.#api.listModelsV1(caller);
   }
 
   downloadModel(body: DownloadRequest, caller: Caller) {
+    this.#called("downloadModel");
     return this.#api.downloadModel(body, caller);
   }
 
   downloadStatus(jobId: string, caller: Caller) {
+    this.#called("downloadStatus");
     return this.#api.downloadStatus(jobId, caller);
   }
 
   cancelDownload(jobId: string, caller: Caller) {
+    this.#called("cancelDownload");
     return this.#api.cancelDownload(jobId, caller);
   }
 
   deleteModel(body: DeleteRequest, caller: Caller) {
+    this.#called("deleteModel");
     return this.#api.deleteModel(body, caller);
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
   metrics() {
+    this.#called("metrics");
     return this.#admin.metrics();
   }
 
   listNodes() {
+    this.#called("listNodes");
     return this.#admin.listNodes();
   }
 
   stats() {
+    this.#called("stats");
     return this.#admin.stats();
   }
 
   createKey(request: CreateKeyRequest) {
+    this.#called("createKey");
     return this.#admin.createKey(request);
   }
 
   listKeys() {
+    this.#called("listKeys");
     return this.#admin.listKeys();
   }
 
   updateKey(id: string, update: UpdateKeyRequest) {
+    this.#called("updateKey");
     return this.#admin.updateKey(id, update);
   }
 
   revokeKey(id: string) {
+    this.#called("revokeKey");
     return this.#admin.revokeKey(id);
   }
 
   createNodeToken(node: string) {
+    this.#called("createNodeToken");
     return this.#admin.createNodeToken(node);
   }
 
   listNodeTokens() {
+    this.#called("listNodeTokens");
     return this.#admin.listNodeTokens();
   }
 
   revokeNodeToken(id: string) {
+    this.#called("revokeNodeToken");
     return this.#admin.revokeNodeToken(id);
   }
 
   usage(query: UsageQuery) {
+    this.#called("usage");
     return this.#admin.usage(query);
   }
 
-  // ---- agent sockets ---------------------------------------------------------------------------
+  // ---- RPC from the node objects (`FleetNodeApi`) and the agents' upgrades -----------------------
 
-  override fetch(request: Request): Promise<Response> {
-    return this.#sockets.accept(request);
+  admitNode(tokenHash: string) {
+    this.#called("admitNode");
+    return this.#links.admit(tokenHash);
   }
 
-  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
-    this.#sockets.message(ws, message);
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {
+    this.#called("nodeJoined");
+    this.#links.joined(conn, hello, tokenId);
   }
 
-  override webSocketClose(ws: WebSocket): void {
-    this.#sockets.lost(ws);
+  nodeStatus(conn: string, delta: StatusDelta) {
+    this.#called("nodeStatus");
+    this.#links.status(conn, delta);
   }
 
-  override webSocketError(ws: WebSocket): void {
-    this.#sockets.lost(ws);
+  nodeLeft(conn: string) {
+    this.#called("nodeLeft");
+    this.#links.left(conn);
   }
 
-  override alarm(): Promise<void> {
-    return this.#sockets.sweep();
+  /** Every entry point counts, so the Fleet's work per request is measured, not assumed. */
+  #called(call: string): void {
+    this.#metrics.fleetCalled(call);
+    this.#saved.changed();
   }
 
   // ---- settling --------------------------------------------------------------------------------
@@ -231,6 +278,9 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     if (job.caller !== null) {
       this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
     }
+    // A settlement arrives as its own call (from a node object), which ends before the batched
+    // writes: the call is kept open until they are due, so the object is not evicted before them.
+    this.ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, FLUSH_AFTER_MS)));
   }
 }
 

@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { afterEach } from "vitest";
-import { HEARTBEAT_PING, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { GenerationResult } from "../../shared/schemas/generation.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
@@ -83,10 +83,14 @@ export function result(overrides: Partial<GenerationResult> = {}): GenerationRes
   };
 }
 
-/** Opens `/agent/connect` as a node would; resolves with the raw response (101 or an error). */
-export async function dialGateway(token: string | undefined): Promise<Response> {
+/** Opens `/agent/connect` as a node named `name` would (null: an agent too old to name itself); resolves with the raw response (101 or an error). */
+export async function dialGateway(token: string | undefined, name: string | null = "dialled-node"): Promise<Response> {
   return exports.default.fetch("http://gateway.test/agent/connect", {
-    headers: { upgrade: "websocket", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+    headers: {
+      upgrade: "websocket",
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      ...(name === null ? {} : { [NODE_NAME_HEADER]: name }),
+    },
   });
 }
 
@@ -134,7 +138,7 @@ export class FakeAgent {
 
   /** Connects, says hello, and waits for the gateway's welcome. */
   static async connect(options: FakeAgentOptions): Promise<FakeAgent> {
-    const response = await dialGateway(options.token ?? NODE_TOKEN);
+    const response = await dialGateway(options.token ?? NODE_TOKEN, options.name);
     const ws = response.webSocket;
     if (response.status !== 101 || ws === null) throw new Error(`upgrade failed: ${response.status} ${await response.text()}`);
     ws.accept();

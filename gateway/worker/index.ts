@@ -6,7 +6,7 @@ import { DocumentedRoutes, publicPaths } from "../../shared/documented-routes.ts
 import { errorResponse } from "../../shared/error-response.ts";
 import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/errors.ts";
 import type { Caller } from "../fleet/access/caller.ts";
-import { fleetStub, type GatewayEnv } from "../env.ts";
+import { fleetOf, nodeOf, type GatewayEnv } from "../env.ts";
 import { FleetBackend } from "./clients/fleet-backend.ts";
 import { FleetModelAdmin } from "./clients/fleet-model-admin.ts";
 import { FleetResponseStore } from "./clients/fleet-response-store.ts";
@@ -18,6 +18,7 @@ import { agentRoutes } from "./routes/agent.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 
 export { Fleet } from "../fleet/fleet.ts";
+export { NodeObject } from "../node/node-object.ts";
 
 const logUnexpected = (error: unknown) => console.error("lmgate gateway: unexpected error:", error);
 
@@ -33,9 +34,9 @@ app.route("/agent", agentRoutes);
 app.route("/admin", adminRoutes);
 app.route("/metrics", metricsRoutes);
 const api = createApiApp<GatewayEnv>({
-  backend: (c) => new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
-  responseStore: (c) => new FleetResponseStore(fleetStub(c.env), c.get("caller")),
-  modelAdmin: (c) => new FleetModelAdmin(fleetStub(c.env), c.get("caller")),
+  backend: (c) => new FleetBackend(fleetOf(c.env), (name) => nodeOf(c.env, name), (promise) => c.executionCtx.waitUntil(promise), c.get("caller")),
+  responseStore: (c) => new FleetResponseStore(fleetOf(c.env), c.get("caller")),
+  modelAdmin: (c) => new FleetModelAdmin(fleetOf(c.env), c.get("caller")),
   onUnexpectedError: logUnexpected,
   // The whole router's routes, the gateway's own with the API app's.
   openApi: { ...GATEWAY_OPENAPI, router: app },
@@ -50,7 +51,7 @@ app.route("/", api);
 app.notFound(async (c) => {
   // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
   const caller = c.get("caller") as Caller | undefined;
-  if (caller?.kind === "key") await new FleetBackend(fleetStub(c.env), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
+  if (caller?.kind === "key") await new FleetBackend(fleetOf(c.env), (name) => nodeOf(c.env, name), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
   return errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw));
 });
 app.onError((error, c) => {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorBody } from "../../shared/errors.ts";
 import type { z } from "zod";
-import { parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
+import { NODE_NAME_HEADER, parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
 import { backoffDelay } from "./backoff.ts";
 import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
@@ -21,6 +21,10 @@ class StandInGateway {
   readonly server: WebSocketServer;
   readonly frames: ToGatewayFrame[] = [];
   readonly headers: Array<string | undefined> = [];
+  /** The node name each connection dialled as (protocol 2's `x-lmgate-node`). */
+  readonly dialledAs: Array<string | string[] | undefined> = [];
+  /** `batch` messages received (their frames are in `frames`). */
+  batches = 0;
   sockets: WebSocket[] = [];
   answerPings = true;
   acceptToken = "node-token";
@@ -34,6 +38,7 @@ class StandInGateway {
     server.on("connection", (socket, request) => {
       this.sockets.push(socket);
       this.headers.push(request.headers.authorization);
+      this.dialledAs.push(request.headers[NODE_NAME_HEADER]);
       socket.on("message", (data) => {
         const text = data.toString();
         if (text === "ping") {
@@ -42,12 +47,16 @@ class StandInGateway {
         }
         const frame = parseFrame(ToGatewayFrame, text);
         if (frame === null) throw new Error(`the link sent an invalid frame: ${text}`);
-        this.frames.push(frame);
-        if (frame.type === "hello") this.send({ type: "welcome", node_id: "n1", heartbeat_interval_ms: 100 }, socket);
-        const waiter = this.#waiters.find((candidate) => candidate.match(frame));
-        if (waiter) {
-          this.#waiters = this.#waiters.filter((candidate) => candidate !== waiter);
-          waiter.resolve(frame);
+        if (frame.type === "batch") this.batches += 1;
+        // A batch is its events frames, one after the other, as the gateway reads it.
+        for (const each of frame.type === "batch" ? frame.frames : [frame]) {
+          this.frames.push(each);
+          if (each.type === "hello") this.send({ type: "welcome", node_id: "n1", heartbeat_interval_ms: 100 }, socket);
+          const waiter = this.#waiters.find((candidate) => candidate.match(each));
+          if (waiter) {
+            this.#waiters = this.#waiters.filter((candidate) => candidate !== waiter);
+            waiter.resolve(each);
+          }
         }
       });
     });
@@ -163,6 +172,7 @@ describe("connecting", () => {
     const { gateway, link } = await setup();
     const hello = await gateway.next("hello");
     expect(gateway.headers[0]).toBe("Bearer node-token");
+    expect(gateway.dialledAs[0]).toBe("node-a");
     expect(hello.protocol).toBe(PROTOCOL_VERSION);
     expect(hello.node).toMatchObject({ name: "node-a", agent_version: "9.9.9", slots_per_model: 2 });
     expect(hello.node.runtime.name).toBe("scripted");

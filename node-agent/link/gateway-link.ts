@@ -3,6 +3,7 @@ import {
   HEARTBEAT_PING,
   HEARTBEAT_PONG,
   parseFrame,
+  NODE_NAME_HEADER,
   PROTOCOL_VERSION,
   ToAgentFrame,
   type Hardware,
@@ -12,6 +13,7 @@ import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
+import { FrameBatcher } from "./frame-batcher.ts";
 import { RequestRunner, type FrameChannel } from "./request-runner.ts";
 
 export type { NodeSource } from "./node-source.ts";
@@ -77,6 +79,8 @@ class Link implements GatewayLink {
   readonly #loop: Promise<void>;
   #connected = false;
   #socket: WebSocket | null = null;
+  /** The current connection's batched frames; sent before the socket is closed, so a last `done` is not lost. */
+  #batcher: FrameBatcher | null = null;
   #lastWarning = "";
 
   constructor(options: GatewayLinkOptions) {
@@ -102,6 +106,7 @@ class Link implements GatewayLink {
     if (this.#stopped.signal.aborted) return this.#loop;
     this.#stopped.abort();
     const socket = this.#socket;
+    this.#batcher?.flush();
     if (socket !== null && socket.readyState !== WebSocket.CLOSED) {
       socket.close(1000, "agent shutting down");
       // A gateway that does not answer the close handshake must not hold the shutdown.
@@ -126,7 +131,7 @@ class Link implements GatewayLink {
     const { token, source, tuning } = this.#options;
     return new Promise<boolean>((resolve) => {
       const ws = new WebSocket(this.#url, {
-        headers: { authorization: `Bearer ${token}` },
+        headers: { authorization: `Bearer ${token}`, [NODE_NAME_HEADER]: this.#options.nodeName },
         handshakeTimeout: tuning?.connectTimeoutMs ?? 10_000,
         perMessageDeflate: false,
       });
@@ -137,10 +142,12 @@ class Link implements GatewayLink {
       let statusTimer: ReturnType<typeof setTimeout> | undefined;
       let unsubscribe: (() => void) | undefined;
 
+      const batcher = new FrameBatcher((frame: ToGatewayFrame) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+      });
+      this.#batcher = batcher;
       const channel: FrameChannel = {
-        send: (frame: ToGatewayFrame) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
-        },
+        send: (frame: ToGatewayFrame) => batcher.send(frame),
         get bufferedAmount() {
           return ws.bufferedAmount;
         },

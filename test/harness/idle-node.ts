@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { HEARTBEAT_PING, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
 
 /**
@@ -22,7 +22,9 @@ export interface IdleNodeOptions {
 }
 
 export async function connectIdleNode(options: IdleNodeOptions): Promise<IdleNode> {
-  const ws = new WebSocket(`${options.url.replace(/^http/, "ws")}/agent/connect`, { headers: { authorization: `Bearer ${options.token}` } });
+  const ws = new WebSocket(`${options.url.replace(/^http/, "ws")}/agent/connect`, {
+    headers: { authorization: `Bearer ${options.token}`, [NODE_NAME_HEADER]: options.name },
+  });
   const closed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
   const welcomed = new Promise<void>((resolve, reject) => {
     ws.once("error", reject);

@@ -7,6 +7,5 @@ export type Caller = { kind: "root" } | { kind: "key"; hash: string };
 /** Usage of the deployment's own key is accounted under this id. */
 export const ROOT_CALLER_ID = "root";
 
-/** How the Worker tells the Fleet which node token an agent's upgrade carried (set by the Worker only). */
-export const NODE_TOKEN_HASH_HEADER = "x-lmgate-node-token-hash";
+/** How the Worker tells the Fleet that an agent's upgrade carried the deployment's own LMGATE_NODE_TOKEN. */
 export const ROOT_NODE_TOKEN = "root";

@@ -16,14 +16,14 @@ import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
-import type { NodeSockets } from "../nodes/node-sockets.ts";
+import type { NodeLinks } from "../nodes/node-links.ts";
 import type { SavedState } from "../state/saved-state.ts";
 import type { TrafficStats } from "../metrics/traffic-stats.ts";
 
 export interface AdminCallsParts {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
-  sockets: NodeSockets;
+  links: NodeLinks;
   access: AccessStore;
   ledger: UsageLedger;
   metrics: FleetMetrics;
@@ -35,7 +35,7 @@ export interface AdminCallsParts {
 export class AdminCalls {
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
-  readonly #sockets: NodeSockets;
+  readonly #links: NodeLinks;
   readonly #access: AccessStore;
   readonly #ledger: UsageLedger;
   readonly #metrics: FleetMetrics;
@@ -45,7 +45,7 @@ export class AdminCalls {
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
     this.#dispatcher = parts.dispatcher;
-    this.#sockets = parts.sockets;
+    this.#links = parts.links;
     this.#access = parts.access;
     this.#ledger = parts.ledger;
     this.#metrics = parts.metrics;
@@ -61,12 +61,12 @@ export class AdminCalls {
   }
 
   listNodes(): NodeSummary[] {
-    return this.#registry.summaries(Date.now());
+    return this.#registry.summaries();
   }
 
   stats(): FleetStats {
     const now = Date.now();
-    const nodes = this.#registry.summaries(now);
+    const nodes = this.#registry.summaries();
     return {
       at: new Date(now).toISOString(),
       nodes_online: nodes.filter((node) => node.online).length,
@@ -106,10 +106,10 @@ export class AdminCalls {
   }
 
   /** Revokes a node token and disconnects, at once, every node that joined with it. */
-  revokeNodeToken(id: string): NodeTokenRecord | null {
+  async revokeNodeToken(id: string): Promise<NodeTokenRecord | null> {
     const record = this.#access.revokeNodeToken(id, new Date());
     if (record === undefined) return null;
-    this.#sockets.disconnectToken(id);
+    await this.#links.disconnectToken(id);
     return record;
   }
 

@@ -1,6 +1,6 @@
 import { ApiError } from "../../../shared/errors.ts";
 import type { StoredResponse } from "../../../shared/openai-responses/store.ts";
-import { toWire } from "../../../shared/protocol.ts";
+import type { WireError } from "../../../shared/protocol.ts";
 import type { KeyAction } from "../../../shared/schemas/admin.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../../shared/schemas/downloads.ts";
 import type { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
@@ -15,15 +15,9 @@ import { ModelScope } from "../access/model-scope.ts";
 import type { TokenBudget } from "../access/token-budget.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { ResponseTable } from "../state/response-table.ts";
-import {
-  encodeLines,
-  failed,
-  type FleetApi,
-  type GenerationHandle,
-  type GenerationOperation,
-  type Outcome,
-  type Serving,
-} from "../contract.ts";
+import type { Lease, SettledRequest } from "../../node/contract.ts";
+import { failed, type FleetApi, type GenerationOperation, type Outcome, type Serving } from "../contract.ts";
+import type { Ending } from "../routing/settlement.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { fleetModels } from "../nodes/model-catalog.ts";
@@ -72,29 +66,35 @@ export class ApiCalls implements Serving<FleetApi> {
     return this.#outcome(() => {
       // A listing is a request like any other: it counts against requests per minute.
       const grant = this.#admit(caller, null);
-      const models = fleetModels(this.#registry.alive(Date.now()));
+      const models = fleetModels(this.#registry.alive());
       return grant === null ? models : models.filter((model) => grant.scope.allows(model.id));
     });
   }
 
-  /** NDJSON lines of `FleetLine`: the events of the generation, or the error that ends it. */
-  generate(operation: GenerationOperation, caller: Caller): GenerationHandle {
-    const id = crypto.randomUUID();
+  /** Authorizes the generation, caps it to the key's budget, and places it (`Dispatcher.admit`). */
+  async admit(id: string, operation: GenerationOperation, caller: Caller): Promise<Outcome<Lease>> {
     let grant: Grant | null;
     let capped: GenerationOperation;
     try {
       grant = this.#admit(caller, operation.body.model);
       capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
     } catch (error) {
-      const refusal = error instanceof ApiError ? this.#refused(error) : new ApiError(500, "Authorization failed.");
-      return { id, events: new Blob([encodeLines([{ error: toWire(refusal) }])]).stream() };
+      return failed(error instanceof ApiError ? this.#refused(error) : new ApiError(500, "Authorization failed."));
     }
-    return this.#dispatcher.generate(capped, grant?.key.id ?? ROOT_CALLER_ID, id);
+    return this.#dispatcher.admit(id, capped, grant?.key.id ?? ROOT_CALLER_ID);
+  }
+
+  retry(id: string, conn: string, error: WireError): Promise<Outcome<Lease>> {
+    return this.#dispatcher.retry(id, conn, error);
   }
 
   /** The client of a generation went away: stop it on its node and free the slot. */
   cancel(id: string): void {
-    this.#dispatcher.cancel(id);
+    this.#dispatcher.cancel(id, (node) => void node.link.cancel(id).catch(() => undefined));
+  }
+
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest): void {
+    this.#dispatcher.settle(id, attempt, ending, request);
   }
 
   async embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>> {
@@ -106,7 +106,7 @@ export class ApiCalls implements Serving<FleetApi> {
   async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
     const callerId = this.#admitCall(caller, body.model, "load");
     if (typeof callerId !== "string") return callerId;
-    const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(Date.now()), body.node)));
+    const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(), body.node)));
     if (!pinned.ok) return pinned;
     return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId);
   }
@@ -118,7 +118,7 @@ export class ApiCalls implements Serving<FleetApi> {
   async countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>> {
     const callerId = this.#admitCall(caller, body.model);
     if (typeof callerId !== "string") return callerId;
-    const counters = this.#registry.alive(Date.now()).filter((node) => node.status.counts_tokens === true && node.model(body.model) !== undefined);
+    const counters = this.#registry.alive().filter((node) => node.status.counts_tokens === true && node.model(body.model) !== undefined);
     const node = counters.find((candidate) => candidate.model(body.model)?.state === "loaded") ?? counters[0];
     if (node === undefined) {
       // Nobody holds it (a 404 in the dispatcher's words), or only agents too old to count.
@@ -161,7 +161,7 @@ export class ApiCalls implements Serving<FleetApi> {
   listModelsV1(caller: Caller): Outcome<V1Model[]> {
     return this.#outcome(() => {
       const grant = this.#admit(caller, null);
-      const models = fleetV1Models(this.#registry.alive(Date.now()));
+      const models = fleetV1Models(this.#registry.alive());
       return grant === null ? models : models.filter((model) => grant.scope.allows(model.key));
     });
   }
@@ -170,7 +170,7 @@ export class ApiCalls implements Serving<FleetApi> {
   async downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>> {
     const target = this.#outcome(() => {
       this.#admit(caller, null, "download");
-      return downloadTarget(this.#registry.alive(Date.now()), body.node);
+      return downloadTarget(this.#registry.alive(), body.node);
     });
     if (!target.ok) return target;
     const outcome = await this.#dispatcher.call({ op: "download", body }, target.result);
@@ -180,14 +180,14 @@ export class ApiCalls implements Serving<FleetApi> {
   downloadStatus(jobId: string, caller: Caller): Outcome<DownloadJob> {
     return this.#outcome(() => {
       this.#admit(caller, null, "download");
-      return findDownload(this.#registry.alive(Date.now()), jobId).job;
+      return findDownload(this.#registry.alive(), jobId).job;
     });
   }
 
   async cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>> {
     const found = this.#outcome(() => {
       this.#admit(caller, null, "download");
-      return findDownload(this.#registry.alive(Date.now()), jobId).node;
+      return findDownload(this.#registry.alive(), jobId).node;
     });
     if (!found.ok) return found;
     const node = found.result;
@@ -198,7 +198,7 @@ export class ApiCalls implements Serving<FleetApi> {
   async deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>> {
     const target = this.#outcome(() => {
       this.#admit(caller, body.model, "delete");
-      return deleteTarget(this.#registry.alive(Date.now()), body.model, body.node);
+      return deleteTarget(this.#registry.alive(), body.model, body.node);
     });
     if (!target.ok) return target;
     const outcome = await this.#dispatcher.call({ op: "delete", body }, target.result);

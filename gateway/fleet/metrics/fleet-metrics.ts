@@ -59,6 +59,7 @@ export class FleetMetrics {
   readonly #duration: Histogram<"route" | "model">;
   readonly #tokensPerSecond: Histogram<"model">;
   readonly #reconnects: Counter<"node">;
+  readonly #fleetCalls: Counter<"call">;
   readonly #nodesConnected: Gauge;
   readonly #queueDepth: Gauge;
   readonly #inFlight: Gauge;
@@ -111,6 +112,11 @@ export class FleetMetrics {
       help: "Hellos from a node name the fleet already knew: agent restarts and dropped links.",
       labelNames: ["node"],
     });
+    this.#fleetCalls = registry.counter({
+      name: "lmgate_gateway_fleet_calls_total",
+      help: "Calls into the Fleet object, the one control plane, by entry point: a generation costs admit and settle however long its answer (its tokens go through its node's object), plus retry when a node fails it.",
+      labelNames: ["call"],
+    });
     this.#nodesConnected = registry.gauge({ name: "lmgate_gateway_nodes_connected", help: "Nodes connected and sending heartbeats." });
     this.#queueDepth = registry.gauge({ name: "lmgate_gateway_queue_depth", help: "Requests waiting for a free slot, fleet-wide." });
     this.#inFlight = registry.gauge({ name: "lmgate_gateway_requests_in_flight", help: "Requests running on a node right now." });
@@ -140,6 +146,10 @@ export class FleetMetrics {
 
   refused(code: string): void {
     this.#refused.inc({ code });
+  }
+
+  fleetCalled(call: string): void {
+    this.#fleetCalls.inc({ call });
   }
 
   nodeReconnected(node: string): void {

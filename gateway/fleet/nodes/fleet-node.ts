@@ -1,4 +1,6 @@
-import type { NodeStatus, ToAgentFrame, ToGatewayFrame } from "../../../shared/protocol.ts";
+import type { NodeStatus, ToGatewayFrame } from "../../../shared/protocol.ts";
+import type { NodeApi } from "../../node/contract.ts";
+import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { ModelNodeInfo, ModelObject } from "../../../shared/schemas/models.ts";
 import { fitsIn } from "../../../shared/placement.ts";
 import type { Candidate } from "../routing/routing.ts";
@@ -14,30 +16,34 @@ export class FleetNode {
   readonly id: string;
   readonly name: string;
   readonly connectedAt: number;
-  ws: WebSocket;
+  /** The node's object, where its socket ends: calls go there. */
+  readonly link: NodeApi;
+  /** The node token it joined with (absent for LMGATE_NODE_TOKEN, and after the Fleet woke: unknown). */
+  readonly tokenId: string | undefined;
   info: NodeInfo;
   status: NodeStatus;
   /** Requests the gateway has running here, per model. Empty after a wake: nothing runs while hibernated. */
   readonly inFlight = new Map<string, number>();
   lastDispatchAt = 0;
 
-  constructor(init: { id: string; name: string; connectedAt: number; ws: WebSocket; info: NodeInfo; status: NodeStatus }) {
+  /** The last time the node's object reported a change (or the node joined). */
+  lastSeenAt: number;
+
+  constructor(init: { id: string; name: string; connectedAt: number; link: NodeApi; tokenId?: string; info: NodeInfo; status: NodeStatus }) {
     this.id = init.id;
     this.name = init.name;
     this.connectedAt = init.connectedAt;
-    this.ws = init.ws;
+    this.lastSeenAt = init.connectedAt;
+    this.link = init.link;
+    this.tokenId = init.tokenId;
     this.info = init.info;
     this.status = init.status;
   }
 
-  /** Sends a frame; false when the socket cannot take it any more. */
-  send(frame: ToAgentFrame): boolean {
-    try {
-      this.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
+  /** What changed in the node's status, as its object reports it. */
+  apply(delta: StatusDelta, now: number): void {
+    this.status = { ...this.status, ...delta };
+    this.lastSeenAt = now;
   }
 
   model(id: string): ModelObject | undefined {

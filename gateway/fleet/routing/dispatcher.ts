@@ -1,61 +1,59 @@
 import { ApiError, invalidRequest, modelNotFound, noCapacity } from "../../../shared/errors.ts";
 import { missingFeature } from "../../../shared/generation-features.ts";
-import { toWire, type ToAgentFrame, type WireError } from "../../../shared/protocol.ts";
-import type { EmbeddingsResult, GatewayInfo, GenerationEvent, GenerationResult } from "../../../shared/schemas/generation.ts";
+import { toWire, type WireError } from "../../../shared/protocol.ts";
+import type { EmbeddingsResult, GatewayInfo } from "../../../shared/schemas/generation.ts";
 import type { TokenCount } from "../../../shared/schemas/token-count.ts";
+import type { CallAnswer, Lease, SettledRequest } from "../../node/contract.ts";
+import { FINAL_USAGE_WAIT_MS } from "../../node/relay.ts";
 import type { FleetConfig } from "../config.ts";
-import { encodeLines, type CallOperation, type GenerationHandle, type GenerationOperation, type Outcome } from "../contract.ts";
+import type { CallOperation, GenerationOperation, Outcome } from "../contract.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
-import { newJob, RESULT_SCHEMAS, type CallResult, type CallResults, type GenerationJob, type Job } from "./job.ts";
+import { newJob, RESULT_SCHEMAS, type CallResults, type GenerationJob, type Job } from "./job.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
 import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
-import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
-import { Settlement, type SettleObserver } from "./settlement.ts";
+import { Settlement, type Ending, type SettleObserver } from "./settlement.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
-import { endedByUnload, throughDone } from "../../../shared/generation-contract.ts";
 import { WaitQueue } from "./wait-queue.ts";
 
 /** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
 const OFFLINE_RETRY_AFTER_S = 5;
 
+const SETTLED_IDS_KEPT = 4_096;
+
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
 const RETRYABLE_STATUS = 503;
 
 /**
- * Requests in the fleet: routing each to a node (or into the `WaitQueue`, or to an error),
- * relaying the node's frames, flow control, cancellation and failover; how each ends goes to
- * the `Settlement`. The Fleet's `NodeSockets` feed it the nodes' frames.
+ * Requests in the fleet: placing each on a node (or in the `WaitQueue`, or failing it), moving it
+ * when its node fails it before any text, and hearing how it ended (`Settlement`). A generation's
+ * tokens never pass here: once placed, the Worker reads it from the node's object, which reports
+ * its end once (`settle`). A request costs the Fleet `admit` and `settle`, however long its answer.
  */
 export class Dispatcher {
   readonly #registry: NodeRegistry;
   readonly #config: FleetConfig;
-  readonly #dropNode: (node: FleetNode) => void;
   readonly #settlement: Settlement;
   readonly #visibleTo: (caller: string | null) => (model: string) => boolean;
-  /** Requests sent to a node, by request id. */
+  /** Requests holding a node, by request id. */
   readonly #running = new Map<string, Job>();
   readonly #queue: WaitQueue;
-  /** Generations whose stream is still open, by request id (running or waiting). */
+  /** Generations not yet settled, by request id (waiting, on a node, or between two nodes). */
   readonly #generations = new Map<string, GenerationJob>();
   readonly #affinity = new PromptAffinity();
+  readonly #settledIds = new Set<string>();
 
-  /**
-   * `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`.
-   * `visibleTo` says which model ids a caller may see: a 404 lists only those.
-   */
+  /** `visibleTo` says which model ids a caller may see: a 404 lists only those. */
   constructor(
     registry: NodeRegistry,
     config: FleetConfig,
-    dropNode: (node: FleetNode) => void,
     onSettled: SettleObserver = () => {},
     visibleTo: (caller: string | null) => (model: string) => boolean = () => () => true,
   ) {
     this.#visibleTo = visibleTo;
     this.#registry = registry;
     this.#config = config;
-    this.#dropNode = dropNode;
     this.#settlement = new Settlement(onSettled);
     this.#queue = new WaitQueue(config, (job, error) => this.#fail(job, error));
   }
@@ -68,39 +66,108 @@ export class Dispatcher {
     return this.#running.size;
   }
 
-  /** `id` is the caller's when it must know the request before it can settle (its token reservation). */
-  generate(operation: GenerationOperation, caller: string | null = null, id: string = crypto.randomUUID()): GenerationHandle {
-    let job: GenerationJob | undefined;
-    const stream = new RelayStream({
-      onConsumed: (attempt) => job && this.#consumed(job, attempt),
-      onCancel: () => job && this.#cancel(job),
+  /** Places a generation; resolves with its lease on a node, or with why it cannot run. `id` is the Worker's. */
+  admit(id: string, operation: GenerationOperation, caller: string | null = null): Promise<Outcome<Lease>> {
+    if (this.#generations.has(id)) return Promise.resolve({ ok: false, error: toWire(new ApiError(409, "That request id is in use.", { code: "duplicate_request" })) });
+    return new Promise((grant) => {
+      const job: GenerationJob = { ...newJob(operation, null, caller), id, operation, kind: "generation", grant, cancelTimer: null };
+      this.#generations.set(id, job);
+      this.#place(job);
     });
-    job = { ...newJob(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
-    this.#generations.set(job.id, job);
-    this.#admit(job);
-    return { id: job.id, events: stream.readable };
   }
 
   /**
-   * The client went away. Said explicitly by the Worker: cancelling an RPC stream reaches this
-   * side only when the next chunk is written, which may be never if the node is paused for credit.
+   * The node (connection `conn`) failed the generation before any text: it moves to another node,
+   * at most `maxRetries` times, or ends with the node's error.
    */
-  cancel(id: string): void {
+  retry(id: string, conn: string, error: WireError): Promise<Outcome<Lease>> {
     const job = this.#generations.get(id);
-    if (job !== undefined) this.#cancel(job);
+    if (job === undefined || job.grant !== null || (job.node !== null && job.node.id !== conn)) {
+      return Promise.resolve({ ok: false, error: toWire(new ApiError(409, "That request is not waiting to move.", { code: "not_retryable" })) });
+    }
+    this.#detach(job);
+    return new Promise((grant) => {
+      job.grant = grant;
+      if (job.retries >= this.#config.maxRetries) {
+        this.#finish(job, error);
+      } else {
+        job.excluded.add(conn);
+        job.retries += 1;
+        this.#place(job);
+      }
+      this.capacityChanged();
+    });
+  }
+
+  /**
+   * A generation's attempt ended for good (its node object, or the Worker, says how): its one
+   * settlement. A request this Fleet does not know (it was evicted while the request ran) still
+   * counts, from what the settlement says of it.
+   */
+  settle(id: string, attempt: number, ending: Ending, request: SettledRequest): void {
+    const job = this.#generations.get(id);
+    if (job === undefined) {
+      if (!this.#settledIds.has(id)) this.#settlement.settledRequest(id, request, ending);
+      this.#rememberSettled(id);
+      return;
+    }
+    // An attempt that was moved on is not settled by its old node.
+    if (job.attempt !== attempt || job.grant !== null) return;
+    if (job.cancelTimer !== null) clearTimeout(job.cancelTimer);
+    this.#generations.delete(id);
+    this.#rememberSettled(id);
+    this.#detach(job);
+    this.#settlement.settled(job, ending);
+    this.capacityChanged();
+  }
+
+  /** Settled generations, the last few thousand, so a late second report of one is not counted again. */
+  #rememberSettled(id: string): void {
+    this.#settledIds.add(id);
+    if (this.#settledIds.size > SETTLED_IDS_KEPT) {
+      const [oldest] = this.#settledIds;
+      if (oldest !== undefined) this.#settledIds.delete(oldest);
+    }
+  }
+
+  /**
+   * The client went away. A waiting request ends here; one on a node frees its slot at once and
+   * its node is told to stop (`stopOn`), and it settles when the node object reports what it spent.
+   */
+  cancel(id: string, stopOn: (node: FleetNode, id: string) => void): void {
+    const job = this.#generations.get(id);
+    if (job === undefined || job.cancelTimer !== null) return;
+    const node = job.node;
+    if (node === null || job.grant !== null) {
+      this.#generations.delete(id);
+      this.#settlement.settled(job, { status: 499 });
+      this.#queue.remove(job, Date.now());
+      job.grant?.({ ok: false, error: toWire(new ApiError(499, "The client went away.", { code: "client_closed_request" })) });
+      job.grant = null;
+      return;
+    }
+    this.#detach(job);
+    stopOn(node, id);
+    // Should its node object never report (it was gone), the request still settles, without tokens.
+    const attempt = job.attempt;
+    job.cancelTimer = setTimeout(() => {
+      job.cancelTimer = null;
+      this.settle(id, attempt, { status: 499 }, { op: job.operation.op, model: job.model, caller: job.caller, receivedAt: job.receivedAt });
+    }, FINAL_USAGE_WAIT_MS + 2_000);
+    this.capacityChanged();
   }
 
   call<Call extends CallOperation>(operation: Call, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResults[Call["op"]]>> {
     return new Promise((resolve) => {
       const settle = (outcome: Outcome<CallResults[Call["op"]]>) => resolve(outcome);
-      this.#admit({ ...newJob(operation, pinned, caller), operation, kind: "call", settle });
+      this.#place({ ...newJob(operation, pinned, caller), operation, kind: "call", settle });
     });
   }
 
   // ---- routing -------------------------------------------------------------------------------
 
   /** Live nodes that hold the job's model and have not failed it. */
-  #holders(job: Job, now: number): FleetNode[] {
+  #holders(job: Job): FleetNode[] {
     if (job.pinned !== null) return this.#registry.get(job.pinned.id) === job.pinned ? [job.pinned] : [];
     return this.#registry
       .online()
@@ -108,23 +175,30 @@ export class Dispatcher {
         (node) =>
           node.model(job.model) !== undefined &&
           !job.excluded.has(node.id) &&
-          this.#registry.isAlive(node, now) &&
           missingFeature(job.operation, node.info.generation_features) === undefined,
       );
   }
 
-  /** Routes the job now, queues it, or fails it. */
-  #admit(job: Job): void {
-    const now = Date.now();
-    const holders = this.#holders(job, now);
-    if (holders.length === 0) {
-      this.#fail(job, this.#nobodyCanServe(job));
-      return;
-    }
+  /**
+   * The one decision every caller that picks a node makes: dispatch the job to a node now, queue
+   * it for a slot, or fail it (nobody can serve it, or it fits nowhere).
+   */
+  #decide(job: Job): { dispatch: FleetNode } | { queue: true } | { fail: ApiError } {
+    const holders = this.#holders(job);
+    if (holders.length === 0) return { fail: this.#nobodyCanServe(job) };
     const target = this.#choose(job, holders);
-    if (target !== null) this.#dispatch(job, target, now);
-    else if (holders.some((node) => node.isLoaded(job.model))) this.#queue.add(job, now);
-    else this.#fail(job, noRoom(job.model, holders));
+    if (target !== null) return { dispatch: target };
+    if (holders.some((node) => node.isLoaded(job.model))) return { queue: true };
+    return { fail: noRoom(job.model, holders) };
+  }
+
+  /** A job that arrived (or moves): placed, queued or failed. */
+  #place(job: Job): void {
+    const now = Date.now();
+    const decision = this.#decide(job);
+    if ("dispatch" in decision) this.#dispatch(job, decision.dispatch, now);
+    else if ("queue" in decision) this.#queue.add(job, now);
+    else this.#fail(job, decision.fail);
   }
 
   #choose(job: Job, holders: FleetNode[]): FleetNode | null {
@@ -171,18 +245,14 @@ export class Dispatcher {
     if (this.#queue.length === 0) return;
     const now = Date.now();
     for (const job of this.#queue.takeAll()) {
-      const holders = this.#holders(job, now);
-      const target = holders.length === 0 ? null : this.#choose(job, holders);
-      if (holders.length === 0) {
-        this.#queue.leave(job, now);
-        this.#fail(job, this.#nobodyCanServe(job));
-      } else if (target !== null) {
-        this.#dispatch(job, target, now);
-      } else if (holders.some((node) => node.isLoaded(job.model))) {
+      const decision = this.#decide(job);
+      if ("dispatch" in decision) {
+        this.#dispatch(job, decision.dispatch, now);
+      } else if ("queue" in decision) {
         this.#queue.keep(job);
       } else {
         this.#queue.leave(job, now);
-        this.#fail(job, noRoom(job.model, holders));
+        this.#fail(job, decision.fail);
       }
     }
   }
@@ -195,18 +265,43 @@ export class Dispatcher {
     this.#queue.leave(job, now);
     job.node = node;
     job.attempt += 1;
-    if (job.kind === "generation") job.unacked = 0;
     if (this.#holdsSlot(job)) node.acquire(job.model, now);
     this.#affinity.remember(job.prefixKeys, node.name);
     this.#running.set(job.id, job);
-    const frame: ToAgentFrame = {
-      type: "request",
-      id: job.id,
-      operation: job.operation,
-      ...(job.kind === "generation" ? { window: this.#config.window, stream: "stream" in job.operation.body && job.operation.body.stream === true } : {}),
-    };
-    // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
-    if (!node.send(frame)) this.#dropNode(node);
+    if (job.kind === "generation") {
+      const grant = job.grant;
+      job.grant = null;
+      grant?.({
+        ok: true,
+        result: {
+          id: job.id,
+          attempt: job.attempt,
+          node: node.name,
+          conn: node.id,
+          operation: job.operation,
+          window: this.#config.window,
+          stream: "stream" in job.operation.body && job.operation.body.stream === true,
+          receivedAt: job.receivedAt,
+          queueMs: job.queueMs,
+          retries: job.retries,
+          model: node.model(job.model),
+          caller: job.caller,
+        },
+      });
+      return;
+    }
+    const attempt = job.attempt;
+    node.link
+      .call(node.id, job.id, job.operation)
+      .catch((): CallAnswer => ({ lost: true }))
+      .then((answer) => {
+        // An answer for an attempt already moved or ended (its node was lost meanwhile) is dropped.
+        if (job.node !== node || job.attempt !== attempt) return;
+        if ("lost" in answer) this.#moveOrFail(job, node);
+        else if (answer.ok) this.#onResult(job, node, answer.result);
+        else this.#onError(job, node, answer.error);
+        this.capacityChanged();
+      });
   }
 
   /** Takes the job off its node; returns the node it was on. */
@@ -218,71 +313,9 @@ export class Dispatcher {
     return node;
   }
 
-  // ---- frames from nodes ---------------------------------------------------------------------
+  // ---- answers from nodes --------------------------------------------------------------------
 
-  #jobOn(node: FleetNode, id: string): Job | undefined {
-    const job = this.#running.get(id);
-    // Frames of a cancelled request, or of an attempt that was moved elsewhere, are dropped.
-    return job !== undefined && job.node === node ? job : undefined;
-  }
-
-  onEvents(node: FleetNode, id: string, events: GenerationEvent[]): void {
-    const job = this.#jobOn(node, id);
-    if (job === undefined) {
-      this.#settlement.finalUsage(node, id, events);
-      return;
-    }
-    if (job.kind !== "generation") {
-      // Never leave the caller waiting on an answer that will not come in the shape it needs.
-      this.#detach(job);
-      this.#fail(job, new ApiError(502, `Node "${node.name}" answered ${job.operation.op} with generation events.`, { code: "bad_node_response" }));
-      this.capacityChanged();
-      return;
-    }
-    const lines: Array<{ event: GenerationEvent }> = [];
-    let done = false;
-    for (const event of throughDone(events)) {
-      if (event.type === "start") {
-        // A retried request starts again on its new node; the client saw the first start only.
-        if (job.startSent) continue;
-        job.startSent = true;
-        lines.push({ event: event.prompt_tokens === undefined ? event : { ...event, prompt_tokens: boundedPromptTokens(job.operation, event.prompt_tokens) } });
-      } else if (event.type === "delta") {
-        job.deltaSent = true;
-        job.firstTokenAt ??= Date.now();
-        lines.push({ event });
-      } else {
-        const usage = boundedUsage(job.operation, node.model(job.model), event.result.usage);
-        lines.push({ event: { type: "done", result: { ...event.result, usage, gateway: this.#gatewayInfo(job, node, event.result) } } });
-        done = true;
-        const { stats } = event.result;
-        // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
-        const cut = endedByUnload(event.result);
-        this.#settlement.settled(job, {
-          status: cut ? 503 : 200,
-          ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
-          promptTokens: usage.prompt_tokens,
-          completionTokens: usage.completion_tokens,
-          ttftMs: stats.time_to_first_token * 1000,
-          ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),
-        });
-      }
-    }
-    if (lines.length > 0) job.stream.push(encodeLines(lines), job.attempt);
-    else this.#consumed(job, job.attempt);
-    if (done) {
-      this.#detach(job);
-      this.#generations.delete(job.id);
-      job.stream.end();
-      this.capacityChanged();
-    } else if (job.stream.backlog > 2 * this.#config.window) {
-      throw new FlowControlViolation(`node "${node.name}" ignored the flow-control window`);
-    }
-  }
-
-  onResult(node: FleetNode, id: string, result: CallResult): void {
-    const job = this.#jobOn(node, id);
-    if (job === undefined || job.kind !== "call") return;
+  #onResult(job: Extract<Job, { kind: "call" }>, node: FleetNode, result: unknown): void {
     this.#detach(job);
     const parsed = RESULT_SCHEMAS[job.operation.op].safeParse(result);
     if (!parsed.success) {
@@ -292,7 +325,7 @@ export class Dispatcher {
       const { prompt_tokens } = boundedUsage(job.operation, undefined, { ...reported.usage, completion_tokens: 0 });
       const embeddings = { ...reported, usage: { prompt_tokens, total_tokens: prompt_tokens } };
       this.#settlement.settled(job, { status: 200, promptTokens: prompt_tokens });
-      job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node, null) } });
+      job.settle({ ok: true, result: { ...embeddings, gateway: this.#gatewayInfo(job, node) } });
     } else if (job.operation.op === "count_tokens") {
       this.#settlement.settled(job, { status: 200 });
       job.settle({ ok: true, result: { prompt_tokens: boundedPromptTokens(job.operation, (parsed.data as TokenCount).prompt_tokens) } });
@@ -300,76 +333,42 @@ export class Dispatcher {
       this.#settlement.settled(job, { status: 200 });
       job.settle({ ok: true, result: parsed.data });
     }
-    this.capacityChanged();
   }
 
-  onError(node: FleetNode, id: string, error: WireError): void {
-    const job = this.#jobOn(node, id);
-    if (job === undefined) return;
+  #onError(job: Extract<Job, { kind: "call" }>, node: FleetNode, error: WireError): void {
     this.#detach(job);
-    const clean = job.kind === "call" || !job.deltaSent;
-    if (error.status === RETRYABLE_STATUS && clean && job.pinned === null && job.retries < this.#config.maxRetries) {
-      job.excluded.add(node.id);
-      job.retries += 1;
-      this.#admit(job);
-    } else {
-      this.#finish(job, error);
-    }
-    this.capacityChanged();
+    if (error.status === RETRYABLE_STATUS && this.#mayMove(job)) this.#move(job, node);
+    else this.#finish(job, error);
   }
 
   /**
-   * The node's socket is gone. Its requests that have not sent text yet move to another node,
-   * invisibly; the others end with an error event — never a hang, never a stream that looks complete.
+   * The node's connection is gone. Its calls move to another node, invisibly, or fail; its
+   * generations only give back their slots: their node object ends each (the Worker moves one
+   * that sent no text yet, with `retry`).
    */
   nodeLost(node: FleetNode): void {
-    this.#settlement.nodeLost(node);
-    const affected = [...this.#running.values()].filter((job) => job.node === node);
-    for (const job of affected) {
-      this.#detach(job);
-      const clean = job.kind === "call" || !job.deltaSent;
-      if (clean && job.pinned === null && job.retries < this.#config.maxRetries) {
-        job.excluded.add(node.id);
-        job.retries += 1;
-        this.#admit(job);
-      } else {
-        const message = clean
-          ? `The node "${node.name}" disconnected before answering.`
-          : `The node "${node.name}" disconnected in the middle of the generation; the output is incomplete.`;
-        this.#fail(job, new ApiError(502, message, { code: "node_disconnected", type: "server_error" }));
-      }
+    for (const job of [...this.#running.values()].filter((running) => running.node === node)) {
+      if (job.kind === "generation") this.#detach(job);
+      else this.#moveOrFail(job, node);
     }
     this.capacityChanged();
   }
 
-  // ---- the client's side ---------------------------------------------------------------------
-
-  #consumed(job: GenerationJob, attempt: number): void {
-    if (attempt !== job.attempt || job.node === null) return;
-    job.unacked += 1;
-    // Credit goes back in batches: one ack frame per quarter window, not one per frame.
-    if (job.unacked >= Math.max(1, Math.floor(this.#config.window / 4))) {
-      job.node.send({ type: "ack", id: job.id, frames: job.unacked });
-      job.unacked = 0;
-    }
+  /** The one retry rule: a job that its node failed before any answer moves on while it may, else ends. */
+  #mayMove(job: Job): boolean {
+    return job.pinned === null && job.retries < this.#config.maxRetries;
   }
 
-  #cancel(job: GenerationJob): void {
-    if (!this.#generations.has(job.id)) return;
-    this.#generations.delete(job.id);
-    job.stream.end();
-    const node = job.node;
-    if (node !== null) {
-      // Settled when the node reports what the generation spent: a stream cancelled near its
-      // end must count against the caller's token budget, not pass as free.
-      this.#settlement.awaitUsage(job, node);
-      node.send({ type: "cancel", id: job.id });
-      this.#detach(job);
-      this.capacityChanged();
-      return;
-    }
-    this.#settlement.settled(job, { status: 499 });
-    this.#queue.remove(job, Date.now());
+  #move(job: Job, node: FleetNode): void {
+    job.excluded.add(node.id);
+    job.retries += 1;
+    this.#place(job);
+  }
+
+  #moveOrFail(job: Extract<Job, { kind: "call" }>, node: FleetNode): void {
+    this.#detach(job);
+    if (this.#mayMove(job)) this.#move(job, node);
+    else this.#fail(job, new ApiError(502, `The node "${node.name}" disconnected before answering.`, { code: "node_disconnected", type: "server_error" }));
   }
 
   // ---- endings -------------------------------------------------------------------------------
@@ -382,30 +381,17 @@ export class Dispatcher {
     this.#settlement.settled(job, { status: error.status, failed: true, errorCode: error.body.error.code });
     if (job.kind === "generation") {
       this.#generations.delete(job.id);
-      job.stream.end(encodeLines([{ error }]));
-    }
-    else job.settle({ ok: false, error });
+      job.grant?.({ ok: false, error });
+      job.grant = null;
+    } else job.settle({ ok: false, error });
   }
 
   /**
-   * `overhead_ms`: the request's time in the fleet minus its wait for a slot and minus the node's
-   * own generation time — routing, the WebSocket hops, and the node's time before it started
-   * (a JIT load counts). Embeddings report no engine time, so theirs includes the node's work.
+   * `overhead_ms` of a call: the request's time in the fleet minus its wait for a slot. Embeddings
+   * report no engine time, so theirs includes the node's work.
    */
-  #gatewayInfo(job: Job, node: FleetNode, result: GenerationResult | null): GatewayInfo {
+  #gatewayInfo(job: Job, node: FleetNode): GatewayInfo {
     const total = Date.now() - job.receivedAt;
-    const engine = result === null ? 0 : result.stats.generation_time * 1000;
-    return {
-      node: node.name,
-      queue_ms: Math.round(job.queueMs),
-      overhead_ms: Math.max(0, Math.round(total - job.queueMs - engine)),
-      retries: job.retries,
-    };
+    return { node: node.name, queue_ms: Math.round(job.queueMs), overhead_ms: Math.max(0, Math.round(total - job.queueMs)), retries: job.retries };
   }
 }
-
-/** Thrown when a node breaks the protocol in a way that only closing its socket can answer. */
-export class FlowControlViolation extends Error {
-  override name = "FlowControlViolation";
-}
-

@@ -4,10 +4,10 @@ import { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
 import { LoadResult, UnloadResult } from "../../../shared/schemas/models.ts";
 import { TokenCount } from "../../../shared/schemas/token-count.ts";
 import type * as z from "zod";
-import type { CallOperation, Outcome } from "../contract.ts";
+import type { CallOperation, GenerationOperation, Outcome } from "../contract.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
-import type { RelayStream } from "./relay-stream.ts";
+import type { Lease } from "../../node/contract.ts";
 
 /** What a node answers each call with, checked on arrival. */
 export const RESULT_SCHEMAS = {
@@ -45,15 +45,16 @@ export interface JobBase {
   queueMs: number;
 }
 
+/**
+ * A generation: the Fleet places it and hears how it ended; its tokens flow through its node's
+ * object, never here. `grant` answers the Worker's pending `admit` (or `retry`) once placed or failed.
+ */
 export interface GenerationJob extends JobBase {
   readonly kind: "generation";
-  readonly stream: RelayStream;
-  startSent: boolean;
-  /** Once text has reached the client, a failure can no longer be hidden by a retry. */
-  deltaSent: boolean;
-  /** When the first text went to the client (`Date.now()`), for the fleet's time to first token. */
-  firstTokenAt: number | null;
-  unacked: number;
+  readonly operation: GenerationOperation;
+  grant: ((outcome: Outcome<Lease>) => void) | null;
+  /** Cancelled on its node: settles when the node object reports what it spent, or, past the wait, without. */
+  cancelTimer: ReturnType<typeof setTimeout> | null;
 }
 
 export interface CallJob extends JobBase {

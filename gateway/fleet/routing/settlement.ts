@@ -1,9 +1,6 @@
-import { isDone } from "../../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, type Operation } from "../../../shared/protocol.ts";
-import type { GenerationEvent, GenerationResult } from "../../../shared/schemas/generation.ts";
-import type { FleetNode } from "../nodes/fleet-node.ts";
-import type { GenerationJob, Job } from "./job.ts";
-import { boundedUsage } from "./usage-bounds.ts";
+import type { Operation } from "../../../shared/protocol.ts";
+import type { SettledRequest } from "../../node/contract.ts";
+import type { Job } from "./job.ts";
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
@@ -47,33 +44,19 @@ export interface Ending {
   tokensPerSecond?: number;
   /** When the request ended for its client (`Date.now()`), if not now. */
   endedAt?: number;
-}
-
-/** A generation cancelled on its node, waiting for the node's final `done` with what it spent. */
-interface Cancelled {
-  readonly job: GenerationJob;
-  readonly node: FleetNode;
-  readonly at: number;
-  readonly timer: ReturnType<typeof setTimeout>;
+  /** When its first text went to the client (`Date.now()`), for the gateway's time to first token. */
+  firstTokenAt?: number | null;
 }
 
 export type SettleObserver = (job: SettledJob) => void;
 
 /**
- * How long a cancelled generation's node has to report the tokens it spent: the agent's own wait
- * for its engine, plus the trip. Past it, or when the node goes, the request counts without tokens.
- */
-const FINAL_USAGE_WAIT_MS = CANCEL_USAGE_WAIT_MS + 3_000;
-
-/**
  * How requests end for the Fleet's books: each job settles once, handed to the observer (the
- * Fleet's accounting). A generation cancelled on its node settles only when the node reports
- * the tokens it spent, or without them when the wait runs out or the node goes.
+ * Fleet's accounting). A generation's end is reported by its node object (a cancelled one once
+ * the node said what it spent), or by the Worker when that object was gone.
  */
 export class Settlement {
   readonly #onSettled: SettleObserver;
-  /** Generations cancelled on a node, by request id, until their usage arrives. */
-  readonly #cancelled = new Map<string, Cancelled>();
 
   constructor(onSettled: SettleObserver) {
     this.#onSettled = onSettled;
@@ -81,10 +64,15 @@ export class Settlement {
 
   /** The job ended (each job ends once): the Fleet hears how, for accounting, charts and metrics. */
   settled(job: Job, ending: Ending): void {
-    const firstTokenAt = job.kind === "generation" ? job.firstTokenAt : null;
+    this.settledRequest(job.id, { op: job.operation.op, model: job.model, caller: job.caller, receivedAt: job.receivedAt }, ending);
+  }
+
+  /** A request the Fleet knows only from its settlement (it was evicted while the request ran). */
+  settledRequest(id: string, job: SettledRequest, ending: Ending): void {
+    const firstTokenAt = ending.firstTokenAt ?? null;
     this.#onSettled({
-      id: job.id,
-      op: job.operation.op,
+      id,
+      op: job.op,
       model: job.model,
       caller: job.caller,
       status: ending.status,
@@ -96,39 +84,6 @@ export class Settlement {
       durationMs: (ending.endedAt ?? Date.now()) - job.receivedAt,
       tokensPerSecond: ending.tokensPerSecond ?? null,
       failed: ending.failed ?? false,
-    });
-  }
-
-  /** `job` was cancelled on `node`: it settles when the node reports what it spent. */
-  awaitUsage(job: GenerationJob, node: FleetNode): void {
-    const timer = setTimeout(() => this.#settleCancelled(job.id, null), FINAL_USAGE_WAIT_MS);
-    this.#cancelled.set(job.id, { job, node, at: Date.now(), timer });
-  }
-
-  /** Events of a request no longer running: a cancelled generation's final `done` says what it spent. */
-  finalUsage(node: FleetNode, id: string, events: GenerationEvent[]): void {
-    if (this.#cancelled.get(id)?.node !== node) return;
-    const done = events.find(isDone);
-    if (done !== undefined) this.#settleCancelled(id, done.result);
-  }
-
-  /** The node is gone: what was cancelled on it counts without tokens. */
-  nodeLost(node: FleetNode): void {
-    for (const [id, cancelled] of this.#cancelled) {
-      if (cancelled.node === node) this.#settleCancelled(id, null);
-    }
-  }
-
-  #settleCancelled(id: string, result: GenerationResult | null): void {
-    const cancelled = this.#cancelled.get(id);
-    if (cancelled === undefined) return;
-    clearTimeout(cancelled.timer);
-    this.#cancelled.delete(id);
-    const usage = result === null ? null : boundedUsage(cancelled.job.operation, cancelled.node.model(cancelled.job.model), result.usage);
-    this.settled(cancelled.job, {
-      status: 499,
-      endedAt: cancelled.at,
-      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
     });
   }
 }

@@ -1,5 +1,5 @@
 import type { InferenceBackend } from "../../../shared/backend.ts";
-import { incompleteGeneration, isDone, untilDone } from "../../../shared/generation-contract.ts";
+import { incompleteGeneration, untilDone } from "../../../shared/generation-contract.ts";
 import type { EmbeddingsResult, GenerationEvent } from "../../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../../shared/schemas/models.ts";
 import type { TokenCount } from "../../../shared/schemas/token-count.ts";
@@ -11,22 +11,28 @@ import type {
   UnloadRequest,
 } from "../../../shared/schemas/requests.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
-import { fromWire } from "../../../shared/protocol.ts";
-import { LineDecoder, unwrap, type FleetApi, type GenerationOperation } from "../../fleet/contract.ts";
+import { ApiError } from "../../../shared/errors.ts";
+import { fromWire, toWire, type WireError } from "../../../shared/protocol.ts";
+import { unwrap, type FleetApi, type GenerationOperation } from "../../fleet/contract.ts";
+import { LineDecoder, settledFrom, type NodeApi } from "../../node/contract.ts";
 
 /**
- * The gateway's `InferenceBackend`: every call is one RPC to the Fleet object. Generations come
- * back as a byte stream of lines that is turned back into events here; cancelling it (the client
- * went away) reaches the Fleet, which tells the node to stop.
+ * The gateway's `InferenceBackend`: every call is one RPC to the Fleet object, except a
+ * generation's tokens: the Fleet admits and places it, and the Worker reads it from the chosen
+ * node's object as a byte stream of lines, turned back into events here. When the node fails it
+ * before any text, the Worker asks the Fleet again (`retry`), which moves it or ends it. Cancelling
+ * (the client went away) reaches the Fleet, which frees the slot and tells the node to stop.
  */
 export class FleetBackend implements InferenceBackend {
   readonly #fleet: FleetApi;
+  readonly #node: (name: string) => NodeApi;
   readonly #waitUntil: (promise: Promise<unknown>) => void;
   readonly #caller: Caller;
 
   /** `waitUntil` keeps the Worker alive for the cancel call after its client is gone; `caller` is authorized by the Fleet on every call. */
-  constructor(fleet: FleetApi, waitUntil: (promise: Promise<unknown>) => void, caller: Caller) {
+  constructor(fleet: FleetApi, node: (name: string) => NodeApi, waitUntil: (promise: Promise<unknown>) => void, caller: Caller) {
     this.#fleet = fleet;
+    this.#node = node;
     this.#waitUntil = waitUntil;
     this.#caller = caller;
   }
@@ -61,30 +67,83 @@ export class FleetBackend implements InferenceBackend {
 
   async *#generate(operation: GenerationOperation, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     signal.throwIfAborted();
-    const { id, events } = await this.#fleet.generate(operation, this.#caller);
-    const reader = events.getReader();
-    /** No cancel to send: the Fleet ended the request itself (`done`, an error line, the stream's end), or it was sent. */
+    const fleet = this.#fleet;
+    const nodeObject = this.#node;
+    const caller = this.#caller;
+    const id = crypto.randomUUID();
+    /** No cancel to send: the request ended (`done`, an error, a refusal), or it was sent. */
     let ended = false;
+    let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
     const stop = () => {
-      void reader.cancel(signal.reason).catch(() => undefined);
-      if (!ended) this.#waitUntil(this.#fleet.cancel(id).catch(() => undefined));
+      void reader?.cancel(signal.reason).catch(() => undefined);
+      if (!ended) this.#waitUntil(fleet.cancel(id).catch(() => undefined));
       ended = true;
     };
     signal.addEventListener("abort", stop, { once: true });
     async function* received(): AsyncGenerator<GenerationEvent> {
-      const lines = new LineDecoder();
-      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-        for (const line of lines.push(chunk.value)) {
-          if ("error" in line) {
-            ended = true;
-            throw fromWire(line.error);
-          }
-          if (isDone(line.event)) ended = true;
-          yield line.event;
+      let granted = await fleet.admit(id, operation, caller);
+      /** The client sees `start` once, whichever node it came from. */
+      let startSent = false;
+      for (;;) {
+        if (!granted.ok) {
+          ended = true;
+          throw fromWire(granted.error);
         }
+        const lease = granted.result;
+        /** Set when the node failed it before any text: the Fleet moves it on, or ends it with this. */
+        let failure: WireError | null = null;
+        let deltaSent = false;
+        try {
+          reader = (await nodeObject(lease.node).relay(lease)).getReader();
+          // The client left while the relay was being asked for: `stop` found no reader to cancel then.
+          if (signal.aborted) void reader.cancel(signal.reason).catch(() => undefined);
+          const lines = new LineDecoder();
+          read: for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+            for (const line of lines.push(chunk.value)) {
+              if ("error" in line) {
+                if (line.retryable === true) {
+                  failure = line.error;
+                  break read;
+                }
+                ended = true;
+                throw fromWire(line.error);
+              }
+              if (line.event.type === "start") {
+                if (startSent) continue;
+                startSent = true;
+              } else if (line.event.type === "delta") {
+                deltaSent = true;
+              } else {
+                ended = true;
+              }
+              yield line.event;
+              if (ended) return;
+            }
+          }
+          if (failure === null) throw new Error("the node object's stream ended before the generation did");
+        } catch (error) {
+          if (error instanceof ApiError) throw error;
+          // The client left: its reason ends the stream, as everywhere else.
+          signal.throwIfAborted();
+          // The node's object went away (evicted, restarted) mid-read: it can no longer settle the
+          // request, so the Worker does; before any text, the request moves on as from a lost node.
+          const lost = new ApiError(
+            502,
+            deltaSent
+              ? `The node "${lease.node}" was lost in the middle of the generation; the output is incomplete.`
+              : `The node "${lease.node}" was lost before answering.`,
+            { code: "node_disconnected", type: "server_error" },
+          );
+          if (deltaSent) {
+            ended = true;
+            await fleet.settle(id, lease.attempt, { status: 502, failed: true, errorCode: "node_disconnected" }, settledFrom(lease)).catch(() => undefined);
+            throw lost;
+          }
+          failure = toWire(lost);
+        }
+        reader = null;
+        granted = await fleet.retry(id, lease.conn, failure);
       }
-      ended = true;
-      signal.throwIfAborted();
     }
     try {
       yield* untilDone(received(), () => incompleteGeneration("The fleet"));

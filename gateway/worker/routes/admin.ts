@@ -15,7 +15,7 @@ import {
   UsageQuery,
   UsageRow,
 } from "../../../shared/schemas/admin.ts";
-import { fleetStub, type GatewayEnv } from "../../env.ts";
+import { fleetOf, type GatewayEnv } from "../../env.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
 const notFound = (what: string, id: string) => new ApiError(404, `No ${what} with id "${id}".`, { code: "not_found" });
@@ -31,36 +31,36 @@ export const adminRoutes = new Hono<GatewayEnv>().use(
 
 new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
   .get("/nodes", { summary: "Every node, online or not, with its models and load", response: ListOf(NodeSummary) }, async (c) => ({
-    data: await fleetStub(c.env).listNodes(),
+    data: await fleetOf(c.env).listNodes(),
   }))
-  .get("/stats", { summary: "The fleet now, and its last 15 minutes of traffic", response: FleetStats }, async (c) => fleetStub(c.env).stats())
+  .get("/stats", { summary: "The fleet now, and its last 15 minutes of traffic", response: FleetStats }, async (c) => fleetOf(c.env).stats())
   .post("/keys", { summary: "Create an API key (its secret is shown only here)", body: CreateKeyRequest, status: 201, response: CreatedKey }, async (c, body) =>
-    fleetStub(c.env).createKey(body),
+    fleetOf(c.env).createKey(body),
   )
-  .get("/keys", { summary: "Every API key, without secrets", response: ListOf(KeyRecord) }, async (c) => ({ data: await fleetStub(c.env).listKeys() }))
+  .get("/keys", { summary: "Every API key, without secrets", response: ListOf(KeyRecord) }, async (c) => ({ data: await fleetOf(c.env).listKeys() }))
   .patch("/keys/:id", { summary: "Change a key's name or scopes", body: UpdateKeyRequest, response: KeyRecord }, async (c, body) => {
-    const record = await fleetStub(c.env).updateKey(c.req.param("id"), body);
+    const record = await fleetOf(c.env).updateKey(c.req.param("id"), body);
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
   .delete("/keys/:id", { summary: "Revoke a key, from its next request on", response: KeyRecord }, async (c) => {
-    const record = await fleetStub(c.env).revokeKey(c.req.param("id"));
+    const record = await fleetOf(c.env).revokeKey(c.req.param("id"));
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
   .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, { node }) =>
-    fleetStub(c.env).createNodeToken(node),
+    fleetOf(c.env).createNodeToken(node),
   )
   .get("/node-tokens", { summary: "Every node token, without secrets", response: ListOf(NodeTokenRecord) }, async (c) => ({
-    data: await fleetStub(c.env).listNodeTokens(),
+    data: await fleetOf(c.env).listNodeTokens(),
   }))
   .delete("/node-tokens/:id", { summary: "Revoke a node token and disconnect its nodes", response: NodeTokenRecord }, async (c) => {
-    const record = await fleetStub(c.env).revokeNodeToken(c.req.param("id"));
+    const record = await fleetOf(c.env).revokeNodeToken(c.req.param("id"));
     if (record === null) throw notFound("node token", c.req.param("id"));
     return record;
   })
   .get("/usage", { summary: "Usage per key, model and UTC day", query: UsageQuery, response: ListOf(UsageRow) }, async (c, _body, query) => ({
-    data: await fleetStub(c.env).usage(query),
+    data: await fleetOf(c.env).usage(query),
   }));
 
 adminRoutes.all("*", (c) => {

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { DocumentedRoutes } from "../../../shared/documented-routes.ts";
 import { PROMETHEUS_TEXT } from "../../../shared/openapi.ts";
-import { fleetStub, type GatewayEnv } from "../../env.ts";
+import { fleetOf, type GatewayEnv } from "../../env.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../../fleet/metrics/registry.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
@@ -19,5 +19,5 @@ new DocumentedRoutes(metricsRoutes, { tag: "meta", security: "metrics" }).get(
     secrets: (env) => [env.LMGATE_ADMIN_TOKEN, env.LMGATE_METRICS_TOKEN],
     refuse: (env) => [{ secret: env.LMGATE_API_KEY, message: "That is an API key: /metrics needs the admin token or LMGATE_METRICS_TOKEN." }],
   }),
-  async (c) => c.body(await fleetStub(c.env).metrics(), 200, { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" }),
+  async (c) => c.body(await fleetOf(c.env).metrics(), 200, { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" }),
 );

@@ -1,5 +1,5 @@
 /**
- * The byte stream one generation flows through, from the Fleet object to the Worker. It is
+ * The byte stream one generation flows through, from the node object to the Worker. It is
  * pull-driven: a frame leaves only when the reader asks for more, and each frame handed over
  * is reported (`onConsumed`) so the node is granted credit for the next ones. Nothing here
  * grows without bound: the node may not run more than its window ahead of the reader.

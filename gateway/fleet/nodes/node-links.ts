@@ -1,0 +1,71 @@
+import { ApiError } from "../../../shared/errors.ts";
+import type { AccessStore } from "../access/access-store.ts";
+import { ROOT_NODE_TOKEN } from "../access/caller.ts";
+import { failed, type NodeAdmission, type Outcome } from "../contract.ts";
+import type { Dispatcher } from "../routing/dispatcher.ts";
+import type { StatusDelta } from "../../node/status-deltas.ts";
+import type { HelloFrame } from "./fleet-node.ts";
+import type { NodeRegistry } from "./node-registry.ts";
+
+export interface NodeLinksParts {
+  registry: NodeRegistry;
+  dispatcher: Dispatcher;
+  access: AccessStore;
+  /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
+  onReconnect: (name: string) => void;
+}
+
+/**
+ * The Fleet's side of the node objects: a node token checked before an agent's socket is accepted,
+ * and what each node object reports: the node joining, its status changes, its leaving.
+ */
+export class NodeLinks {
+  readonly #registry: NodeRegistry;
+  readonly #dispatcher: Dispatcher;
+  readonly #access: AccessStore;
+  readonly #onReconnect: (name: string) => void;
+
+  constructor(parts: NodeLinksParts) {
+    this.#registry = parts.registry;
+    this.#dispatcher = parts.dispatcher;
+    this.#access = parts.access;
+    this.#onReconnect = parts.onReconnect;
+  }
+
+  /** The token an agent dials with, by its hash (or `ROOT_NODE_TOKEN`, compared by the Worker): known, not revoked. */
+  admit(tokenHash: string): Outcome<NodeAdmission> {
+    if (tokenHash === ROOT_NODE_TOKEN) return { ok: true, result: {} };
+    const token = this.#access.useNodeToken(tokenHash, new Date());
+    if (token === undefined || token.revoked_at !== null) {
+      const message = token === undefined ? "Invalid node token." : "This node token has been revoked.";
+      return failed(new ApiError(401, message, { code: "invalid_token" }));
+    }
+    return { ok: true, result: { tokenId: token.id, tokenNode: token.node } };
+  }
+
+  joined(conn: string, hello: HelloFrame, tokenId: string | undefined): void {
+    if (this.#registry.knows(hello.node.name)) this.#onReconnect(hello.node.name);
+    // Its object closed the older connection already; here it only leaves the registry.
+    const previous = this.#registry.byName(hello.node.name);
+    if (previous !== undefined) this.left(previous.id);
+    this.#registry.register(conn, hello, Date.now(), tokenId);
+    this.#dispatcher.capacityChanged();
+  }
+
+  status(conn: string, delta: StatusDelta): void {
+    const node = this.#registry.get(conn);
+    if (node === undefined) return;
+    this.#registry.updateStatus(node, delta, Date.now());
+    this.#dispatcher.capacityChanged();
+  }
+
+  left(conn: string): void {
+    const node = this.#registry.remove(conn, Date.now());
+    if (node !== undefined) this.#dispatcher.nodeLost(node);
+  }
+
+  /** Disconnects, at once, every node that joined with this (revoked) node token: each node object closes its sockets of it. */
+  async disconnectToken(tokenId: string): Promise<void> {
+    await Promise.all(this.#registry.online().map((node) => node.link.disconnectToken(tokenId).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,68 @@
+import { ApiError } from "../../shared/errors.ts";
+import { CLOSE_CODES, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { ROOT_NODE_TOKEN } from "../fleet/access/caller.ts";
+
+/** How the Worker tells a node object which node token an upgrade carried, and the name it was made for (set by the Worker only). */
+export const NODE_TOKEN_ID_HEADER = "x-lmgate-node-token-id";
+export const NODE_TOKEN_NODE_HEADER = "x-lmgate-node-token-node";
+
+/**
+ * What one node token may hold. A token made with `nodes tokens create --name X` serves node X
+ * only; its sockets are that node's plus reconnects that overlap an old socket's last seconds.
+ * The deployment's own LMGATE_NODE_TOKEN may serve any name, up to a fleet's worth of sockets.
+ */
+const SOCKETS_PER_NODE_TOKEN = 4;
+const SOCKETS_PER_ROOT_TOKEN = 64;
+
+/** The tag a node's socket is accepted under: the id of the token it connected with. */
+export const tokenTag = (tokenId: string | undefined): string => tokenId ?? ROOT_NODE_TOKEN;
+
+/** 429 when the token already holds all the sockets it may; null when another one is allowed. */
+export function socketLimit(tokenId: string | undefined, openSockets: number): ApiError | null {
+  const limit = tokenId === undefined ? SOCKETS_PER_ROOT_TOKEN : SOCKETS_PER_NODE_TOKEN;
+  if (openSockets < limit) return null;
+  return new ApiError(429, `This node token already has ${openSockets} connections open, the most it may hold.`, {
+    code: "too_many_connections",
+    retryAfter: 10,
+  });
+}
+
+/** The upgrade message an agent older than protocol 2 gets: it cannot name itself before its hello. */
+export const upgradeAgentReason = (protocol: number | string) =>
+  `protocol ${protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}: upgrade lmgate-agent`;
+
+/**
+ * Why a socket's first frame does not open a node's session, as the close code and reason; null
+ * for a hello that may join. The one place a hello is judged: its protocol, that it is a hello,
+ * that it names the node the agent dialled as, and that its token may serve that name. Checked
+ * before anything else, so an impostor never displaces the node it names.
+ */
+export function helloRefusal(
+  message: string | ArrayBuffer,
+  frame: ToGatewayFrame | null,
+  dialled: { name: string; tokenNode?: string },
+): { code: number; reason: string } | null {
+  const version = helloVersion(message);
+  if (version !== null && version !== PROTOCOL_VERSION) return { code: CLOSE_CODES.unsupportedProtocol, reason: upgradeAgentReason(version) };
+  if (frame === null) return { code: CLOSE_CODES.badFrame, reason: "invalid frame" };
+  if (frame.type !== "hello") return { code: CLOSE_CODES.badFrame, reason: "the first frame must be hello" };
+  const name = frame.node.name;
+  if (dialled.tokenNode !== undefined && dialled.tokenNode !== name) {
+    return { code: CLOSE_CODES.nameNotAllowed, reason: `this node token was made for node "${dialled.tokenNode}", not "${name}"` };
+  }
+  if (name !== dialled.name) return { code: CLOSE_CODES.badFrame, reason: `hello names "${name}", but the agent connected as "${dialled.name}"` };
+  return null;
+}
+
+/** The protocol version of something that looks like a hello, even one of another version's shape. */
+function helloVersion(message: string | ArrayBuffer): number | null {
+  try {
+    const value: unknown = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message));
+    if (typeof value === "object" && value !== null && "type" in value && value.type === "hello" && "protocol" in value) {
+      return typeof value.protocol === "number" ? value.protocol : null;
+    }
+  } catch {
+    // not JSON at all
+  }
+  return null;
+}
