@@ -81,8 +81,16 @@ test("a JIT load over the model limit evicts the least recently used idle JIT mo
 test("a JIT-loaded model unloads after its request's ttl of idleness, never while a request is still running", async () => {
   const events = backend.chat(chatRequest(CHAT, { ttl: 1 }), never)[Symbol.asyncIterator]();
   await events.next();
-  // The request lasts until its consumer has the result, however long that takes.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  // The request lasts until its consumer has the result, however long that takes. A witness (on a
+  // backend of its own: this one holds one model) loaded after it with the same ttl unloads first;
+  // by then CHAT's ttl would have run out too, had its idle time started.
+  const witness = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, slots: 1 });
+  try {
+    await witness.loadModel(LoadRequest.parse({ model: CHAT_Q8, ttl: 1 }));
+    await waitUntil(() => witness.status().models.find((model) => model.id === CHAT_Q8)?.state === "not-loaded", 5000);
+  } finally {
+    await witness.dispose();
+  }
   expect(states()[CHAT]).toBe("loaded");
   while (!(await events.next()).done);
   const idleSince = Date.now();
