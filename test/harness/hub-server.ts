@@ -37,7 +37,16 @@ interface HostedFile {
  * LFS sizes and SHA-256s; `resolve` URLs answering 302 to a CDN URL with `X-Linked-Size` and
  * `X-Linked-Etag`; the CDN honouring `Range` with 206. Direct files live under `/files/`.
  */
-export async function startHubServer(): Promise<HubServer> {
+export interface HubServerOptions {
+  /**
+   * The host name the CDN redirects go to, on the same port (e.g. `localhost` for a hub on
+   * 127.0.0.1): another host, as the real hub's CDN is, so a client must drop the hub's token.
+   * Defaults to the hub's own host.
+   */
+  cdnHost?: string;
+}
+
+export async function startHubServer(options: HubServerOptions = {}): Promise<HubServer> {
   const repos = new Map<string, Map<string, HostedFile>>();
   const cdnFiles: HostedFile[] = [];
   const direct = new Map<string, HostedFile>();
@@ -72,7 +81,7 @@ export async function startHubServer(): Promise<HubServer> {
       // Like the hub: a signed URL elsewhere, and the LFS size and hash on the redirect itself.
       return void response
         .writeHead(302, {
-          location: `http://${request.headers.host}/cdn/${file.id}?X-Amz-Signature=test`,
+          location: `http://${options.cdnHost === undefined ? request.headers.host : `${options.cdnHost}:${port}`}/cdn/${file.id}?X-Amz-Signature=test`,
           "x-linked-size": String(file.bytes.byteLength),
           "x-linked-etag": `"${advertisedSha(file)}"`,
           "x-repo-commit": "0".repeat(40),
