@@ -37,7 +37,7 @@ beforeAll(async () => {
   await symlink(join(await testModelsDir(), file), join(modelsDir, file));
   gateway = await startGateway();
   [node, direct] = await Promise.all([
-    startAgent({ models: [modelsDir], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "cancel-node" }),
+    startAgent({ models: [modelsDir], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "cancel-node", extraArgs: ["--metrics", "--metrics-port", "0"] }),
     startAgent({ models: [modelsDir], extraArgs: ["--metrics"] }),
   ]);
   for (const base of [`${gateway.url}/api/v1/models/load`, `${direct.url}/api/v1/models/load`]) {
@@ -66,6 +66,13 @@ const client = (baseURL: string, apiKey: string) => new OpenAI({ baseURL, apiKey
 async function gatewayGauge(name: string): Promise<number | undefined> {
   const response = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${gateway.adminToken}` } });
   return parsePrometheus(await response.text()).samples.get(name);
+}
+
+/** The completion tokens the gateway's node counted itself (its own `--metrics` port). */
+async function nodeCompletionTokens(): Promise<number> {
+  const url = /metrics on (http:\/\/\S+)/.exec(node.output())?.[1];
+  if (url === undefined) throw new Error(`the node serves no metrics:\n${node.output()}`);
+  return parsePrometheus(await (await fetch(url)).text()).samples.get(series("lmgate_agent_completion_tokens_total", { model: MODEL })) ?? 0;
 }
 
 async function directSamples(): Promise<Map<string, number>> {
@@ -115,6 +122,7 @@ describe("through the gateway", () => {
   for (const stream of [false, true]) {
     test(`a cancelled ${stream ? "stream" : "non-streamed request"} stops on its node and is billed for what was generated`, async () => {
       const { key, record } = await admin().createKey({ name: `leaver-${stream}` });
+      const countedBefore = await nodeCompletionTokens();
       const watched = headersIn(client(`${gateway.url}/v1`, key));
       await cancelWhileRunning(watched.openai, stream, watched.running);
       let rows: UsageRow[] = [];
@@ -122,6 +130,8 @@ describe("through the gateway", () => {
       expect(rows[0]).toMatchObject({ model: MODEL, requests: 1 });
       expect(rows[0]?.completion_tokens).toBeGreaterThan(0);
       expect(rows[0]?.completion_tokens).toBeLessThan(MAX_TOKENS);
+      // Billed exactly what the node's engine counted for it.
+      await until(async () => (await nodeCompletionTokens()) - countedBefore === rows[0]?.completion_tokens);
       await until(async () => (await gatewayGauge("lmgate_gateway_requests_in_flight")) === 0);
       await until(async () => (await admin().listNodes()).every((entry) => entry.in_flight === 0));
     });
