@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { UsageRow } from "../../shared/schemas/admin.ts";
-import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
+import { countedCompletionTokens, startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { parsePrometheus, series } from "../harness/prometheus-text.ts";
 import { testModelsDir } from "../harness/test-models.ts";
@@ -69,11 +69,7 @@ async function gatewayGauge(name: string): Promise<number | undefined> {
 }
 
 /** The completion tokens the gateway's node counted itself (its own `--metrics` port). */
-async function nodeCompletionTokens(): Promise<number> {
-  const url = /metrics on (http:\/\/\S+)/.exec(node.output())?.[1];
-  if (url === undefined) throw new Error(`the node serves no metrics:\n${node.output()}`);
-  return parsePrometheus(await (await fetch(url)).text()).samples.get(series("lmgate_agent_completion_tokens_total", { model: MODEL })) ?? 0;
-}
+const nodeCompletionTokens = () => countedCompletionTokens(node, MODEL);
 
 async function directSamples(): Promise<Map<string, number>> {
   return parsePrometheus(await (await fetch(`${direct.url}/metrics`)).text()).samples;
