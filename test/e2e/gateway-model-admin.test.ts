@@ -113,6 +113,17 @@ test("a plain API key may list models but not download, load or delete", async (
   expect(await refusal(await call("POST", "/api/v1/models/delete", user, { model: "tiny-chat-f32" }), 403)).toBe("action_not_allowed");
 });
 
+test("a key's model globs hold on /api/v1/models and on load, unload and delete", async () => {
+  const admin = new AdminClient(gateway.url, gateway.adminToken);
+  const scoped = (await admin.createKey({ name: "scoped-manager", models: ["tiny-embed-*"], can: ["load", "download", "delete"] })).key;
+  expect((await listing(manager)).map((model) => model.key)).toContain("tiny-chat-f32");
+  expect((await listing(scoped)).map((model) => model.key)).not.toContain("tiny-chat-f32");
+  expect(await refusal(await call("POST", "/api/v1/models/load", scoped, { model: "tiny-chat-f32", node: "beta" }), 403)).toBe("model_not_allowed");
+  expect(await refusal(await call("POST", "/api/v1/models/unload", scoped, { instance_id: "tiny-chat-f32" }), 403)).toBe("model_not_allowed");
+  expect(await refusal(await call("POST", "/api/v1/models/delete", scoped, { model: "tiny-chat-f32" }), 403)).toBe("model_not_allowed");
+  expect(await readdir(folders.beta as string, { recursive: true })).toContain("lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf");
+});
+
 test("a key with the download right cannot aim a node at its own network: a private address is refused before any request", async () => {
   // Something on the node's loopback that is not its hub: here the gateway itself, under a name and a path no test serves.
   const target = `${gateway.url.replace("127.0.0.1", "localhost")}/admin/keys/x.gguf`;
