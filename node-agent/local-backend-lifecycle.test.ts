@@ -122,6 +122,14 @@ test("explicit load: idle TTL only when asked; unload of a model that is not loa
   await expect(load({ model: "nope" })).rejects.toMatchObject({ status: 404, code: "model_not_found" });
 });
 
+test("a load with other settings while the model is in use is a 409 model_in_use; the running request goes on", async () => {
+  const running = backend.completion(longRequest(), never)[Symbol.asyncIterator]();
+  expect((await running.next()).value).toMatchObject({ type: "start" });
+  await expect(load({ model: CHAT, context_length: 512 })).rejects.toMatchObject({ status: 409, code: "model_in_use" });
+  expect((await running.next()).value).toMatchObject({ type: "delta" });
+  await running.return?.(undefined);
+});
+
 test("a full queue answers 503 with Retry-After; an aborted queued request leaves the queue", async () => {
   const running = backend.completion(longRequest(), never)[Symbol.asyncIterator]();
   expect((await running.next()).value).toMatchObject({ type: "start" });

@@ -111,6 +111,16 @@ test("without a quantization the choice is llama.cpp's: Q4_K_M, then Q8_0, never
   expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf"]);
 });
 
+test("a gated repo is a 403 hub_access_denied that says to set HF_TOKEN, before any job starts", async () => {
+  hub.addFile("test-pub/gated-GGUF", "gated-Q8_0.gguf", q8.subarray(0, 1000));
+  hub.gate("test-pub/gated-GGUF");
+  const downloads = manager();
+  const refused = await downloads.start("test-pub/gated-GGUF", "Q8_0").catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(ApiError);
+  expect(refused).toMatchObject({ status: 403, code: "hub_access_denied", message: expect.stringContaining("HF_TOKEN") });
+  expect(downloads.jobs()).toEqual([]);
+});
+
 test("a connection cut mid-file resumes with Range and the result is intact", async () => {
   hub.stall("tiny-chat-F32.gguf", 40_000);
   const downloads = manager();

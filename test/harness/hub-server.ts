@@ -21,6 +21,8 @@ export interface HubServer {
   cutStalled(): void;
   /** The listing and headers give a hash that is not the file's. */
   lieAboutHash(path: string): void;
+  /** The repo is gated, as on the hub: 403 with `X-Error-Code: GatedRepo` to anyone. */
+  gate(repo: string): void;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,7 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
   const cdnFiles: HostedFile[] = [];
   const direct = new Map<string, HostedFile>();
   const requests: SeenRequest[] = [];
+  const gated = new Set<string>();
   const hanging = new Set<ServerResponse>();
 
   const find = (path: string) => [...repos.values()].map((files) => files.get(path)).find((file) => file !== undefined) ?? direct.get(path);
@@ -60,6 +63,8 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
     const url = new URL(request.url ?? "/", "http://hub");
     requests.push({ method: request.method ?? "GET", path: url.pathname, range: request.headers.range, authorization: request.headers.authorization });
     const tree = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/[^/]+$/.exec(url.pathname);
+    const repo = tree?.[1] ?? /^\/([^/]+\/[^/]+)\/resolve\//.exec(url.pathname)?.[1];
+    if (repo !== undefined && gated.has(repo)) return void response.writeHead(403, { "x-error-code": "GatedRepo" }).end("Access to this repo is restricted.");
     if (tree) {
       const files = repos.get(tree[1] as string);
       if (!files) return notFound(response, "RepoNotFound");
@@ -145,6 +150,9 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
     lieAboutHash(path) {
       const file = find(path);
       if (file) file.lie = true;
+    },
+    gate(repo) {
+      gated.add(repo);
     },
     close: () =>
       new Promise<void>((resolve) => {
