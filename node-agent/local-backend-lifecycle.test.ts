@@ -128,6 +128,7 @@ test("a load with other settings while the model is in use is a 409 model_in_use
   await expect(load({ model: CHAT, context_length: 512 })).rejects.toMatchObject({ status: 409, code: "model_in_use" });
   expect((await running.next()).value).toMatchObject({ type: "delta" });
   await running.return?.(undefined);
+  expect(backend.status().busy[CHAT]).toBe(0);
 });
 
 test("a full queue answers 503 with Retry-After; an aborted queued request leaves the queue", async () => {
@@ -142,9 +143,13 @@ test("a full queue answers 503 with Retry-After; an aborted queued request leave
 
   giveUp.abort();
   await expect(queued).rejects.toMatchObject({ status: 499 });
-  const nowQueued = backend.chat(chatRequest(), never)[Symbol.asyncIterator]().next();
+  const next = backend.chat(chatRequest(), never)[Symbol.asyncIterator]();
+  const nowQueued = next.next();
   await running.return?.(undefined);
   expect((await nowQueued).value).toMatchObject({ type: "start" });
+  // Let it go, so no request of this test is still running when the next one counts status changes.
+  await next.return?.(undefined);
+  expect(backend.status().busy[CHAT]).toBe(0);
 });
 
 test("aborting a running generation ends it as userStopped and frees its slot at once", async () => {
