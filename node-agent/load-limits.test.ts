@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test, vi } from "vitest";
 import { ApiError } from "../shared/errors.ts";
 import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
@@ -11,6 +11,7 @@ import { LocalBackend } from "./local-backend.ts";
  */
 
 const CHAT = "tiny-chat-f32"; // trained context: 2048
+const CHAT_Q8 = "tiny-chat-q8_0";
 const MEMORY = 512 * 2 ** 20;
 
 let backend: LocalBackend;
@@ -69,8 +70,10 @@ test("a JIT load is bounded the same way: a node that gives too little memory re
 
 test("a ttl beyond setTimeout's 2^31 ms does not unload the model at once", async () => {
   await load({ ttl: Math.ceil(2 ** 31 / 1000) });
-  // Before the fix the timer overflowed and fired after 1 ms.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // Before the fix the timer overflowed and fired after 1 ms. A witness loaded after it with a ttl
+  // of 1 s unloads first: by then an overflowed timer would long have fired.
+  await backend.loadModel(LoadRequest.parse({ model: CHAT_Q8, ttl: 1 }));
+  await vi.waitFor(() => expect(stateOf(CHAT_Q8)).toBe("not-loaded"), { timeout: 10_000, interval: 20 });
   expect(stateOf(CHAT)).toBe("loaded");
   await backend.unloadModel(UnloadRequest.parse({ instance_id: CHAT }));
 });

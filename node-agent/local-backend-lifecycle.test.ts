@@ -81,8 +81,16 @@ test("a JIT load over the model limit evicts the least recently used idle JIT mo
 test("a JIT-loaded model unloads after its request's ttl of idleness, never while a request is still running", async () => {
   const events = backend.chat(chatRequest(CHAT, { ttl: 1 }), never)[Symbol.asyncIterator]();
   await events.next();
-  // The request lasts until its consumer has the result, however long that takes.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  // The request lasts until its consumer has the result, however long that takes. A witness (on a
+  // backend of its own: this one holds one model) loaded after it with the same ttl unloads first;
+  // by then CHAT's ttl would have run out too, had its idle time started.
+  const witness = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, slots: 1 });
+  try {
+    await witness.loadModel(LoadRequest.parse({ model: CHAT_Q8, ttl: 1 }));
+    await waitUntil(() => witness.status().models.find((model) => model.id === CHAT_Q8)?.state === "not-loaded", 5000);
+  } finally {
+    await witness.dispose();
+  }
   expect(states()[CHAT]).toBe("loaded");
   while (!(await events.next()).done);
   const idleSince = Date.now();
@@ -114,6 +122,15 @@ test("explicit load: idle TTL only when asked; unload of a model that is not loa
   await expect(load({ model: "nope" })).rejects.toMatchObject({ status: 404, code: "model_not_found" });
 });
 
+test("a load with other settings while the model is in use is a 409 model_in_use; the running request goes on", async () => {
+  const running = backend.completion(longRequest(), never)[Symbol.asyncIterator]();
+  expect((await running.next()).value).toMatchObject({ type: "start" });
+  await expect(load({ model: CHAT, context_length: 512 })).rejects.toMatchObject({ status: 409, code: "model_in_use" });
+  expect((await running.next()).value).toMatchObject({ type: "delta" });
+  await running.return?.(undefined);
+  expect(backend.status().busy[CHAT]).toBe(0);
+});
+
 test("a full queue answers 503 with Retry-After; an aborted queued request leaves the queue", async () => {
   const running = backend.completion(longRequest(), never)[Symbol.asyncIterator]();
   expect((await running.next()).value).toMatchObject({ type: "start" });
@@ -126,9 +143,13 @@ test("a full queue answers 503 with Retry-After; an aborted queued request leave
 
   giveUp.abort();
   await expect(queued).rejects.toMatchObject({ status: 499 });
-  const nowQueued = backend.chat(chatRequest(), never)[Symbol.asyncIterator]().next();
+  const next = backend.chat(chatRequest(), never)[Symbol.asyncIterator]();
+  const nowQueued = next.next();
   await running.return?.(undefined);
   expect((await nowQueued).value).toMatchObject({ type: "start" });
+  // Let it go, so no request of this test is still running when the next one counts status changes.
+  await next.return?.(undefined);
+  expect(backend.status().busy[CHAT]).toBe(0);
 });
 
 test("aborting a running generation ends it as userStopped and frees its slot at once", async () => {

@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { ApiError } from "../shared/errors.ts";
 import { Hardware, NodeStatus } from "../shared/protocol.ts";
 import { GenerationResult, type GenerationEvent } from "../shared/schemas/generation.ts";
@@ -55,7 +55,10 @@ async function firstOutcome(events: AsyncIterable<GenerationEvent>) {
 
 describe("what the backend reports about itself", () => {
   test("every model is listed from disk, none loaded before a request needs it", async () => {
-    const models = (await backend.listModels()).map((model) => ModelObject.parse(model));
+    // A backend of its own: the shared one has whatever models earlier tests loaded.
+    const fresh = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, slots: 4 });
+    onTestFinished(() => fresh.dispose());
+    const models = (await fresh.listModels()).map((model) => ModelObject.parse(model));
     expect(models.map((model) => [model.id, model.state])).toEqual([
       [CHAT, "not-loaded"],
       [CHAT_Q8, "not-loaded"],

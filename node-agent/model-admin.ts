@@ -62,7 +62,14 @@ export class LocalModelAdmin implements ModelAdmin {
     return () => this.#listeners.delete(listener);
   }
 
-  download(request: DownloadRequest): Promise<DownloadJob> {
+  /** A model this node already has, named by its key, is LM Studio's `already_downloaded`; anything else is planned as a download. */
+  async download(request: DownloadRequest): Promise<DownloadJob> {
+    const held = (await this.listModels()).find((model) => model.key === request.model);
+    if (held) {
+      const now = new Date().toISOString();
+      const size = held.size_bytes;
+      return { status: "already_downloaded", total_size_bytes: size, downloaded_bytes: size, started_at: now, completed_at: now, model_key: held.key };
+    }
     return this.downloads.start(request.model, request.quantization);
   }
 

@@ -11,12 +11,15 @@ import { readDevVars } from "../cli/dev-vars.ts";
 import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
 import { signalGroup, spawnGroup } from "./process-group.ts";
-import { holdPort, startWranglerDev, type WranglerDev } from "./wrangler-dev.ts";
+import { forgetGateway, leftoverGateway, recordGateway, stopLeftover } from "./leftover-gateway.ts";
+import { holdPort, startWranglerDev, WRANGLER, type WranglerDev } from "./wrangler-dev.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DEV_VARS = `${ROOT}.dev.vars`;
 /** The API key `npm start` made for you, kept (git-ignored) so a restart prints the same one. */
 const DEV_KEY_FILE = `${ROOT}.lmgate/dev-key`;
+/** wrangler's pid while `npm start` runs, so the next one knows a gateway a hard stop left behind. */
+const GATEWAY_PID_FILE = `${ROOT}.lmgate/gateway.pid`;
 const HOST = LOCAL_HOST;
 const PORT = Number(process.env.LMGATE_PORT ?? LOCAL_PORT);
 const GATEWAY = `http://${HOST}:${PORT}`;
@@ -27,18 +30,31 @@ async function checkPort(): Promise<void> {
     console.error(`lmgate: LMGATE_PORT must be a port number (1–65535), got "${process.env.LMGATE_PORT}".`);
     process.exit(1);
   }
-  const held = await holdPort(PORT).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "EADDRINUSE") return undefined;
-    throw error;
-  });
-  await held?.close();
-  if (held === undefined) {
+  if (!(await portFree())) {
+    const leftover = leftoverGateway(GATEWAY_PID_FILE, WRANGLER, PORT);
+    if (leftover !== undefined) {
+      console.log(
+        `lmgate: ${HOST}:${PORT} is held by lmgate's own gateway (wrangler dev, pid ${leftover}) from an earlier npm start that was stopped hard; stopping it…`,
+      );
+      await stopLeftover(leftover, portFree);
+      forgetGateway(GATEWAY_PID_FILE);
+      if (await portFree()) return console.log("lmgate: stopped the earlier gateway.");
+    }
     console.error(
       `lmgate: ${HOST}:${PORT} is already in use (LM Studio's server uses ${LOCAL_PORT} too). ` +
         "Stop the other server, or start on another port: LMGATE_PORT=8787 npm start",
     );
     process.exit(1);
   }
+}
+
+async function portFree(): Promise<boolean> {
+  const held = await holdPort(PORT).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "EADDRINUSE") return undefined;
+    throw error;
+  });
+  await held?.close();
+  return held !== undefined;
 }
 
 /**
@@ -127,6 +143,7 @@ async function shutdown(code: number, cause?: NodeJS.Signals): Promise<void> {
   // The agent first: its running requests reach their clients through the gateway.
   await agentExited;
   await gatewayStart?.then((gateway) => gateway.stop(), () => undefined);
+  forgetGateway(GATEWAY_PID_FILE);
   process.exit(code);
 }
 process.on("SIGINT", () => void shutdown(0, "SIGINT"));
@@ -155,6 +172,7 @@ async function main(): Promise<void> {
     signal: starting.signal,
   });
   const gateway = await gatewayStart;
+  recordGateway(GATEWAY_PID_FILE, gateway.pid);
   stopWhenGone("gateway", gateway.exited);
 
   // A group of its own, so Ctrl-C reaches it once, as our SIGTERM: a second signal would make it

@@ -41,6 +41,8 @@ export interface WranglerDevOptions {
 export interface WranglerDev {
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
+  /** wrangler's process id, which is also its process group's (workerd is in it). */
+  readonly pid: number;
   readonly port: number;
   /** What wrangler printed so far (the last MiB of it). */
   output(): string;
@@ -170,6 +172,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
 
   return {
     url,
+    pid: child.pid as number,
     port: options.port,
     output: () => output,
     exited,

@@ -106,6 +106,18 @@ describe("CORS", () => {
     expect((await call("/v1/models", { headers: { origin: "https://chat.example" } })).status).toBe(401);
   });
 
+  test("LMGATE_CORS_ORIGINS=* allows any origin, and still requires the key", async () => {
+    const withCors = { ...env, LMGATE_CORS_ORIGINS: "*" };
+    const call = (path: string, init: RequestInit) => app.fetch(new Request(`http://gateway.test${path}`, init), withCors, createExecutionContext());
+    const allowed = await call("/v1/chat/completions", preflight("https://anywhere.example"));
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("*");
+    const listed = await call("/v1/models", { headers: { authorization: `Bearer ${API_KEY}`, origin: "https://anywhere.example" } });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get("access-control-allow-origin")).toBe("*");
+    expect((await call("/v1/models", { headers: { origin: "https://anywhere.example" } })).status).toBe(401);
+  });
+
   test("a preflight allows every header the official Anthropic SDK sends from a browser, x-api-key and anthropic-beta too", async () => {
     const withCors = { ...env, LMGATE_CORS_ORIGINS: "https://chat.example" };
     const call = (request: Request) => app.fetch(request, withCors, createExecutionContext());

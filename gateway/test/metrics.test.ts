@@ -22,8 +22,17 @@ async function scrape() {
   return parsePrometheus(await response.text());
 }
 
+/**
+ * Waits until no node is connected: another test's node may still be leaving (its socket closes
+ * after that test), and the gauges below count every connected node.
+ */
+async function emptyFleet(): Promise<void> {
+  await eventually(async () => (await scrape()).samples.get("lmgate_gateway_nodes_connected") === 0);
+}
+
 /** A node holding MODEL, loaded, that answers each chat with its own usage and speed, so sums cannot come out right by accident. */
 async function connectNode(): Promise<FakeAgent> {
+  await emptyFleet();
   const node = await FakeAgent.connect({ name: NODE, models: [{ id: MODEL, state: "loaded" }] });
   onTestFinished(() => node.close());
   let counter = 0;
@@ -126,6 +135,7 @@ test("slot, in-flight and node gauges are read from the fleet at scrape time", a
 
 test("a node that says hello again under a known name counts as a reconnect", async () => {
   const reconnects = series("lmgate_gateway_node_reconnects_total", { node: "metrics-flaky" });
+  await emptyFleet();
   const before = (await scrape()).samples.get(reconnects) ?? 0;
   const first = await FakeAgent.connect({ name: "metrics-flaky", models: [] });
   expect((await scrape()).samples.get(reconnects) ?? 0).toBe(before);

@@ -224,8 +224,16 @@ describe("keys", () => {
 
   test("the admin API refuses API keys and wrong tokens", async () => {
     const { key } = await createKey({ name: "not-admin" });
-    expect((await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
+    const node = CreatedNodeToken.parse(await (await admin("POST", "/node-tokens", { node: "not-admin-node" })).json());
+    // The admin token with its last character changed, cut short, and with one more: none is the token.
+    const lastChanged = `${ADMIN_TOKEN.slice(0, -1)}${ADMIN_TOKEN.endsWith("x") ? "y" : "x"}`;
+    for (const wrong of [key, node.token, lastChanged, ADMIN_TOKEN.slice(0, -1), `${ADMIN_TOKEN}x`, "not-the-admin-token"]) {
+      await expectError(await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${wrong}` } }), 401, "invalid_token");
+    }
+    // Only in the Bearer scheme.
+    expect((await fetchGateway("/admin/keys", { headers: { authorization: ADMIN_TOKEN } })).status).toBe(401);
     expect((await fetchGateway("/admin/keys")).status).toBe(401);
+    expect((await fetchGateway("/admin/keys", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status).toBe(200);
   });
 });
 
@@ -387,11 +395,12 @@ describe("a rogue node", () => {
     onTestFinished(() => node.close());
     const { key, record } = await createKey({ name: "overcharged", tokens_per_day: 1_000_000 });
     const response = withKey(key, "/v1/chat/completions", chatBody("tiny-chat", { max_tokens: 4 }));
-    const { id } = await node.nextRequest();
+    const { id, operation } = await node.nextRequest();
     node.complete(id, "hi", { usage: { prompt_tokens: 9e12, completion_tokens: 9e12, total_tokens: 18e12 } });
     const { usage } = (await (await response).json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
     expect(usage.completion_tokens).toBe(4);
-    expect(usage.prompt_tokens).toBeLessThan(2_000);
+    // docs/protocol.md: one token per byte of the request the node was sent, plus 1024 for the chat template.
+    expect(usage.prompt_tokens).toBe(new TextEncoder().encode(JSON.stringify(operation.body)).length + 1024);
     const rows = ListOf(UsageRow).parse(await (await admin("GET", `/usage?key=${record.id}`)).json()).data;
     expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: usage.prompt_tokens, completion_tokens: 4 }]);
     // The key's budget is not spent by the lie.

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, expect, onTestFinished, test, vi } from "vitest";
 import { ApiError } from "../../shared/errors.ts";
 import { DownloadJob } from "../../shared/schemas/downloads.ts";
 import { startHubServer, type HubServer } from "../../test/harness/hub-server.ts";
@@ -28,6 +28,10 @@ beforeAll(async () => {
   hub.addFile(REPO, "tiny-chat-Q8_0.gguf", q8);
   hub.addFile(REPO, "mmproj-tiny-chat-Q8_0.gguf", new Uint8Array(10));
   hub.addFile("elsewhere/files", "tiny-direct-Q8_0.gguf", q8);
+  hub.addFile("test-pub/quants-GGUF", "quants-F32.gguf", q8.subarray(0, 4000));
+  hub.addFile("test-pub/quants-GGUF", "quants-Q8_0.gguf", q8.subarray(0, 3000));
+  hub.addFile("test-pub/quants-GGUF", "quants-Q4_K_M.gguf", q8.subarray(0, 2000));
+  hub.addFile("test-pub/quants-GGUF", "mmproj-quants-Q4_K_M.gguf", q8.subarray(0, 1000));
   hub.addFile("test-pub/split-GGUF", "split-Q4_K_M-00001-of-00002.gguf", q8.subarray(0, 1000));
   hub.addFile("test-pub/split-GGUF", "split-Q4_K_M-00002-of-00002.gguf", q8.subarray(1000, 3000));
 });
@@ -60,7 +64,7 @@ function manager(options: { freeBytes?: number; reserveBytes?: number; token?: s
 const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 async function receivedAtLeast(downloads: DownloadManager, job: DownloadJob, bytes: number): Promise<void> {
-  while (downloads.status(job.job_id as string).downloaded_bytes < bytes) await new Promise((resolve) => setTimeout(resolve, 20));
+  await vi.waitFor(() => expect(downloads.status(job.job_id as string).downloaded_bytes).toBeGreaterThanOrEqual(bytes), { timeout: 15_000, interval: 20 });
 }
 
 async function filesIn(folder: string): Promise<string[]> {
@@ -69,7 +73,11 @@ async function filesIn(folder: string): Promise<string[]> {
 }
 
 test("a repo and quantization download into LM Studio's layout, checked, with the token sent to the hub only", async () => {
-  const downloads = manager({ token: "hf_secretsecretsecretsecretsecretsecret" });
+  // A hub whose CDN is another host (localhost, the hub being 127.0.0.1), as the real hub's is.
+  const cdnElsewhere = await startHubServer({ cdnHost: "localhost" });
+  onTestFinished(() => cdnElsewhere.close());
+  cdnElsewhere.addFile(REPO, "tiny-chat-Q8_0.gguf", q8);
+  const downloads = manager({ token: "hf_secretsecretsecretsecretsecretsecret", endpoint: cdnElsewhere.url, allowPrivate: true });
   const started = DownloadJob.parse(await downloads.start(REPO, "Q8_0"));
   expect(started).toMatchObject({ status: "downloading", total_size_bytes: q8.byteLength });
   expect(started.job_id).toMatch(/^job_[0-9a-f]{10}$/);
@@ -80,11 +88,12 @@ test("a repo and quantization download into LM Studio's layout, checked, with th
   expect(sha(await readFile(target))).toBe(sha(q8));
   expect(await filesIn(dir)).toEqual(["test-pub", "test-pub/tiny-chat-GGUF", "test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"]);
   expect(completed).toEqual([[target]]);
-  const resolve = hub.requests.find((request) => request.path.includes("/resolve/"));
-  const cdn = hub.requests.find((request) => request.path.startsWith("/cdn/"));
-  expect(resolve?.authorization).toBe("Bearer hf_secretsecretsecretsecretsecretsecret");
-  // The CDN is another host on the real hub; here it is the same host, so the token may go there too.
-  expect(cdn).toBeDefined();
+  const resolve = cdnElsewhere.requests.filter((request) => request.path.includes("/resolve/"));
+  const cdn = cdnElsewhere.requests.filter((request) => request.path.startsWith("/cdn/"));
+  expect(resolve.length).toBeGreaterThan(0);
+  expect(resolve.every((request) => request.authorization === "Bearer hf_secretsecretsecretsecretsecretsecret")).toBe(true);
+  expect(cdn.length).toBeGreaterThan(0);
+  expect(cdn.map((request) => request.authorization)).toEqual(cdn.map(() => undefined));
 
   // Pulling it again finds it in place.
   expect(await downloads.start(REPO, "Q8_0")).toMatchObject({ status: "already_downloaded", total_size_bytes: q8.byteLength });
@@ -92,9 +101,24 @@ test("a repo and quantization download into LM Studio's layout, checked, with th
 
 test("without a quantization the choice is llama.cpp's: Q4_K_M, then Q8_0, never a projector", async () => {
   const downloads = manager();
+  // A repo with Q4_K_M (and a Q4_K_M projector) takes Q4_K_M...
+  const first = await downloads.start("test-pub/quants-GGUF", undefined);
+  expect(await downloads.settled(first.job_id as string)).toMatchObject({ status: "completed", total_size_bytes: 2000 });
+  expect(await filesIn(join(dir, "test-pub/quants-GGUF"))).toEqual(["quants-Q4_K_M.gguf"]);
+  // ...one without it takes Q8_0 over F32 and the projector.
   const job = await downloads.start(REPO, undefined);
   expect(await downloads.settled(job.job_id as string)).toMatchObject({ status: "completed", total_size_bytes: q8.byteLength });
   expect(await filesIn(join(dir, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf"]);
+});
+
+test("a gated repo is a 403 hub_access_denied that says to set HF_TOKEN, before any job starts", async () => {
+  hub.addFile("test-pub/gated-GGUF", "gated-Q8_0.gguf", q8.subarray(0, 1000));
+  hub.gate("test-pub/gated-GGUF");
+  const downloads = manager();
+  const refused = await downloads.start("test-pub/gated-GGUF", "Q8_0").catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(ApiError);
+  expect(refused).toMatchObject({ status: 403, code: "hub_access_denied", message: expect.stringContaining("HF_TOKEN") });
+  expect(downloads.jobs()).toEqual([]);
 });
 
 test("a connection cut mid-file resumes with Range and the result is intact", async () => {

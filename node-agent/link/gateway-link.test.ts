@@ -8,7 +8,7 @@ import type { GenerationEvent } from "../../shared/schemas/generation.ts";
 import { backoffDelay } from "./backoff.ts";
 import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
-import { ScriptedSource } from "./testing.ts";
+import { ScriptedSource, scriptedModel } from "./testing.ts";
 
 /** Frames as written (optional fields may be left out); the link parses them like the real ones. */
 type ToAgentFrame = z.input<typeof ToAgentFrameSchema>;
@@ -200,12 +200,16 @@ describe("connecting", () => {
     const { gateway, link, source } = await setup(new ScriptedSource({ models: ["m1", "m2"] }));
     await connected(link);
     const before = gateway.frames.length;
+    // Three different states in a row: one frame, with the last (a frame per change would send [] first).
     source.setModels([]);
-    source.setModels(source.status().models);
+    source.setModels([scriptedModel("m1", "not-loaded")]);
+    source.setModels([scriptedModel("m2")]);
     const status = await gateway.next("status");
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(gateway.frames.slice(before).filter((frame) => frame.type === "status")).toHaveLength(1);
-    expect(status.status.models).toEqual([]);
+    expect(status.status.models).toEqual([scriptedModel("m2")]);
+    // A later change is the very next status frame: nothing was sent for the earlier states after it.
+    source.setModels([scriptedModel("m1")]);
+    expect((await gateway.next("status")).status.models).toEqual([scriptedModel("m1")]);
+    expect(gateway.frames.slice(before).filter((frame) => frame.type === "status")).toHaveLength(2);
   });
 
   test("after the gateway drops the link it reconnects with backoff, says hello again, and reports its state", async () => {
@@ -248,7 +252,7 @@ describe("connecting", () => {
     await link.close();
     expect(link.connected).toBe(false);
     await until(() => source.aborted.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // close() resolves once the link's dial loop has ended, so no reconnect can follow it: one socket, for good.
     expect(gateway.sockets).toHaveLength(1);
   });
 });
@@ -316,13 +320,15 @@ describe("requests", () => {
     gateway.send(chatRequest("r1", 3));
     await until(() => gateway.frames.filter((frame) => frame.type === "events").length === 3);
     const pulledAtPause = source.pulled;
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // A witness on the same link with no window runs its 200 deltas to the end meanwhile: time r1 would have used to go on.
+    gateway.send(chatRequest("witness"));
+    await eventsOf(gateway, "witness");
     const pulledWhilePaused = source.pulled;
-    expect(gateway.frames.filter((frame) => frame.type === "events")).toHaveLength(3);
+    expect(gateway.frames.filter((frame) => frame.type === "events" && frame.id === "r1")).toHaveLength(3);
     // Paused: at most the one event already being produced, not the rest of the 200.
-    expect(pulledWhilePaused - pulledAtPause).toBeLessThanOrEqual(1);
+    expect(pulledWhilePaused - pulledAtPause - 200).toBeLessThanOrEqual(1);
     gateway.send({ type: "ack", id: "r1", frames: 3 });
-    await until(() => gateway.frames.filter((frame) => frame.type === "events").length === 6);
+    await until(() => gateway.frames.filter((frame) => frame.type === "events" && frame.id === "r1").length === 6);
     expect(source.pulled).toBeGreaterThan(pulledWhilePaused);
     gateway.send({ type: "cancel", id: "r1" });
   });

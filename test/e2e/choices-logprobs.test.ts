@@ -1,10 +1,10 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { UsageRow } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
-import { startAgent } from "../harness/agent-process.ts";
+import { countedCompletionTokens, startAgent } from "../harness/agent-process.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
@@ -202,22 +202,25 @@ test("a client that leaves a stream of several choices with logprobs stops every
   const client = new OpenAI({ baseURL: `${api.gateway.url}/v1`, apiKey: key, maxRetries: 0, timeout: 30_000 });
   // Token "a" at +100 keeps every choice writing until max_tokens.
   const request = { model: CHAT, messages, max_tokens: 1_500, n: 2, logprobs: true, top_logprobs: 3, logit_bias: { "395": 100 }, stream: true } as const;
+  const node = api.nodes.get("node-a")!;
+  const countedBefore = await countedCompletionTokens(node, CHAT);
   for await (const chunk of await client.chat.completions.create(request)) {
     expect(chunk.choices[0]?.finish_reason ?? null).toBeNull();
     break; // leaving the loop aborts the request
   }
-  let rows: UsageRow[] = [];
-  for (const deadline = Date.now() + 20_000; rows.length === 0 && Date.now() < deadline; ) {
-    rows = await admin.usage({ key: record.id });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const rows: UsageRow[] = await vi.waitFor(
+    async () => {
+      const found = await admin.usage({ key: record.id });
+      expect(found).not.toEqual([]);
+      return found;
+    },
+    { timeout: 20_000, interval: 50 },
+  );
   expect(rows[0]?.completion_tokens).toBeGreaterThan(0);
   expect(rows[0]?.completion_tokens).toBeLessThan(2 * 1_500);
-  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
-    if ((await admin.listNodes()).every((entry) => entry.in_flight === 0)) break;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  expect((await admin.listNodes()).every((entry) => entry.in_flight === 0)).toBe(true);
+  // Billed exactly what the node's engine counted over both choices.
+  await vi.waitFor(async () => expect((await countedCompletionTokens(node, CHAT)) - countedBefore).toBe(rows[0]?.completion_tokens), { timeout: 20_000, interval: 50 });
+  await vi.waitFor(async () => expect((await admin.listNodes()).every((entry) => entry.in_flight === 0)).toBe(true), { timeout: 20_000, interval: 50 });
 });
 
 test("more choices than free slots run one after another instead of overflowing the model's queue", async () => {

@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { UsageRow } from "../../shared/schemas/admin.ts";
-import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
+import { countedCompletionTokens, startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { parsePrometheus, series } from "../harness/prometheus-text.ts";
 import { testModelsDir } from "../harness/test-models.ts";
@@ -37,7 +37,7 @@ beforeAll(async () => {
   await symlink(join(await testModelsDir(), file), join(modelsDir, file));
   gateway = await startGateway();
   [node, direct] = await Promise.all([
-    startAgent({ models: [modelsDir], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "cancel-node" }),
+    startAgent({ models: [modelsDir], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "cancel-node", extraArgs: ["--metrics", "--metrics-port", "0"] }),
     startAgent({ models: [modelsDir], extraArgs: ["--metrics"] }),
   ]);
   for (const base of [`${gateway.url}/api/v1/models/load`, `${direct.url}/api/v1/models/load`]) {
@@ -67,6 +67,9 @@ async function gatewayGauge(name: string): Promise<number | undefined> {
   const response = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${gateway.adminToken}` } });
   return parsePrometheus(await response.text()).samples.get(name);
 }
+
+/** The completion tokens the gateway's node counted itself (its own `--metrics` port). */
+const nodeCompletionTokens = () => countedCompletionTokens(node, MODEL);
 
 async function directSamples(): Promise<Map<string, number>> {
   return parsePrometheus(await (await fetch(`${direct.url}/metrics`)).text()).samples;
@@ -115,6 +118,7 @@ describe("through the gateway", () => {
   for (const stream of [false, true]) {
     test(`a cancelled ${stream ? "stream" : "non-streamed request"} stops on its node and is billed for what was generated`, async () => {
       const { key, record } = await admin().createKey({ name: `leaver-${stream}` });
+      const countedBefore = await nodeCompletionTokens();
       const watched = headersIn(client(`${gateway.url}/v1`, key));
       await cancelWhileRunning(watched.openai, stream, watched.running);
       let rows: UsageRow[] = [];
@@ -122,6 +126,8 @@ describe("through the gateway", () => {
       expect(rows[0]).toMatchObject({ model: MODEL, requests: 1 });
       expect(rows[0]?.completion_tokens).toBeGreaterThan(0);
       expect(rows[0]?.completion_tokens).toBeLessThan(MAX_TOKENS);
+      // Billed exactly what the node's engine counted for it.
+      await until(async () => (await nodeCompletionTokens()) - countedBefore === rows[0]?.completion_tokens);
       await until(async () => (await gatewayGauge("lmgate_gateway_requests_in_flight")) === 0);
       await until(async () => (await admin().listNodes()).every((entry) => entry.in_flight === 0));
     });

@@ -4,13 +4,13 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import OpenAI from "openai";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test, vi } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import { ErrorBody } from "../../shared/errors.ts";
 import { KeyRecord } from "../../shared/schemas/admin.ts";
 import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
 import { LoadResult } from "../../shared/schemas/models.ts";
-import { V1ModelList } from "../../shared/schemas/v1-models.ts";
+import { V1ModelList, type V1Model } from "../../shared/schemas/v1-models.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { startHubServer, type HubServer } from "../harness/hub-server.ts";
@@ -19,7 +19,8 @@ import { testModelsDir } from "../harness/test-models.ts";
 /**
  * Model management through the real gateway: a download from a (local) hub onto the node named,
  * its progress seen at the gateway, the model then listed with its node and answering a chat;
- * load on a chosen node; delete; and which credentials may do each.
+ * load on a chosen node; delete; and which credentials may do each. Each test pulls a model of its own
+ * (the hub serves the same GGUF under several names), so none depends on another having run.
  */
 
 let hub: HubServer;
@@ -32,8 +33,8 @@ let user: string;
 beforeAll(async () => {
   const source = await testModelsDir();
   hub = await startHubServer();
-  hub.addFile("test-pub/tiny-chat-GGUF", "tiny-chat-Q8_0.gguf", await readFile(join(source, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
-  hub.addFile("test-pub/slow-GGUF", "slow-Q8_0.gguf", await readFile(join(source, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
+  const chatFile = await readFile(join(source, "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"));
+  for (const name of ["tiny-chat", "slow", "doomed", "cli-chat"]) hub.addFile(`test-pub/${name}-GGUF`, `${name}-Q8_0.gguf`, chatFile);
   folders.alpha = await mkdtemp(join(tmpdir(), "lmgate-alpha-"));
   folders.beta = await mkdtemp(join(tmpdir(), "lmgate-beta-"));
   const file = "lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf";
@@ -47,7 +48,7 @@ beforeAll(async () => {
   const admin = new AdminClient(gateway.url, gateway.adminToken);
   manager = (await admin.createKey({ name: "manager", can: ["load", "download"] })).key;
   user = (await admin.createKey({ name: "user" })).key;
-  while ((await listing(manager)).length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  await vi.waitFor(async () => expect(await listing(manager)).not.toEqual([]), { timeout: 30_000, interval: 100 });
 }, 180_000);
 
 afterAll(async () => {
@@ -64,44 +65,79 @@ async function listing(key: string) {
   return V1ModelList.parse(await (await call("GET", "/api/v1/models", key)).json()).models;
 }
 
+/** The listing's entry for `key` once `check` holds for it, within a deadline. */
+function listed(key: string, check: (entry: V1Model | undefined) => boolean = (entry) => entry !== undefined): Promise<V1Model | undefined> {
+  return vi.waitFor(
+    async () => {
+      const entry = (await listing(manager)).find((model) => model.key === key);
+      if (!check(entry)) throw new Error(`the listing's ${key} is not as expected yet: ${JSON.stringify(entry)}`);
+      return entry;
+    },
+    { timeout: 20_000, interval: 100 },
+  );
+}
+
+/** The job's status once `done` holds for it (the job reaches the gateway with the node's next status frame, so 404s until then). */
+function jobStatus(jobId: string, done: (job: DownloadJob) => boolean): Promise<DownloadJob> {
+  return vi.waitFor(
+    async () => {
+      const response = await call("GET", `/api/v1/models/download/status/${jobId}`, manager);
+      const job = response.status === 404 ? undefined : DownloadJob.parse(await response.json());
+      if (job === undefined || !done(job)) throw new Error(`download ${jobId}: ${JSON.stringify(job)}`);
+      return job;
+    },
+    { timeout: 30_000, interval: 50 },
+  );
+}
+
+/** Downloads `test-pub/<name>-GGUF` onto `node` to completion, and waits for the gateway to list it. */
+async function pulled(name: string, node: string): Promise<DownloadJob> {
+  const started = DownloadJob.parse(await (await call("POST", "/api/v1/models/download", manager, { model: `test-pub/${name}-GGUF`, quantization: "Q8_0", node })).json());
+  expect(started).toMatchObject({ status: "downloading", node });
+  const done = await jobStatus(started.job_id as string, (job) => job.status !== "downloading");
+  expect(done).toMatchObject({ status: "completed", node, model_key: `${name}-q8_0` });
+  await listed(`${name}-q8_0`);
+  return done;
+}
+
 async function refusal(response: Response, status: number): Promise<string | null> {
   expect(response.status).toBe(status);
   return ErrorBody.parse(await response.json()).error.code;
 }
 
 test("a plain API key may list models but not download, load or delete", async () => {
-  expect((await listing(user)).map((model) => model.key)).toEqual(["tiny-chat-f32"]);
+  expect((await listing(user)).map((model) => model.key)).toContain("tiny-chat-f32");
   expect(await refusal(await call("POST", "/api/v1/models/download", user, { model: "test-pub/tiny-chat-GGUF" }), 403)).toBe("action_not_allowed");
   expect(await refusal(await call("POST", "/api/v1/models/load", user, { model: "tiny-chat-f32" }), 403)).toBe("action_not_allowed");
   expect(await refusal(await call("POST", "/api/v1/models/unload", user, { instance_id: "tiny-chat-f32" }), 403)).toBe("action_not_allowed");
   expect(await refusal(await call("POST", "/api/v1/models/delete", user, { model: "tiny-chat-f32" }), 403)).toBe("action_not_allowed");
 });
 
+test("a key's model globs hold on /api/v1/models and on load, unload and delete", async () => {
+  const admin = new AdminClient(gateway.url, gateway.adminToken);
+  const scoped = (await admin.createKey({ name: "scoped-manager", models: ["tiny-embed-*"], can: ["load", "download", "delete"] })).key;
+  expect((await listing(manager)).map((model) => model.key)).toContain("tiny-chat-f32");
+  expect((await listing(scoped)).map((model) => model.key)).not.toContain("tiny-chat-f32");
+  expect(await refusal(await call("POST", "/api/v1/models/load", scoped, { model: "tiny-chat-f32", node: "beta" }), 403)).toBe("model_not_allowed");
+  expect(await refusal(await call("POST", "/api/v1/models/unload", scoped, { instance_id: "tiny-chat-f32" }), 403)).toBe("model_not_allowed");
+  expect(await refusal(await call("POST", "/api/v1/models/delete", scoped, { model: "tiny-chat-f32" }), 403)).toBe("model_not_allowed");
+  expect(await readdir(folders.beta as string, { recursive: true })).toContain("lmgate/tiny-chat-GGUF/tiny-chat-F32.gguf");
+});
+
 test("a key with the download right cannot aim a node at its own network: a private address is refused before any request", async () => {
   // Something on the node's loopback that is not its hub: here the gateway itself, under a name and a path no test serves.
   const target = `${gateway.url.replace("127.0.0.1", "localhost")}/admin/keys/x.gguf`;
+  const before = await readdir(folders.alpha as string, { recursive: true });
   const response = await call("POST", "/api/v1/models/download", manager, { model: target, node: "alpha" });
   expect(await refusal(response, 403)).toBe("download_source_not_allowed");
-  expect(await readdir(folders.alpha as string)).toEqual([]);
+  expect(await readdir(folders.alpha as string, { recursive: true })).toEqual(before);
 });
 
 test("a download onto a named node reports progress through the gateway, then the model is listed there and answers a chat", async () => {
-  const started = DownloadJob.parse(await (await call("POST", "/api/v1/models/download", manager, { model: "test-pub/tiny-chat-GGUF", quantization: "Q8_0", node: "alpha" })).json());
-  expect(started).toMatchObject({ status: "downloading", node: "alpha" });
-  let status = started;
-  while (status.status === "downloading") {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const response = await call("GET", `/api/v1/models/download/status/${started.job_id}`, manager);
-    // The job reaches the gateway with the node's next status frame.
-    if (response.status !== 404) status = DownloadJob.parse(await response.json());
-  }
-  expect(status).toMatchObject({ status: "completed", node: "alpha", model_key: "tiny-chat-q8_0" });
+  const status = await pulled("tiny-chat", "alpha");
   expect(status.downloaded_bytes).toBe(status.total_size_bytes);
   expect(await readdir(join(folders.alpha as string, "test-pub/tiny-chat-GGUF"))).toEqual(["tiny-chat-Q8_0.gguf"]);
-
-  let entry;
-  while (!(entry = (await listing(manager)).find((model) => model.key === "tiny-chat-q8_0"))) await new Promise((resolve) => setTimeout(resolve, 100));
-  expect(entry).toMatchObject({ type: "llm", publisher: "test-pub", quantization: { name: "Q8_0", bits_per_weight: 8 }, nodes: [{ node: "alpha", loaded_instances: [] }] });
+  expect(await listed("tiny-chat-q8_0")).toMatchObject({ type: "llm", publisher: "test-pub", quantization: { name: "Q8_0", bits_per_weight: 8 }, nodes: [{ node: "alpha", loaded_instances: [] }] });
 
   const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: user, maxRetries: 0 });
   const reply = await openai.chat.completions.create({ model: "tiny-chat-q8_0", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
@@ -111,10 +147,7 @@ test("a download onto a named node reports progress through the gateway, then th
 test("load on a chosen node; the listing gives its instance per node; unknown nodes are 404s", async () => {
   const loaded = LoadResult.parse(await (await call("POST", "/api/v1/models/load", manager, { model: "tiny-chat-f32", node: "beta", context_length: 256, echo_load_config: true })).json());
   expect(loaded).toMatchObject({ instance_id: "tiny-chat-f32", status: "loaded", load_config: { context_length: 256 } });
-  let entry;
-  while ((entry = (await listing(manager)).find((model) => model.key === "tiny-chat-f32"))?.loaded_instances.length === 0) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const entry = await listed("tiny-chat-f32", (model) => (model?.loaded_instances.length ?? 0) > 0);
   expect(entry?.nodes).toEqual([{ node: "beta", loaded_instances: [{ id: "tiny-chat-f32", node: "beta", config: { context_length: 256, parallel: 4 } }] }]);
   expect(await refusal(await call("POST", "/api/v1/models/load", manager, { model: "tiny-chat-f32", node: "gamma" }), 404)).toBe("node_not_found");
   expect(await refusal(await call("POST", "/api/v1/models/download", manager, { model: "test-pub/tiny-chat-GGUF", node: "gamma" }), 404)).toBe("node_not_found");
@@ -123,12 +156,7 @@ test("load on a chosen node; the listing gives its instance per node; unknown no
 test("a running download is cancelled through the gateway, and leaves nothing on the node", async () => {
   hub.stall("slow-Q8_0.gguf", 10_000);
   const started = DownloadJob.parse(await (await call("POST", "/api/v1/models/download", manager, { model: "test-pub/slow-GGUF", node: "beta" })).json());
-  let status = started;
-  while (status.downloaded_bytes < 10_000) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const response = await call("GET", `/api/v1/models/download/status/${started.job_id}`, manager);
-    if (response.status !== 404) status = DownloadJob.parse(await response.json());
-  }
+  const status = await jobStatus(started.job_id as string, (job) => job.downloaded_bytes >= 10_000);
   expect(status).toMatchObject({ status: "downloading", node: "beta", model: "test-pub/slow-GGUF/slow-Q8_0.gguf" });
   expect(await refusal(await call("POST", "/api/v1/models/download/cancel", user, { job_id: started.job_id }), 403)).toBe("action_not_allowed");
   const cancelled = DownloadJob.parse(await (await call("POST", "/api/v1/models/download/cancel", manager, { job_id: started.job_id })).json());
@@ -137,11 +165,18 @@ test("a running download is cancelled through the gateway, and leaves nothing on
 });
 
 test("delete takes the delete right: the admin token deletes from the node that holds the model", async () => {
-  expect(await refusal(await call("POST", "/api/v1/models/delete", manager, { model: "tiny-chat-q8_0" }), 403)).toBe("action_not_allowed");
-  const deleted = DeleteResult.parse(await (await call("POST", "/api/v1/models/delete", gateway.adminToken, { model: "tiny-chat-q8_0", force: true })).json());
-  expect(deleted).toEqual({ model: "tiny-chat-q8_0", deleted: true, files: ["test-pub/tiny-chat-GGUF/tiny-chat-Q8_0.gguf"], node: "alpha" });
-  while ((await listing(manager)).some((model) => model.key === "tiny-chat-q8_0")) await new Promise((resolve) => setTimeout(resolve, 100));
-  expect(await readdir(join(folders.alpha as string, "test-pub/tiny-chat-GGUF"))).toEqual([]);
+  await pulled("doomed", "alpha");
+  expect(await refusal(await call("POST", "/api/v1/models/delete", manager, { model: "doomed-q8_0" }), 403)).toBe("action_not_allowed");
+  const deleted = DeleteResult.parse(await (await call("POST", "/api/v1/models/delete", gateway.adminToken, { model: "doomed-q8_0", force: true })).json());
+  expect(deleted).toEqual({ model: "doomed-q8_0", deleted: true, files: ["test-pub/doomed-GGUF/doomed-Q8_0.gguf"], node: "alpha" });
+  await listed("doomed-q8_0", (entry) => entry === undefined);
+  expect(await readdir(join(folders.alpha as string, "test-pub/doomed-GGUF"))).toEqual([]);
+});
+
+test("a download of a model the node already has, named by its key, is already_downloaded", async () => {
+  const response = await call("POST", "/api/v1/models/download", manager, { model: "tiny-chat-f32", node: "beta" });
+  expect(response.status).toBe(200);
+  expect(DownloadJob.parse(await response.json())).toMatchObject({ status: "already_downloaded", model_key: "tiny-chat-f32" });
 });
 
 /** `lmgate …` as a user runs it; the admin token comes from the environment, never the command line. */
@@ -154,14 +189,18 @@ async function lmgate(...args: string[]): Promise<unknown> {
 
 test("the CLI: keys create --can, models pull onto a node, list, load, unload and rm", async () => {
   expect(KeyRecord.parse(((await lmgate("keys", "create", "--name", "ops", "--can", "load,download")) as { record: unknown }).record).can).toEqual(["load", "download"]);
-  const pulled = DownloadJob.parse(await lmgate("models", "pull", "test-pub/tiny-chat-GGUF", "--quant", "Q8_0", "--node", "beta"));
-  expect(pulled).toMatchObject({ status: "completed", node: "beta", model_key: "tiny-chat-q8_0" });
-  let onBeta: string[] = [];
-  while (!onBeta.includes("tiny-chat-q8_0")) {
-    onBeta = V1ModelList.shape.models.parse(await lmgate("models", "list", "--node", "beta")).map((model) => model.key);
-  }
-  expect(onBeta.sort()).toEqual(["tiny-chat-f32", "tiny-chat-q8_0"]);
-  expect(LoadResult.parse(await lmgate("models", "load", "tiny-chat-q8_0", "--node", "beta", "--context-length", "512"))).toMatchObject({ load_config: { context_length: 512 } });
-  expect(await lmgate("models", "unload", "tiny-chat-q8_0", "--node", "beta")).toEqual({ instance_id: "tiny-chat-q8_0" });
-  expect(DeleteResult.parse(await lmgate("models", "rm", "tiny-chat-q8_0", "--node", "beta"))).toMatchObject({ node: "beta", deleted: true });
+  const pulledByCli = DownloadJob.parse(await lmgate("models", "pull", "test-pub/cli-chat-GGUF", "--quant", "Q8_0", "--node", "beta"));
+  expect(pulledByCli).toMatchObject({ status: "completed", node: "beta", model_key: "cli-chat-q8_0" });
+  const onBeta = await vi.waitFor(
+    async () => {
+      const keys = V1ModelList.shape.models.parse(await lmgate("models", "list", "--node", "beta")).map((model) => model.key);
+      expect(keys).toContain("cli-chat-q8_0");
+      return keys;
+    },
+    { timeout: 20_000, interval: 100 },
+  );
+  expect(onBeta).toContain("tiny-chat-f32");
+  expect(LoadResult.parse(await lmgate("models", "load", "cli-chat-q8_0", "--node", "beta", "--context-length", "512"))).toMatchObject({ load_config: { context_length: 512 } });
+  expect(await lmgate("models", "unload", "cli-chat-q8_0", "--node", "beta")).toEqual({ instance_id: "cli-chat-q8_0" });
+  expect(DeleteResult.parse(await lmgate("models", "rm", "cli-chat-q8_0", "--node", "beta"))).toMatchObject({ node: "beta", deleted: true });
 });

@@ -30,6 +30,8 @@ let dir: string;
 let nodeToken: string;
 
 const admin = () => new AdminClient(gateway.url, gateway.adminToken);
+/** node-a as the gateway lists it; other tests add nodes of their own (a rogue one, say), so it is found by name. */
+const nodeA = async () => (await admin().listNodes()).find((node) => node.name === "node-a");
 const post = (path: string, body: unknown, key = gateway.apiKey) =>
   fetch(`${gateway.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
 
@@ -65,15 +67,15 @@ test("a load beyond the model's trained context is a 400 naming the limit, and t
   expect(error.code).toBe("context_length_too_large");
   expect(error.message).toContain("at most 2048");
   expect((await post("/api/v1/models/load", { model: CHAT, context_length: 1e9 })).status).toBe(400);
-  const [node] = await admin().listNodes();
-  expect(node).toMatchObject({ name: "node-a", online: true });
+  expect(await nodeA()).toMatchObject({ name: "node-a", online: true });
   expect(agent?.process.exitCode).toBeNull();
 });
 
 test("a node token made for node-a cannot join as another node; node-a stays connected", async () => {
   await expect(connectIdleNode({ url: gateway.url, token: nodeToken, name: "node-b", models: [] })).rejects.toThrow(/4005 .*made for node "node-a"/);
   const nodes = await admin().listNodes();
-  expect(nodes.map((node) => [node.name, node.online])).toEqual([["node-a", true]]);
+  expect(nodes.map((node) => node.name)).not.toContain("node-b");
+  expect((await nodeA())?.online).toBe(true);
 });
 
 test("a stream cut by another caller's unload ends with a model_unloaded error, never finish_reason stop", async () => {
@@ -85,7 +87,7 @@ test("a stream cut by another caller's unload ends with a model_unloaded error, 
   );
   expect(response.status).toBe(200);
   const reading = readSse(response);
-  await until(async () => (await admin().listNodes())[0]?.in_flight === 1);
+  await until(async () => (await nodeA())?.in_flight === 1);
   expect((await post("/api/v1/models/unload", { instance_id: CHAT })).status).toBe(200);
   const { events, done } = await reading;
   expect(done).toBe(false);

@@ -127,6 +127,29 @@ test("keys create, update --rpm 0 (unlimited) and revoke each change the key's v
   await expectError(await chat(alice.key), 401, "invalid_api_key");
 });
 
+test("the CLI's own parsing: --expires 90d is 90 days from now, a bad one is refused before any request; usage --from/--to select days", async () => {
+  const before = Date.now();
+  const later = await createKey("--name", "expires-later", "--expires", "90d");
+  const expiresAt = Date.parse(later.record.expires_at ?? "");
+  expect(expiresAt).toBeGreaterThanOrEqual(before + 90 * 86_400_000);
+  expect(expiresAt).toBeLessThanOrEqual(Date.now() + 90 * 86_400_000);
+  expect(Date.parse((await createKey("--name", "expires-dated", "--expires", "2031-01-31")).record.expires_at ?? "")).toBe(Date.parse("2031-01-31"));
+
+  const bad = await lmgate("keys", "create", "--name", "expires-bad", "--expires", "90 days");
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toContain("expected e.g. 30d, 12h, or an ISO date");
+  const names = (await lmgateJson(rows(KeyRecord), "keys", "list")).map((key) => key.name);
+  expect(names).not.toContain("expires-bad");
+
+  // One request today on a key of its own: today's rows have it, a range that ends yesterday has none.
+  expect((await chat(later.key)).status).toBe(200);
+  const today = new Date().toISOString().slice(0, 10);
+  const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const usage = (...range: string[]) => lmgateJson(rows(UsageRow), "usage", "--key", "expires-later", ...range);
+  expect((await usage("--from", today, "--to", today)).map((row) => [row.day, row.requests])).toEqual([[today, 1]]);
+  expect(await usage("--from", "2020-01-01", "--to", yesterday)).toEqual([]);
+});
+
 test("a wrong admin token: exit code 1 and the gateway's reason, nothing on stdout", async () => {
   const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = execFile(process.execPath, [CLI, "--url", gateway.url, "keys", "list"], { cwd, env: { ...process.env, LMGATE_ADMIN_TOKEN: "lmga_wrong" } }, (_error, stdout, stderr) =>

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { parsePrometheus, series } from "./prometheus-text.ts";
 
 const CLI = fileURLToPath(new URL("../../node-agent/cli.ts", import.meta.url));
 
@@ -82,4 +83,11 @@ export async function startAgent(options: AgentProcessOptions): Promise<AgentPro
       return exited;
     },
   };
+}
+
+/** The completion tokens an agent's own engine counted for `model`, from its `--metrics` endpoint (the URL it printed). */
+export async function countedCompletionTokens(agent: AgentProcess, model: string): Promise<number> {
+  const url = /metrics on (http:\/\/\S+)/.exec(agent.output())?.[1];
+  if (url === undefined) throw new Error(`the agent serves no metrics (start it with --metrics):\n${agent.output()}`);
+  return parsePrometheus(await (await fetch(url)).text()).samples.get(series("lmgate_agent_completion_tokens_total", { model })) ?? 0;
 }

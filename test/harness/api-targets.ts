@@ -23,7 +23,10 @@ export async function startApiTargets(nodeNames: string[]): Promise<ApiTargets> 
   const nodes = new Map<string, AgentProcess>();
   const started = await Promise.allSettled([
     startAgent({ models: [models] }),
-    ...nodeNames.map((name) => startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name })),
+    // Each with its own metrics port, so a test can compare what was billed with what the node counted.
+    ...nodeNames.map((name) =>
+      startAgent({ models: [models], gateway: { url: gateway.url, token: gateway.nodeToken }, name, extraArgs: ["--metrics", "--metrics-port", "0"] }),
+    ),
   ]);
   const agents = started.flatMap((outcome) => (outcome.status === "fulfilled" ? [outcome.value] : []));
   const failed = started.find((outcome) => outcome.status === "rejected");

@@ -21,6 +21,8 @@ export interface HubServer {
   cutStalled(): void;
   /** The listing and headers give a hash that is not the file's. */
   lieAboutHash(path: string): void;
+  /** The repo is gated, as on the hub: 403 with `X-Error-Code: GatedRepo` to anyone. */
+  gate(repo: string): void;
   close(): Promise<void>;
 }
 
@@ -37,11 +39,21 @@ interface HostedFile {
  * LFS sizes and SHA-256s; `resolve` URLs answering 302 to a CDN URL with `X-Linked-Size` and
  * `X-Linked-Etag`; the CDN honouring `Range` with 206. Direct files live under `/files/`.
  */
-export async function startHubServer(): Promise<HubServer> {
+export interface HubServerOptions {
+  /**
+   * The host name the CDN redirects go to, on the same port (e.g. `localhost` for a hub on
+   * 127.0.0.1): another host, as the real hub's CDN is, so a client must drop the hub's token.
+   * Defaults to the hub's own host.
+   */
+  cdnHost?: string;
+}
+
+export async function startHubServer(options: HubServerOptions = {}): Promise<HubServer> {
   const repos = new Map<string, Map<string, HostedFile>>();
   const cdnFiles: HostedFile[] = [];
   const direct = new Map<string, HostedFile>();
   const requests: SeenRequest[] = [];
+  const gated = new Set<string>();
   const hanging = new Set<ServerResponse>();
 
   const find = (path: string) => [...repos.values()].map((files) => files.get(path)).find((file) => file !== undefined) ?? direct.get(path);
@@ -51,6 +63,8 @@ export async function startHubServer(): Promise<HubServer> {
     const url = new URL(request.url ?? "/", "http://hub");
     requests.push({ method: request.method ?? "GET", path: url.pathname, range: request.headers.range, authorization: request.headers.authorization });
     const tree = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/[^/]+$/.exec(url.pathname);
+    const repo = tree?.[1] ?? /^\/([^/]+\/[^/]+)\/resolve\//.exec(url.pathname)?.[1];
+    if (repo !== undefined && gated.has(repo)) return void response.writeHead(403, { "x-error-code": "GatedRepo" }).end("Access to this repo is restricted.");
     if (tree) {
       const files = repos.get(tree[1] as string);
       if (!files) return notFound(response, "RepoNotFound");
@@ -72,7 +86,7 @@ export async function startHubServer(): Promise<HubServer> {
       // Like the hub: a signed URL elsewhere, and the LFS size and hash on the redirect itself.
       return void response
         .writeHead(302, {
-          location: `http://${request.headers.host}/cdn/${file.id}?X-Amz-Signature=test`,
+          location: `http://${options.cdnHost === undefined ? request.headers.host : `${options.cdnHost}:${port}`}/cdn/${file.id}?X-Amz-Signature=test`,
           "x-linked-size": String(file.bytes.byteLength),
           "x-linked-etag": `"${advertisedSha(file)}"`,
           "x-repo-commit": "0".repeat(40),
@@ -136,6 +150,9 @@ export async function startHubServer(): Promise<HubServer> {
     lieAboutHash(path) {
       const file = find(path);
       if (file) file.lie = true;
+    },
+    gate(repo) {
+      gated.add(repo);
     },
     close: () =>
       new Promise<void>((resolve) => {
