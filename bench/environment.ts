@@ -142,12 +142,13 @@ export class BenchEnvironment {
 
   async #startNode(name: string, modelDirs: string[]): Promise<ServingNode> {
     const gateway = await this.gateway();
-    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${SLOTS})…`);
+    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${SLOTS}, --metrics)…`);
     const agent = await startAgent({
       models: modelDirs,
       gateway: { url: gateway.url, token: gateway.nodeToken },
       name,
-      extraArgs: ["--serve", "--port", "0", "--threads", String(ENGINE_THREADS), "--slots", String(SLOTS)],
+      // --metrics: the engine section reads how many sequences each decode carried.
+      extraArgs: ["--serve", "--port", "0", "--threads", String(ENGINE_THREADS), "--slots", String(SLOTS), "--metrics"],
       readyTimeoutMs: 120_000,
     });
     this.#cleanup.push(() => agent.stop());

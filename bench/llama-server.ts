@@ -21,15 +21,35 @@ export interface EngineData {
   model?: string;
   maxTokens?: number;
   single?: { agentTokensPerSecond: number; llamaServerTokensPerSecond: number; ratio: number; pairs: number };
-  concurrent?: { streams: number; agentTokensPerSecond: number; llamaServerTokensPerSecond: number; ratio: number; rounds: number };
+  concurrent?: {
+    streams: number;
+    agentTokensPerSecond: number;
+    llamaServerTokensPerSecond: number;
+    ratio: number;
+    rounds: number;
+    /** The agent's llama.cpp decodes during its rounds, and the mean number of sequences each carried (of `streams`). */
+    decodes: number;
+    sequencesPerDecode: number;
+  };
 }
 
 export const SINGLE_TARGET = 0.9;
 export const CONCURRENT_TARGET = 1.0;
+/** Of 4 streams: the figure that carries over to a GPU, where a decode costs about the same for 1 or 4 sequences. */
+export const SEQUENCES_PER_DECODE_TARGET = 3.8;
 /** The agent's context per slot for this model: min(trained, its default). */
 const CONTEXT_PER_SLOT = Math.min(BENCH_SMALL_MODEL.spec.contextLength, AGENT_DEFAULTS.contextLength);
 /** node-llama-cpp's default batch for this context (min(context × sequences, 512)), which it also uses as the micro-batch. */
 const BATCH = 512;
+
+/** The agent's decode counters for `model` (`lmgate_agent_decodes_total`, `…_decode_sequences_total`), from its /metrics. */
+async function decodeCounts(target: Target, model: string): Promise<{ decodes: number; sequences: number }> {
+  const response = await fetch(`${target.url}/metrics`);
+  if (!response.ok) throw new Error(`${target.label}/metrics: HTTP ${response.status}`);
+  const text = await response.text();
+  const read = (name: string) => Number(new RegExp(`^${name}\\{model="${model}"\\} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return { decodes: read("lmgate_agent_decodes_total"), sequences: read("lmgate_agent_decode_sequences_total") };
+}
 
 /** `streams` streams at once; aggregate tokens/s over the wall time. */
 async function concurrentRate(target: Target, params: CompletionParams, streams: number): Promise<number> {
@@ -67,15 +87,22 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
     log(`engine: ${SLOTS} streams at once, ${rounds} × (agent, llama-server)`);
     const agentConcurrent: number[] = [];
     const serverConcurrent: number[] = [];
+    const batches = { decodes: 0, sequences: 0 };
     await withProgress("engine concurrent", rounds, log, async (index) => {
       const order = index % 2 === 0 ? [true, false] : [false, true];
       for (const agentTurn of order) {
-        if (agentTurn) agentConcurrent.push(await concurrentRate(node.direct, params, SLOTS));
-        else serverConcurrent.push(await concurrentRate(llamaServer, params, SLOTS));
+        if (agentTurn) {
+          const before = await decodeCounts(node.direct, SMALL_CHAT);
+          agentConcurrent.push(await concurrentRate(node.direct, params, SLOTS));
+          const after = await decodeCounts(node.direct, SMALL_CHAT);
+          batches.decodes += after.decodes - before.decodes;
+          batches.sequences += after.sequences - before.sequences;
+        } else serverConcurrent.push(await concurrentRate(llamaServer, params, SLOTS));
       }
     });
     const agentAggregate = median(agentConcurrent);
     const serverAggregate = median(serverConcurrent);
+    const sequencesPerDecode = batches.sequences / batches.decodes;
 
     const data: EngineData = {
       binary,
@@ -88,6 +115,8 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
         llamaServerTokensPerSecond: serverAggregate,
         ratio: agentAggregate / serverAggregate,
         rounds,
+        decodes: batches.decodes,
+        sequencesPerDecode,
       },
     };
     const titled = `${section} (${SMALL_CHAT}, ${ENGINE_THREADS} thread, ${SLOTS} slots)`;
@@ -107,6 +136,13 @@ export async function runLlamaServer(context: SectionContext): Promise<SectionRe
           value: `${round(serverAggregate)} → ${round(agentAggregate)} tok/s = ×${(agentAggregate / serverAggregate).toFixed(2)}`,
           target: `≥ ×${CONCURRENT_TARGET}`,
           met: agentAggregate / serverAggregate >= CONCURRENT_TARGET,
+        },
+        {
+          section: titled,
+          measure: `${SLOTS} streams: sequences per llama.cpp decode, agent (the prompts' and the ends' decodes included)`,
+          value: `${sequencesPerDecode.toFixed(2)} of ${SLOTS} (${batches.decodes} decodes)`,
+          target: `≥ ${SEQUENCES_PER_DECODE_TARGET}`,
+          met: sequencesPerDecode >= SEQUENCES_PER_DECODE_TARGET,
         },
       ],
     };
