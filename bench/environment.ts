@@ -149,7 +149,7 @@ export class BenchEnvironment {
   async #startNode(name: string, modelDirs: string[], { slots = SLOTS, contextLength }: NodeLayout): Promise<ServingNode> {
     const gateway = await this.gateway();
     const context = contextLength === undefined ? [] : ["--context-length", String(contextLength)];
-    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${slots} ${context.join(" ")}, --metrics)…`);
+    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${slots}, ${[...context, "--metrics"].join(" ")})…`);
     const agent = await startAgent({
       models: modelDirs,
       gateway: { url: gateway.url, token: gateway.nodeToken },
