@@ -57,7 +57,9 @@ async function longPrompt(server: Target, tag: string, tokens: number): Promise<
 
 /** One arrival on `target`: 3 streams running, then the newcomer; the running streams are stopped after its answer. */
 async function arrival(target: Target, newcomer: CompletionParams): Promise<ArrivalRun> {
+  // The running streams end when the newcomer has its answer, or after 10 minutes at most.
   const stop = new AbortController();
+  const timeout = setTimeout(() => stop.abort(new Error(`${target.label}: the arrival took over 10 minutes`)), 600_000);
   const texts: number[][] = Array.from({ length: RUNNING }, () => []);
   let going!: () => void;
   const allGoing = new Promise<void>((resolve) => (going = resolve));
@@ -92,6 +94,7 @@ async function arrival(target: Target, newcomer: CompletionParams): Promise<Arri
     }
     return { pauseMs, newcomerTtftMs: answer.ttftMs, textsDuring, streamsCovering };
   } finally {
+    clearTimeout(timeout);
     stop.abort();
     await Promise.allSettled(streams);
   }

@@ -43,7 +43,8 @@ function request(target: Target, params: CompletionParams | ChatParams, stream: 
       stream,
       ...(stream ? { stream_options: { include_usage: true } } : {}),
     }),
-    signal: signal === undefined ? AbortSignal.timeout(TIMEOUT_MS) : AbortSignal.any([signal, AbortSignal.timeout(TIMEOUT_MS)]),
+    // A caller's signal replaces the timeout: it decides how long the request may run.
+    signal: signal ?? AbortSignal.timeout(TIMEOUT_MS),
   };
 }
 
@@ -129,7 +130,7 @@ interface StreamChunk {
 export interface StreamOptions {
   /** Called with `performance.now()` at each event that carries text. */
   onText?: (at: number) => void;
-  /** Ends the request (the promise then rejects with the abort's reason). */
+  /** Ends the request (the promise then rejects with the abort's reason), instead of the usual timeout. */
   signal?: AbortSignal;
 }
 
