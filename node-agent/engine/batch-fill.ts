@@ -48,7 +48,7 @@ const EXPECTED_SOURCE = {
  * turn (its way back is promise steps and synchronous work); more turns only cost a finished
  * sequence's wait, a few microseconds each, against a decode's milliseconds.
  */
-export const MAX_WAIT_TURNS = 3;
+const MAX_WAIT_TURNS = 3;
 
 interface QueuedDecodeOptions {
   sequenceId: number;
