@@ -27,7 +27,7 @@ export interface ChatParams {
   maxTokens: number;
 }
 
-function request(target: Target, params: CompletionParams | ChatParams, stream: boolean): RequestInit {
+function request(target: Target, params: CompletionParams | ChatParams, stream: boolean, signal?: AbortSignal): RequestInit {
   return {
     method: "POST",
     headers: {
@@ -43,7 +43,8 @@ function request(target: Target, params: CompletionParams | ChatParams, stream: 
       stream,
       ...(stream ? { stream_options: { include_usage: true } } : {}),
     }),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
+    // A caller's signal replaces the timeout: it decides how long the request may run.
+    signal: signal ?? AbortSignal.timeout(TIMEOUT_MS),
   };
 }
 
@@ -126,9 +127,16 @@ interface StreamChunk {
   error?: { message?: string };
 }
 
+export interface StreamOptions {
+  /** Called with `performance.now()` at each event that carries text. */
+  onText?: (at: number) => void;
+  /** Ends the request (the promise then rejects with the abort's reason), instead of the usual timeout. */
+  signal?: AbortSignal;
+}
+
 /** One streamed completion, timed per event as the bytes arrive. */
-export function timedStream(target: Target, params: CompletionParams): Promise<StreamTiming> {
-  return timedSse(target, "/v1/completions", params);
+export function timedStream(target: Target, params: CompletionParams, options: StreamOptions = {}): Promise<StreamTiming> {
+  return timedSse(target, "/v1/completions", params, options);
 }
 
 /** One streamed chat completion, timed like `timedStream`. */
@@ -136,9 +144,9 @@ export function timedChatStream(target: Target, params: ChatParams): Promise<Cha
   return timedSse(target, "/v1/chat/completions", params);
 }
 
-async function timedSse(target: Target, path: string, params: CompletionParams | ChatParams): Promise<ChatTiming> {
+async function timedSse(target: Target, path: string, params: CompletionParams | ChatParams, options: StreamOptions = {}): Promise<ChatTiming> {
   const started = performance.now();
-  const response = await fetch(`${target.url}${path}`, request(target, params, true));
+  const response = await fetch(`${target.url}${path}`, request(target, params, true, options.signal));
   if (!response.ok || response.body === null) throw await failure(target, response);
   const decoder = new TextDecoder();
   let buffer = "";
@@ -175,6 +183,7 @@ async function timedSse(target: Target, path: string, params: CompletionParams |
           firstText ??= now;
           lastText = now;
           textEvents += 1;
+          options.onText?.(now);
         }
         if (typeof chunk.usage?.completion_tokens === "number") usageTokens = chunk.usage.completion_tokens;
         cachedTokens = chunk.usage?.prompt_tokens_details?.cached_tokens ?? chunk.timings?.cache_n ?? cachedTokens;

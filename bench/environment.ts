@@ -41,6 +41,12 @@ export interface Floor {
   stop(): Promise<void>;
 }
 
+/** An agent's slots (default `SLOTS`) and context per slot (default: the agent's own). */
+export interface NodeLayout {
+  slots?: number;
+  contextLength?: number;
+}
+
 export interface ServingNode {
   name: string;
   agent: AgentProcess;
@@ -123,10 +129,10 @@ export class BenchEnvironment {
    * An agent that serves its API directly *and* is a node of the gateway, so the two paths an
    * A/B comparison takes end in the same engine. Memoized by name.
    */
-  node(name: string, modelDirs: string[]): Promise<ServingNode> {
+  node(name: string, modelDirs: string[], layout: NodeLayout = {}): Promise<ServingNode> {
     let node = this.#nodes.get(name);
     if (node === undefined) {
-      node = this.#startNode(name, modelDirs);
+      node = this.#startNode(name, modelDirs, layout);
       this.#nodes.set(name, node);
     }
     return node;
@@ -140,14 +146,16 @@ export class BenchEnvironment {
     await (await node).agent.stop();
   }
 
-  async #startNode(name: string, modelDirs: string[]): Promise<ServingNode> {
+  async #startNode(name: string, modelDirs: string[], { slots = SLOTS, contextLength }: NodeLayout): Promise<ServingNode> {
     const gateway = await this.gateway();
-    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${SLOTS})…`);
+    const context = contextLength === undefined ? [] : ["--context-length", String(contextLength)];
+    this.log(`starting agent ${name} (--serve + --gateway, --threads ${ENGINE_THREADS}, --slots ${slots}, ${[...context, "--metrics"].join(" ")})…`);
     const agent = await startAgent({
       models: modelDirs,
       gateway: { url: gateway.url, token: gateway.nodeToken },
       name,
-      extraArgs: ["--serve", "--port", "0", "--threads", String(ENGINE_THREADS), "--slots", String(SLOTS)],
+      // --metrics: the engine section reads how many sequences each decode carried.
+      extraArgs: ["--serve", "--port", "0", "--threads", String(ENGINE_THREADS), "--slots", String(slots), ...context, "--metrics"],
       readyTimeoutMs: 120_000,
     });
     this.#cleanup.push(() => agent.stop());

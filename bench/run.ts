@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadavg } from "node:os";
+import { runArrival } from "./arrival.ts";
 import { runConcurrency } from "./concurrency.ts";
 import { runFleetScale } from "./fleet-scale.ts";
 import { BenchEnvironment } from "./environment.ts";
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   throughput: runThroughput,
   concurrency: runConcurrency,
   engine: runLlamaServer,
+  arrival: runArrival,
   "multi-turn": runMultiTurn,
   "scale-out": runScaleOut,
   "fleet-scale": runFleetScale,
@@ -36,7 +38,7 @@ const HELP = `Usage: npm run bench -- [options]
   --only <sections>   comma-separated, of: ${Object.keys(SECTIONS).join(", ")}
   --iterations <n>    override each section's repetition count (tiny values are for smoke tests)
   --out <dir>         where the JSON goes (default bench/results)
-Environment: LLAMA_SERVER=<path to llama-server> adds the engine comparison
+Environment: LLAMA_SERVER=<path to llama-server> adds the engine and arrival comparisons
 (build one with scripts/build-llama-server.sh).`;
 
 const { values } = parseArgs({

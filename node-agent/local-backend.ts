@@ -11,6 +11,7 @@ import { AGENT_DEFAULTS } from "./defaults.ts";
 import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
 import { Engine, type Logger } from "./engine/engine.ts";
 import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
+import type { BatchCounts } from "./engine/batched-context.ts";
 import { LoadedLlm } from "./engine/loaded-llm.ts";
 import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
 import { SpeedTracker } from "./engine/speed-tracker.ts";
@@ -56,6 +57,8 @@ export interface SlotUsage {
   busy: number;
   /** Requests waiting for one of this model's slots. */
   queued: number;
+  /** An LLM's llama.cpp decodes so far and the sequences they carried (batched-context.ts). */
+  batches?: BatchCounts;
 }
 
 const silentLogger: Logger = { info: () => {}, warn: () => {} };
@@ -208,7 +211,13 @@ export class LocalBackend implements InferenceBackend {
 
   /** Slots and queue of every loaded model, for metrics; cheap enough to call on every scrape. */
   slotUsage(): SlotUsage[] {
-    return this.#lifecycle.loaded().map(({ id, model }) => ({ model: id, slots: model.slots, busy: model.busySlots, queued: model.queuedRequests }));
+    return this.#lifecycle.loaded().map(({ id, model }) => ({
+      model: id,
+      slots: model.slots,
+      busy: model.busySlots,
+      queued: model.queuedRequests,
+      ...(model instanceof LoadedLlm ? { batches: model.batchCounts } : {}),
+    }));
   }
 
   hardware(): Promise<Hardware> {

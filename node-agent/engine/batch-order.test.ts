@@ -40,3 +40,20 @@ test("a batch never holds more than its size: items that get no room wait for th
     [2, 1],
   ]);
 });
+
+test("with a prompt chunk, a long prompt takes at most that much of each batch while a running stream shares it", () => {
+  const queued = [item(0, 4, 1), item(1, 4, 2000), item(2, 4, 1)];
+  const batch = slotOrderStrategy({ items: queued, size: 512 }, 128);
+  expect(batch.map((entry) => [queued.indexOf(entry.item), entry.processAmount])).toEqual([
+    [0, 1],
+    [1, 128],
+    [2, 1],
+  ]);
+});
+
+test("with a prompt chunk, prompts with no stream beside them still fill the batch", () => {
+  const alone = slotOrderStrategy({ items: [item(1, 4, 2000)], size: 512 }, 128);
+  expect(alone.map((entry) => entry.processAmount)).toEqual([512]);
+  const two = slotOrderStrategy({ items: [item(0, 4, 2000), item(1, 4, 300)], size: 512 }, 128);
+  expect(two.map((entry) => entry.processAmount)).toEqual([256, 256]);
+});

@@ -16,19 +16,23 @@ export function slotPriority(index: number, slots: number): EvaluationPriority {
 
 /**
  * node-llama-cpp's default ("maximumParallelism": an even share of the batch each, then what is
- * left in turn), with the items in slot order.
+ * left in turn), with the items in slot order. With `promptChunk`, a long prompt takes at most
+ * that many tokens per batch while a shorter item (a running stream's next token) shares it, so
+ * the streams get a token every small batch instead of waiting for a whole batch of prompt, as
+ * llama-server's per-step batch budget does; a prompt with no stream beside it takes all the room.
  */
-export function slotOrderStrategy({ items, size }: { items: readonly BatchItem[]; size: number }): PrioritizedBatchItem[] {
+export function slotOrderStrategy({ items, size }: { items: readonly BatchItem[]; size: number }, promptChunk = size): PrioritizedBatchItem[] {
   const ordered = [...items].sort((a, b) => b.evaluationPriority - a.evaluationPriority);
+  const limit = ordered.some((item) => item.tokens.length < promptChunk) ? Math.max(1, promptChunk) : size;
   const share = Math.max(1, Math.floor(size / Math.max(1, ordered.length)));
   let left = size;
   const prioritized = ordered.map((item) => {
-    const processAmount = Math.min(item.tokens.length, share, left);
+    const processAmount = Math.min(item.tokens.length, share, left, limit);
     left -= processAmount;
     return { item, processAmount };
   });
   for (const entry of prioritized) {
-    const more = Math.min(entry.item.tokens.length - entry.processAmount, left);
+    const more = Math.min(entry.item.tokens.length - entry.processAmount, left, limit - entry.processAmount);
     entry.processAmount += more;
     left -= more;
   }

@@ -18,7 +18,8 @@ import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../sha
 import type { GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
-import { slotOrderStrategy, slotPriority } from "./batch-order.ts";
+import { slotPriority } from "./batch-order.ts";
+import { createBatchedContext, type BatchCounts } from "./batched-context.ts";
 import { reusablePrefixLength } from "./cached-prefix.ts";
 import { choiceSeed, mergeChoices } from "./choices.ts";
 import { toChatHistory } from "./chat-history.ts";
@@ -90,6 +91,7 @@ export class LoadedLlm {
   readonly #llama: Llama;
   readonly #model: LlamaModel;
   readonly #context: LlamaContext;
+  readonly #batches: BatchCounts;
   readonly #slots: Slot[];
   readonly #pool: SlotPool;
   readonly #chatWrapper: ChatWrapper;
@@ -104,8 +106,9 @@ export class LoadedLlm {
   #jsonGrammar: Promise<LlamaGrammar> | undefined;
   #disposed: Promise<void> | undefined;
 
-  private constructor(llama: Llama, model: LlamaModel, context: LlamaContext, options: LlmLoadOptions) {
+  private constructor(llama: Llama, model: LlamaModel, { context, counts }: { context: LlamaContext; counts: BatchCounts }, options: LlmLoadOptions) {
     this.id = options.id;
+    this.#batches = counts;
     this.contextLength = context.contextSize;
     this.#llama = llama;
     this.#model = model;
@@ -131,13 +134,8 @@ export class LoadedLlm {
   static async load(llama: Llama, options: LlmLoadOptions): Promise<LoadedLlm> {
     const model = await llama.loadModel({ modelPath: options.path, onLoadProgress: options.onLoadProgress });
     try {
-      const context = await model.createContext({
-        contextSize: options.contextLength,
-        sequences: options.slots,
-        threads: options.threads,
-        batching: { itemPrioritizationStrategy: slotOrderStrategy },
-      });
-      return new LoadedLlm(llama, model, context, options);
+      const batched = await createBatchedContext(model, { contextSize: options.contextLength, sequences: options.slots, threads: options.threads });
+      return new LoadedLlm(llama, model, batched, options);
     } catch (error) {
       await model.dispose();
       throw error;
@@ -150,6 +148,11 @@ export class LoadedLlm {
 
   get busySlots(): number {
     return this.#pool.busy;
+  }
+
+  /** Decodes run so far and the sequences they carried: their ratio is how well concurrent streams batch. */
+  get batchCounts(): Readonly<BatchCounts> {
+    return { ...this.#batches };
   }
 
   /** Requests waiting for a slot. */

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
+import type { BatchCounts } from "../engine/batched-context.ts";
 import type { SlotUsage } from "../local-backend.ts";
 import type { FinishedRequest, RequestObserver, RequestRoute } from "../tracked-backend.ts";
 
@@ -98,6 +99,24 @@ export class AgentMetrics implements RequestObserver {
     perModel("lmgate_agent_queue_depth", "Requests waiting for a slot, per loaded model.", (usage) => usage.queued);
     perModel("lmgate_agent_slots_busy", "Slots generating right now, per loaded model.", (usage) => usage.busy);
     perModel("lmgate_agent_slots", "Slots (parallel sequences) per loaded model.", (usage) => usage.slots);
+    // Counted by the engine since the model loaded, read at scrape time; a reload starts them over.
+    const perLlmCount = (name: string, help: string, value: (batches: BatchCounts) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ["model"],
+        registers,
+        collect() {
+          this.reset();
+          for (const usage of options.slotUsage()) if (usage.batches) this.inc({ model: usage.model }, value(usage.batches));
+        },
+      });
+    perLlmCount("lmgate_agent_decodes_total", "llama.cpp decodes (batches) run for a loaded LLM.", (batches) => batches.decodes);
+    perLlmCount(
+      "lmgate_agent_decode_sequences_total",
+      "Sequences (slots) those decodes carried; ÷ decodes = how many streams share each step.",
+      (batches) => batches.sequences,
+    );
     new Gauge({
       name: "lmgate_agent_models_loaded",
       help: "Models loaded right now.",

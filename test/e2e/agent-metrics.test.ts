@@ -85,6 +85,12 @@ describe("direct mode with --metrics", () => {
     expect(after.samples.get(series("lmgate_agent_slots", { model: EMBED }))).toBe(1);
     expect(after.samples.get(series("lmgate_agent_slots_busy", { model: CHAT }))).toBe(0);
     expect(after.samples.get(series("lmgate_agent_queue_depth", { model: CHAT }))).toBe(0);
+    // One request at a time: every decode carried one sequence, and each token needed one.
+    expect(after.types.get("lmgate_agent_decodes_total")).toBe("counter");
+    const decodes = delta(series("lmgate_agent_decodes_total", { model: CHAT }));
+    expect(decodes).toBeGreaterThanOrEqual(completionTokens.reduce((sum, tokens) => sum + tokens, 0));
+    expect(delta(series("lmgate_agent_decode_sequences_total", { model: CHAT }))).toBe(decodes);
+    expect([...after.samples.keys()].some((key) => key.startsWith("lmgate_agent_decodes_total") && key.includes(EMBED))).toBe(false);
     expect(after.samples.get(series("lmgate_agent_requests_in_flight", { route: "chat/completions" }))).toBe(0);
     const info = [...after.samples].find(([key]) => key.startsWith("lmgate_agent_info{"));
     expect(info?.[0]).toMatch(/^lmgate_agent_info\{runtime="llama\.cpp-linux-[^"]+",version="\d+\.\d+\.\d+"\}$/);
