@@ -14,6 +14,8 @@ import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
 import { LoadedLlm } from "./engine/loaded-llm.ts";
 import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
 import { SpeedTracker } from "./engine/speed-tracker.ts";
+import { speculationChoice, type SpeculativeDefaults } from "./engine/speculative/speculation-choice.ts";
+import type { Speculation } from "./engine/speculative/speculation.ts";
 
 export type { Logger } from "./engine/engine.ts";
 
@@ -43,6 +45,8 @@ export interface LocalBackendOptions {
    * Defaults to no count limit: only memory decides.
    */
   maxLoadedModels?: number;
+  /** Speculative decoding per model when its requests do not choose (`draft_model`, `prompt_lookup`). */
+  speculative?: SpeculativeDefaults;
   /** Load progress from 0 to 1 per model id; 1 is reported once, when the model is ready. */
   onLoadProgress?: (modelId: string, fraction: number) => void;
   logger?: Logger;
@@ -125,11 +129,11 @@ export class LocalBackend implements InferenceBackend {
   }
 
   chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(request, (model) => model.chat(request, signal));
+    return this.#generate(request, (model, speculation) => model.chat(request, signal, speculation));
   }
 
   completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(request, (model) => model.completion(request, signal));
+    return this.#generate(request, (model, speculation) => model.completion(request, signal, speculation));
   }
 
   async embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult> {
@@ -237,7 +241,7 @@ export class LocalBackend implements InferenceBackend {
 
   async *#generate(
     request: ChatRequest | CompletionRequest,
-    run: (model: LoadedLlm) => AsyncGenerator<GenerationEvent>,
+    run: (model: LoadedLlm, speculation: Speculation | undefined) => AsyncGenerator<GenerationEvent>,
   ): AsyncGenerator<GenerationEvent> {
     const entry = this.#catalog.find(request.model);
     const loadedBefore = entry !== undefined && this.#lifecycle.get(entry.id) !== undefined;
@@ -245,14 +249,60 @@ export class LocalBackend implements InferenceBackend {
     const lease = await this.#acquire(request.model, "llm", request.ttl);
     // A request that waited for its model's load says so (LM Studio's model_load events and stats).
     const loadSeconds = loadedBefore ? undefined : (performance.now() - acquireStarted) / 1000;
+    let draft: { speculation: Speculation; release(): void } | undefined;
     try {
+      draft = await this.#speculation(request, lease.model as LoadedLlm);
+      const release = () => {
+        draft?.release();
+        lease.release();
+      };
       // The request ends at its `done`, so the slot frees there, not when iteration does.
-      for await (const event of atDone(run(lease.model as LoadedLlm), () => lease.release())) {
+      for await (const event of atDone(run(lease.model as LoadedLlm, draft?.speculation), release)) {
         yield event.type === "start" && loadSeconds !== undefined ? { ...event, load_seconds: loadSeconds } : event;
       }
     } finally {
+      draft?.release();
       lease.release();
     }
+  }
+
+  /**
+   * How the request drafts (speculative decoding), its draft model loaded (JIT) beside `target`
+   * and held until `release`. A draft that is unknown, not an LLM, the model itself, too big for
+   * what memory is left, or of another vocabulary is refused before anything is generated.
+   */
+  async #speculation(request: ChatRequest | CompletionRequest, target: LoadedLlm): Promise<{ speculation: Speculation; release(): void } | undefined> {
+    const choice = speculationChoice(request, target.id, this.#options.speculative ?? {});
+    if (choice === undefined) return undefined;
+    if ("promptLookup" in choice) return { speculation: choice, release: () => {} };
+    const name = choice.draftModel;
+    const entry = await this.#entry(name).catch(() => undefined);
+    if (entry === undefined) {
+      throw new ApiError(404, `Draft model "${name}" not found. Name a model of this node's list as draft_model.`, { param: "draft_model", code: "model_not_found" });
+    }
+    if (entry.type !== "llm") throw invalidRequest(`draft_model "${name}" is an embedding model; a draft model must be an LLM.`, "draft_model");
+    if (entry.id === target.id) throw invalidRequest(`draft_model "${name}" is the model itself; a draft model is a smaller model with its vocabulary.`, "draft_model");
+    let lease: ModelLease<LoadedModel>;
+    try {
+      lease = await this.#acquire(entry.id, "llm", request.ttl);
+    } catch (error) {
+      const refused = toApiError(error);
+      throw new ApiError(refused.status, `draft_model "${name}" cannot be loaded beside "${target.id}": ${refused.message}`, {
+        param: "draft_model",
+        code: refused.code ?? undefined,
+        retryAfter: refused.retryAfter,
+      });
+    }
+    const draft = lease.model as LoadedLlm;
+    const mismatch = target.draftMismatch(draft);
+    if (mismatch !== undefined) {
+      lease.release();
+      throw new ApiError(400, `draft_model "${name}" cannot draft for "${target.id}": ${mismatch}. A draft model must have the model's vocabulary.`, {
+        param: "draft_model",
+        code: "draft_model_mismatch",
+      });
+    }
+    return { speculation: { draft }, release: () => lease.release() };
   }
 
   async #acquire(model: string, kind: CatalogEntry["type"], ttl: number | undefined): Promise<ModelLease<LoadedModel>> {
