@@ -6,6 +6,7 @@ import { testModelsDir } from "../test/harness/test-models.ts";
 import { ensureModel } from "./demo-models/demo-models.ts";
 import { TINY_SPECULATIVE } from "./demo-models/speculative-pairs.ts";
 import { LocalBackend } from "./local-backend.ts";
+import { LocalModelAdmin } from "./model-admin.ts";
 
 /** The pair's ids as the catalog gives them (file names, lower-cased). */
 const TARGET = "spec-tiny-target-f32";
@@ -14,13 +15,19 @@ const STRANGER = "spec-tiny-stranger-f32";
 const OTHER_VOCABULARY = "spec-tiny-other-vocabulary-f32";
 const EMBED = "tiny-embed-f32";
 
+let dir: string;
 let backend: LocalBackend;
 const never = new AbortController().signal;
 
 beforeAll(async () => {
-  const dir = await testModelsDir();
+  dir = await testModelsDir();
   for (const model of Object.values(TINY_SPECULATIVE)) await ensureModel(dir, model);
-  backend = await LocalBackend.create({ modelDirs: [dir], gpu: false, slots: 2, speculative: { promptLookup: [STRANGER] } });
+  backend = await LocalBackend.create({
+    modelDirs: [dir],
+    gpu: false,
+    slots: 2,
+    speculative: { draftModels: { [STRANGER]: DRAFT }, promptLookup: [DRAFT] },
+  });
 });
 afterAll(async () => {
   await backend?.dispose();
@@ -44,8 +51,13 @@ const chat = (extra: Record<string, unknown> = {}) =>
       never,
     ),
   );
-const completion = (extra: Record<string, unknown> = {}) =>
-  collect(backend.completion(CompletionRequest.parse({ model: TARGET, prompt: "Once upon a time", temperature: 0, max_tokens: 48, repeat_penalty: 1, ...extra }), never));
+const completion = (extra: Record<string, unknown> = {}, on = backend) =>
+  collect(on.completion(CompletionRequest.parse({ model: TARGET, prompt: "Once upon a time", temperature: 0, max_tokens: 48, repeat_penalty: 1, ...extra }), never));
+/**
+ * Token "a" of the tiny vocabulary: a +100 logit bias makes the model write it to max_tokens, so
+ * an answer copies a prompt of it. A draft drafts without the model's logit_bias.
+ */
+const ONLY_A = { logit_bias: { "395": 100 } };
 
 async function refusal(run: Promise<unknown>): Promise<ApiError> {
   const error = await run.then(
@@ -99,5 +111,76 @@ describe("draft_model", () => {
     const embedding = await refusal(chat({ draft_model: EMBED }));
     expect([embedding.status, embedding.param]).toEqual([400, "draft_model"]);
     expect((await refusal(chat({ draft_model: TARGET }))).status).toBe(400);
+  });
+});
+
+describe("a draft that gains nothing costs little", () => {
+  test("a disagreeing draft stops drafting for a while after its first rejections, instead of drafting at every token", async () => {
+    const { result } = await completion({ draft_model: STRANGER, max_tokens: 200, ...ONLY_A });
+    expect(result.usage.completion_tokens).toBe(200);
+    const stats = result.stats;
+    expect(stats.accepted_draft_tokens_count).toBe(0);
+    // Drafting at every token would check about 12 drafted tokens per generated one.
+    expect(stats.total_draft_tokens_count).toBeGreaterThan(0);
+    expect(stats.total_draft_tokens_count).toBeLessThan(100);
+    expectCountsAddUp(stats);
+  });
+});
+
+describe("prompt_lookup", () => {
+  test("an answer that repeats the prompt is drafted from it: the same greedy answer, drafted tokens accepted", async () => {
+    const repeated = (await completion({ max_tokens: 24, ...ONLY_A })).text;
+    const plain = await completion({ prompt: repeated, ...ONLY_A });
+    const lookedUp = await completion({ prompt: repeated, prompt_lookup: true, ...ONLY_A });
+    expect(lookedUp.text).toBe(plain.text);
+    expect(plain.result.stats.total_draft_tokens_count).toBeUndefined();
+    const stats = lookedUp.result.stats;
+    expect(stats.draft_model).toBeUndefined();
+    expect(stats.accepted_draft_tokens_count).toBeGreaterThan(lookedUp.result.usage.completion_tokens / 2);
+    expectCountsAddUp(stats);
+  });
+
+  test("draft_model and prompt_lookup together are a 400", async () => {
+    const error = await refusal(completion({ draft_model: DRAFT, prompt_lookup: true }));
+    expect([error.status, error.param]).toEqual([400, "prompt_lookup"]);
+  });
+});
+
+describe("a model's default", () => {
+  test("a model's default draft model drafts when the request names none; the request's own wins", async () => {
+    expect((await completion({ model: STRANGER })).result.stats.draft_model).toBe(DRAFT);
+    expect((await completion({ model: STRANGER, draft_model: TARGET })).result.stats.draft_model).toBe(TARGET);
+    const lookup = (await completion({ model: STRANGER, prompt_lookup: true })).result.stats;
+    expect([lookup.draft_model, lookup.total_draft_tokens_count]).toEqual([undefined, expect.any(Number)]);
+  });
+
+  test("a model's default prompt lookup, which prompt_lookup: false turns off", async () => {
+    expect((await completion({ model: DRAFT })).result.stats.total_draft_tokens_count).toEqual(expect.any(Number));
+    expect((await completion({ model: DRAFT, prompt_lookup: false })).result.stats.total_draft_tokens_count).toBeUndefined();
+  });
+
+  test("/api/v1/models shows each model's default", async () => {
+    const models = await new LocalModelAdmin(backend, { modelDirs: [dir] }).listModels();
+    const speculative = Object.fromEntries(models.map((model) => [model.key, model.speculative]));
+    expect(speculative[STRANGER]).toEqual({ draft_model: DRAFT });
+    expect(speculative[DRAFT]).toEqual({ prompt_lookup: true });
+    expect(speculative[TARGET]).toBeUndefined();
+  });
+});
+
+describe("a draft that does not fit", () => {
+  test("is refused when the model and the draft together need more than the node gives its models", async () => {
+    const footprints = backend.status().footprints ?? {};
+    const bytes = (id: string) => (footprints[id]?.ram_bytes ?? NaN) + (footprints[id]?.vram_bytes ?? NaN);
+    const small = await LocalBackend.create({ modelDirs: [dir], gpu: false, slots: 2, memoryBytes: bytes(TARGET) + bytes(DRAFT) - 1 });
+    try {
+      expect((await completion({}, small)).result.stats.draft_model).toBeUndefined();
+      const error = await refusal(completion({ draft_model: DRAFT }, small));
+      expect([error.status, error.param, error.code]).toEqual([400, "draft_model", "draft_model_too_large"]);
+      expect(error.message).toContain(DRAFT);
+      expect(error.message).toContain(TARGET);
+    } finally {
+      await small.dispose();
+    }
   });
 });

@@ -4,6 +4,7 @@ import { atDone } from "../shared/generation-contract.ts";
 import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { ModelSpeculation } from "../shared/schemas/v1-models.ts";
 import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { gib } from "./banner.ts";
@@ -14,7 +15,7 @@ import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
 import { LoadedLlm } from "./engine/loaded-llm.ts";
 import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
 import { SpeedTracker } from "./engine/speed-tracker.ts";
-import { speculationChoice, type SpeculativeDefaults } from "./engine/speculative/speculation-choice.ts";
+import { defaultSpeculation, speculationChoice, type SpeculativeDefaults } from "./engine/speculative/speculation-choice.ts";
 import type { Speculation } from "./engine/speculative/speculation.ts";
 
 export type { Logger } from "./engine/engine.ts";
@@ -192,6 +193,11 @@ export class LocalBackend implements InferenceBackend {
     return this.#catalog.entries;
   }
 
+  /** How the node's owner has a model draft when its requests do not say (`--draft-model`, `--prompt-lookup`). */
+  speculativeDefault(id: string): ModelSpeculation | undefined {
+    return defaultSpeculation(this.#options.speculative ?? {}, id);
+  }
+
   /** How a model is loaded, if it is. */
   loadedConfig(id: string): LoadConfig | undefined {
     const loaded = this.#lifecycle.get(id);
@@ -272,7 +278,7 @@ export class LocalBackend implements InferenceBackend {
    * what memory is left, or of another vocabulary is refused before anything is generated.
    */
   async #speculation(request: ChatRequest | CompletionRequest, target: LoadedLlm): Promise<{ speculation: Speculation; release(): void } | undefined> {
-    const choice = speculationChoice(request, target.id, this.#options.speculative ?? {});
+    const choice = speculationChoice(request, this.speculativeDefault(target.id));
     if (choice === undefined) return undefined;
     if ("promptLookup" in choice) return { speculation: choice, release: () => {} };
     const name = choice.draftModel;
@@ -282,6 +288,7 @@ export class LocalBackend implements InferenceBackend {
     }
     if (entry.type !== "llm") throw invalidRequest(`draft_model "${name}" is an embedding model; a draft model must be an LLM.`, "draft_model");
     if (entry.id === target.id) throw invalidRequest(`draft_model "${name}" is the model itself; a draft model is a smaller model with its vocabulary.`, "draft_model");
+    if (this.#lifecycle.get(entry.id) === undefined) await this.#draftFits(target, entry);
     let lease: ModelLease<LoadedModel>;
     try {
       lease = await this.#acquire(entry.id, "llm", request.ttl);
@@ -362,6 +369,25 @@ export class LocalBackend implements InferenceBackend {
         { param: "context_length", code: "load_exceeds_memory" },
       );
     }
+  }
+
+  /** A draft loads beside its model and stays only while it does: the two together must fit what this node gives its models. */
+  async #draftFits(target: LoadedLlm, draft: CatalogEntry): Promise<void> {
+    const targetEntry = this.#catalog.find(target.id);
+    if (!targetEntry) return;
+    const [targetNeeds, draftNeeds, limit] = await Promise.all([
+      this.#engine.footprint(targetEntry.path, { contextLength: target.contextLength, slots: target.slots }, false),
+      this.#engine.footprint(draft.path, { contextLength: this.#defaultContextLength(draft), slots: this.#slotsFor(draft) }, false),
+      this.#options.memoryBytes ?? this.#engine.totalMemory(),
+    ]);
+    const needed = targetNeeds.ram_bytes + targetNeeds.vram_bytes + draftNeeds.ram_bytes + draftNeeds.vram_bytes;
+    if (needed <= limit) return;
+    throw new ApiError(
+      400,
+      `draft_model "${draft.id}" does not fit beside "${target.id}": the two need about ${gib(needed)} of memory; ` +
+        `this node gives its models at most ${gib(limit)}. Use a smaller draft model, or none.`,
+      { param: "draft_model", code: "draft_model_too_large" },
+    );
   }
 
   async #load(id: string, config: LoadConfig): Promise<LoadedModel> {

@@ -188,10 +188,22 @@ export class LoadedLlm {
   /**
    * As a draft model: one of this model's free slots, for another model's generation to draft
    * on, until released. Never waits: a generation does without a draft rather than queue for one.
+   * Unloading waits for lent slots to come back, as their drafting must not outlive the context.
    */
   lendSequence(prompt: Token[]): SequenceLoan | undefined {
     const lease = this.#pool.tryAcquire((index) => reusablePrefixLength((this.#slots[index] as Slot).sequence, prompt));
-    return lease && { sequence: (this.#slots[lease.index] as Slot).sequence, release: () => lease.release() };
+    if (!lease) return undefined;
+    let returned = () => {};
+    const lent = new Promise<void>((resolve) => (returned = resolve));
+    this.#running.add(lent);
+    void lent.then(() => this.#running.delete(lent));
+    return {
+      sequence: (this.#slots[lease.index] as Slot).sequence,
+      release: () => {
+        lease.release();
+        returned();
+      },
+    };
   }
 
   /** `n` > 1: that many generations of the same prompt, on the slots free now, the rest after them. */

@@ -69,7 +69,8 @@ export class ActiveSpeculation {
     const model = speculation.draft.id;
     const loan = speculation.draft.lendSequence(prompt);
     if (!loan) return new ActiveSpeculation(sequence, slot, undefined, { model });
-    const drafting = new DraftSequenceTokenPredictor(loan.sequence, { minTokens: DRAFT_TOKENS, maxTokens: DRAFT_TOKENS });
+    // The request's logit_bias is the model's (a TokenBias belongs to one model): the draft drafts without it.
+    const drafting = new DraftSequenceTokenPredictor(loan.sequence, { minTokens: DRAFT_TOKENS, maxTokens: DRAFT_TOKENS, evaluateOptions: { tokenBias: undefined } });
     return new ActiveSpeculation(sequence, slot, new AdaptivePredictor(drafting), { model, loan: { sequence: loan, predictor: drafting } });
   }
 
