@@ -92,6 +92,17 @@ describe.each(["direct", "gateway"] as const)("draft_model (%s)", (name) => {
     expect(counts.total_draft_tokens_count).toBe(counts.accepted_draft_tokens_count + counts.rejected_draft_tokens_count + counts.ignored_draft_tokens_count);
   });
 
+  test("/api/v1/chat (LM Studio's native chat) takes draft_model too", async () => {
+    const target = targets()[name];
+    const body = { model: TARGET, input: "Hello there", temperature: 0, max_output_tokens: 16, repeat_penalty: 1, store: false };
+    const plain = await post(target, "/api/v1/chat", body);
+    const drafted = await post(target, "/api/v1/chat", { ...body, draft_model: DRAFT });
+    expect([plain.status, drafted.status]).toEqual([200, 200]);
+    expect(drafted.body.output).toEqual(plain.body.output);
+    const unknown = await post(target, "/api/v1/chat", { ...body, draft_model: "no-such-draft" });
+    expect([unknown.status, unknown.body.error?.param]).toEqual([name === "direct" ? 404 : 400, "draft_model"]);
+  });
+
   test("the official openai client passes draft_model through", async () => {
     const target = targets()[name];
     const client = new OpenAI({ baseURL: `${target.url}/v1`, apiKey: target.key });
