@@ -14,6 +14,7 @@ import { runMemory } from "./memory.ts";
 import { runMultiTurn } from "./multi-turn.ts";
 import { runOverhead } from "./overhead.ts";
 import { runScaleOut } from "./scale-out.ts";
+import { runSpeculative } from "./speculative.ts";
 import { describeMachine, machineLine, printTable, writeReport, type BenchReport } from "./report.ts";
 import type { Row, SectionContext, SectionResult } from "./section.ts";
 import { runThroughput } from "./throughput.ts";
@@ -27,6 +28,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   engine: runLlamaServer,
   "multi-turn": runMultiTurn,
   "scale-out": runScaleOut,
+  speculative: runSpeculative,
 };
 
 const HELP = `Usage: npm run bench -- [options]

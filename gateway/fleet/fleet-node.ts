@@ -73,7 +73,7 @@ export class FleetNode {
   /** With a `draft` model (speculative decoding), the model counts as loaded only when the draft is, or has room beside it. */
   candidate(model: string, draft?: string): Candidate {
     const loadedModels = this.loadedModels();
-    const draftReady = draft === undefined || this.isLoaded(draft) || this.hasRoomFor(draft);
+    const draftReady = draft === undefined || this.isLoaded(draft) || this.#fits([draft], model);
     let nodeBusy = 0;
     for (const id of loadedModels) nodeBusy += this.busy(id);
     return {
@@ -96,19 +96,27 @@ export class FleetNode {
    * loads beside the model, so it needs room too.
    */
   hasRoomFor(model: string, draft?: string): boolean {
+    return this.#fits(draft === undefined || this.isLoaded(draft) ? [model] : [model, draft]);
+  }
+
+  /** `models` fit together, with every idle loaded model but them and `keep` unloaded for them. */
+  #fits(models: string[], keep?: string): boolean {
     const footprints = this.status.footprints;
-    const needs = footprints?.[model];
-    const draftNeeds = draft === undefined || this.isLoaded(draft) ? { ram_bytes: 0, vram_bytes: 0 } : footprints?.[draft];
     const memory = this.status.memory;
-    if (footprints === undefined || needs === undefined || draftNeeds === undefined || memory === undefined) return true;
+    const needs = models.map((id) => footprints?.[id]);
+    if (footprints === undefined || memory === undefined || needs.some((need) => need === undefined)) return true;
     let ram = memory.ram_free_bytes;
     let vram = memory.vram_free_bytes ?? 0;
     for (const id of this.loadedModels()) {
-      if (id === model || id === draft || this.busy(id) > 0) continue;
+      if (models.includes(id) || id === keep || this.busy(id) > 0) continue;
       ram += footprints[id]?.ram_bytes ?? 0;
       vram += footprints[id]?.vram_bytes ?? 0;
     }
-    const total = { ram_bytes: needs.ram_bytes + draftNeeds.ram_bytes, vram_bytes: needs.vram_bytes + draftNeeds.vram_bytes };
+    const total = { ram_bytes: 0, vram_bytes: 0 };
+    for (const need of needs) {
+      total.ram_bytes += need?.ram_bytes ?? 0;
+      total.vram_bytes += need?.vram_bytes ?? 0;
+    }
     return fitsIn(total, { ram_free_bytes: ram, vram_free_bytes: vram });
   }
 

@@ -54,3 +54,23 @@ export const TINY_SPECULATIVE: SpeculativeModels & { otherVocabulary: DemoModel 
     spec: { ...tinyBase, name: "spec-tiny-other-vocabulary", vocabulary: chatVocabulary(COMMON_WORDS.toReversed()) },
   },
 };
+
+/**
+ * For the bench: wide enough that decoding is compute-bound like a real model's; the target has 18
+ * layers to the draft's 2 (about 8.7× its size, ~320 MB in Q8_0).
+ */
+export const BENCH_SPECULATIVE: SpeculativeModels = pair(
+  {
+    ...tinyBase,
+    name: "spec-bench",
+    embeddingLength: 1024,
+    feedForwardLength: 4096,
+    heads: 16,
+    kvHeads: 16,
+    contextLength: 4096,
+    weightType: "Q8_0",
+    seed: 31,
+  },
+  18,
+  "spec-bench-GGUF",
+);
