@@ -29,8 +29,11 @@ const SECTION = "speculative decoding";
 const GREEDY = { repeat_penalty: 1 };
 /** Token "a" of the generated vocabulary: +100 makes the model write it, so its answer copies a prompt of it. */
 const COPY = { logit_bias: { "395": 100 } };
-/** The generated vocabulary's control tokens, banned so every run generates max_tokens. */
-const NO_END = { logit_bias: { "1": -100, "2": -100, "3": -100, "4": -100 } };
+/**
+ * Tokens 395–414 of the generated vocabulary (letters a to j, alone and word-initial): the model
+ * picks among them by its own logits, so every run generates max_tokens (the draft is biased alike).
+ */
+const LETTERS = { logit_bias: Object.fromEntries(Array.from({ length: 20 }, (_, index) => [String(395 + index), 100])) };
 const LOOKUP_PROMPT_TOKENS = 1000;
 
 interface Comparison {
@@ -110,7 +113,7 @@ export async function runSpeculative(context: SectionContext): Promise<SectionRe
   const maxTokens = quick ? 32 : 96;
   const pairs = context.iterations ?? (quick ? 1 : 3);
 
-  const base: CompletionParams = { model: TARGET, prompt: "Once upon a time", maxTokens, extra: { ...GREEDY, ...NO_END } };
+  const base: CompletionParams = { model: TARGET, prompt: "Once upon a time", maxTokens, extra: { ...GREEDY, ...LETTERS } };
   const drafted = (draft: string): CompletionParams => ({ ...base, extra: { ...base.extra, draft_model: draft } });
   log(`speculative: ${TARGET} alone, with ${DRAFT} (agrees), with ${STRANGER} (disagrees); ${pairs} rounds, max_tokens ${maxTokens}`);
   const [plain, agreeing, disagreeing] = await sideBySide("speculative draft", direct, [base, drafted(DRAFT), drafted(STRANGER)], pairs, log);
@@ -126,7 +129,7 @@ export async function runSpeculative(context: SectionContext): Promise<SectionRe
   });
   const [copyWithout, copyWith] = await sideBySide("prompt lookup (copying)", direct, [lookup(copied, COPY, false), lookup(copied, COPY, true)], pairs, log);
   // The same prompt, answered without copying: every lookup finds a continuation in it that the model rejects.
-  const [freeWithout, freeWith] = await sideBySide("prompt lookup (not copying)", direct, [lookup(copied, NO_END, false), lookup(copied, NO_END, true)], pairs, log);
+  const [freeWithout, freeWith] = await sideBySide("prompt lookup (not copying)", direct, [lookup(copied, LETTERS, false), lookup(copied, LETTERS, true)], pairs, log);
 
   const data: SpeculativeData = {
     target: TARGET,
@@ -137,7 +140,7 @@ export async function runSpeculative(context: SectionContext): Promise<SectionRe
     agreeing: compare(plain as number, agreeing as number, { counts: await counts(direct, drafted(DRAFT)) }),
     disagreeing: compare(plain as number, disagreeing as number, { counts: await counts(direct, drafted(STRANGER)) }),
     promptLookupCopying: compare(copyWithout as number, copyWith as number, { counts: await counts(direct, lookup(copied, COPY, true)) }),
-    promptLookupNotCopying: compare(freeWithout as number, freeWith as number, { counts: await counts(direct, lookup(copied, NO_END, true)) }),
+    promptLookupNotCopying: compare(freeWithout as number, freeWith as number, { counts: await counts(direct, lookup(copied, LETTERS, true)) }),
   };
   data.llamaServer = await againstLlamaServer(context, direct, drafted(DRAFT), pairs);
   return { data, rows: rows(data) };

@@ -309,7 +309,7 @@ export class LocalBackend implements InferenceBackend {
         code: "draft_model_mismatch",
       });
     }
-    return { speculation: { draft }, release: () => lease.release() };
+    return { speculation: { draft, logitBias: request.logit_bias }, release: () => lease.release() };
   }
 
   async #acquire(model: string, kind: CatalogEntry["type"], ttl: number | undefined): Promise<ModelLease<LoadedModel>> {

@@ -25,7 +25,7 @@ import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
 import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
-import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
+import { samplingOptions, tokenBias, type SamplingOptions } from "./sampling-options.ts";
 import { SlotPool } from "./slot-pool.ts";
 import { SlotPredictor } from "./speculative/slot-predictor.ts";
 import { ActiveSpeculation, type SequenceLoan, type Speculation } from "./speculative/speculation.ts";
@@ -180,6 +180,12 @@ export class LoadedLlm {
     return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal, speculation));
   }
 
+  /** As a draft model: the request's logit_bias for this model, ids beyond its vocabulary left out. */
+  tokenBias(logitBias: Record<string, number>) {
+    const known = Object.entries(logitBias).filter(([id]) => /^\d+$/.test(id) && Number(id) < this.#vocabularySize);
+    return tokenBias(Object.fromEntries(known), { tokenizer: this.#model.tokenizer, vocabularySize: this.#vocabularySize });
+  }
+
   /** Why `draft` cannot draft for this model (its vocabulary differs), or undefined when it can. */
   draftMismatch(draft: LoadedLlm): string | undefined {
     return vocabularyMismatch({ model: this.#model, size: this.#vocabularySize }, { model: draft.#model, size: draft.#vocabularySize });
@@ -249,8 +255,9 @@ export class LoadedLlm {
     const generationSignal = AbortSignal.any([signal, stop.signal, this.#unloading.signal]);
 
     const outcome = (async () => {
-      const speculating = speculation && ActiveSpeculation.start(slot.sequence, slot.predictor, speculation, plan.prompt);
+      let speculating: ActiveSpeculation | undefined;
       try {
+        speculating = speculation && (await ActiveSpeculation.start(slot.sequence, slot.predictor, speculation, plan.prompt));
         const meter = slot.sequence.tokenMeter.getState();
         const ran = await plan.run(slot, { signal: generationSignal, onText: (text, logprobs) => texts.push({ text, logprobs }), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.

@@ -1,5 +1,5 @@
 import { withLock } from "lifecycle-utils";
-import { DraftSequenceTokenPredictor, InputLookupTokenPredictor, type LlamaContextSequence, type Token, type TokenPredictor } from "node-llama-cpp";
+import { DraftSequenceTokenPredictor, InputLookupTokenPredictor, type LlamaContextSequence, type Token, type TokenBias, type TokenPredictor } from "node-llama-cpp";
 import type { DraftStats } from "../../../shared/schemas/generation.ts";
 import { AdaptivePredictor } from "./adaptive-predictor.ts";
 // Speculation accepts more than one drafted token per check only with this fix in place.
@@ -17,10 +17,16 @@ export interface DraftModel {
   readonly id: string;
   /** A free slot's sequence (the one holding most of `prompt`), or undefined when all are busy. */
   lendSequence(prompt: Token[]): SequenceLoan | undefined;
+  /** The request's `logit_bias` for this model (a TokenBias belongs to one model), ids it lacks left out. */
+  tokenBias(logitBias: Record<string, number>): TokenBias;
 }
 
-/** How a generation drafts tokens for its model to check: with a draft model, or from its own prompt. */
-export type Speculation = { draft: DraftModel } | { promptLookup: true };
+/**
+ * How a generation drafts tokens for its model to check: with a draft model (biased as the request
+ * biases the model, or its drafts would keep offering tokens the model may not choose), or from its
+ * own prompt.
+ */
+export type Speculation = { draft: DraftModel; logitBias?: Record<string, number> } | { promptLookup: true };
 
 /** Tokens that end the text and are looked up in the prompt to predict what follows (prompt lookup). */
 const LOOKUP_PATTERN = { min: 2, max: 0 };
@@ -61,7 +67,7 @@ export class ActiveSpeculation {
    * Puts the speculation's predictor in the slot. A draft model with no free slot drafts nothing
    * for this generation (which runs as it would without one) rather than making it wait.
    */
-  static start(sequence: LlamaContextSequence, slot: SlotPredictor, speculation: Speculation, prompt: Token[]): ActiveSpeculation {
+  static async start(sequence: LlamaContextSequence, slot: SlotPredictor, speculation: Speculation, prompt: Token[]): Promise<ActiveSpeculation> {
     if ("promptLookup" in speculation) {
       const lookup = new InputLookupTokenPredictor({ patternLength: LOOKUP_PATTERN, predictionLength: { min: 1, max: DRAFT_TOKENS } });
       return new ActiveSpeculation(sequence, slot, new AdaptivePredictor(lookup));
@@ -69,8 +75,14 @@ export class ActiveSpeculation {
     const model = speculation.draft.id;
     const loan = speculation.draft.lendSequence(prompt);
     if (!loan) return new ActiveSpeculation(sequence, slot, undefined, { model });
-    // The request's logit_bias is the model's (a TokenBias belongs to one model): the draft drafts without it.
-    const drafting = new DraftSequenceTokenPredictor(loan.sequence, { minTokens: DRAFT_TOKENS, maxTokens: DRAFT_TOKENS, evaluateOptions: { tokenBias: undefined } });
+    try {
+      await keepOnlyPromptPrefix(loan.sequence, prompt);
+    } catch (error) {
+      loan.release();
+      throw error;
+    }
+    const tokenBias = speculation.logitBias && speculation.draft.tokenBias(speculation.logitBias);
+    const drafting = new DraftSequenceTokenPredictor(loan.sequence, { minTokens: DRAFT_TOKENS, maxTokens: DRAFT_TOKENS, evaluateOptions: { tokenBias } });
     return new ActiveSpeculation(sequence, slot, new AdaptivePredictor(drafting), { model, loan: { sequence: loan, predictor: drafting } });
   }
 
@@ -115,4 +127,16 @@ export class ActiveSpeculation {
       loan?.sequence.release();
     }
   }
+}
+
+/**
+ * Erases what the lent draft sequence holds beyond the prompt's start it shares (and the prompt's
+ * last token, which the draft predictor evaluates itself). node-llama-cpp 3.21.1's
+ * `adaptStateToTokens`, which the draft predictor aligns the sequence with, keeps a tail beyond
+ * the tokens it is given when they are all a prefix of the sequence (the previous request's
+ * answer, say): the draft would then draft from that answer, and every draft be rejected.
+ */
+async function keepOnlyPromptPrefix(sequence: LlamaContextSequence, prompt: Token[]): Promise<void> {
+  const keep = Math.min(sequence.compareContextTokens(prompt).firstDifferentIndex, Math.max(0, prompt.length - 1));
+  if (keep < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
 }
