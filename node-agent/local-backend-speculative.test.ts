@@ -113,6 +113,12 @@ describe("draft_model", () => {
     expect(result.stats.accepted_draft_tokens_count).toBeGreaterThan(result.stats.rejected_draft_tokens_count ?? Infinity);
   });
 
+  test("a draft sure of every token: checks of the draft's full 12 tokens, one after another, all accepted", async () => {
+    const { result } = await completion({ draft_model: DRAFT, max_tokens: 96, ...ONLY_A });
+    expect(result.stats.rejected_draft_tokens_count).toBe(0);
+    expect(result.stats.accepted_draft_tokens_count).toBeGreaterThan(80);
+  });
+
   test("a draft of another vocabulary is a 400 naming both models", async () => {
     const error = await refusal(chat({ draft_model: OTHER_VOCABULARY }));
     expect(error.status).toBe(400);

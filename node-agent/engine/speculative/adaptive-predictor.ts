@@ -55,11 +55,7 @@ export class AdaptivePredictor extends TokenPredictor {
     this.#state.push(...tokens);
     if (this.#pausedFor === 0) return this.#inner.pushTokens(tokens);
     this.#pausedFor = Math.max(0, this.#pausedFor - tokens.length);
-    if (this.#pausedFor === 0 && this.#target) {
-      this.#resuming = Promise.resolve(
-        this.#inner.reset({ targetSequence: this.#target, stateTokens: this.#state.slice(), evaluateOptions: this.#evaluateOptions }),
-      );
-    }
+    if (this.#pausedFor === 0) this.#resync();
   }
 
   predictTokens(): Promise<Token[]> | Token[] {
@@ -85,6 +81,18 @@ export class AdaptivePredictor extends TokenPredictor {
     return this.#inner.dispose();
   }
 
+  /**
+   * Re-aligns the inner predictor with the target's tokens. node-llama-cpp 3.21.1's draft predictor
+   * never evaluates the last token it drafted when the model accepts every one (it stops drafting
+   * there, and the token it then gets pushed matches its prediction, so it is not queued): its
+   * sequence misses that token, and its next drafts are made from a shifted text and rejected.
+   * A reset evaluates the missing token (docs/upstream/node-llama-cpp-speculative-validation.md).
+   */
+  #resync(): void {
+    if (!this.#target) return;
+    this.#resuming = Promise.resolve(this.#inner.reset({ targetSequence: this.#target, stateTokens: this.#state.slice(), evaluateOptions: this.#evaluateOptions }));
+  }
+
   #judgeLastDrafts(): void {
     if (!this.#target) return;
     const now = this.#target.tokenPredictions;
@@ -92,6 +100,7 @@ export class AdaptivePredictor extends TokenPredictor {
     const rejected = now.refuted - this.#seen.refuted;
     this.#seen = { validated: now.validated, refuted: now.refuted };
     if (accepted + rejected === 0) return;
+    if (rejected === 0 && this.#pausedFor === 0 && this.#resuming === undefined) this.#resync();
     this.#drafted += accepted + rejected;
     this.#accepted += accepted;
     if (this.#drafted > RECENT) {
