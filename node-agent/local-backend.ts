@@ -280,6 +280,12 @@ export class LocalBackend implements InferenceBackend {
   async #speculation(request: ChatRequest | CompletionRequest, target: LoadedLlm): Promise<{ speculation: Speculation; release(): void } | undefined> {
     const choice = speculationChoice(request, this.speculativeDefault(target.id));
     if (choice === undefined) return undefined;
+    if (!target.speculates) {
+      // A node's default for such a model is not applied; a request's own ask is refused.
+      if (request.draft_model === undefined && request.prompt_lookup !== true) return undefined;
+      const param = "promptLookup" in choice ? "prompt_lookup" : "draft_model";
+      throw invalidRequest(`Model "${target.id}" cannot draft (${param}): its architecture (recurrent, hybrid or sliding-window attention) cannot cut drafted tokens back exactly.`, param);
+    }
     if ("promptLookup" in choice) return { speculation: choice, release: () => {} };
     const name = choice.draftModel;
     const entry = await this.#entry(name).catch(() => undefined);

@@ -92,6 +92,12 @@ interface Plan {
 export class LoadedLlm {
   readonly id: string;
   readonly contextLength: number;
+  /**
+   * Whether requests may draft (speculative decoding). Not on models whose state cannot simply be
+   * cut back (recurrent or hybrid layers, sliding-window attention): node-llama-cpp would take a
+   * checkpoint at every token of every request, and rolls drafted tokens back inexactly there.
+   */
+  readonly speculates: boolean;
   readonly #llama: Llama;
   readonly #model: LlamaModel;
   readonly #context: LlamaContext;
@@ -116,9 +122,11 @@ export class LoadedLlm {
     this.#model = model;
     this.#context = context;
     this.#chatWrapper = resolveChatWrapper(model);
+    const insights = model.fileInsights;
+    this.speculates = !insights.isRecurrent && !insights.isHybrid && insights.swaSize == null;
     this.#slots = Array.from({ length: context.totalSequences }, (_, index) => {
       const predictor = new SlotPredictor();
-      const sequence = context.getSequence({ tokenPredictor: predictor });
+      const sequence = context.getSequence(this.speculates ? { tokenPredictor: predictor } : {});
       return {
         sequence,
         priority: slotPriority(index, context.totalSequences),
