@@ -16,6 +16,8 @@ export interface CompletionParams {
   model: string;
   prompt: string;
   maxTokens: number;
+  /** More body fields (e.g. `draft_model`), over the defaults below. */
+  extra?: Record<string, unknown>;
 }
 
 const TIMEOUT_MS = 180_000;
@@ -42,6 +44,7 @@ function request(target: Target, params: CompletionParams | ChatParams, stream: 
       seed: 1,
       stream,
       ...(stream ? { stream_options: { include_usage: true } } : {}),
+      ...("extra" in params ? params.extra : {}),
     }),
     // A caller's signal replaces the timeout: it decides how long the request may run.
     signal: signal ?? AbortSignal.timeout(TIMEOUT_MS),

@@ -16,6 +16,7 @@ import { runMemory } from "./memory.ts";
 import { runMultiTurn } from "./multi-turn.ts";
 import { runOverhead } from "./overhead.ts";
 import { runScaleOut } from "./scale-out.ts";
+import { runSpeculative } from "./speculative.ts";
 import { describeMachine, machineLine, printTable, writeReport, type BenchReport } from "./report.ts";
 import type { Row, SectionContext, SectionResult } from "./section.ts";
 import { runThroughput } from "./throughput.ts";
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, (context: SectionContext) => Promise<SectionResul
   "multi-turn": runMultiTurn,
   "scale-out": runScaleOut,
   "fleet-scale": runFleetScale,
+  speculative: runSpeculative,
 };
 
 const HELP = `Usage: npm run bench -- [options]

@@ -161,3 +161,17 @@ describe("the node token off the command line", () => {
     expect(failure(["--gateway", "http://gw", "--token-file", empty])).toContain("is empty");
   });
 });
+
+describe("speculative decoding per model", () => {
+  test("--draft-model pairs and --prompt-lookup models, from flags or the config file", async () => {
+    const flags = config(["--serve", "--draft-model", "big=small", "--draft-model", "coder=coder-draft", "--prompt-lookup", "editor"]);
+    expect([flags.draftModel, flags.promptLookup]).toEqual([["big=small", "coder=coder-draft"], ["editor"]]);
+    const fromFile = config(["--serve", "--config", await configFile({ "draft-model": ["big=small"], "prompt-lookup": "editor" }, "speculative.json")]);
+    expect([fromFile.draftModel, fromFile.promptLookup]).toEqual([["big=small"], ["editor"]]);
+    expect(config(["--serve"]).draftModel).toEqual([]);
+  });
+
+  test("a draft without its model is refused, naming the form", () => {
+    expect(failure(["--serve", "--draft-model", "small"])).toMatch(/--draft-model: must be <model>=<draft model>/);
+  });
+});

@@ -35,6 +35,8 @@ export const AgentConfig = z
     maxModels: z.number().int().min(1).optional(),
     maxMemory: z.number().int().min(1).optional(),
     ttl: z.number().int().min(1),
+    draftModel: z.array(z.string().regex(/^[^=]+=[^=]+$/, "must be <model>=<draft model>, e.g. qwen2.5-coder-32b=qwen2.5-coder-0.5b")),
+    promptLookup: z.array(z.string().min(1)),
     cpu: z.boolean(),
     metrics: z.boolean(),
     metricsHost: z.string().min(1),

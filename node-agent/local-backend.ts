@@ -4,6 +4,7 @@ import { atDone } from "../shared/generation-contract.ts";
 import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
+import type { ModelSpeculation } from "../shared/schemas/v1-models.ts";
 import type { TokenCount } from "../shared/schemas/token-count.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { gib } from "./banner.ts";
@@ -15,6 +16,8 @@ import type { BatchCounts } from "./engine/batched-context.ts";
 import { LoadedLlm } from "./engine/loaded-llm.ts";
 import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
 import { SpeedTracker } from "./engine/speed-tracker.ts";
+import { defaultSpeculation, speculationChoice, type SpeculativeDefaults } from "./engine/speculative/speculation-choice.ts";
+import type { Speculation } from "./engine/speculative/speculation.ts";
 
 export type { Logger } from "./engine/engine.ts";
 
@@ -44,6 +47,8 @@ export interface LocalBackendOptions {
    * Defaults to no count limit: only memory decides.
    */
   maxLoadedModels?: number;
+  /** Speculative decoding per model when its requests do not choose (`draft_model`, `prompt_lookup`). */
+  speculative?: SpeculativeDefaults;
   /** Load progress from 0 to 1 per model id; 1 is reported once, when the model is ready. */
   onLoadProgress?: (modelId: string, fraction: number) => void;
   logger?: Logger;
@@ -128,11 +133,11 @@ export class LocalBackend implements InferenceBackend {
   }
 
   chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(request, (model) => model.chat(request, signal));
+    return this.#generate(request, (model, speculation) => model.chat(request, signal, speculation));
   }
 
   completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#generate(request, (model) => model.completion(request, signal));
+    return this.#generate(request, (model, speculation) => model.completion(request, signal, speculation));
   }
 
   async embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult> {
@@ -191,6 +196,11 @@ export class LocalBackend implements InferenceBackend {
     return this.#catalog.entries;
   }
 
+  /** How the node's owner has a model draft when its requests do not say (`--draft-model`, `--prompt-lookup`). */
+  speculativeDefault(id: string): ModelSpeculation | undefined {
+    return defaultSpeculation(this.#options.speculative ?? {}, id);
+  }
+
   /** How a model is loaded, if it is. */
   loadedConfig(id: string): LoadConfig | undefined {
     const loaded = this.#lifecycle.get(id);
@@ -246,7 +256,7 @@ export class LocalBackend implements InferenceBackend {
 
   async *#generate(
     request: ChatRequest | CompletionRequest,
-    run: (model: LoadedLlm) => AsyncGenerator<GenerationEvent>,
+    run: (model: LoadedLlm, speculation: Speculation | undefined) => AsyncGenerator<GenerationEvent>,
   ): AsyncGenerator<GenerationEvent> {
     const entry = this.#catalog.find(request.model);
     const loadedBefore = entry !== undefined && this.#lifecycle.get(entry.id) !== undefined;
@@ -254,14 +264,67 @@ export class LocalBackend implements InferenceBackend {
     const lease = await this.#acquire(request.model, "llm", request.ttl);
     // A request that waited for its model's load says so (LM Studio's model_load events and stats).
     const loadSeconds = loadedBefore ? undefined : (performance.now() - acquireStarted) / 1000;
+    let draft: { speculation: Speculation; release(): void } | undefined;
     try {
+      draft = await this.#speculation(request, lease.model as LoadedLlm);
+      const release = () => {
+        draft?.release();
+        lease.release();
+      };
       // The request ends at its `done`, so the slot frees there, not when iteration does.
-      for await (const event of atDone(run(lease.model as LoadedLlm), () => lease.release())) {
+      for await (const event of atDone(run(lease.model as LoadedLlm, draft?.speculation), release)) {
         yield event.type === "start" && loadSeconds !== undefined ? { ...event, load_seconds: loadSeconds } : event;
       }
     } finally {
+      draft?.release();
       lease.release();
     }
+  }
+
+  /**
+   * How the request drafts (speculative decoding), its draft model loaded (JIT) beside `target`
+   * and held until `release`. A draft that is unknown, not an LLM, the model itself, too big for
+   * what memory is left, or of another vocabulary is refused before anything is generated.
+   */
+  async #speculation(request: ChatRequest | CompletionRequest, target: LoadedLlm): Promise<{ speculation: Speculation; release(): void } | undefined> {
+    const choice = speculationChoice(request, this.speculativeDefault(target.id));
+    if (choice === undefined) return undefined;
+    if (!target.speculates) {
+      // A node's default for such a model is not applied; a request's own ask is refused.
+      if (request.draft_model === undefined && request.prompt_lookup !== true) return undefined;
+      const param = "promptLookup" in choice ? "prompt_lookup" : "draft_model";
+      throw invalidRequest(`Model "${target.id}" cannot draft (${param}): its architecture (recurrent, hybrid or sliding-window attention) cannot cut drafted tokens back exactly.`, param);
+    }
+    if ("promptLookup" in choice) return { speculation: choice, release: () => {} };
+    const name = choice.draftModel;
+    const entry = await this.#entry(name).catch(() => undefined);
+    if (entry === undefined) {
+      throw new ApiError(404, `Draft model "${name}" not found. Name a model of this node's list as draft_model.`, { param: "draft_model", code: "model_not_found" });
+    }
+    if (entry.type !== "llm") throw invalidRequest(`draft_model "${name}" is an embedding model; a draft model must be an LLM.`, "draft_model");
+    if (entry.id === target.id) throw invalidRequest(`draft_model "${name}" is the model itself; a draft model is a smaller model with its vocabulary.`, "draft_model");
+    if (this.#lifecycle.get(entry.id) === undefined) await this.#draftFits(target, entry);
+    let lease: ModelLease<LoadedModel>;
+    try {
+      lease = await this.#acquire(entry.id, "llm", request.ttl);
+    } catch (error) {
+      const refused = toApiError(error);
+      throw new ApiError(refused.status, `draft_model "${name}" cannot be loaded beside "${target.id}": ${refused.message}`, {
+        param: "draft_model",
+        code: refused.code ?? undefined,
+        retryAfter: refused.retryAfter,
+      });
+    }
+    const draft = lease.model as LoadedLlm;
+    const mismatch = target.draftMismatch(draft);
+    if (mismatch !== undefined) {
+      lease.release();
+      throw new ApiError(400, `draft_model "${name}" cannot draft for "${target.id}": ${mismatch}. A draft model must have the model's vocabulary.`, {
+        param: "draft_model",
+        code: "draft_model_mismatch",
+      });
+    }
+    return { speculation: { draft, logitBias: request.logit_bias }, release: () => lease.release() };
   }
 
   async #acquire(model: string, kind: CatalogEntry["type"], ttl: number | undefined): Promise<ModelLease<LoadedModel>> {
@@ -321,6 +384,25 @@ export class LocalBackend implements InferenceBackend {
         { param: "context_length", code: "load_exceeds_memory" },
       );
     }
+  }
+
+  /** A draft loads beside its model and stays only while it does: the two together must fit what this node gives its models. */
+  async #draftFits(target: LoadedLlm, draft: CatalogEntry): Promise<void> {
+    const targetEntry = this.#catalog.find(target.id);
+    if (!targetEntry) return;
+    const [targetNeeds, draftNeeds, limit] = await Promise.all([
+      this.#engine.footprint(targetEntry.path, { contextLength: target.contextLength, slots: target.slots }, false),
+      this.#engine.footprint(draft.path, { contextLength: this.#defaultContextLength(draft), slots: this.#slotsFor(draft) }, false),
+      this.#options.memoryBytes ?? this.#engine.totalMemory(),
+    ]);
+    const needed = targetNeeds.ram_bytes + targetNeeds.vram_bytes + draftNeeds.ram_bytes + draftNeeds.vram_bytes;
+    if (needed <= limit) return;
+    throw new ApiError(
+      400,
+      `draft_model "${draft.id}" does not fit beside "${target.id}": the two need about ${gib(needed)} of memory; ` +
+        `this node gives its models at most ${gib(limit)}. Use a smaller draft model, or none.`,
+      { param: "draft_model", code: "draft_model_too_large" },
+    );
   }
 
   async #load(id: string, config: LoadConfig): Promise<LoadedModel> {

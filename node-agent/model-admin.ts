@@ -4,7 +4,7 @@ import { ApiError, modelNotFound } from "../shared/errors.ts";
 import type { ModelAdmin } from "../shared/model-admin.ts";
 import type { NodeStatus } from "../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
-import type { V1Model } from "../shared/schemas/v1-models.ts";
+import type { ModelSpeculation, V1Model } from "../shared/schemas/v1-models.ts";
 import type { CatalogEntry } from "./catalog/model-catalog.ts";
 import { modelParts } from "./catalog/model-metadata.ts";
 import { DownloadManager } from "./downloads/download-manager.ts";
@@ -109,7 +109,7 @@ export class LocalModelAdmin implements ModelAdmin {
   }
 
   #currentModels(): V1Model[] {
-    return this.#backend.catalogEntries().map((entry) => v1Model(entry, this.#backend.loadedConfig(entry.id)));
+    return this.#backend.catalogEntries().map((entry) => v1Model(entry, this.#backend.loadedConfig(entry.id), this.#backend.speculativeDefault(entry.id)));
   }
 
   /** Below its model folder: the machine's own paths stay on the machine. */
@@ -123,7 +123,7 @@ export class LocalModelAdmin implements ModelAdmin {
 }
 
 /** LM Studio's v1 entry for a catalog entry, with its instance if loaded (this agent loads each model at most once). */
-export function v1Model(entry: CatalogEntry, loaded: LoadConfig | undefined): V1Model {
+export function v1Model(entry: CatalogEntry, loaded: LoadConfig | undefined, speculative?: ModelSpeculation): V1Model {
   const embedding = entry.type === "embeddings";
   return {
     type: embedding ? "embedding" : "llm",
@@ -144,6 +144,7 @@ export function v1Model(entry: CatalogEntry, loaded: LoadConfig | undefined): V1
       : {
           capabilities: { vision: entry.capabilities.includes("vision"), trained_for_tool_use: entry.capabilities.includes("tool_use") },
           description: null,
+          ...(speculative ? { speculative } : {}),
         }),
   };
 }

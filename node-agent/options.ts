@@ -57,6 +57,20 @@ export const OPTIONS = {
   "max-memory": { kind: "integer", arg: "<GiB>", group: "models", help: "memory (RAM and VRAM) models may take; bigger loads are refused", defaultHelp: "all of it" },
   "max-models": { kind: "integer", arg: "<n>", group: "models", help: "models loaded at once before a JIT load evicts one", defaultHelp: "memory decides" },
   ttl: { kind: "integer", arg: "<seconds>", group: "models", help: "idle time before a JIT-loaded model unloads", default: AGENT_DEFAULTS.ttlSeconds },
+  "draft-model": {
+    kind: "list",
+    arg: "<model>=<draft>",
+    group: "models",
+    help: "speculative decoding by default for a model: a smaller model of its vocabulary drafts (LM Studio's draft model); a request's draft_model wins; repeatable",
+    default: [],
+  },
+  "prompt-lookup": {
+    kind: "list",
+    arg: "<model>",
+    group: "models",
+    help: "draft from the prompt by default for this model (pays off when answers repeat the input, as code edits do); a request's prompt_lookup wins; repeatable",
+    default: [],
+  },
   cpu: { kind: "boolean", group: "models", help: "never use a GPU (CUDA, Vulkan and Metal are otherwise picked automatically)", default: false },
 
   host: { kind: "string", arg: "<ip>", group: "serve", help: "address to serve on", default: AGENT_DEFAULTS.host, defaultHelp: `${AGENT_DEFAULTS.host} (this machine only)` },

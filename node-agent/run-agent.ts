@@ -49,6 +49,10 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     maxLoadedModels: config.maxModels,
     ...(config.maxMemory === undefined ? {} : { memoryBytes: config.maxMemory * 2 ** 30 }),
     defaultTtlSeconds: config.ttl,
+    speculative: {
+      draftModels: Object.fromEntries(config.draftModel.map((pair) => pair.split("=", 2) as [string, string])),
+      promptLookup: config.promptLookup,
+    },
     onLoadProgress: createLoadProgress(),
     logger: log,
   });

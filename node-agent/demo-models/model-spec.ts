@@ -24,6 +24,14 @@ export interface ModelSpec {
   /** The type of every 2-D weight; 1-D tensors (norms, biases) stay F32, as llama.cpp's quantizer leaves them. */
   weightType: WeightType;
   seed: number;
+  /**
+   * Layers from this index on add nothing to the residual stream (their output weights are zero),
+   * so the model answers exactly as its first `inertFrom` layers do: a bigger model that agrees
+   * with a smaller one of the same seed, as a draft model should (speculative decoding).
+   */
+  inertFrom?: number;
+  /** Multiplies the output projection: sharper next-token distributions, as trained models have. Defaults to 1. */
+  outputScale?: number;
 }
 
 /** `general.file_type` (llama.h `llama_ftype`): what the agent reports as the quantization. */
@@ -136,7 +144,7 @@ function llamaModel(spec: ModelSpec): GgufFile {
   // Byte tokens get short output rows so their logits stay near zero: generated text is mostly
   // whole characters and words rather than stray bytes of invalid UTF-8.
   const outputAmplitude = (token: number) =>
-    embeddingAmplitude(embd) * (spec.vocabulary.types[token] === TOKEN_TYPE.byte ? BYTE_TOKEN_SCALE : 1);
+    embeddingAmplitude(embd) * (spec.outputScale ?? 1) * (spec.vocabulary.types[token] === TOKEN_TYPE.byte ? BYTE_TOKEN_SCALE : 1);
   const tensors: GgufTensor[] = [
     randomTensor(spec, "token_embd.weight", [embd, vocabSize], embeddingAmplitude(embd)),
     randomTensor(spec, "output.weight", [embd, vocabSize], outputAmplitude),
@@ -144,16 +152,17 @@ function llamaModel(spec: ModelSpec): GgufFile {
   ];
   for (let layer = 0; layer < layers; layer++) {
     const block = `blk.${layer}`;
+    const inert = spec.inertFrom !== undefined && layer >= spec.inertFrom;
     tensors.push(
       constantTensor(`${block}.attn_norm.weight`, embd, 1),
       randomTensor(spec, `${block}.attn_q.weight`, [embd, embd], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.attn_k.weight`, [embd, embdKv], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.attn_v.weight`, [embd, embdKv], matrixAmplitude(embd)),
-      randomTensor(spec, `${block}.attn_output.weight`, [embd, embd], matrixAmplitude(embd)),
+      randomTensor(spec, `${block}.attn_output.weight`, [embd, embd], inert ? 0 : matrixAmplitude(embd)),
       constantTensor(`${block}.ffn_norm.weight`, embd, 1),
       randomTensor(spec, `${block}.ffn_gate.weight`, [embd, ff], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.ffn_up.weight`, [embd, ff], matrixAmplitude(embd)),
-      randomTensor(spec, `${block}.ffn_down.weight`, [ff, embd], matrixAmplitude(ff)),
+      randomTensor(spec, `${block}.ffn_down.weight`, [ff, embd], inert ? 0 : matrixAmplitude(ff)),
     );
   }
   return { metadata, tensors };

@@ -20,7 +20,7 @@ export interface Vocabulary {
 /** SentencePiece marks a word start (a preceding space) with U+2581. */
 const WORD_START = "\u2581";
 
-const COMMON_WORDS = [
+export const COMMON_WORDS = [
   "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with",
   "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what",
   "all", "were", "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do",
@@ -57,7 +57,7 @@ class VocabularyBuilder {
  * SPM only reaches a multi-character piece by merging adjacent pieces that are themselves in the
  * vocabulary, so every word comes with all of its prefixes; scores rise with length so whole words win.
  */
-export function chatVocabulary(): Vocabulary {
+export function chatVocabulary(words: readonly string[] = COMMON_WORDS): Vocabulary {
   const vocab = new VocabularyBuilder();
   const unk = vocab.add("<unk>", TOKEN_TYPE.unknown);
   const bos = vocab.add("<s>", TOKEN_TYPE.control);
@@ -77,7 +77,7 @@ export function chatVocabulary(): Vocabulary {
     vocab.add(WORD_START + char, TOKEN_TYPE.normal, -4);
     vocab.add(char, TOKEN_TYPE.normal, -5);
   }
-  for (const word of COMMON_WORDS) {
+  for (const word of words) {
     for (let length = 2; length <= word.length; length++) {
       const isWhole = length === word.length;
       vocab.add(WORD_START + word.slice(0, length), TOKEN_TYPE.normal, isWhole ? -1 + length / 100 : -3 + length / 100);

@@ -15,7 +15,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../shared/errors.ts";
-import type { GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
+import type { DraftStats, GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
 import { AsyncQueue } from "./async-queue.ts";
 import { slotPriority } from "./batch-order.ts";
@@ -26,8 +26,11 @@ import { toChatHistory } from "./chat-history.ts";
 import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
 import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
-import { samplingOptions, type SamplingOptions } from "./sampling-options.ts";
+import { samplingOptions, tokenBias, type SamplingOptions } from "./sampling-options.ts";
 import { SlotPool } from "./slot-pool.ts";
+import { SlotPredictor } from "./speculative/slot-predictor.ts";
+import { ActiveSpeculation, type SequenceLoan, type Speculation } from "./speculative/speculation.ts";
+import { vocabularyMismatch } from "./speculative/vocabulary-match.ts";
 import type { MeasuredSpeed } from "./speed-tracker.ts";
 import { generateWithLogprobs } from "./token-logprobs.ts";
 import { parseForcedCall, planTools, toToolCalls } from "./tool-calls.ts";
@@ -55,6 +58,8 @@ interface Slot {
   sequence: LlamaContextSequence;
   /** Puts the slot's tokens in sequence order in a batch (batch-order.ts). */
   priority: EvaluationPriority;
+  /** Holds the draft model's or prompt lookup's predictor of the request on the slot, if it asked for one. */
+  predictor: SlotPredictor;
   chat: LlamaChat;
   completion: LlamaCompletion;
 }
@@ -88,6 +93,12 @@ interface Plan {
 export class LoadedLlm {
   readonly id: string;
   readonly contextLength: number;
+  /**
+   * Whether requests may draft (speculative decoding). Not on models whose state cannot simply be
+   * cut back (recurrent or hybrid layers, sliding-window attention): node-llama-cpp would take a
+   * checkpoint at every token of every request, and rolls drafted tokens back inexactly there.
+   */
+  readonly speculates: boolean;
   readonly #llama: Llama;
   readonly #model: LlamaModel;
   readonly #context: LlamaContext;
@@ -114,11 +125,15 @@ export class LoadedLlm {
     this.#model = model;
     this.#context = context;
     this.#chatWrapper = resolveChatWrapper(model);
+    const insights = model.fileInsights;
+    this.speculates = !insights.isRecurrent && !insights.isHybrid && insights.swaSize == null;
     this.#slots = Array.from({ length: context.totalSequences }, (_, index) => {
-      const sequence = context.getSequence();
+      const predictor = new SlotPredictor();
+      const sequence = context.getSequence(this.speculates ? { tokenPredictor: predictor } : {});
       return {
         sequence,
         priority: slotPriority(index, context.totalSequences),
+        predictor,
         chat: new LlamaChat({ contextSequence: sequence, chatWrapper: this.#chatWrapper }),
         completion: new LlamaCompletion({ contextSequence: sequence }),
       };
@@ -161,8 +176,8 @@ export class LoadedLlm {
   }
 
   /** Chat through the model's own chat template. Errors (also a prompt too long) come before any event. */
-  chat(request: ChatRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#choices(request, (seed) => this.#generate(() => this.#planChat({ ...request, seed }), signal));
+  chat(request: ChatRequest, signal: AbortSignal, speculation?: Speculation): AsyncGenerator<GenerationEvent> {
+    return this.#choices(request, (seed) => this.#generate(() => this.#planChat({ ...request, seed }), signal, speculation));
   }
 
   /** Tokens the model would read for this chat request (template and tools included), counted as `chat` counts them. */
@@ -172,8 +187,40 @@ export class LoadedLlm {
   }
 
   /** Raw text completion: no template; special tokens written in the prompt are honoured, as llama.cpp's server does. */
-  completion(request: CompletionRequest, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal));
+  completion(request: CompletionRequest, signal: AbortSignal, speculation?: Speculation): AsyncGenerator<GenerationEvent> {
+    return this.#choices(request, (seed) => this.#generate(() => this.#planCompletion({ ...request, seed }), signal, speculation));
+  }
+
+  /** As a draft model: the request's logit_bias for this model, ids beyond its vocabulary left out. */
+  tokenBias(logitBias: Record<string, number>) {
+    const known = Object.entries(logitBias).filter(([id]) => /^\d+$/.test(id) && Number(id) < this.#vocabularySize);
+    return tokenBias(Object.fromEntries(known), { tokenizer: this.#model.tokenizer, vocabularySize: this.#vocabularySize });
+  }
+
+  /** Why `draft` cannot draft for this model (its vocabulary differs), or undefined when it can. */
+  draftMismatch(draft: LoadedLlm): string | undefined {
+    return vocabularyMismatch({ model: this.#model, size: this.#vocabularySize }, { model: draft.#model, size: draft.#vocabularySize });
+  }
+
+  /**
+   * As a draft model: one of this model's free slots, for another model's generation to draft
+   * on, until released. Never waits: a generation does without a draft rather than queue for one.
+   * Unloading waits for lent slots to come back, as their drafting must not outlive the context.
+   */
+  lendSequence(prompt: Token[]): SequenceLoan | undefined {
+    const lease = this.#pool.tryAcquire((index) => reusablePrefixLength((this.#slots[index] as Slot).sequence, prompt));
+    if (!lease) return undefined;
+    let returned = () => {};
+    const lent = new Promise<void>((resolve) => (returned = resolve));
+    this.#running.add(lent);
+    void lent.then(() => this.#running.delete(lent));
+    return {
+      sequence: (this.#slots[lease.index] as Slot).sequence,
+      release: () => {
+        lease.release();
+        returned();
+      },
+    };
   }
 
   /** `n` > 1: that many generations of the same prompt, on the slots free now, the rest after them. */
@@ -200,15 +247,15 @@ export class LoadedLlm {
     return this.dispose();
   }
 
-  async *#generate(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+  async *#generate(makePlan: () => Promise<Plan>, signal: AbortSignal, speculation: Speculation | undefined): AsyncGenerator<GenerationEvent> {
     try {
-      yield* this.#run(makePlan, signal);
+      yield* this.#run(makePlan, signal, speculation);
     } catch (error) {
       throw this.#failure(error, signal);
     }
   }
 
-  async *#run(makePlan: () => Promise<Plan>, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+  async *#run(makePlan: () => Promise<Plan>, signal: AbortSignal, speculation: Speculation | undefined): AsyncGenerator<GenerationEvent> {
     if (signal.aborted) throw requestCancelled();
     const plan = await makePlan();
     const lease = await this.#pool.acquire(signal, (index) => reusablePrefixLength((this.#slots[index] as Slot).sequence, plan.prompt));
@@ -219,14 +266,22 @@ export class LoadedLlm {
     const generationSignal = AbortSignal.any([signal, stop.signal, this.#unloading.signal]);
 
     const outcome = (async () => {
+      let speculating: ActiveSpeculation | undefined;
       try {
+        speculating = speculation && (await ActiveSpeculation.start(slot.sequence, slot.predictor, speculation, plan.prompt));
         const meter = slot.sequence.tokenMeter.getState();
         const ran = await plan.run(slot, { signal: generationSignal, onText: (text, logprobs) => texts.push({ text, logprobs }), onToken: timer.onToken });
         // Read before the slot goes to the next request, which would add its own tokens.
         const used = slot.sequence.tokenMeter.diff(meter);
-        return { ...ran, completionTokens: used.usedOutputTokens, cachedTokens: cachedPromptTokens(plan.prompt.length, used.usedInputTokens) };
+        const drafted: DraftStats = speculating?.counts() ?? {};
+        const completionTokens = used.usedOutputTokens - ActiveSpeculation.evaluatedNotGenerated(drafted);
+        return { ...ran, completionTokens, cachedTokens: cachedPromptTokens(plan.prompt.length, used.usedInputTokens), drafted };
       } finally {
-        lease.release();
+        try {
+          await speculating?.end();
+        } finally {
+          lease.release();
+        }
       }
     })();
     this.#running.add(outcome);
@@ -244,7 +299,7 @@ export class LoadedLlm {
         limitIsContextEnd: plan.limitIsContextEnd,
         unloading: this.#unloading.signal.aborted && !signal.aborted,
       });
-      const stats = { ...timer.stats(ran.completionTokens, stopReason), cached_prompt_tokens: ran.cachedTokens };
+      const stats = { ...timer.stats(ran.completionTokens, stopReason), cached_prompt_tokens: ran.cachedTokens, ...ran.drafted };
       if (stats.tokens_per_second > 0) {
         this.#onMeasured({ tokens_per_second: stats.tokens_per_second, time_to_first_token: stats.time_to_first_token });
       }

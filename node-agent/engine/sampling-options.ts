@@ -46,7 +46,7 @@ export function samplingOptions(request: SamplingRequest, model: { tokenizer: To
   };
 }
 
-function tokenBias(logitBias: Record<string, number>, model: { tokenizer: Tokenizer; vocabularySize: number }): TokenBias {
+export function tokenBias(logitBias: Record<string, number>, model: { tokenizer: Tokenizer; vocabularySize: number }): TokenBias {
   const bias = new TokenBias(model.tokenizer);
   for (const [key, value] of Object.entries(logitBias)) {
     const token = Number(key);

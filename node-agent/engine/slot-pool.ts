@@ -103,6 +103,15 @@ export class SlotPool {
     });
   }
 
+  /** A free slot now (chosen as `acquire` chooses), or undefined when none is free or the pool is closed; never queues. */
+  tryAcquire(reuse?: SlotReuse): SlotLease | undefined {
+    if (this.#closedWith || this.#waiters.length > 0) return undefined;
+    const index = this.#take(reuse);
+    if (index === undefined) return undefined;
+    this.#onChange();
+    return this.#lease(index);
+  }
+
   /** Refuses waiting and future requests with `error`; held slots stay held until released. */
   close(error: Error): void {
     this.#closedWith ??= error;

@@ -41,6 +41,8 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
       top_k: body.top_k,
       min_p: body.min_p,
       repeat_penalty: body.repeat_penalty,
+      draft_model: body.draft_model,
+      prompt_lookup: body.prompt_lookup,
       stream: body.stream,
     });
     const finish = async (text: string, result: GenerationResult) => {

@@ -26,6 +26,9 @@ export const LmChatRequest = z.object({
   min_p: optional(z.number().min(0).max(1)),
   repeat_penalty: optional(z.number().min(0)),
   max_output_tokens: optional(z.number().int().min(1)),
+  /** Speculative decoding, as on the chat completion routes. */
+  draft_model: optional(z.string().min(1)),
+  prompt_lookup: optional(z.boolean()),
   store: optional(z.boolean()),
   previous_response_id: optional(z.string().min(1)),
 });

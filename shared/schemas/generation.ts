@@ -30,6 +30,21 @@ export const Usage = z.object({
 });
 export type Usage = z.infer<typeof Usage>;
 
+/**
+ * Speculative decoding, as LM Studio reports it: drafted tokens the model checked (total) are
+ * accepted (part of the answer), rejected (the model chose otherwise) or ignored (confirmed after
+ * the answer had already ended). Present when the request drafted, by a draft model or by prompt
+ * lookup; `draft_model` only with a draft model.
+ */
+export const DraftStats = z.object({
+  draft_model: z.string().optional(),
+  total_draft_tokens_count: z.number().int().nonnegative().optional(),
+  accepted_draft_tokens_count: z.number().int().nonnegative().optional(),
+  rejected_draft_tokens_count: z.number().int().nonnegative().optional(),
+  ignored_draft_tokens_count: z.number().int().nonnegative().optional(),
+});
+export type DraftStats = z.infer<typeof DraftStats>;
+
 export const Stats = z.object({
   /** Decode speed: tokens after the first, over the seconds after the first. */
   tokens_per_second: z.number().nonnegative(),
@@ -40,6 +55,7 @@ export const Stats = z.object({
   stop_reason: StopReason,
   /** Prompt tokens reused from the slot's cache; the rest of the prompt was evaluated. */
   cached_prompt_tokens: z.number().int().nonnegative().optional(),
+  ...DraftStats.shape,
 });
 export type Stats = z.infer<typeof Stats>;
 

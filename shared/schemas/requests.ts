@@ -52,6 +52,10 @@ const samplingFields = {
   logit_bias: optional(z.record(z.string(), z.number())),
   n: optional(choiceCount),
   ttl: optional(numeric(Ttl)),
+  /** LM Studio's speculative decoding: a smaller model with this one's vocabulary drafts tokens that this one checks. */
+  draft_model: optional(z.string().min(1, "draft_model must name a model")),
+  /** lmgate's own: tokens are drafted from the prompt itself (prompt lookup), which pays off when the answer repeats it. */
+  prompt_lookup: optional(flag),
 };
 
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });

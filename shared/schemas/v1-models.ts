@@ -12,6 +12,15 @@ export const V1LoadedInstance = z.object({
 });
 export type V1LoadedInstance = z.infer<typeof V1LoadedInstance>;
 
+/** lmgate: how a node drafts for the model when a request does not say (its owner's per-model setting). */
+export const ModelSpeculation = z.object({
+  /** Speculative decoding with this draft model. */
+  draft_model: z.string().optional(),
+  /** Drafts from the prompt itself (prompt lookup). */
+  prompt_lookup: z.literal(true).optional(),
+});
+export type ModelSpeculation = z.infer<typeof ModelSpeculation>;
+
 /** Gateway only: a node that holds the model, and its instances there. */
 export const V1ModelNode = z.object({ node: z.string(), loaded_instances: z.array(V1LoadedInstance) });
 export type V1ModelNode = z.infer<typeof V1ModelNode>;
@@ -33,6 +42,7 @@ export const V1Model = z.object({
   /** LLMs only. */
   capabilities: z.object({ vision: z.boolean(), trained_for_tool_use: z.boolean() }).optional(),
   description: z.string().nullable().optional(),
+  speculative: ModelSpeculation.optional(),
   nodes: z.array(V1ModelNode).optional(),
 });
 export type V1Model = z.infer<typeof V1Model>;

@@ -76,41 +76,54 @@ export class FleetNode {
     return loaded;
   }
 
-  candidate(model: string): Candidate {
+  /** With a `draft` model (speculative decoding), the model counts as loaded only when the draft is, or has room beside it. */
+  candidate(model: string, draft?: string): Candidate {
     const loadedModels = this.loadedModels();
+    const draftReady = draft === undefined || this.isLoaded(draft) || this.#fits([draft], model);
     let nodeBusy = 0;
     for (const id of loadedModels) nodeBusy += this.busy(id);
     return {
       id: this.id,
-      loaded: this.isLoaded(model),
+      loaded: this.isLoaded(model) && draftReady,
       slots: this.info.slots_per_model,
       busy: this.busy(model),
       nodeBusy,
       nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
       tokensPerSecond: this.status.speed[model]?.tokens_per_second ?? null,
       lastDispatchAt: this.lastDispatchAt,
-      fits: this.hasRoomFor(model),
+      fits: this.hasRoomFor(model, draft),
     };
   }
 
   /**
    * The model fits in the memory the node reported free, plus what its idle loaded models take
    * (the agent unloads those to make room). A node that reports no figures is given the benefit
-   * of the doubt: its agent still refuses a load that does not fit.
+   * of the doubt: its agent still refuses a load that does not fit. A `draft` not loaded yet
+   * loads beside the model, so it needs room too.
    */
-  hasRoomFor(model: string): boolean {
+  hasRoomFor(model: string, draft?: string): boolean {
+    return this.#fits(draft === undefined || this.isLoaded(draft) ? [model] : [model, draft]);
+  }
+
+  /** `models` fit together, with every idle loaded model but them and `keep` unloaded for them. */
+  #fits(models: string[], keep?: string): boolean {
     const footprints = this.status.footprints;
-    const needs = footprints?.[model];
     const memory = this.status.memory;
-    if (footprints === undefined || needs === undefined || memory === undefined) return true;
+    const needs = models.map((id) => footprints?.[id]);
+    if (footprints === undefined || memory === undefined || needs.some((need) => need === undefined)) return true;
     let ram = memory.ram_free_bytes;
     let vram = memory.vram_free_bytes ?? 0;
     for (const id of this.loadedModels()) {
-      if (id === model || this.busy(id) > 0) continue;
+      if (models.includes(id) || id === keep || this.busy(id) > 0) continue;
       ram += footprints[id]?.ram_bytes ?? 0;
       vram += footprints[id]?.vram_bytes ?? 0;
     }
-    return fitsIn(needs, { ram_free_bytes: ram, vram_free_bytes: vram });
+    const total = { ram_bytes: 0, vram_bytes: 0 };
+    for (const need of needs) {
+      total.ram_bytes += need?.ram_bytes ?? 0;
+      total.vram_bytes += need?.vram_bytes ?? 0;
+    }
+    return fitsIn(total, { ram_free_bytes: ram, vram_free_bytes: vram });
   }
 
   acquire(model: string, now: number): void {

@@ -1,5 +1,5 @@
 import { ApiError, invalidRequest, modelNotFound, noCapacity } from "../../../shared/errors.ts";
-import { missingFeature } from "../../../shared/generation-features.ts";
+import { draftModelOf, missingFeature } from "../../../shared/generation-features.ts";
 import { toWire, type WireError } from "../../../shared/protocol.ts";
 import type { EmbeddingsResult, GatewayInfo } from "../../../shared/schemas/generation.ts";
 import type { TokenCount } from "../../../shared/schemas/token-count.ts";
@@ -166,14 +166,16 @@ export class Dispatcher {
 
   // ---- routing -------------------------------------------------------------------------------
 
-  /** Live nodes that hold the job's model and have not failed it. */
+  /** Live nodes that hold the job's model (and its draft model, if it names one) and have not failed it. */
   #holders(job: Job): FleetNode[] {
     if (job.pinned !== null) return this.#registry.get(job.pinned.id) === job.pinned ? [job.pinned] : [];
+    const draft = draftModelOf(job.operation);
     return this.#registry
       .online()
       .filter(
         (node) =>
           node.model(job.model) !== undefined &&
+          (draft === undefined || node.model(draft) !== undefined) &&
           !job.excluded.has(node.id) &&
           missingFeature(job.operation, node.info.generation_features) === undefined,
       );
@@ -204,7 +206,7 @@ export class Dispatcher {
   #choose(job: Job, holders: FleetNode[]): FleetNode | null {
     if (job.pinned !== null) return job.pinned;
     const warm = this.#affinity.nodeFor(job.prefixKeys);
-    const candidates = holders.map((node) => ({ ...node.candidate(job.model), cachesPrompt: node.name === warm }));
+    const candidates = holders.map((node) => ({ ...node.candidate(job.model, draftModelOf(job.operation)), cachesPrompt: node.name === warm }));
     const chosen = job.operation.op === "load" ? chooseLoadTarget(candidates) : chooseNode(candidates);
     return chosen === null ? null : (holders.find((node) => node.id === chosen.id) ?? null);
   }
@@ -225,6 +227,14 @@ export class Dispatcher {
     const [first] = missing;
     if (first !== undefined && missing.every((need) => need !== undefined)) {
       return invalidRequest(`${first.param} is not supported by the agents serving "${job.model}"; update lmgate-agent on their nodes.`, first.param);
+    }
+    // A draft runs beside its model, on the same node.
+    const draft = draftModelOf(job.operation);
+    if (draft !== undefined && heldSomewhere && !this.#registry.online().some((node) => node.model(job.model) !== undefined && node.model(draft) !== undefined)) {
+      return new ApiError(400, `No node holds both "${job.model}" and its draft_model "${draft}"; a draft model runs beside its model, on the same node.`, {
+        param: "draft_model",
+        code: "draft_model_not_beside_model",
+      });
     }
     if (job.retries > 0) {
       return noCapacity(`Cannot serve the request: the node serving it failed and no other node that holds "${job.model}" is available.`, 2);
