@@ -8,6 +8,7 @@ import {
   NodeTokenRecord,
   UsageRow,
   type CreateKeyRequest,
+  type CreateNodeTokenRequest,
   type UpdateKeyRequest,
   type UsageQuery,
 } from "../shared/schemas/admin.ts";
@@ -34,7 +35,7 @@ export class AdminClient {
   updateKey = (id: string, request: UpdateKeyRequest) => this.#call(KeyRecord, "PATCH", `/admin/keys/${encodeURIComponent(id)}`, request);
   revokeKey = (id: string) => this.#call(KeyRecord, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
 
-  createNodeToken = (node: string) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", { node });
+  createNodeToken = (request: CreateNodeTokenRequest) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", request);
   listNodeTokens = async () => (await this.#call(ListOf(NodeTokenRecord), "GET", "/admin/node-tokens")).data;
   revokeNodeToken = (id: string) => this.#call(NodeTokenRecord, "DELETE", `/admin/node-tokens/${encodeURIComponent(id)}`);
 

@@ -166,10 +166,12 @@ tokens
   .command("create")
   .description("create a token for one node; printed once")
   .requiredOption("--name <node>", "the node's name")
-  .action(async (options: { name: string }) => {
-    const created = await client().createNodeToken(options.name);
+  .option("--models <globs>", "models the node may serve, comma-separated globs (e.g. 'tiny-*'); default all", globs)
+  .action(async (options: { name: string; models?: string[] }) => {
+    const created = await client().createNodeToken({ node: options.name, models: options.models ?? null });
     if (json()) return console.log(JSON.stringify(created, null, 2));
-    console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})\n\n  ${pc.bold(created.token)}\n`);
+    const serves = created.record.models === null ? "" : `, serving ${created.record.models.join(", ")} only`;
+    console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})${serves}\n\n  ${pc.bold(created.token)}\n`);
     console.log(
       pc.dim(
         `Start the node (under this name only) with: LMGATE_TOKEN=<token> lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --name ${created.record.node}` +
@@ -186,6 +188,7 @@ tokens
       [
         { header: "id", value: (token) => token.id },
         { header: "node", value: (token) => token.node },
+        { header: "models", value: (token) => token.models?.join(", ") ?? "all" },
         { header: "prefix", value: (token) => `${token.prefix}…` },
         { header: "created", value: (token) => day(token.created_at) },
         { header: "last used", value: (token) => day(token.last_used_at) },

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
-import type { CreateKeyRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
+import type { CreateKeyRequest, CreateNodeTokenRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl } from "./access/access-control.ts";
@@ -179,8 +179,8 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#admin.revokeKey(id);
   }
 
-  createNodeToken(node: string) {
-    return this.#admin.createNodeToken(node);
+  createNodeToken(request: CreateNodeTokenRequest) {
+    return this.#admin.createNodeToken(request);
   }
 
   listNodeTokens() {

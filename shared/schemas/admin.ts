@@ -49,12 +49,18 @@ export type KeyRecord = z.infer<typeof KeyRecord>;
 export const CreatedKey = z.object({ key: z.string(), record: KeyRecord });
 export type CreatedKey = z.infer<typeof CreatedKey>;
 
-export const CreateNodeTokenRequest = z.object({ node: NodeName });
+export const CreateNodeTokenRequest = z.object({
+  node: NodeName,
+  /** Globs of the model ids the node may serve (advertise and be sent); absent or null = every model. */
+  models: z.array(ModelGlob).max(100).nullable().optional(),
+});
 export type CreateNodeTokenRequest = z.infer<typeof CreateNodeTokenRequest>;
 
 export const NodeTokenRecord = z.object({
   id: z.string(),
   node: z.string(),
+  /** Globs of the model ids the node may serve; null = every model. */
+  models: z.array(z.string()).nullable(),
   prefix: z.string(),
   created_at: z.iso.datetime(),
   last_used_at: z.iso.datetime().nullable(),

@@ -45,7 +45,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lmgate-hardening-"));
   gateway = await startGateway();
   // The node's own token, made for its name, given in a file: nothing secret on the agent's command line.
-  nodeToken = (await admin().createNodeToken("node-a")).token;
+  nodeToken = (await admin().createNodeToken({ node: "node-a" })).token;
   const tokenFile = join(dir, "node-token");
   await writeFile(tokenFile, `${nodeToken}\n`, { mode: 0o600 });
   agent = await startAgent({ models: [await testModelsDir()], gateway: { url: gateway.url, tokenFile }, name: "node-a" });

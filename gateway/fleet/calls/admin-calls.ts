@@ -2,6 +2,7 @@ import type {
   CreatedKey,
   CreatedNodeToken,
   CreateKeyRequest,
+  CreateNodeTokenRequest,
   FleetStats,
   KeyRecord,
   NodeSummary,
@@ -96,8 +97,8 @@ export class AdminCalls {
     return this.#access.revokeKey(id, new Date()) ?? null;
   }
 
-  async createNodeToken(node: string): Promise<CreatedNodeToken> {
-    const { secret, record } = await this.#access.createNodeToken(node, new Date());
+  async createNodeToken(request: CreateNodeTokenRequest): Promise<CreatedNodeToken> {
+    const { secret, record } = await this.#access.createNodeToken(request, new Date());
     return { token: secret, record };
   }
 

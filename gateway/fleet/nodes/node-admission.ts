@@ -22,8 +22,28 @@ export function socketLimit(tokenId: string | undefined, openSockets: number): A
   });
 }
 
-/** Why a node may not say hello under `name` with this token (made for `tokenNode`), or null if it may. */
-export function nameRefusal(tokenNode: string | undefined, name: string): string | null {
-  if (tokenNode === undefined || tokenNode === name) return null;
+/**
+ * Why a node may not say hello under `name` with this token (made for `tokenNode`; undefined for
+ * LMGATE_NODE_TOKEN), or null if it may. A name with a token of its own (`nameOwned`) belongs to
+ * that token: the shared token may not take it, so it cannot displace the named node.
+ */
+export function nameRefusal(tokenNode: string | undefined, name: string, nameOwned: boolean): string | null {
+  if (tokenNode === undefined) return nameOwned ? `node "${name}" has a node token of its own; connect with that token` : null;
+  if (tokenNode === name) return null;
   return `this node token was made for node "${tokenNode}", not "${name}"`;
+}
+
+/**
+ * Sockets of one token that have not said hello yet. An agent says hello at once, so a few
+ * suffice (reconnects overlapping); more would be sockets held open for nothing until the sweep.
+ */
+const PENDING_SOCKETS_PER_TOKEN = 4;
+
+/** 429 when the token already has all the sockets without hello it may; null when another one is allowed. */
+export function pendingLimit(pendingSockets: number): ApiError | null {
+  if (pendingSockets < PENDING_SOCKETS_PER_TOKEN) return null;
+  return new ApiError(429, `This node token already has ${pendingSockets} connections that have not said hello.`, {
+    code: "too_many_connections",
+    retryAfter: 10,
+  });
 }

@@ -5,7 +5,8 @@ import { NODE_TOKEN_HASH_HEADER, ROOT_NODE_TOKEN } from "../access/caller.ts";
 import type { FleetConfig } from "../config.ts";
 import { FlowControlViolation, type Dispatcher } from "../routing/dispatcher.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
-import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
+import { nameRefusal, pendingLimit, socketLimit, tokenTag } from "./node-admission.ts";
+import { scopedStatus } from "../access/node-model-scope.ts";
 import { attachmentOf, closeQuietly, type NodeRegistry } from "./node-registry.ts";
 
 export interface NodeSocketsParts {
@@ -56,7 +57,8 @@ export class NodeSockets {
       tokenId = token.id;
     }
     const tag = tokenTag(tokenId);
-    const tooMany = socketLimit(tokenId, this.#ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN).length);
+    const open = this.#ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN);
+    const tooMany = socketLimit(tokenId, open.length) ?? pendingLimit(open.filter((ws) => attachmentOf(ws)?.name === undefined).length);
     if (tooMany !== null) return tooMany.toResponse();
     const { 0: client, 1: server } = new WebSocketPair();
     this.#ctx.acceptWebSocket(server, [tag]);
@@ -93,7 +95,7 @@ export class NodeSockets {
           this.#reject(ws, conn, CLOSE_CODES.badFrame, "hello was already received");
           return;
         case "status":
-          this.#registry.updateStatus(node, frame.status);
+          this.#registry.updateStatus(node, scopedStatus(frame.status, this.#modelScope(ws)));
           this.#dispatcher.capacityChanged();
           return;
         case "events":
@@ -160,11 +162,16 @@ export class NodeSockets {
     }
     // Checked before anything else, so an impostor never displaces the node it names.
     const tokenId = attachmentOf(ws)?.token;
-    const refusal = nameRefusal(tokenId === undefined ? undefined : this.#access.nodeToken(tokenId)?.node, hello.node.name);
+    const refusal = nameRefusal(
+      tokenId === undefined ? undefined : this.#access.nodeToken(tokenId)?.node,
+      hello.node.name,
+      this.#access.nameIsOwned(hello.node.name),
+    );
     if (refusal !== null) {
       this.#reject(ws, conn, CLOSE_CODES.nameNotAllowed, refusal);
       return;
     }
+    hello = { ...hello, status: scopedStatus(hello.status, this.#modelScope(ws)) };
     if (this.#registry.knows(hello.node.name)) this.#onReconnect(hello.node.name);
     // A node that reconnects before its old socket was noticed dead replaces it.
     const previous = this.#registry.byName(hello.node.name);
@@ -172,6 +179,12 @@ export class NodeSockets {
     const node = this.#registry.register(ws, conn, hello, Date.now());
     node.send({ type: "welcome", node_id: node.id, heartbeat_interval_ms: this.#config.heartbeatIntervalMs });
     this.#dispatcher.capacityChanged();
+  }
+
+  /** The model globs the socket's node token allows; null: every model. */
+  #modelScope(ws: WebSocket): string[] | null {
+    const tokenId = attachmentOf(ws)?.token;
+    return tokenId === undefined ? null : (this.#access.nodeToken(tokenId)?.models ?? null);
   }
 
   /** Closes a socket that broke the protocol; only that connection is affected. */

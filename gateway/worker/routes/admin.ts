@@ -48,8 +48,8 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
-  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, { node }) =>
-    fleetStub(c.env).createNodeToken(node),
+  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, request) =>
+    fleetStub(c.env).createNodeToken(request),
   )
   .get("/node-tokens", { summary: "Every node token, without secrets", response: ListOf(NodeTokenRecord) }, async (c) => ({
     data: await fleetStub(c.env).listNodeTokens(),

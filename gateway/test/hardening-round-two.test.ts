@@ -1,0 +1,111 @@
+import { describe, expect, onTestFinished, test } from "vitest";
+import { exports } from "cloudflare:workers";
+import { ErrorBody } from "../../shared/errors.ts";
+import { CLOSE_CODES } from "../../shared/protocol.ts";
+import { CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
+import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN } from "./fake-agent.ts";
+
+/** Issue 27's attacks, each against the real Worker and Fleet in workerd: what a key, a node or a stranger can still do. */
+
+const admin = async (method: string, path: string, body?: unknown) =>
+  exports.default.fetch(`http://gateway.test/admin${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+
+const nodeToken = async (request: { node: string; models?: string[] }) => {
+  const response = await admin("POST", "/node-tokens", request);
+  expect(response.status).toBe(201);
+  return CreatedNodeToken.parse(await response.json());
+};
+
+async function expectError(response: Response, status: number, code: string) {
+  expect(response.status).toBe(status);
+  expect(ErrorBody.parse(await response.json()).error.code).toBe(code);
+}
+
+const nodesNamed = async (name: string) => ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data.filter((node) => node.name === name);
+
+describe("a node token scoped to models", () => {
+  test("serves only its models: others it advertises, at hello or in any later status, are never listed nor routed to it", async () => {
+    const created = await nodeToken({ node: "scoped-node", models: ["tiny-*"] });
+    expect(created.record.models).toEqual(["tiny-*"]);
+    const listed = ListOf(NodeTokenRecord).parse(await (await admin("GET", "/node-tokens")).json()).data;
+    expect(listed.find((token) => token.id === created.record.id)?.models).toEqual(["tiny-*"]);
+
+    const rogue = await FakeAgent.connect({
+      name: "scoped-node",
+      token: created.token,
+      models: [{ id: "tiny-chat", state: "loaded" }, { id: "someone-elses-model", state: "loaded" }],
+    });
+    onTestFinished(() => rogue.close());
+    expect((await nodesNamed("scoped-node"))[0]?.models.map((model) => model.id)).toEqual(["tiny-chat"]);
+    await expectError(await api("/v1/chat/completions", chatBody("someone-elses-model")), 404, "model_not_found");
+
+    // A later status claiming another model free and loaded is cut the same way.
+    rogue.sendFrame({
+      type: "status",
+      status: { models: [modelObject({ id: "tiny-chat", state: "loaded" }), modelObject({ id: "other-model", state: "loaded" })], busy: {}, speed: {} },
+    });
+    const ids = ((await (await api("/v1/models")).json()) as { data: Array<{ id: string }> }).data.map((model) => model.id);
+    expect(ids).toContain("tiny-chat");
+    expect(ids).not.toContain("other-model");
+    await expectError(await api("/v1/chat/completions", chatBody("other-model")), 404, "model_not_found");
+
+    // Within its scope it serves as before.
+    const response = api("/v1/chat/completions", chatBody("tiny-chat"));
+    const { id } = await rogue.nextRequest();
+    rogue.complete(id, "in scope");
+    expect(await (await response).text()).toContain("in scope");
+  });
+
+  test("a bad glob is refused at creation (400)", async () => {
+    await expectError(await admin("POST", "/node-tokens", { node: "n", models: ["bad glob!"] }), 400, "invalid_request");
+  });
+});
+
+describe("a named node token owns its name", () => {
+  test("the shared LMGATE_NODE_TOKEN cannot say hello as a node that has its own token; the named node keeps serving", async () => {
+    const { token } = await nodeToken({ node: "owned-node" });
+    const real = await FakeAgent.connect({ name: "owned-node", token, models: [{ id: "owned-chat", state: "loaded" }] });
+    onTestFinished(() => real.close());
+    const impostor = FakeAgent.connect({ name: "owned-node", token: NODE_TOKEN, models: [{ id: "owned-chat", state: "loaded" }] });
+    await expect(impostor).rejects.toMatchObject({ code: CLOSE_CODES.nameNotAllowed, message: expect.stringContaining("has a node token of its own") });
+
+    const response = api("/v1/chat/completions", chatBody("owned-chat"));
+    const { id } = await real.nextRequest();
+    real.complete(id, "from the real owned-node");
+    expect(await (await response).text()).toContain("from the real owned-node");
+    expect((await nodesNamed("owned-node")).map((node) => node.online)).toEqual([true]);
+  });
+
+  test("once its token is revoked, the name is free for the shared token again", async () => {
+    const { record } = await nodeToken({ node: "freed-node" });
+    await expect(FakeAgent.connect({ name: "freed-node", token: NODE_TOKEN, models: [] })).rejects.toMatchObject({ code: CLOSE_CODES.nameNotAllowed });
+    expect((await admin("DELETE", `/node-tokens/${record.id}`)).status).toBe(200);
+    (await FakeAgent.connect({ name: "freed-node", token: NODE_TOKEN, models: [] })).close();
+  });
+});
+
+describe("idle sockets", () => {
+  test("the shared node token holds at most 4 sockets that have not said hello; the next upgrade gets 429", async () => {
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    for (let index = 0; index < 4; index += 1) {
+      const response = await dialGateway(NODE_TOKEN);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    await expectError(await dialGateway(NODE_TOKEN), 429, "too_many_connections");
+    // A node that says hello at once is not held back by those past the limit, once they are gone.
+    sockets.splice(0).forEach((ws) => ws.close());
+    await eventually(async () => {
+      const response = await dialGateway(NODE_TOKEN);
+      response.webSocket?.accept();
+      response.webSocket?.close();
+      return response.status === 101;
+    });
+  });
+});
