@@ -85,6 +85,8 @@ export interface FleetApi {
   downloadStatus(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
+  /** Whether the caller's key is good right now (unknown, revoked, expired: its 401), counting no request. */
+  authenticate(caller: Caller): Promise<Outcome<null>>;
 }
 
 /** The same entry points as the Fleet serves them: an RPC result may be ready at once. */

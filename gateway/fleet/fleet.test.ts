@@ -273,7 +273,7 @@ describe("load and unload", () => {
       node.autoAnswer((frame) => node.sendFrame({ type: "result", id: frame.id, result: { instance_id: "lu-m" } }));
     }
     const unloaded = await api("/api/v1/models/unload", { instance_id: "lu-m" });
-    expect(await unloaded.json()).toEqual({ instance_id: "lu-m" });
+    expect(await unloaded.json()).toEqual({ instance_id: "lu-m", drained: { generations: 0, waited_seconds: expect.any(Number), cut: 0 } });
     for (const node of [warm, cold]) {
       expect(node.received.filter((frame) => frame.type === "request" && frame.operation.op === "unload")).toHaveLength(1);
     }

@@ -149,6 +149,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#api.deleteModel(body, caller);
   }
 
+  authenticate(caller: Caller) {
+    return this.#api.authenticate(caller);
+  }
+
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
   metrics() {

@@ -2,7 +2,8 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { exports } from "cloudflare:workers";
 import { ErrorBody } from "../../shared/errors.ts";
 import { CLOSE_CODES } from "../../shared/protocol.ts";
-import { CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
+import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
+import { UnloadResult } from "../../shared/schemas/models.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN } from "./fake-agent.ts";
 
 /** Issue 27's attacks, each against the real Worker and Fleet in workerd: what a key, a node or a stranger can still do. */
@@ -24,6 +25,15 @@ async function expectError(response: Response, status: number, code: string) {
   expect(response.status).toBe(status);
   expect(ErrorBody.parse(await response.json()).error.code).toBe(code);
 }
+
+const createKey = async (request: Record<string, unknown>) => {
+  const response = await admin("POST", "/keys", request);
+  expect(response.status).toBe(201);
+  return CreatedKey.parse(await response.json()).key;
+};
+
+const withKey = (key: string, path: string, body: unknown) =>
+  exports.default.fetch(`http://gateway.test${path}`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
 
 const nodesNamed = async (name: string) => ListOf(NodeSummary).parse(await (await admin("GET", "/nodes")).json()).data.filter((node) => node.name === name);
 
@@ -107,5 +117,69 @@ describe("idle sockets", () => {
       response.webSocket?.close();
       return response.status === 101;
     });
+  });
+});
+
+describe("an unload in a shared fleet", () => {
+  test("another key's unload lets a running stream finish, takes no new requests meanwhile, and says what it waited for", async () => {
+    const node = await FakeAgent.connect({ name: "drain-node", models: [{ id: "drain-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const victim = await createKey({ name: "drain-victim" });
+    const operator = await createKey({ name: "drain-operator", can: ["load"] });
+
+    const streamed = withKey(victim, "/v1/chat/completions", chatBody("drain-chat", { stream: true }));
+    const running = await node.nextRequest();
+    node.sendFrame({ type: "events", id: running.id, events: [{ type: "start", model: "drain-chat" }, { type: "delta", text: "first half, " }] });
+    const unloading = withKey(operator, "/api/v1/models/unload", { instance_id: "drain-chat" });
+    // While it waits, the model takes no new requests there, and the node is sent no unload yet.
+    await eventually(async () => (await withKey(victim, "/v1/chat/completions", chatBody("drain-chat"))).status === 503);
+    expect(node.received.some((frame) => frame.type === "request" && frame.operation.op === "unload")).toBe(false);
+
+    node.complete(running.id, "second half");
+    const text = await (await streamed).text();
+    expect(text).toContain('"finish_reason":"stop"');
+    expect(text).toContain("[DONE]");
+    expect(text).not.toContain("model_unloaded");
+    const unload = await node.nextRequest();
+    expect(unload.operation.op).toBe("unload");
+    node.sendFrame({ type: "result", id: unload.id, result: { instance_id: "drain-chat" } });
+    const answered = UnloadResult.parse(await (await unloading).json());
+    expect(answered.drained).toMatchObject({ generations: 1, cut: 0 });
+  });
+
+  test("only the deployment's own credentials may force it: a key gets 403, the admin's cuts the stream at once", async () => {
+    const node = await FakeAgent.connect({ name: "force-node", models: [{ id: "force-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const operator = await createKey({ name: "force-operator", can: ["load"] });
+    const streamed = api("/v1/chat/completions", chatBody("force-chat", { stream: true }));
+    const running = await node.nextRequest();
+    await expectError(await withKey(operator, "/api/v1/models/unload", { instance_id: "force-chat", force: true }), 403, "force_not_allowed");
+
+    const forced = api("/api/v1/models/unload", { instance_id: "force-chat", force: true });
+    const unload = await node.nextRequest();
+    expect(unload.operation.op).toBe("unload");
+    node.sendFrame({ type: "result", id: unload.id, result: { instance_id: "force-chat" } });
+    expect(UnloadResult.parse(await (await forced).json()).drained).toMatchObject({ generations: 1, cut: 1 });
+    node.complete(running.id, "cut");
+    await streamed;
+  });
+});
+
+describe("the order of checks", () => {
+  test("a wrong or revoked key gets 401 before anything about its body (400, 413); a good key hears about the body", async () => {
+    const madeUp = `lmg_${"x".repeat(43)}`;
+    const revoked = await createKey({ name: "order-revoked" });
+    const revokedId = (await (await admin("GET", "/keys")).json() as { data: Array<{ id: string; name: string }> }).data.find((key) => key.name === "order-revoked")!.id;
+    expect((await admin("DELETE", `/keys/${revokedId}`)).status).toBe(200);
+    const good = await createKey({ name: "order-good" });
+    const invalid = { model: 42, messages: "nope" };
+    for (const path of ["/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/v1/chat", "/api/v0/completions", "/api/v1/models/load"]) {
+      // Each family answers in its own shape (Anthropic's has no code): the status is what must not tell.
+      expect((await withKey(madeUp, path, invalid)).status, path).toBe(401);
+      expect((await withKey(revoked, path, invalid)).status, path).toBe(401);
+      expect((await withKey(good, path, invalid)).status, path).toBe(400);
+    }
+    await expectError(await withKey(madeUp, "/v1/chat/completions", invalid), 401, "invalid_api_key");
+    await expectError(await withKey(madeUp, "/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "x".repeat(2 * 1024 * 1024) }] }), 401, "invalid_api_key");
   });
 });

@@ -162,6 +162,6 @@ test("the CLI: keys create --can, models pull onto a node, list, load, unload an
   }
   expect(onBeta.sort()).toEqual(["tiny-chat-f32", "tiny-chat-q8_0"]);
   expect(LoadResult.parse(await lmgate("models", "load", "tiny-chat-q8_0", "--node", "beta", "--context-length", "512"))).toMatchObject({ load_config: { context_length: 512 } });
-  expect(await lmgate("models", "unload", "tiny-chat-q8_0", "--node", "beta")).toEqual({ instance_id: "tiny-chat-q8_0" });
+  expect(await lmgate("models", "unload", "tiny-chat-q8_0", "--node", "beta")).toMatchObject({ instance_id: "tiny-chat-q8_0", drained: { generations: 0, cut: 0 } });
   expect(DeleteResult.parse(await lmgate("models", "rm", "tiny-chat-q8_0", "--node", "beta"))).toMatchObject({ node: "beta", deleted: true });
 });

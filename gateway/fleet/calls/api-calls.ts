@@ -25,6 +25,7 @@ import {
   type Serving,
 } from "../contract.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
+import { drainThenUnload } from "../routing/unload-drain.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { fleetModels } from "../nodes/model-catalog.ts";
 import { deleteTarget, downloadTarget, findDownload, fleetV1Models, namedNode } from "../nodes/model-management.ts";
@@ -128,17 +129,26 @@ export class ApiCalls implements Serving<FleetApi> {
     return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId);
   }
 
-  /** Unloads the model from every node that has it loaded. */
+  /**
+   * Unloads the model from every node that has it loaded, each once the generations running on it
+   * there have finished (bounded); `force`, the deployment's own credentials only, cuts them.
+   */
   async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
     const model = body.instance_id ?? body.model ?? "";
     const callerId = this.#admitCall(caller, model, "load");
     if (typeof callerId !== "string") return callerId;
+    if (body.force === true && callerId !== ROOT_CALLER_ID) {
+      return failed(this.#refused(new ApiError(403, "Only the deployment's own credentials may force an unload; without force it waits for running generations.", { code: "force_not_allowed", param: "force" })));
+    }
     const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
     if (first === undefined) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
       return this.#dispatcher.call({ op: "unload", body }, null, callerId);
     }
-    const unloadOn = (node: FleetNode) => this.#dispatcher.call({ op: "unload", body }, node);
+    const unloadOn = async (node: FleetNode): Promise<Outcome<UnloadResult>> => {
+      const { outcome, drained } = await drainThenUnload(node, model, body.force === true, () => this.#dispatcher.call({ op: "unload", body }, node));
+      return outcome.ok ? { ok: true, result: { ...outcome.result, drained } } : outcome;
+    };
     const [firstOutcome, ...otherOutcomes] = await Promise.all([unloadOn(first), ...others.map(unloadOn)]);
     return [firstOutcome, ...otherOutcomes].find((outcome) => outcome.ok) ?? firstOutcome;
   }
@@ -205,6 +215,10 @@ export class ApiCalls implements Serving<FleetApi> {
     return outcome.ok ? { ok: true, result: { ...outcome.result, node: target.result.name } } : outcome;
   }
 
+
+  authenticate(caller: Caller): Outcome<null> {
+    return this.#asOwner(caller, () => null);
+  }
 
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
   #grant(caller: Caller): Grant | null {

@@ -20,6 +20,8 @@ export class FleetNode {
   /** Requests the gateway has running here, per model. Empty after a wake: nothing runs while hibernated. */
   readonly inFlight = new Map<string, number>();
   lastDispatchAt = 0;
+  /** Models an unload is waiting to take off this node (routing/unload-drain.ts): no new requests go to them here. */
+  readonly unloading = new Set<string>();
 
   constructor(init: { id: string; name: string; connectedAt: number; ws: WebSocket; info: NodeInfo; status: NodeStatus }) {
     this.id = init.id;

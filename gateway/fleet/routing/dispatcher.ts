@@ -107,6 +107,7 @@ export class Dispatcher {
       .filter(
         (node) =>
           node.model(job.model) !== undefined &&
+          !node.unloading.has(job.model) &&
           !job.excluded.has(node.id) &&
           this.#registry.isAlive(node, now) &&
           missingFeature(job.operation, node.info.generation_features) === undefined,
