@@ -4,7 +4,7 @@ import { ErrorBody } from "../../shared/errors.ts";
 import { CLOSE_CODES } from "../../shared/protocol.ts";
 import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
-import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN } from "./fake-agent.ts";
+import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
 
 /** Issue 27's attacks, each against the real Worker and Fleet in workerd: what a key, a node or a stranger can still do. */
 
@@ -181,5 +181,41 @@ describe("the order of checks", () => {
     }
     await expectError(await withKey(madeUp, "/v1/chat/completions", invalid), 401, "invalid_api_key");
     await expectError(await withKey(madeUp, "/v1/chat/completions", { model: "m", messages: [{ role: "user", content: "x".repeat(2 * 1024 * 1024) }] }), 401, "invalid_api_key");
+  });
+});
+
+describe("what a node says about itself", () => {
+  test("routing ranks nodes by the speed the gateway measured, never by the speed they claim", async () => {
+    const liar = await FakeAgent.connect({ name: "claims-fast", models: [{ id: "speed-chat", state: "loaded" }], speed: { "speed-chat": 1e9 } });
+    const honest = await FakeAgent.connect({ name: "claims-slow", models: [{ id: "speed-chat", state: "loaded" }], speed: { "speed-chat": 1 } });
+    onTestFinished(() => [liar, honest].forEach((node) => node.close()));
+    const served: string[] = [];
+    // Both write 20 tokens; the one that claims a billion tokens/s takes 20 times longer over them.
+    const answerAfter = (node: FakeAgent, label: string, ms: number) =>
+      node.autoAnswer((frame) => {
+        served.push(label);
+        node.sendFrame({ type: "events", id: frame.id, events: [{ type: "start", model: "speed-chat" }, { type: "delta", text: "a" }] });
+        setTimeout(() => node.sendFrame({ type: "events", id: frame.id, events: [{ type: "done", result: result({ usage: { prompt_tokens: 3, completion_tokens: 20, total_tokens: 23 } }) }] }), ms);
+      });
+    answerAfter(liar, "liar", 1_000);
+    answerAfter(honest, "honest", 50);
+    for (let index = 0; index < 6; index += 1) {
+      // Read to the end: a non-streamed answer's 200 comes before its generation ends, and a busy node would lose on load alone.
+      expect(await (await api("/v1/chat/completions", chatBody("speed-chat", { max_tokens: 50, messages: [{ role: "user", content: `question ${index}` }] }))).text()).toContain('"finish_reason":"stop"');
+    }
+    // Unmeasured, the first two go round-robin (each prompt is new: no node caches it); measured, the honest node gets the rest.
+    expect(served.slice(0, 2).sort()).toEqual(["honest", "liar"]);
+    expect(served.slice(2)).toEqual(["honest", "honest", "honest", "honest"]);
+  });
+
+  test("a node's retry_after reaches the client bounded to 30 s", async () => {
+    const node = await FakeAgent.connect({ name: "stalls-clients", models: [{ id: "stall-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const response = api("/v1/chat/completions", chatBody("stall-chat"));
+    const { id } = await node.nextRequest();
+    node.sendFrame({ type: "error", id, status: 429, retry_after: 365 * 86_400, body: { error: { message: "come back next year", type: "x", param: null, code: "busy" } } });
+    const answered = await response;
+    expect(answered.status).toBe(429);
+    expect(answered.headers.get("retry-after")).toBe("30");
   });
 });

@@ -22,6 +22,8 @@ export class FleetNode {
   lastDispatchAt = 0;
   /** Models an unload is waiting to take off this node (routing/unload-drain.ts): no new requests go to them here. */
   readonly unloading = new Set<string>();
+  /** Tokens/s per model as the gateway measured it here (routing/node-claims.ts): what routing ranks by, never the node's claim. */
+  readonly measuredSpeed = new Map<string, number>();
 
   constructor(init: { id: string; name: string; connectedAt: number; ws: WebSocket; info: NodeInfo; status: NodeStatus }) {
     this.id = init.id;
@@ -83,7 +85,7 @@ export class FleetNode {
       busy: this.busy(model),
       nodeBusy,
       nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
-      tokensPerSecond: this.status.speed[model]?.tokens_per_second ?? null,
+      tokensPerSecond: this.measuredSpeed.get(model) ?? null,
       lastDispatchAt: this.lastDispatchAt,
       fits: this.hasRoomFor(model),
     };

@@ -13,6 +13,7 @@ import { PromptAffinity } from "./prompt-affinity.ts";
 import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { Settlement, type SettleObserver } from "./settlement.ts";
+import { boundedNodeError, recordMeasuredSpeed } from "./node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { endedByUnload, throughDone } from "../../../shared/generation-contract.ts";
 import { WaitQueue } from "./wait-queue.ts";
@@ -254,6 +255,7 @@ export class Dispatcher {
         lines.push({ event });
       } else {
         const usage = boundedUsage(job.operation, node.model(job.model), event.result.usage);
+        recordMeasuredSpeed(node, job.model, usage.completion_tokens, job.firstTokenAt, Date.now());
         lines.push({ event: { type: "done", result: { ...event.result, usage, gateway: this.#gatewayInfo(job, node, event.result) } } });
         done = true;
         const { stats } = event.result;
@@ -304,7 +306,8 @@ export class Dispatcher {
     this.capacityChanged();
   }
 
-  onError(node: FleetNode, id: string, error: WireError): void {
+  onError(node: FleetNode, id: string, claimed: WireError): void {
+    const error = boundedNodeError(claimed);
     const job = this.#jobOn(node, id);
     if (job === undefined) return;
     this.#detach(job);
