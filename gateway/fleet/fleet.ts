@@ -5,6 +5,7 @@ import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downlo
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
+import { FailedAttempts } from "./access/failed-attempts.ts";
 import type { Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
@@ -39,6 +40,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
   readonly #metrics: FleetMetrics;
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
+  readonly #attempts: FailedAttempts;
 
   constructor(ctx: DurableObjectState, env: GatewayVars) {
     super(ctx, env);
@@ -56,6 +58,8 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: dispatcher.waiting, inFlight: dispatcher.running };
     });
     const access = new AccessStore(ctx.storage.sql);
+    const attempts = new FailedAttempts(ctx.storage.sql);
+    this.#attempts = attempts;
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
     this.#metrics = metrics;
@@ -66,6 +70,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       registry,
       dispatcher,
       access,
+      attempts,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
         saved.changed();
@@ -197,6 +202,11 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
 
   usage(query: UsageQuery) {
     return this.#admin.usage(query);
+  }
+
+  /** A wrong admin or metrics token from `address` (the Worker checks those): seconds it must wait, or null. */
+  failedAttempt(address: string) {
+    return this.#attempts.fail(address, Date.now());
   }
 
   // ---- agent sockets ---------------------------------------------------------------------------

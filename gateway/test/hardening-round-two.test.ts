@@ -1,9 +1,11 @@
 import { describe, expect, onTestFinished, test } from "vitest";
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../../shared/errors.ts";
 import { CLOSE_CODES } from "../../shared/protocol.ts";
 import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
+import { DEFAULT_FLEET } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
 
 /** Issue 27's attacks, each against the real Worker and Fleet in workerd: what a key, a node or a stranger can still do. */
@@ -217,5 +219,37 @@ describe("what a node says about itself", () => {
     const answered = await response;
     expect(answered.status).toBe(429);
     expect(answered.headers.get("retry-after")).toBe("30");
+  });
+});
+
+describe("the wrong-credential brake", () => {
+  const from = (address: string, token: string, path: string) =>
+    exports.default.fetch(`http://gateway.test${path}`, { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": address } });
+
+  test("counted in the Fleet's storage, whichever isolate answers; past 10 wrong a minute the wrong get 429, the right one still gets through", async () => {
+    for (const [path, address, right] of [["/admin/keys", "192.0.2.10", ADMIN_TOKEN], ["/metrics", "192.0.2.11", ADMIN_TOKEN]] as const) {
+      for (let index = 0; index < 10; index += 1) expect((await from(address, `wrong-${index}`, path)).status).toBe(401);
+      const braked = await from(address, "wrong-10", path);
+      await expectError(braked, 429, "too_many_attempts");
+      expect(Number(braked.headers.get("retry-after"))).toBeGreaterThan(0);
+      // A teammate's guesses behind the same address do not lock the owner out.
+      expect((await from(address, right, path)).status).toBe(200);
+    }
+    const counted = await runInDurableObject(env.FLEET.getByName(DEFAULT_FLEET), (_instance, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM failed_attempts WHERE address = ?", "192.0.2.10").one().n,
+    );
+    expect(counted).toBe(10);
+  });
+
+  test("covers /agent/connect: wrong node tokens are braked per address, the right one still connects", async () => {
+    const { token } = await nodeToken({ node: "braked-node" });
+    const dial = (bearer: string) =>
+      exports.default.fetch("http://gateway.test/agent/connect", { headers: { upgrade: "websocket", authorization: `Bearer ${bearer}`, "cf-connecting-ip": "192.0.2.20" } });
+    for (let index = 0; index < 10; index += 1) expect((await dial(`lmgn_wrong-${index}`)).status).toBe(401);
+    await expectError(await dial("lmgn_wrong-10"), 429, "too_many_attempts");
+    const right = await dial(token);
+    expect(right.status).toBe(101);
+    right.webSocket?.accept();
+    right.webSocket?.close();
   });
 });

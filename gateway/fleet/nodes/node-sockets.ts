@@ -1,6 +1,7 @@
 import { ApiError } from "../../../shared/errors.ts";
 import { CLOSE_CODES, HEARTBEAT_PING, HEARTBEAT_PONG, parseFrame, PROTOCOL_VERSION, ToGatewayFrame } from "../../../shared/protocol.ts";
 import type { AccessStore } from "../access/access-store.ts";
+import { clientAddress, tooManyAttempts, type FailedAttempts } from "../access/failed-attempts.ts";
 import { NODE_TOKEN_HASH_HEADER, ROOT_NODE_TOKEN } from "../access/caller.ts";
 import type { FleetConfig } from "../config.ts";
 import { FlowControlViolation, type Dispatcher } from "../routing/dispatcher.ts";
@@ -14,6 +15,8 @@ export interface NodeSocketsParts {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
   access: AccessStore;
+  /** Wrong node tokens count against the client's address like wrong admin tokens. */
+  attempts: FailedAttempts;
   /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
   onReconnect: (name: string) => void;
 }
@@ -28,6 +31,7 @@ export class NodeSockets {
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
   readonly #access: AccessStore;
+  readonly #attempts: FailedAttempts;
   readonly #onReconnect: (name: string) => void;
 
   constructor(ctx: DurableObjectState, parts: NodeSocketsParts) {
@@ -36,6 +40,7 @@ export class NodeSockets {
     this.#registry = parts.registry;
     this.#dispatcher = parts.dispatcher;
     this.#access = parts.access;
+    this.#attempts = parts.attempts;
     this.#onReconnect = parts.onReconnect;
     // Heartbeats are answered by the runtime itself: a ping never wakes a hibernated fleet.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -51,6 +56,8 @@ export class NodeSockets {
     if (tokenHash !== ROOT_NODE_TOKEN) {
       const token = tokenHash === null ? undefined : this.#access.useNodeToken(tokenHash, new Date());
       if (token === undefined || token.revoked_at !== null) {
+        const wait = this.#attempts.fail(clientAddress(request), Date.now());
+        if (wait !== null) return tooManyAttempts("node token", wait).toResponse();
         const message = token === undefined ? "Invalid node token." : "This node token has been revoked.";
         return new ApiError(401, message, { code: "invalid_token" }).toResponse();
       }
