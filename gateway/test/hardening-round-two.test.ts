@@ -3,7 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../../shared/errors.ts";
 import { CLOSE_CODES } from "../../shared/protocol.ts";
-import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord } from "../../shared/schemas/admin.ts";
+import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord, UsageRow } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
 import { DEFAULT_FLEET } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
@@ -251,5 +251,35 @@ describe("the wrong-credential brake", () => {
     expect(right.status).toBe(101);
     right.webSocket?.accept();
     right.webSocket?.close();
+  });
+});
+
+describe("tokens per day count the prompt before it runs", () => {
+  test("a prompt that alone needs more than the key has left is refused before any node sees it; a smaller one leaves max_tokens what remains", async () => {
+    const node = await FakeAgent.connect({ name: "budget-node", models: [{ id: "budget-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    // A node that reports the prompt it read (about one token per 4 characters) and spends every completion token it may.
+    node.autoAnswer((frame) => {
+      const body = frame.operation.body as { max_tokens?: number; messages: Array<{ content: string }> };
+      asked.push(body.max_tokens ?? Number.NaN);
+      const prompt = Math.ceil((body.messages[0]?.content.length ?? 0) / 4);
+      const completion = body.max_tokens ?? 5_000;
+      node.complete(frame.id, "x", { usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } });
+    });
+    const ask = (key: string, characters: number) =>
+      withKey(key, "/v1/chat/completions", { model: "budget-chat", messages: [{ role: "user", content: "w".repeat(characters) }], max_tokens: 600 });
+
+    const small = await createKey({ name: "budget-prompt-50", tokens_per_day: 50 });
+    const refused = await ask(small, 420);
+    await expectError(refused, 429, "tokens_per_day_exceeded");
+    expect(asked).toEqual([]);
+
+    const key = await createKey({ name: "budget-prompt-100", tokens_per_day: 100 });
+    expect((await ask(key, 160)).status).toBe(200);
+    // 100 a day, about 40 of them for the prompt: the completion may have the other 60.
+    expect(asked).toEqual([60]);
+    const rows = ListOf(UsageRow).parse(await (await admin("GET", "/usage")).json()).data.filter((row) => row.key_name === "budget-prompt-100");
+    expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: 40, completion_tokens: 60 }]);
   });
 });

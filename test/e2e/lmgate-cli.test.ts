@@ -139,7 +139,8 @@ test("a wrong admin token: exit code 1 and the gateway's reason, nothing on stdo
 });
 
 test("keys, usage and tokens per day survive a gateway restart, read back through the CLI", async () => {
-  const bob = await createKey("--name", "bob", "--tokens-per-day", "1");
+  // 10 a day: the prompt's estimate (5) leaves room for the 4 asked; the prompt as read (more than 6) spends the rest.
+  const bob = await createKey("--name", "bob", "--tokens-per-day", "10");
   const answer = ChatCompletion.parse(await (await chat(bob.key)).json());
   const before = await lmgateJson(rows(UsageRow), "usage", "--key", "bob");
   expect(before.map(({ model, requests, prompt_tokens, completion_tokens, errors }) => ({ model, requests, prompt_tokens, completion_tokens, errors }))).toEqual([
@@ -155,7 +156,7 @@ test("keys, usage and tokens per day survive a gateway restart, read back throug
   await until(nodeOnline, "the agent back after the restart");
 
   expect(await lmgateJson(rows(UsageRow), "usage", "--key", "bob")).toEqual(before);
-  expect((await lmgateJson(rows(KeyRecord), "keys", "list")).find((key) => key.name === "bob")).toMatchObject({ id: bob.record.id, tokens_per_day: 1 });
+  expect((await lmgateJson(rows(KeyRecord), "keys", "list")).find((key) => key.name === "bob")).toMatchObject({ id: bob.record.id, tokens_per_day: 10 });
   // The day's tokens were spent before the restart: still spent.
   await expectError(await chat(bob.key), 429, "tokens_per_day_exceeded");
 }, 120_000);

@@ -12,7 +12,8 @@ import type { AccessControl, Grant } from "../access/access-control.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, type Caller } from "../access/caller.ts";
 import { ModelScope } from "../access/model-scope.ts";
-import type { TokenBudget } from "../access/token-budget.ts";
+import { promptOverBudget, type TokenBudget } from "../access/token-budget.ts";
+import { estimatedPromptTokens } from "../access/prompt-estimate.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { ResponseTable } from "../state/response-table.ts";
 import {
@@ -247,8 +248,10 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   /**
-   * A generation of a key with tokens per day may produce only what the key has left: its
-   * `max_tokens` (or, unset, the model's context) is capped to that and held until it settles.
+   * A generation of a key with tokens per day may use only what the key has left: its prompt (an
+   * estimate until the node counts it) and its `max_tokens` (or, unset, the model's context),
+   * capped to what remains after the prompt, are held until it settles. A prompt that alone needs
+   * more than is left is refused before it runs.
    */
   #withinBudget(id: string, grant: Grant, operation: GenerationOperation): GenerationOperation {
     const { key } = grant;
@@ -257,8 +260,14 @@ export class ApiCalls implements Serving<FleetApi> {
     // Each of n choices may produce max_tokens: the hold is for all of them, shared out evenly.
     const choices = operation.body.n ?? 1;
     const wanted = (asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model)) * choices;
+    const prompt = estimatedPromptTokens(operation);
     const now = new Date();
-    const allowed = Math.max(1, Math.floor(this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now) / choices));
+    const held = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), prompt + wanted, now);
+    if (held <= prompt) {
+      this.#budget.release(id);
+      throw promptOverBudget(prompt, held, key.tokens_per_day, now);
+    }
+    const allowed = Math.max(1, Math.floor((held - prompt) / choices));
     if (allowed === asked) return operation;
     return operation.op === "chat"
       ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }
