@@ -283,3 +283,31 @@ describe("tokens per day count the prompt before it runs", () => {
     expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: 40, completion_tokens: 60 }]);
   });
 });
+
+describe("status frames", () => {
+  test("a status without the v1 listing keeps the one the node sent last (agents send it only when it changed)", async () => {
+    const node = await FakeAgent.connect({ name: "listing-node", models: [{ id: "listed-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const entry = {
+      type: "llm" as const,
+      publisher: "test",
+      key: "listed-chat",
+      display_name: "listed-chat",
+      quantization: { name: "F32", bits_per_weight: 32 },
+      size_bytes: 1,
+      params_string: null,
+      loaded_instances: [],
+      max_context_length: 2048,
+      format: "gguf" as const,
+    };
+    const base = { models: [modelObject({ id: "listed-chat", state: "loaded" })], busy: {}, speed: {} };
+    const keys = async () => ((await (await api("/api/v1/models")).json()) as { models: Array<{ key: string }> }).models.map((model) => model.key);
+    node.sendFrame({ type: "status", status: { ...base, v1_models: [entry] } });
+    await eventually(async () => (await keys()).includes("listed-chat"));
+    for (let tick = 1; tick <= 3; tick += 1) {
+      node.sendFrame({ type: "status", status: { ...base, downloads: [{ job_id: "j", status: "downloading", total_size_bytes: 10, downloaded_bytes: tick, started_at: "2026-01-01T00:00:00Z" }] } });
+    }
+    await eventually(async () => JSON.stringify(await (await exports.default.fetch("http://gateway.test/admin/nodes", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()).includes('"downloaded_bytes":3'));
+    expect(await keys()).toContain("listed-chat");
+  });
+});

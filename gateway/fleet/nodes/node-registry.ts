@@ -151,7 +151,8 @@ export class NodeRegistry {
    */
   updateStatus(node: FleetNode, status: NodeStatus): void {
     const catalogChanged = JSON.stringify(status.models) !== JSON.stringify(node.status.models);
-    node.status = status;
+    // An agent sends its v1 listing only when it changed (node-agent/link/status-delta.ts).
+    node.status = status.v1_models === undefined && node.status.v1_models !== undefined ? { ...status, v1_models: node.status.v1_models } : status;
     if (catalogChanged) {
       this.#ctx.storage.sql.exec("UPDATE nodes SET status_json = ? WHERE conn_id = ?", JSON.stringify({ ...status, busy: {} }), node.id);
     }
