@@ -80,6 +80,8 @@ export interface FleetApi {
   saveResponse(caller: Caller, record: StoredResponse): Promise<Outcome<null>>;
   storedResponse(caller: Caller, id: string): Promise<Outcome<StoredResponse | null>>;
   deleteResponse(caller: Caller, id: string): Promise<Outcome<boolean>>;
+  /** A 409 outcome when `bytes` more would not fit the caller's share of stored responses. */
+  responseRoom(caller: Caller, bytes: number): Promise<Outcome<null>>;
   listModelsV1(caller: Caller): Promise<Outcome<V1Model[]>>;
   downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>>;
   downloadStatus(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;

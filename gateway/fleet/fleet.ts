@@ -83,7 +83,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       control: new AccessControl(access, ledger, new RateWindow(ctx.storage.sql)),
       ledger,
       budget: this.#budget,
-      responses: new ResponseTable(ctx.storage.sql),
+      responses: new ResponseTable(ctx.storage.sql, config.storedBytesPerKey),
       onRefused: (code) => {
         metrics.refused(code);
         saved.changed();
@@ -128,6 +128,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
 
   storedResponse(caller: Caller, id: string) {
     return this.#api.storedResponse(caller, id);
+  }
+
+  responseRoom(caller: Caller, bytes: number) {
+    return this.#api.responseRoom(caller, bytes);
   }
 
   deleteResponse(caller: Caller, id: string) {

@@ -311,3 +311,34 @@ describe("status frames", () => {
     expect(await keys()).toContain("listed-chat");
   });
 });
+
+describe("stored responses", () => {
+  test("a key's stored responses are bounded (the tests' share is 3 MB): past it, 409 before any node runs, other keys unaffected, deleting makes room", async () => {
+    const node = await FakeAgent.connect({ name: "store-node", models: [{ id: "store-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    node.autoAnswer((frame) => node.complete(frame.id, "ok"));
+    const filler = await createKey({ name: "store-filler" });
+    const other = await createKey({ name: "store-other" });
+    const store = (key: string) => withKey(key, "/v1/responses", { model: "store-chat", input: "w".repeat(900_000), store: true });
+    const ids: string[] = [];
+    for (let index = 0; index < 3; index += 1) {
+      const response = await store(filler);
+      expect(response.status).toBe(200);
+      ids.push(((await response.json()) as { id: string }).id);
+    }
+    const requestsBefore = node.received.filter((frame) => frame.type === "request").length;
+    const full = await store(filler);
+    expect(full.status).toBe(409);
+    const { error } = ErrorBody.parse(await full.json());
+    expect(error.code).toBe("stored_responses_full");
+    expect(error.message).toContain("DELETE /v1/responses/");
+    expect(node.received.filter((frame) => frame.type === "request").length).toBe(requestsBefore);
+    // Not storing still works, and another key has its own share.
+    expect((await withKey(filler, "/v1/responses", { model: "store-chat", input: "w".repeat(900_000), store: false })).status).toBe(200);
+    expect((await store(other)).status).toBe(200);
+    // The key frees its own share.
+    const deleted = await exports.default.fetch(`http://gateway.test/v1/responses/${ids[0]}`, { method: "DELETE", headers: { authorization: `Bearer ${filler}` } });
+    expect(deleted.status).toBe(200);
+    expect((await store(filler)).status).toBe(200);
+  });
+});

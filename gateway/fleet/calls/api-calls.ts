@@ -156,12 +156,20 @@ export class ApiCalls implements Serving<FleetApi> {
 
   // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
 
+  /** Its 409 when the caller's share is full (a parallel request filled it after `responseRoom`). */
   saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
-    return this.#asOwner(caller, (owner) => (this.#responses.save(owner, record), null));
+    const owner = this.#asOwner(caller, (id) => id);
+    return owner.ok ? this.#outcome(() => (this.#responses.save(owner.result, record), null)) : owner;
   }
 
   storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
     return this.#asOwner(caller, (owner) => this.#responses.get(owner, id));
+  }
+
+  /** 409 when the caller's stored responses already fill its share: checked before a generation that would store one. */
+  responseRoom(caller: Caller, bytes: number): Outcome<null> {
+    const owner = this.#asOwner(caller, (id) => id);
+    return owner.ok ? this.#outcome(() => (this.#responses.assertRoom(owner.result, bytes, Math.floor(Date.now() / 1000)), null)) : owner;
   }
 
   deleteResponse(caller: Caller, id: string): Outcome<boolean> {
