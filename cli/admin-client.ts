@@ -6,6 +6,7 @@ import {
   ListOf,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UsageRow,
   type CreateKeyRequest,
   type CreateNodeTokenRequest,
@@ -34,6 +35,8 @@ export class AdminClient {
   listKeys = async () => (await this.#call(ListOf(KeyRecord), "GET", "/admin/keys")).data;
   updateKey = (id: string, request: UpdateKeyRequest) => this.#call(KeyRecord, "PATCH", `/admin/keys/${encodeURIComponent(id)}`, request);
   revokeKey = (id: string) => this.#call(KeyRecord, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
+  storedResponses = (id: string) => this.#call(StoredResponsesUsage, "GET", `/admin/keys/${encodeURIComponent(id)}/responses`);
+  clearStoredResponses = (id: string) => this.#call(StoredResponsesUsage, "DELETE", `/admin/keys/${encodeURIComponent(id)}/responses`);
 
   createNodeToken = (request: CreateNodeTokenRequest) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", request);
   listNodeTokens = async () => (await this.#call(ListOf(NodeTokenRecord), "GET", "/admin/node-tokens")).data;

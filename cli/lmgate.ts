@@ -137,6 +137,17 @@ keys
     if (json()) return console.log(JSON.stringify(record, null, 2));
     console.log(`${pc.yellow("Revoked")} ${plain(record.name)} (${record.id})`);
   });
+keys
+  .command("responses <key>")
+  .description("the responses a key stored (store, previous_response_id) against its share; --clear deletes them")
+  .option("--clear", "delete every response the key stored")
+  .action(async (reference: string, options: { clear?: boolean }) => {
+    const id = await keyId(reference);
+    const usage = options.clear ? await client().clearStoredResponses(id) : await client().storedResponses(id);
+    if (json()) return console.log(JSON.stringify(usage, null, 2));
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+    console.log(`${usage.count} of ${usage.max_count} responses, ${mib(usage.bytes)} of ${mib(usage.max_bytes)}${options.clear ? ` (${pc.yellow("cleared")})` : ""}`);
+  });
 
 const nodes = program
   .command("nodes")

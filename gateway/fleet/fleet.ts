@@ -59,6 +59,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     });
     const access = new AccessStore(ctx.storage.sql);
     const attempts = new FailedAttempts(ctx.storage.sql);
+    const responses = new ResponseTable(ctx.storage.sql, config.storedBytesPerKey);
     this.#attempts = attempts;
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
@@ -83,13 +84,13 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       control: new AccessControl(access, ledger, new RateWindow(ctx.storage.sql)),
       ledger,
       budget: this.#budget,
-      responses: new ResponseTable(ctx.storage.sql, config.storedBytesPerKey),
+      responses,
       onRefused: (code) => {
         metrics.refused(code);
         saved.changed();
       },
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved, responses });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -202,6 +203,14 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
 
   revokeNodeToken(id: string) {
     return this.#admin.revokeNodeToken(id);
+  }
+
+  storedResponses(keyId: string) {
+    return this.#admin.storedResponses(keyId);
+  }
+
+  clearStoredResponses(keyId: string) {
+    return this.#admin.clearStoredResponses(keyId);
   }
 
   usage(query: UsageQuery) {

@@ -3,7 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../../shared/errors.ts";
 import { CLOSE_CODES } from "../../shared/protocol.ts";
-import { CreatedKey, CreatedNodeToken, ListOf, NodeSummary, NodeTokenRecord, UsageRow } from "../../shared/schemas/admin.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, NodeTokenRecord, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
 import { DEFAULT_FLEET } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
@@ -340,5 +340,14 @@ describe("stored responses", () => {
     const deleted = await exports.default.fetch(`http://gateway.test/v1/responses/${ids[0]}`, { method: "DELETE", headers: { authorization: `Bearer ${filler}` } });
     expect(deleted.status).toBe(200);
     expect((await store(filler)).status).toBe(200);
+
+    // The admin sees a key's share and can clear it.
+    const fillerId = ListOf(KeyRecord).parse(await (await admin("GET", "/keys")).json()).data.find((record) => record.name === "store-filler")!.id;
+    const seen = StoredResponsesUsage.parse(await (await admin("GET", `/keys/${fillerId}/responses`)).json());
+    expect(seen).toMatchObject({ key_id: fillerId, count: 3, max_bytes: 3_000_000 });
+    expect(seen.bytes).toBeGreaterThan(2_700_000);
+    expect(StoredResponsesUsage.parse(await (await admin("DELETE", `/keys/${fillerId}/responses`)).json())).toMatchObject({ count: 0, bytes: 0 });
+    expect((await withKey(filler, "/v1/responses", { model: "store-chat", input: "hi", previous_response_id: ids[1] })).status).toBe(400);
+    await expectError(await admin("GET", "/keys/key_unknown/responses"), 404, "not_found");
   });
 });

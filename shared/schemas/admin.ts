@@ -71,6 +71,16 @@ export type NodeTokenRecord = z.infer<typeof NodeTokenRecord>;
 export const CreatedNodeToken = z.object({ token: z.string(), record: NodeTokenRecord });
 export type CreatedNodeToken = z.infer<typeof CreatedNodeToken>;
 
+/** What one key keeps of stored responses (`store`, `previous_response_id`), against its share. */
+export const StoredResponsesUsage = z.object({
+  key_id: z.string(),
+  count: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  max_count: z.number().int().positive(),
+  max_bytes: z.number().int().positive(),
+});
+export type StoredResponsesUsage = z.infer<typeof StoredResponsesUsage>;
+
 export const UsageQuery = z.object({
   key: z.string().optional(),
   model: z.string().optional(),

@@ -7,6 +7,7 @@ import type {
   KeyRecord,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
@@ -19,6 +20,7 @@ import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
 import type { NodeSockets } from "../nodes/node-sockets.ts";
 import type { SavedState } from "../state/saved-state.ts";
+import type { ResponseTable } from "../state/response-table.ts";
 import type { TrafficStats } from "../metrics/traffic-stats.ts";
 
 export interface AdminCallsParts {
@@ -30,6 +32,7 @@ export interface AdminCallsParts {
   metrics: FleetMetrics;
   traffic: TrafficStats;
   saved: SavedState;
+  responses: ResponseTable;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -42,6 +45,7 @@ export class AdminCalls {
   readonly #metrics: FleetMetrics;
   readonly #traffic: TrafficStats;
   readonly #saved: SavedState;
+  readonly #responses: ResponseTable;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -52,6 +56,7 @@ export class AdminCalls {
     this.#metrics = parts.metrics;
     this.#traffic = parts.traffic;
     this.#saved = parts.saved;
+    this.#responses = parts.responses;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -112,6 +117,18 @@ export class AdminCalls {
     if (record === undefined) return null;
     this.#sockets.disconnectToken(id);
     return record;
+  }
+
+  /** A key's stored responses against its share; null for an unknown key. */
+  storedResponses(keyId: string): StoredResponsesUsage | null {
+    return this.#access.key(keyId) === undefined ? null : this.#responses.usageOf(keyId);
+  }
+
+  /** Deletes every response a key stored; what it keeps after (nothing), or null for an unknown key. */
+  clearStoredResponses(keyId: string): StoredResponsesUsage | null {
+    if (this.#access.key(keyId) === undefined) return null;
+    this.#responses.clear(keyId);
+    return this.#responses.usageOf(keyId);
   }
 
   usage(query: UsageQuery): UsageRow[] {

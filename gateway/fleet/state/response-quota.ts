@@ -20,7 +20,7 @@ export function storageRefusal(usage: StoredUsage, adding: number, maxBytes: num
   return new ApiError(
     409,
     `This API key's stored responses are full: ${usage.count} responses, ${usage.bytes} of ${maxBytes} bytes (at most ${MAX_STORED_RESPONSES_PER_KEY} responses). ` +
-      "Delete some (DELETE /v1/responses/{id}), or send store: false.",
+      "Delete some (DELETE /v1/responses/{id}), send store: false, or ask the admin to clear them (DELETE /admin/keys/{id}/responses).",
     { code: "stored_responses_full", param: "store" },
   );
 }

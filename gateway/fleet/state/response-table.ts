@@ -1,5 +1,6 @@
 import type { StoredResponse } from "../../../shared/openai-responses/store.ts";
-import { storageRefusal, type StoredUsage } from "./response-quota.ts";
+import type { StoredResponsesUsage } from "../../../shared/schemas/admin.ts";
+import { MAX_STORED_RESPONSES_PER_KEY, storageRefusal, type StoredUsage } from "./response-quota.ts";
 
 /** OpenAI keeps stored responses 30 days; so does the gateway, then they go. */
 const RETENTION_SECONDS = 30 * 24 * 3600;
@@ -54,6 +55,16 @@ export class ResponseTable {
       json,
       bytes,
     );
+  }
+
+  /** Deletes every response the owner stored (the admin clearing a key's share). */
+  clear(owner: string): void {
+    this.#sql.exec("DELETE FROM stored_responses WHERE owner = ?", owner);
+  }
+
+  /** The owner's use of its share, as the admin API shows it. */
+  usageOf(owner: string): StoredResponsesUsage {
+    return { key_id: owner, ...this.usage(owner), max_count: MAX_STORED_RESPONSES_PER_KEY, max_bytes: this.#maxBytesPerKey };
   }
 
   /** What the owner keeps stored: responses and bytes (of their JSON). */

@@ -11,6 +11,7 @@ import {
   ListOf,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
@@ -47,6 +48,16 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     const record = await fleetStub(c.env).revokeKey(c.req.param("id"));
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
+  })
+  .get("/keys/:id/responses", { summary: "A key's stored responses against its share", response: StoredResponsesUsage }, async (c) => {
+    const usage = await fleetStub(c.env).storedResponses(c.req.param("id"));
+    if (usage === null) throw notFound("key", c.req.param("id"));
+    return usage;
+  })
+  .delete("/keys/:id/responses", { summary: "Delete every response a key stored", response: StoredResponsesUsage }, async (c) => {
+    const usage = await fleetStub(c.env).clearStoredResponses(c.req.param("id"));
+    if (usage === null) throw notFound("key", c.req.param("id"));
+    return usage;
   })
   .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, request) =>
     fleetStub(c.env).createNodeToken(request),
