@@ -101,10 +101,10 @@ describe("a named node token owns its name", () => {
 });
 
 describe("idle sockets", () => {
-  test("the shared node token holds at most 4 sockets that have not said hello; the next upgrade gets 429", async () => {
+  test("the shared node token holds at most 16 sockets that have not said hello (of its 64); the next upgrade gets 429", async () => {
     const sockets: WebSocket[] = [];
     onTestFinished(() => sockets.forEach((ws) => ws.close()));
-    for (let index = 0; index < 4; index += 1) {
+    for (let index = 0; index < 16; index += 1) {
       const response = await dialGateway(NODE_TOKEN);
       expect(response.status).toBe(101);
       response.webSocket!.accept();

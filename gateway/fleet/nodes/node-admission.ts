@@ -34,14 +34,16 @@ export function nameRefusal(tokenNode: string | undefined, name: string, nameOwn
 }
 
 /**
- * Sockets of one token that have not said hello yet. An agent says hello at once, so a few
- * suffice (reconnects overlapping); more would be sockets held open for nothing until the sweep.
+ * Sockets of one token that have not said hello yet. An agent says hello at once, so few are ever
+ * pending at a time; the shared token's allow a fleet reconnecting at once after a restart. More
+ * would be sockets held open for nothing until the hello sweep.
  */
-const PENDING_SOCKETS_PER_TOKEN = 4;
+const PENDING_SOCKETS_PER_NODE_TOKEN = 4;
+const PENDING_SOCKETS_PER_ROOT_TOKEN = 16;
 
 /** 429 when the token already has all the sockets without hello it may; null when another one is allowed. */
-export function pendingLimit(pendingSockets: number): ApiError | null {
-  if (pendingSockets < PENDING_SOCKETS_PER_TOKEN) return null;
+export function pendingLimit(tokenId: string | undefined, pendingSockets: number): ApiError | null {
+  if (pendingSockets < (tokenId === undefined ? PENDING_SOCKETS_PER_ROOT_TOKEN : PENDING_SOCKETS_PER_NODE_TOKEN)) return null;
   return new ApiError(429, `This node token already has ${pendingSockets} connections that have not said hello.`, {
     code: "too_many_connections",
     retryAfter: 10,

@@ -65,7 +65,7 @@ export class NodeSockets {
     }
     const tag = tokenTag(tokenId);
     const open = this.#ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN);
-    const tooMany = socketLimit(tokenId, open.length) ?? pendingLimit(open.filter((ws) => attachmentOf(ws)?.name === undefined).length);
+    const tooMany = socketLimit(tokenId, open.length) ?? pendingLimit(tokenId, open.filter((ws) => attachmentOf(ws)?.name === undefined).length);
     if (tooMany !== null) return tooMany.toResponse();
     const { 0: client, 1: server } = new WebSocketPair();
     this.#ctx.acceptWebSocket(server, [tag]);
