@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import type { z } from "zod";
 import { ErrorBody } from "../../shared/errors.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, NodeSummary, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
@@ -181,4 +181,19 @@ test("no key, token or prompt text appears in the gateway's or the agent's logs"
   for (const [source, text] of Object.entries(logs)) {
     for (const secret of secrets) expect(text.includes(secret), `${source} log contains ${secret.slice(0, 8)}…`).toBe(false);
   }
+});
+
+test("nodes tokens create --models scopes a token (nodes tokens list shows it); keys responses shows a key's stored responses, --clear deletes them", async () => {
+  const scoped = await lmgateJson(CreatedNodeToken, "nodes", "tokens", "create", "--name", "scoped-cli", "--models", "tiny-chat-*,other-*");
+  secrets.add(scoped.token);
+  expect(scoped.record.models).toEqual(["tiny-chat-*", "other-*"]);
+  expect((await lmgate("nodes", "tokens", "list")).stdout).toContain("tiny-chat-*, other-*");
+
+  const dave = await createKey("--name", "dave");
+  expect((await post(dave.key, "/v1/responses", { model: CHAT, input: "Tell me about the sea.", max_output_tokens: 4, store: true })).status).toBe(200);
+  const usage = await lmgateJson(StoredResponsesUsage, "keys", "responses", "dave");
+  expect(usage).toMatchObject({ key_id: dave.record.id, count: 1, max_count: 10_000 });
+  expect(usage.bytes).toBeGreaterThan(0);
+  expect(await lmgateJson(StoredResponsesUsage, "keys", "responses", "dave", "--clear")).toMatchObject({ count: 0, bytes: 0 });
+  expect((await lmgate("keys", "responses", "dave")).stdout).toContain("0 of 10000 responses");
 });
