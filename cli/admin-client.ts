@@ -6,8 +6,10 @@ import {
   ListOf,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UsageRow,
   type CreateKeyRequest,
+  type CreateNodeTokenRequest,
   type UpdateKeyRequest,
   type UsageQuery,
 } from "../shared/schemas/admin.ts";
@@ -33,8 +35,10 @@ export class AdminClient {
   listKeys = async () => (await this.#call(ListOf(KeyRecord), "GET", "/admin/keys")).data;
   updateKey = (id: string, request: UpdateKeyRequest) => this.#call(KeyRecord, "PATCH", `/admin/keys/${encodeURIComponent(id)}`, request);
   revokeKey = (id: string) => this.#call(KeyRecord, "DELETE", `/admin/keys/${encodeURIComponent(id)}`);
+  storedResponses = (id: string) => this.#call(StoredResponsesUsage, "GET", `/admin/keys/${encodeURIComponent(id)}/responses`);
+  clearStoredResponses = (id: string) => this.#call(StoredResponsesUsage, "DELETE", `/admin/keys/${encodeURIComponent(id)}/responses`);
 
-  createNodeToken = (node: string) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", { node });
+  createNodeToken = (request: CreateNodeTokenRequest) => this.#call(CreatedNodeToken, "POST", "/admin/node-tokens", request);
   listNodeTokens = async () => (await this.#call(ListOf(NodeTokenRecord), "GET", "/admin/node-tokens")).data;
   revokeNodeToken = (id: string) => this.#call(NodeTokenRecord, "DELETE", `/admin/node-tokens/${encodeURIComponent(id)}`);
 

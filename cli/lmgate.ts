@@ -137,6 +137,17 @@ keys
     if (json()) return console.log(JSON.stringify(record, null, 2));
     console.log(`${pc.yellow("Revoked")} ${plain(record.name)} (${record.id})`);
   });
+keys
+  .command("responses <key>")
+  .description("the responses a key stored (store, previous_response_id) against its share; --clear deletes them")
+  .option("--clear", "delete every response the key stored")
+  .action(async (reference: string, options: { clear?: boolean }) => {
+    const id = await keyId(reference);
+    const usage = options.clear ? await client().clearStoredResponses(id) : await client().storedResponses(id);
+    if (json()) return console.log(JSON.stringify(usage, null, 2));
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+    console.log(`${usage.count} of ${usage.max_count} responses, ${mib(usage.bytes)} of ${mib(usage.max_bytes)}${options.clear ? ` (${pc.yellow("cleared")})` : ""}`);
+  });
 
 const nodes = program
   .command("nodes")
@@ -166,10 +177,12 @@ tokens
   .command("create")
   .description("create a token for one node; printed once")
   .requiredOption("--name <node>", "the node's name")
-  .action(async (options: { name: string }) => {
-    const created = await client().createNodeToken(options.name);
+  .option("--models <globs>", "models the node may serve, comma-separated globs (e.g. 'tiny-*'); default all", globs)
+  .action(async (options: { name: string; models?: string[] }) => {
+    const created = await client().createNodeToken({ node: options.name, models: options.models ?? null });
     if (json()) return console.log(JSON.stringify(created, null, 2));
-    console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})\n\n  ${pc.bold(created.token)}\n`);
+    const serves = created.record.models === null ? "" : `, serving ${created.record.models.join(", ")} only`;
+    console.log(`${pc.green("Created node token")} for ${created.record.node} (${created.record.id})${serves}\n\n  ${pc.bold(created.token)}\n`);
     console.log(
       pc.dim(
         `Start the node (under this name only) with: LMGATE_TOKEN=<token> lmgate-agent --gateway ${program.opts<GlobalOptions>().url} --name ${created.record.node}` +
@@ -186,6 +199,7 @@ tokens
       [
         { header: "id", value: (token) => token.id },
         { header: "node", value: (token) => token.node },
+        { header: "models", value: (token) => token.models?.join(", ") ?? "all" },
         { header: "prefix", value: (token) => `${token.prefix}…` },
         { header: "created", value: (token) => day(token.created_at) },
         { header: "last used", value: (token) => day(token.last_used_at) },

@@ -84,12 +84,15 @@ export function addModelsCommand(program: Command, client: () => ModelsClient, j
 
   models
     .command("unload <instance>")
-    .description("unload a model instance (from every node that has it loaded, or from --node)")
+    .description("unload a model instance (from every node that has it loaded, or from --node), once its running generations finish")
     .option("--node <node>", "only on this node")
-    .action(async (instance: string, options: { node?: string }) => {
-      const unloaded = await client().unload({ instance_id: instance, node: options.node });
+    .option("--force", "unload at once, cutting running generations (the admin token only)")
+    .action(async (instance: string, options: { node?: string; force?: boolean }) => {
+      const unloaded = await client().unload({ instance_id: instance, node: options.node, ...(options.force ? { force: true } : {}) });
       if (json()) return console.log(JSON.stringify(unloaded, null, 2));
-      console.log(`${pc.yellow("Unloaded")} ${unloaded.instance_id}`);
+      const drained = unloaded.drained;
+      const waited = drained === undefined || drained.generations === 0 ? "" : ` after waiting ${drained.waited_seconds.toFixed(1)} s for ${drained.generations} generation(s)${drained.cut > 0 ? `, ${drained.cut} cut` : ""}`;
+      console.log(`${pc.yellow("Unloaded")} ${unloaded.instance_id}${waited}`);
     });
 }
 

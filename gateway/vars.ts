@@ -13,6 +13,8 @@ export interface GatewayVars {
   LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
   LMGATE_QUEUE_TIMEOUT_MS?: string;
   LMGATE_MAX_QUEUE?: string;
+  /** Bytes of stored responses (`store`, `previous_response_id`) one API key may keep; default 100 MiB. */
+  LMGATE_STORED_BYTES_PER_KEY?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
 }

@@ -1,4 +1,5 @@
 import type { GatewayVars } from "../vars.ts";
+import { DEFAULT_STORED_BYTES_PER_KEY } from "./state/response-quota.ts";
 
 /** The Fleet's timings and bounds when no var sets them (wrangler.toml's comments list the vars). */
 export const FLEET_DEFAULTS = {
@@ -27,6 +28,8 @@ export interface FleetConfig {
   window: number;
   /** Times one request is moved to another node after its node failed it. */
   maxRetries: number;
+  /** Bytes of stored responses one API key may keep (state/response-quota.ts). */
+  storedBytesPerKey: number;
 }
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -46,5 +49,6 @@ export function fleetConfig(env: GatewayVars): FleetConfig {
     helloTimeoutMs: FLEET_DEFAULTS.helloTimeoutMs,
     window: FLEET_DEFAULTS.window,
     maxRetries: FLEET_DEFAULTS.maxRetries,
+    storedBytesPerKey: positiveInt(env.LMGATE_STORED_BYTES_PER_KEY, DEFAULT_STORED_BYTES_PER_KEY),
   };
 }

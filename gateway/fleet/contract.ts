@@ -3,6 +3,8 @@ import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type {
   CreatedKey,
   CreatedNodeToken,
+  CreateNodeTokenRequest,
+  StoredResponsesUsage,
   CreateKeyRequest,
   FleetStats,
   KeyRecord,
@@ -73,11 +75,15 @@ export interface FleetApi {
   saveResponse(caller: Caller, record: StoredResponse): Promise<Outcome<null>>;
   storedResponse(caller: Caller, id: string): Promise<Outcome<StoredResponse | null>>;
   deleteResponse(caller: Caller, id: string): Promise<Outcome<boolean>>;
+  /** A 409 outcome when `bytes` more would not fit the caller's share of stored responses. */
+  responseRoom(caller: Caller, bytes: number): Promise<Outcome<null>>;
   listModelsV1(caller: Caller): Promise<Outcome<V1Model[]>>;
   downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>>;
   downloadStatus(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
+  /** Whether the caller's key is good right now (unknown, revoked, expired: its 401), counting no request. */
+  authenticate(caller: Caller): Promise<Outcome<null>>;
 }
 
 /** The admin API's and `/metrics`' entry points into the Fleet (the admin token is checked in the Worker). */
@@ -90,16 +96,23 @@ export interface FleetAdminApi {
   listKeys(): Promise<KeyRecord[]>;
   updateKey(id: string, update: UpdateKeyRequest): Promise<KeyRecord | null>;
   revokeKey(id: string): Promise<KeyRecord | null>;
-  createNodeToken(node: string): Promise<CreatedNodeToken>;
+  createNodeToken(request: CreateNodeTokenRequest): Promise<CreatedNodeToken>;
   listNodeTokens(): Promise<NodeTokenRecord[]>;
   revokeNodeToken(id: string): Promise<NodeTokenRecord | null>;
+  /** A key's stored responses against its share; null for an unknown key. */
+  storedResponses(keyId: string): Promise<StoredResponsesUsage | null>;
+  clearStoredResponses(keyId: string): Promise<StoredResponsesUsage | null>;
   usage(query: UsageQuery): Promise<UsageRow[]>;
+  /** A wrong admin, metrics or node token from `address`: seconds it must wait (429), or null (401). */
+  failedAttempt(address: string): Promise<number | null>;
 }
 
 /** The node token an agent's upgrade carried, as the Fleet knows it: its id, and the one node name it serves (if made for one). */
 export interface NodeAdmission {
   tokenId?: string;
   tokenNode?: string;
+  /** The shared token dialled as a name that has a node token of its own: the hello is refused. */
+  nameOwned?: true;
 }
 
 /**
@@ -107,8 +120,11 @@ export interface NodeAdmission {
  * frame of a generation, only what placement needs and each request's end.
  */
 export interface FleetNodeApi {
-  /** Checks a node token's hash (or `ROOT_NODE_TOKEN`) before the agent's socket is accepted. */
-  admitNode(tokenHash: string): Promise<Outcome<NodeAdmission>>;
+  /**
+   * Checks a node token's hash (or `ROOT_NODE_TOKEN`) before the agent's socket is accepted, for
+   * the name it dials as; a wrong token counts against `address` (the wrong-credential brake).
+   */
+  admitNode(tokenHash: string, name: string, address: string): Promise<Outcome<NodeAdmission>>;
   /** The node said hello on connection `conn` (its object already replaced any older one). */
   nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined): Promise<void>;
   /** What changed in the node's status: slots as they go busy or free, the catalog when it changes. */

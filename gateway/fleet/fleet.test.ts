@@ -63,14 +63,11 @@ describe("routing", () => {
     expect(body.gateway).toMatchObject({ node: "warm-1", retries: 0 });
   });
 
-  test("among nodes with the model loaded the least busy one wins, then the faster one", async () => {
+  // Then the faster one, as the gateway measured it: gateway/test/hardening-round-two.test.ts.
+  test("among nodes with the model loaded the least busy one wins, whatever speed it claims", async () => {
     const busy = await agent({ name: "busy-2", models: [{ id: "route-b", state: "loaded" }], busy: { "route-b": 1 }, speed: { "route-b": 900 } });
     const idle = await agent({ name: "idle-2", models: [{ id: "route-b", state: "loaded" }], speed: { "route-b": 100 } });
     expect((await routeOnce("route-b", [busy, idle])).agent).toBe(idle);
-
-    const slow = await agent({ name: "slow-2", models: [{ id: "route-c", state: "loaded" }], speed: { "route-c": 50 } });
-    const fast = await agent({ name: "fast-2", models: [{ id: "route-c", state: "loaded" }], speed: { "route-c": 500 } });
-    expect((await routeOnce("route-c", [slow, fast])).agent).toBe(fast);
   });
 
   test("concurrent requests spread over two equal nodes, and in_flight shows it", async () => {
@@ -274,7 +271,7 @@ describe("load and unload", () => {
       node.autoAnswer((frame) => node.sendFrame({ type: "result", id: frame.id, result: { instance_id: "lu-m" } }));
     }
     const unloaded = await api("/api/v1/models/unload", { instance_id: "lu-m" });
-    expect(await unloaded.json()).toEqual({ instance_id: "lu-m" });
+    expect(await unloaded.json()).toEqual({ instance_id: "lu-m", drained: { generations: 0, waited_seconds: expect.any(Number), cut: 0 } });
     for (const node of [warm, cold]) {
       expect(node.received.filter((frame) => frame.type === "request" && frame.operation.op === "unload")).toHaveLength(1);
     }

@@ -1,10 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
-import type { CreateKeyRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
+import type { CreateKeyRequest, CreateNodeTokenRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
+import { FailedAttempts } from "./access/failed-attempts.ts";
 import type { Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
@@ -46,6 +47,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   readonly #metrics: FleetMetrics;
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
+  readonly #attempts: FailedAttempts;
 
   constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
@@ -62,6 +64,9 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: dispatcher.waiting, inFlight: dispatcher.running };
     });
     const access = new AccessStore(ctx.storage.sql);
+    const attempts = new FailedAttempts(ctx.storage.sql);
+    const responses = new ResponseTable(ctx.storage.sql, config.storedBytesPerKey);
+    this.#attempts = attempts;
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: FLUSH_AFTER_MS, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: FLUSH_AFTER_MS });
     this.#metrics = metrics;
@@ -71,6 +76,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       registry,
       dispatcher,
       access,
+      attempts,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
         saved.changed();
@@ -83,13 +89,13 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       control: new AccessControl(access, ledger, new RateWindow(ctx.storage.sql)),
       ledger,
       budget: this.#budget,
-      responses: new ResponseTable(ctx.storage.sql),
+      responses,
       onRefused: (code) => {
         metrics.refused(code);
         saved.changed();
       },
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -149,6 +155,10 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#api.storedResponse(caller, id);
   }
 
+  responseRoom(caller: Caller, bytes: number) {
+    return this.#api.responseRoom(caller, bytes);
+  }
+
   deleteResponse(caller: Caller, id: string) {
     this.#called("deleteResponse");
     return this.#api.deleteResponse(caller, id);
@@ -177,6 +187,10 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   deleteModel(body: DeleteRequest, caller: Caller) {
     this.#called("deleteModel");
     return this.#api.deleteModel(body, caller);
+  }
+
+  authenticate(caller: Caller) {
+    return this.#api.authenticate(caller);
   }
 
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
@@ -216,9 +230,9 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#admin.revokeKey(id);
   }
 
-  createNodeToken(node: string) {
+  createNodeToken(request: CreateNodeTokenRequest) {
     this.#called("createNodeToken");
-    return this.#admin.createNodeToken(node);
+    return this.#admin.createNodeToken(request);
   }
 
   listNodeTokens() {
@@ -231,16 +245,30 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#admin.revokeNodeToken(id);
   }
 
+  storedResponses(keyId: string) {
+    return this.#admin.storedResponses(keyId);
+  }
+
+  clearStoredResponses(keyId: string) {
+    return this.#admin.clearStoredResponses(keyId);
+  }
+
   usage(query: UsageQuery) {
     this.#called("usage");
     return this.#admin.usage(query);
   }
 
+  /** A wrong admin or metrics token from `address` (the Worker checks those): seconds it must wait, or null. */
+  failedAttempt(address: string) {
+    this.#called("failedAttempt");
+    return this.#attempts.fail(address, Date.now());
+  }
+
   // ---- RPC from the node objects (`FleetNodeApi`) and the agents' upgrades -----------------------
 
-  admitNode(tokenHash: string) {
+  admitNode(tokenHash: string, name: string, address: string) {
     this.#called("admitNode");
-    return this.#links.admit(tokenHash);
+    return this.#links.admit(tokenHash, name, address);
   }
 
   nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {

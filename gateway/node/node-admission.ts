@@ -5,6 +5,8 @@ import { ROOT_NODE_TOKEN } from "../fleet/access/caller.ts";
 /** How the Worker tells a node object which node token an upgrade carried, and the name it was made for (set by the Worker only). */
 export const NODE_TOKEN_ID_HEADER = "x-lmgate-node-token-id";
 export const NODE_TOKEN_NODE_HEADER = "x-lmgate-node-token-node";
+/** Set when the shared token dials as a name that has a node token of its own. */
+export const NODE_NAME_OWNED_HEADER = "x-lmgate-node-name-owned";
 
 /**
  * What one node token may hold. A token made with `nodes tokens create --name X` serves node X
@@ -27,6 +29,23 @@ export function socketLimit(tokenId: string | undefined, openSockets: number): A
   });
 }
 
+/**
+ * Sockets of one token, at one node's object, that have not said hello yet. An agent says hello at
+ * once, so few are ever pending; the shared token's allow a fleet reconnecting at once after a
+ * restart. More would be sockets held open for nothing until the hello sweep.
+ */
+const PENDING_SOCKETS_PER_NODE_TOKEN = 4;
+const PENDING_SOCKETS_PER_ROOT_TOKEN = 16;
+
+/** 429 when the token already has all the sockets without hello it may; null when another one is allowed. */
+export function pendingLimit(tokenId: string | undefined, pendingSockets: number): ApiError | null {
+  if (pendingSockets < (tokenId === undefined ? PENDING_SOCKETS_PER_ROOT_TOKEN : PENDING_SOCKETS_PER_NODE_TOKEN)) return null;
+  return new ApiError(429, `This node token already has ${pendingSockets} connections that have not said hello.`, {
+    code: "too_many_connections",
+    retryAfter: 10,
+  });
+}
+
 /** The upgrade message an agent older than protocol 2 gets: it cannot name itself before its hello. */
 export const upgradeAgentReason = (protocol: number | string) =>
   `protocol ${protocol} is not supported; this gateway speaks protocol ${PROTOCOL_VERSION}: upgrade lmgate-agent`;
@@ -40,7 +59,7 @@ export const upgradeAgentReason = (protocol: number | string) =>
 export function helloRefusal(
   message: string | ArrayBuffer,
   frame: ToGatewayFrame | null,
-  dialled: { name: string; tokenNode?: string },
+  dialled: { name: string; tokenNode?: string; nameOwned?: boolean },
 ): { code: number; reason: string } | null {
   const version = helloVersion(message);
   if (version !== null && version !== PROTOCOL_VERSION) return { code: CLOSE_CODES.unsupportedProtocol, reason: upgradeAgentReason(version) };
@@ -49,6 +68,9 @@ export function helloRefusal(
   const name = frame.node.name;
   if (dialled.tokenNode !== undefined && dialled.tokenNode !== name) {
     return { code: CLOSE_CODES.nameNotAllowed, reason: `this node token was made for node "${dialled.tokenNode}", not "${name}"` };
+  }
+  if (dialled.tokenNode === undefined && dialled.nameOwned === true) {
+    return { code: CLOSE_CODES.nameNotAllowed, reason: `node "${name}" has a node token of its own; connect with that token` };
   }
   if (name !== dialled.name) return { code: CLOSE_CODES.badFrame, reason: `hello names "${name}", but the agent connected as "${dialled.name}"` };
   return null;

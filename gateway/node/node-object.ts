@@ -16,7 +16,7 @@ import { fleetConfig, type FleetConfig } from "../fleet/config.ts";
 import type { Serving } from "../fleet/contract.ts";
 import type { Ending } from "../fleet/routing/settlement.ts";
 import { settledFrom, type CallAnswer, type Lease, type NodeApi } from "./contract.ts";
-import { helloRefusal, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, socketLimit, tokenTag } from "./node-admission.ts";
+import { helloRefusal, pendingLimit, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, socketLimit, tokenTag } from "./node-admission.ts";
 import { FlowControlViolation, Relay } from "./relay.ts";
 import { StatusDeltas } from "./status-deltas.ts";
 
@@ -29,6 +29,8 @@ interface Attachment {
   /** The node token it connected with (absent for LMGATE_NODE_TOKEN), and the name that token was made for. */
   token?: string;
   tokenNode?: string;
+  /** The shared token dialled as a name another token owns: its hello is refused. */
+  nameOwned?: boolean;
   /** Set once the node said hello and the Fleet registered it. */
   joined?: boolean;
 }
@@ -67,8 +69,10 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
     const name = new URL(request.url).searchParams.get("node") ?? "";
     const token = request.headers.get(NODE_TOKEN_ID_HEADER) ?? undefined;
     const tokenNode = request.headers.get(NODE_TOKEN_NODE_HEADER) ?? undefined;
+    const nameOwned = request.headers.get(NODE_NAME_OWNED_HEADER) === "1";
     const tag = tokenTag(token);
-    const tooMany = socketLimit(token, this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN).length);
+    const open = this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN);
+    const tooMany = socketLimit(token, open.length) ?? pendingLimit(token, open.filter((ws) => attachmentOf(ws)?.joined !== true).length);
     if (tooMany !== null) return tooMany.toResponse();
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [tag]);
@@ -78,6 +82,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
       name,
       ...(token === undefined ? {} : { token }),
       ...(tokenNode === undefined ? {} : { tokenNode }),
+      ...(nameOwned ? { nameOwned } : {}),
     } satisfies Attachment);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs());
     return new Response(null, { status: 101, webSocket: client });

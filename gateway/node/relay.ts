@@ -3,6 +3,7 @@ import { endedByUnload, isDone, throughDone } from "../../shared/generation-cont
 import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
 import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
 import type { Ending } from "../fleet/routing/settlement.ts";
+import { boundedNodeError } from "../fleet/routing/node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "../fleet/routing/usage-bounds.ts";
 import { encodeLines, type Lease, type RelayLine } from "./contract.ts";
 import { RelayStream } from "./relay-stream.ts";
@@ -115,8 +116,9 @@ export class Relay {
   }
 
   /** The node failed it: a 503 before any text is the Worker's to move elsewhere; anything else ends it. */
-  onError(error: WireError): void {
+  onError(claimed: WireError): void {
     if (this.#ended) return;
+    const error = boundedNodeError(claimed);
     if (error.status === RETRYABLE_STATUS && !this.#deltaSent) this.#end({ error, retryable: true }, null);
     else this.#end({ error }, { status: error.status, failed: true, errorCode: error.body.error.code });
   }

@@ -11,6 +11,7 @@ import { FleetBackend } from "./clients/fleet-backend.ts";
 import { FleetModelAdmin } from "./clients/fleet-model-admin.ts";
 import { FleetResponseStore } from "./clients/fleet-response-store.ts";
 import { apiKeyAuth } from "./middleware/api-key-auth.ts";
+import { keyFirst } from "./middleware/key-first.ts";
 import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { GATEWAY_OPENAPI } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
@@ -45,7 +46,7 @@ const api = createApiApp<GatewayEnv>({
 });
 // The API routes documented as public (the greeting LM Studio's tools probe before they have a key, and
 // the API's description) are the ones served without a key.
-app.use("*", except(publicPaths(api.routes), apiKeyAuth()));
+app.use("*", except(publicPaths(api.routes), apiKeyAuth(), keyFirst()));
 app.route("/", api);
 
 app.notFound(async (c) => {

@@ -3,7 +3,9 @@ import { afterEach, describe, expect, test } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorBody } from "../../shared/errors.ts";
 import type { z } from "zod";
-import { NODE_NAME_HEADER, parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
+import { NODE_NAME_HEADER, parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type NodeStatus, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
+import type { V1Model } from "../../shared/schemas/v1-models.ts";
+import type { DownloadJob } from "../../shared/schemas/downloads.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
 import { backoffDelay } from "./backoff.ts";
 import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
@@ -374,3 +376,53 @@ describe("requests", () => {
     expect(status.status.models.find((model) => model.id === "m1")?.state).toBe("not-loaded");
   });
 });
+
+describe("status frames during a download", () => {
+  /** A node with model management whose download progresses: its status changes, its v1 listing does not, until it is told to. */
+  class DownloadingSource extends ScriptedSource {
+    listing: V1Model[] = [v1Entry("m1")];
+    progress = 0;
+
+    override status(): NodeStatus {
+      const job: DownloadJob = { job_id: "job-1", status: "downloading", total_size_bytes: 100, downloaded_bytes: this.progress, started_at: "2026-01-01T00:00:00Z" };
+      return { ...super.status(), v1_models: this.listing, downloads: [job] };
+    }
+
+    advance(): void {
+      this.progress += 1;
+      this.setModels(super.status().models);
+    }
+  }
+
+  test("carry the v1 listing only when it changed, not with every progress tick", async () => {
+    const source = new DownloadingSource({ models: ["m1"] });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    const hello = await gateway.next("hello");
+    expect(hello.status.v1_models?.map((model) => model.key)).toEqual(["m1"]);
+    for (let tick = 0; tick < 3; tick += 1) {
+      source.advance();
+      const status = await gateway.next("status");
+      expect(status.status.downloads?.[0]?.downloaded_bytes).toBe(tick + 1);
+      expect(status.status.v1_models).toBeUndefined();
+    }
+    source.listing = [v1Entry("m1"), v1Entry("m2")];
+    source.advance();
+    expect((await gateway.next("status")).status.v1_models?.map((model) => model.key)).toEqual(["m1", "m2"]);
+  });
+});
+
+function v1Entry(key: string): V1Model {
+  return {
+    type: "llm",
+    publisher: "test",
+    key,
+    display_name: key,
+    quantization: { name: "F32", bits_per_weight: 32 },
+    size_bytes: 1,
+    params_string: null,
+    loaded_instances: [],
+    max_context_length: 2048,
+    format: "gguf",
+  };
+}

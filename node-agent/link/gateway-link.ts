@@ -15,6 +15,7 @@ import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
 import { FrameBatcher } from "./frame-batcher.ts";
 import { RequestRunner, type FrameChannel } from "./request-runner.ts";
+import { StatusDelta } from "./status-delta.ts";
 
 export type { NodeSource } from "./node-source.ts";
 
@@ -153,6 +154,7 @@ class Link implements GatewayLink {
         },
       };
       const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger });
+      const statusDelta = new StatusDelta();
 
       const welcomeTimer = setTimeout(() => {
         this.#warn(`the gateway did not accept this node within ${(tuning?.connectTimeoutMs ?? 10_000) / 1000} s; retrying`);
@@ -162,7 +164,7 @@ class Link implements GatewayLink {
       const pushStatus = () => {
         statusTimer ??= setTimeout(() => {
           statusTimer = undefined;
-          channel.send({ type: "status", status: source.status() });
+          channel.send({ type: "status", status: statusDelta.next(source.status()) });
         }, tuning?.statusDebounceMs ?? 50);
       };
 
@@ -189,7 +191,7 @@ class Link implements GatewayLink {
               slots_per_model: source.slotsPerModel,
               generation_features: [...GENERATION_FEATURES],
             },
-            status: source.status(),
+            status: statusDelta.next(source.status()),
           });
           // Changes from here on reach the gateway; anything earlier was in the hello.
           if (ws.readyState === WebSocket.OPEN) unsubscribe = source.onStatusChange(pushStatus);

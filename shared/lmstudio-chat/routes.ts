@@ -31,7 +31,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     }
     const store = options.store(c);
     const conversation: MessageInput[] = [...(await conversationBefore(store, body.previous_response_id)), { role: "user", content: inputText(body.input) }];
-    if (body.store !== false) assertStorable(conversation);
+    if (body.store !== false) await store.assertRoom(assertStorable(conversation));
     const chat = validate(ChatRequest, {
       model: body.model,
       messages: [...(body.system_prompt ? [{ role: "system" as const, content: body.system_prompt }] : []), ...conversation],

@@ -30,7 +30,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
   }, async (c, body) => {
     const store = options.store(c);
     const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
-    if (body.store !== false) assertStorable(conversation);
+    if (body.store !== false) await store.assertRoom(assertStorable(conversation));
     const chat = toChatRequest(body, conversation);
     const draft = new ResponseDraft(body);
     const finish = async (text: string, result: GenerationResult) => {

@@ -26,6 +26,8 @@ export interface ResponseStore {
   get(id: string): Promise<StoredResponse | undefined>;
   /** Whether there was such a response. */
   delete(id: string): Promise<boolean>;
+  /** Refuses (a 4xx) when the caller may not store `bytes` more; called before a generation that would store its conversation. */
+  assertRoom(bytes: number): Promise<void>;
 }
 
 /** Direct mode's store: the most recent responses, in memory. */
@@ -53,6 +55,9 @@ export class MemoryResponseStore implements ResponseStore {
   async delete(id: string): Promise<boolean> {
     return this.#records.delete(id);
   }
+
+  /** Always room: the oldest make way for the newest. */
+  async assertRoom(_bytes: number): Promise<void> {}
 }
 
 /** The stored conversation a request continues (none without `previous_response_id`); an unknown id is a 400, as at OpenAI and LM Studio. */
@@ -68,8 +73,8 @@ export async function conversationBefore(store: ResponseStore, previousId: strin
 /** The gateway keeps a stored conversation in one SQLite row, which holds at most 2 MB; this leaves room for the answer. */
 const MAX_STORED_CONVERSATION_BYTES = 1_500_000;
 
-/** Refuses, before any token is spent, a conversation too long to store with its answer. */
-export function assertStorable(conversation: MessageInput[]): void {
+/** Refuses, before any token is spent, a conversation too long to store with its answer; returns its size in bytes. */
+export function assertStorable(conversation: MessageInput[]): number {
   const bytes = new TextEncoder().encode(JSON.stringify(conversation)).length;
   if (bytes > MAX_STORED_CONVERSATION_BYTES) {
     throw new ApiError(413, `This conversation is ${bytes} bytes, too long to store (at most ${MAX_STORED_CONVERSATION_BYTES}). Send store: false with the whole history instead.`, {
@@ -77,4 +82,5 @@ export function assertStorable(conversation: MessageInput[]): void {
       code: "conversation_too_large",
     });
   }
+  return bytes;
 }

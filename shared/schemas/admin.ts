@@ -49,12 +49,18 @@ export type KeyRecord = z.infer<typeof KeyRecord>;
 export const CreatedKey = z.object({ key: z.string(), record: KeyRecord });
 export type CreatedKey = z.infer<typeof CreatedKey>;
 
-export const CreateNodeTokenRequest = z.object({ node: NodeName });
+export const CreateNodeTokenRequest = z.object({
+  node: NodeName,
+  /** Globs of the model ids the node may serve (advertise and be sent); absent or null = every model. */
+  models: z.array(ModelGlob).max(100).nullable().optional(),
+});
 export type CreateNodeTokenRequest = z.infer<typeof CreateNodeTokenRequest>;
 
 export const NodeTokenRecord = z.object({
   id: z.string(),
   node: z.string(),
+  /** Globs of the model ids the node may serve; null = every model. */
+  models: z.array(z.string()).nullable(),
   prefix: z.string(),
   created_at: z.iso.datetime(),
   last_used_at: z.iso.datetime().nullable(),
@@ -64,6 +70,16 @@ export type NodeTokenRecord = z.infer<typeof NodeTokenRecord>;
 
 export const CreatedNodeToken = z.object({ token: z.string(), record: NodeTokenRecord });
 export type CreatedNodeToken = z.infer<typeof CreatedNodeToken>;
+
+/** What one key keeps of stored responses (`store`, `previous_response_id`), against its share. */
+export const StoredResponsesUsage = z.object({
+  key_id: z.string(),
+  count: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  max_count: z.number().int().positive(),
+  max_bytes: z.number().int().positive(),
+});
+export type StoredResponsesUsage = z.infer<typeof StoredResponsesUsage>;
 
 export const UsageQuery = z.object({
   key: z.string().optional(),

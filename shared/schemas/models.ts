@@ -55,5 +55,15 @@ export const LoadResult = z.object({
 });
 export type LoadResult = z.infer<typeof LoadResult>;
 
-export const UnloadResult = z.object({ instance_id: z.string() });
+/** What a gateway's unload waited for: the generations running on the model, let finish (bounded) unless forced. */
+export const UnloadDrain = z.object({
+  /** Generations running on the model when the unload came. */
+  generations: z.number().int().nonnegative(),
+  waited_seconds: z.number().nonnegative(),
+  /** Generations still running when the wait ran out (or `force` was set): cut by the unload. */
+  cut: z.number().int().nonnegative(),
+});
+export type UnloadDrain = z.infer<typeof UnloadDrain>;
+
+export const UnloadResult = z.object({ instance_id: z.string(), drained: UnloadDrain.optional() });
 export type UnloadResult = z.infer<typeof UnloadResult>;

@@ -156,7 +156,13 @@ export type LoadRequest = z.infer<typeof LoadRequest>;
 
 export const UnloadRequest = z
   // `node` (gateway only) unloads it there alone, instead of from every node that has it loaded.
-  .object({ instance_id: optional(z.string().min(1)), model: optional(z.string().min(1)), node: z.string().min(1).optional() })
+  .object({
+    instance_id: optional(z.string().min(1)),
+    model: optional(z.string().min(1)),
+    node: z.string().min(1).optional(),
+    // Gateway only, the deployment's own credentials only: unload at once, cutting the generations running on it.
+    force: z.boolean().optional(),
+  })
   .refine((body) => body.instance_id !== undefined || body.model !== undefined, {
     message: "instance_id is required",
     path: ["instance_id"],

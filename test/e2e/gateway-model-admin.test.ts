@@ -201,6 +201,6 @@ test("the CLI: keys create --can, models pull onto a node, list, load, unload an
   );
   expect(onBeta).toContain("tiny-chat-f32");
   expect(LoadResult.parse(await lmgate("models", "load", "cli-chat-q8_0", "--node", "beta", "--context-length", "512"))).toMatchObject({ load_config: { context_length: 512 } });
-  expect(await lmgate("models", "unload", "cli-chat-q8_0", "--node", "beta")).toEqual({ instance_id: "cli-chat-q8_0" });
+  expect(await lmgate("models", "unload", "cli-chat-q8_0", "--node", "beta")).toMatchObject({ instance_id: "cli-chat-q8_0", drained: { generations: 0, cut: 0 } });
   expect(DeleteResult.parse(await lmgate("models", "rm", "cli-chat-q8_0", "--node", "beta"))).toMatchObject({ node: "beta", deleted: true });
 });

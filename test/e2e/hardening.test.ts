@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import { ErrorBody } from "../../shared/errors.ts";
+import { UnloadResult } from "../../shared/schemas/models.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";
@@ -47,7 +48,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lmgate-hardening-"));
   gateway = await startGateway();
   // The node's own token, made for its name, given in a file: nothing secret on the agent's command line.
-  nodeToken = (await admin().createNodeToken("node-a")).token;
+  nodeToken = (await admin().createNodeToken({ node: "node-a" })).token;
   const tokenFile = join(dir, "node-token");
   await writeFile(tokenFile, `${nodeToken}\n`, { mode: 0o600 });
   agent = await startAgent({ models: [await testModelsDir()], gateway: { url: gateway.url, tokenFile }, name: "node-a" });
@@ -78,7 +79,23 @@ test("a node token made for node-a cannot join as another node; node-a stays con
   expect((await nodeA())?.online).toBe(true);
 });
 
-test("a stream cut by another caller's unload ends with a model_unloaded error, never finish_reason stop", async () => {
+test("another key's unload lets a running stream finish: it waits, says so, and the stream ends with its finish_reason", async () => {
+  const { key } = await admin().createKey({ name: "drained", models: ["tiny-chat-*"] });
+  const { key: operator } = await admin().createKey({ name: "operator", can: ["load"] });
+  const response = await post("/v1/completions", { model: CHAT, prompt: "a", max_tokens: 300, logit_bias: { [TOKEN_A]: 100 }, stream: true }, key);
+  expect(response.status).toBe(200);
+  const reading = readSse(response);
+  await until(async () => (await admin().listNodes())[0]?.in_flight === 1);
+  const unload = await post("/api/v1/models/unload", { instance_id: CHAT }, operator);
+  expect(unload.status).toBe(200);
+  expect(UnloadResult.parse(await unload.json()).drained).toMatchObject({ generations: 1, cut: 0 });
+  const { events, done } = await reading;
+  expect(done).toBe(true);
+  expect(JSON.stringify(events)).toContain('"finish_reason":"length"');
+  expect(JSON.stringify(events)).not.toContain("model_unloaded");
+});
+
+test("a stream cut by a forced unload (the admin's) ends with a model_unloaded error, never finish_reason stop", async () => {
   const { key } = await admin().createKey({ name: "victim", models: ["tiny-chat-*"] });
   const response = await post(
     "/v1/completions",
@@ -88,7 +105,7 @@ test("a stream cut by another caller's unload ends with a model_unloaded error, 
   expect(response.status).toBe(200);
   const reading = readSse(response);
   await until(async () => (await nodeA())?.in_flight === 1);
-  expect((await post("/api/v1/models/unload", { instance_id: CHAT })).status).toBe(200);
+  expect((await post("/api/v1/models/unload", { instance_id: CHAT, force: true })).status).toBe(200);
   const { events, done } = await reading;
   expect(done).toBe(false);
   expect(ErrorBody.parse(events.at(-1)).error.code).toBe("model_unloaded");

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import type { z } from "zod";
 import { ErrorBody } from "../../shared/errors.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, NodeSummary, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
@@ -162,7 +162,8 @@ test("a wrong admin token: exit code 1 and the gateway's reason, nothing on stdo
 });
 
 test("keys, usage and tokens per day survive a gateway restart, read back through the CLI", async () => {
-  const bob = await createKey("--name", "bob", "--tokens-per-day", "1");
+  // 10 a day: the prompt's estimate (5) leaves room for the 4 asked; the prompt as read (more than 6) spends the rest.
+  const bob = await createKey("--name", "bob", "--tokens-per-day", "10");
   const answer = ChatCompletion.parse(await (await chat(bob.key)).json());
   const before = await lmgateJson(rows(UsageRow), "usage", "--key", "bob");
   expect(before.map(({ model, requests, prompt_tokens, completion_tokens, errors }) => ({ model, requests, prompt_tokens, completion_tokens, errors }))).toEqual([
@@ -178,7 +179,7 @@ test("keys, usage and tokens per day survive a gateway restart, read back throug
   await until(nodeOnline, "the agent back after the restart");
 
   expect(await lmgateJson(rows(UsageRow), "usage", "--key", "bob")).toEqual(before);
-  expect((await lmgateJson(rows(KeyRecord), "keys", "list")).find((key) => key.name === "bob")).toMatchObject({ id: bob.record.id, tokens_per_day: 1 });
+  expect((await lmgateJson(rows(KeyRecord), "keys", "list")).find((key) => key.name === "bob")).toMatchObject({ id: bob.record.id, tokens_per_day: 10 });
   // The day's tokens were spent before the restart: still spent.
   await expectError(await chat(bob.key), 429, "tokens_per_day_exceeded");
 }, 120_000);
@@ -203,4 +204,19 @@ test("no key, token or prompt text appears in the gateway's or the agent's logs"
   for (const [source, text] of Object.entries(logs)) {
     for (const secret of secrets) expect(text.includes(secret), `${source} log contains ${secret.slice(0, 8)}…`).toBe(false);
   }
+});
+
+test("nodes tokens create --models scopes a token (nodes tokens list shows it); keys responses shows a key's stored responses, --clear deletes them", async () => {
+  const scoped = await lmgateJson(CreatedNodeToken, "nodes", "tokens", "create", "--name", "scoped-cli", "--models", "tiny-chat-*,other-*");
+  secrets.add(scoped.token);
+  expect(scoped.record.models).toEqual(["tiny-chat-*", "other-*"]);
+  expect((await lmgate("nodes", "tokens", "list")).stdout).toContain("tiny-chat-*, other-*");
+
+  const dave = await createKey("--name", "dave");
+  expect((await post(dave.key, "/v1/responses", { model: CHAT, input: "Tell me about the sea.", max_output_tokens: 4, store: true })).status).toBe(200);
+  const usage = await lmgateJson(StoredResponsesUsage, "keys", "responses", "dave");
+  expect(usage).toMatchObject({ key_id: dave.record.id, count: 1, max_count: 10_000 });
+  expect(usage.bytes).toBeGreaterThan(0);
+  expect(await lmgateJson(StoredResponsesUsage, "keys", "responses", "dave", "--clear")).toMatchObject({ count: 0, bytes: 0 });
+  expect((await lmgate("keys", "responses", "dave")).stdout).toContain("0 of 10000 responses");
 });

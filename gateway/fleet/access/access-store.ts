@@ -1,4 +1,4 @@
-import type { CreateKeyRequest, KeyRecord, NodeTokenRecord, UpdateKeyRequest } from "../../../shared/schemas/admin.ts";
+import type { CreateKeyRequest, CreateNodeTokenRequest, KeyRecord, NodeTokenRecord, UpdateKeyRequest } from "../../../shared/schemas/admin.ts";
 import { newCredential } from "./credentials.ts";
 
 /**
@@ -24,6 +24,9 @@ export class AccessStore {
     // Keys created before model management existed may do none of it.
     const columns = sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('api_keys')").toArray();
     if (!columns.some((column) => column.name === "can")) sql.exec("ALTER TABLE api_keys ADD COLUMN can TEXT NOT NULL DEFAULT '[]'");
+    // Node tokens made before model scopes may serve every model (NULL).
+    const tokenColumns = sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('node_tokens')").toArray();
+    if (!tokenColumns.some((column) => column.name === "models")) sql.exec("ALTER TABLE node_tokens ADD COLUMN models TEXT");
   }
 
   async createKey(request: CreateKeyRequest, now: Date): Promise<{ secret: string; record: KeyRecord }> {
@@ -88,13 +91,14 @@ export class AccessStore {
     for (const [id, at] of lastUsed) this.#sql.exec("UPDATE api_keys SET last_used_at = ? WHERE id = ?", at, id);
   }
 
-  async createNodeToken(node: string, now: Date): Promise<{ secret: string; record: NodeTokenRecord }> {
+  async createNodeToken(request: CreateNodeTokenRequest, now: Date): Promise<{ secret: string; record: NodeTokenRecord }> {
     const credential = await newCredential("node");
     const id = newId("node");
     this.#sql.exec(
-      "INSERT INTO node_tokens (id, node, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+      "INSERT INTO node_tokens (id, node, models, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
       id,
-      node,
+      request.node,
+      request.models ? JSON.stringify(request.models) : null,
       credential.prefix,
       credential.hash,
       now.toISOString(),
@@ -103,13 +107,17 @@ export class AccessStore {
   }
 
   nodeTokens(): NodeTokenRecord[] {
-    return this.#sql.exec<NodeTokenRecord>("SELECT id, node, prefix, created_at, last_used_at, revoked_at FROM node_tokens ORDER BY created_at, id").toArray();
+    return this.#sql.exec<NodeTokenRow>(`SELECT ${NODE_TOKEN_COLUMNS} FROM node_tokens ORDER BY created_at, id`).toArray().map(nodeTokenRecord);
   }
 
   nodeToken(id: string): NodeTokenRecord | undefined {
-    return this.#sql
-      .exec<NodeTokenRecord>("SELECT id, node, prefix, created_at, last_used_at, revoked_at FROM node_tokens WHERE id = ?", id)
-      .toArray()[0];
+    const row = this.#sql.exec<NodeTokenRow>(`SELECT ${NODE_TOKEN_COLUMNS} FROM node_tokens WHERE id = ?`, id).toArray()[0];
+    return row && nodeTokenRecord(row);
+  }
+
+  /** Whether a node token that is not revoked was made for this node name: then only it may use the name. */
+  nameIsOwned(node: string): boolean {
+    return this.#sql.exec("SELECT 1 FROM node_tokens WHERE node = ? AND revoked_at IS NULL LIMIT 1", node).toArray().length > 0;
   }
 
   /** A node connecting: its token, stamped as used, or undefined when unknown. */
@@ -124,6 +132,13 @@ export class AccessStore {
     this.#sql.exec("UPDATE node_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", now.toISOString(), id);
     return this.nodeToken(id);
   }
+}
+
+const NODE_TOKEN_COLUMNS = "id, node, models, prefix, created_at, last_used_at, revoked_at";
+type NodeTokenRow = Omit<NodeTokenRecord, "models"> & { models: string | null };
+
+function nodeTokenRecord(row: NodeTokenRow): NodeTokenRecord {
+  return { ...row, models: row.models === null ? null : (JSON.parse(row.models) as string[]) };
 }
 
 type KeyRow = Omit<KeyRecord, "models" | "can"> & { models: string | null; can: string; hash: string };

@@ -6,7 +6,7 @@ import { utcDay } from "./usage-ledger.ts";
  * Tokens per day enforced while generating, not only at admission: each generation of a key with
  * a budget may produce at most what the key has left, less what its other generations in flight
  * may still produce. Its `max_tokens` is capped to that, so parallel requests cannot together
- * overshoot; only prompt tokens, which are known once the node has read the prompt, can.
+ * overshoot. A prompt is held at its estimate (prompt-estimate.ts) and settles to the node's count.
  */
 export class TokenBudget {
   /** Completion tokens held back per key id, and per request id, until the request settles. */
@@ -35,6 +35,15 @@ export class TokenBudget {
     if (left > 0) this.#heldByKey.set(held.key, left);
     else this.#heldByKey.delete(held.key);
   }
+}
+
+/** 429: the prompt alone (about `prompt` tokens) needs more than the `left` tokens the key still has today. */
+export function promptOverBudget(prompt: number, left: number, tokensPerDay: number, now: Date): ApiError {
+  const error = exhausted(tokensPerDay, now);
+  return new ApiError(429, `This request's prompt (about ${prompt} tokens) needs more than the ${left} tokens this API key has left of its ${tokensPerDay} for today (UTC).`, {
+    code: "tokens_per_day_exceeded",
+    retryAfter: error.retryAfter,
+  });
 }
 
 /** 429 until the next UTC midnight. */

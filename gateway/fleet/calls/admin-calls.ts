@@ -2,10 +2,12 @@ import type {
   CreatedKey,
   CreatedNodeToken,
   CreateKeyRequest,
+  CreateNodeTokenRequest,
   FleetStats,
   KeyRecord,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
@@ -18,6 +20,7 @@ import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
 import type { NodeLinks } from "../nodes/node-links.ts";
 import type { SavedState } from "../state/saved-state.ts";
+import type { ResponseTable } from "../state/response-table.ts";
 import type { TrafficStats } from "../metrics/traffic-stats.ts";
 
 export interface AdminCallsParts {
@@ -29,6 +32,7 @@ export interface AdminCallsParts {
   metrics: FleetMetrics;
   traffic: TrafficStats;
   saved: SavedState;
+  responses: ResponseTable;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -41,6 +45,7 @@ export class AdminCalls {
   readonly #metrics: FleetMetrics;
   readonly #traffic: TrafficStats;
   readonly #saved: SavedState;
+  readonly #responses: ResponseTable;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -51,6 +56,7 @@ export class AdminCalls {
     this.#metrics = parts.metrics;
     this.#traffic = parts.traffic;
     this.#saved = parts.saved;
+    this.#responses = parts.responses;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -96,8 +102,8 @@ export class AdminCalls {
     return this.#access.revokeKey(id, new Date()) ?? null;
   }
 
-  async createNodeToken(node: string): Promise<CreatedNodeToken> {
-    const { secret, record } = await this.#access.createNodeToken(node, new Date());
+  async createNodeToken(request: CreateNodeTokenRequest): Promise<CreatedNodeToken> {
+    const { secret, record } = await this.#access.createNodeToken(request, new Date());
     return { token: secret, record };
   }
 
@@ -111,6 +117,18 @@ export class AdminCalls {
     if (record === undefined) return null;
     await this.#links.disconnectToken(id);
     return record;
+  }
+
+  /** A key's stored responses against its share; null for an unknown key. */
+  storedResponses(keyId: string): StoredResponsesUsage | null {
+    return this.#access.key(keyId) === undefined ? null : this.#responses.usageOf(keyId);
+  }
+
+  /** Deletes every response a key stored; what it keeps after (nothing), or null for an unknown key. */
+  clearStoredResponses(keyId: string): StoredResponsesUsage | null {
+    if (this.#access.key(keyId) === undefined) return null;
+    this.#responses.clear(keyId);
+    return this.#responses.usageOf(keyId);
   }
 
   usage(query: UsageQuery): UsageRow[] {

@@ -12,13 +12,15 @@ import type { AccessControl, Grant } from "../access/access-control.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, type Caller } from "../access/caller.ts";
 import { ModelScope } from "../access/model-scope.ts";
-import type { TokenBudget } from "../access/token-budget.ts";
+import { promptOverBudget, type TokenBudget } from "../access/token-budget.ts";
+import { estimatedPromptTokens } from "../access/prompt-estimate.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { ResponseTable } from "../state/response-table.ts";
 import type { Lease, SettledRequest } from "../../node/contract.ts";
 import { failed, type FleetApi, type GenerationOperation, type Outcome, type Serving } from "../contract.ts";
 import type { Ending } from "../routing/settlement.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
+import { drainThenUnload } from "../routing/unload-drain.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { fleetModels } from "../nodes/model-catalog.ts";
 import { deleteTarget, downloadTarget, findDownload, fleetV1Models, namedNode } from "../nodes/model-management.ts";
@@ -128,29 +130,46 @@ export class ApiCalls implements Serving<FleetApi> {
     return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId);
   }
 
-  /** Unloads the model from every node that has it loaded. */
+  /**
+   * Unloads the model from every node that has it loaded, each once the generations running on it
+   * there have finished (bounded); `force`, the deployment's own credentials only, cuts them.
+   */
   async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
     const model = body.instance_id ?? body.model ?? "";
     const callerId = this.#admitCall(caller, model, "load");
     if (typeof callerId !== "string") return callerId;
+    if (body.force === true && callerId !== ROOT_CALLER_ID) {
+      return failed(this.#refused(new ApiError(403, "Only the deployment's own credentials may force an unload; without force it waits for running generations.", { code: "force_not_allowed", param: "force" })));
+    }
     const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
     if (first === undefined) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
       return this.#dispatcher.call({ op: "unload", body }, null, callerId);
     }
-    const unloadOn = (node: FleetNode) => this.#dispatcher.call({ op: "unload", body }, node);
+    const unloadOn = async (node: FleetNode): Promise<Outcome<UnloadResult>> => {
+      const { outcome, drained } = await drainThenUnload(node, model, body.force === true, () => this.#dispatcher.call({ op: "unload", body }, node));
+      return outcome.ok ? { ok: true, result: { ...outcome.result, drained } } : outcome;
+    };
     const [firstOutcome, ...otherOutcomes] = await Promise.all([unloadOn(first), ...others.map(unloadOn)]);
     return [firstOutcome, ...otherOutcomes].find((outcome) => outcome.ok) ?? firstOutcome;
   }
 
   // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
 
+  /** Its 409 when the caller's share is full (a parallel request filled it after `responseRoom`). */
   saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
-    return this.#asOwner(caller, (owner) => (this.#responses.save(owner, record), null));
+    const owner = this.#asOwner(caller, (id) => id);
+    return owner.ok ? this.#outcome(() => (this.#responses.save(owner.result, record), null)) : owner;
   }
 
   storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
     return this.#asOwner(caller, (owner) => this.#responses.get(owner, id));
+  }
+
+  /** 409 when the caller's stored responses already fill its share: checked before a generation that would store one. */
+  responseRoom(caller: Caller, bytes: number): Outcome<null> {
+    const owner = this.#asOwner(caller, (id) => id);
+    return owner.ok ? this.#outcome(() => (this.#responses.assertRoom(owner.result, bytes, Math.floor(Date.now() / 1000)), null)) : owner;
   }
 
   deleteResponse(caller: Caller, id: string): Outcome<boolean> {
@@ -206,6 +225,10 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
 
+  authenticate(caller: Caller): Outcome<null> {
+    return this.#asOwner(caller, () => null);
+  }
+
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
   #grant(caller: Caller): Grant | null {
     return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
@@ -233,8 +256,10 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   /**
-   * A generation of a key with tokens per day may produce only what the key has left: its
-   * `max_tokens` (or, unset, the model's context) is capped to that and held until it settles.
+   * A generation of a key with tokens per day may use only what the key has left: its prompt (an
+   * estimate until the node counts it) and its `max_tokens` (or, unset, the model's context),
+   * capped to what remains after the prompt, are held until it settles. A prompt that alone needs
+   * more than is left is refused before it runs.
    */
   #withinBudget(id: string, grant: Grant, operation: GenerationOperation): GenerationOperation {
     const { key } = grant;
@@ -243,8 +268,14 @@ export class ApiCalls implements Serving<FleetApi> {
     // Each of n choices may produce max_tokens: the hold is for all of them, shared out evenly.
     const choices = operation.body.n ?? 1;
     const wanted = (asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model)) * choices;
+    const prompt = estimatedPromptTokens(operation);
     const now = new Date();
-    const allowed = Math.max(1, Math.floor(this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), wanted, now) / choices));
+    const held = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), prompt + wanted, now);
+    if (held <= prompt) {
+      this.#budget.release(id);
+      throw promptOverBudget(prompt, held, key.tokens_per_day, now);
+    }
+    const allowed = Math.max(1, Math.floor((held - prompt) / choices));
     if (allowed === asked) return operation;
     return operation.op === "chat"
       ? { op: "chat", body: { ...operation.body, max_tokens: allowed, max_completion_tokens: allowed } }

@@ -25,6 +25,10 @@ export class FleetNode {
   /** Requests the gateway has running here, per model. Empty after a wake: nothing runs while hibernated. */
   readonly inFlight = new Map<string, number>();
   lastDispatchAt = 0;
+  /** Models an unload is waiting to take off this node (routing/unload-drain.ts): no new requests go to them here. */
+  readonly unloading = new Set<string>();
+  /** Tokens/s per model as the gateway measured it here (routing/node-claims.ts): what routing ranks by, never the node's claim. */
+  readonly measuredSpeed = new Map<string, number>();
 
   /** The last time the node's object reported a change (or the node joined). */
   lastSeenAt: number;
@@ -89,7 +93,7 @@ export class FleetNode {
       busy: this.busy(model),
       nodeBusy,
       nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
-      tokensPerSecond: this.status.speed[model]?.tokens_per_second ?? null,
+      tokensPerSecond: this.measuredSpeed.get(model) ?? null,
       lastDispatchAt: this.lastDispatchAt,
       fits: this.hasRoomFor(model, draft),
     };

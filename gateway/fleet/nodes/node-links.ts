@@ -1,5 +1,7 @@
 import { ApiError } from "../../../shared/errors.ts";
 import type { AccessStore } from "../access/access-store.ts";
+import { tooManyAttempts, type FailedAttempts } from "../access/failed-attempts.ts";
+import { scopedStatus } from "../access/node-model-scope.ts";
 import { ROOT_NODE_TOKEN } from "../access/caller.ts";
 import { failed, type NodeAdmission, type Outcome } from "../contract.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
@@ -11,6 +13,8 @@ export interface NodeLinksParts {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
   access: AccessStore;
+  /** Wrong node tokens count against the client's address like wrong admin tokens. */
+  attempts: FailedAttempts;
   /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
   onReconnect: (name: string) => void;
 }
@@ -23,27 +27,33 @@ export class NodeLinks {
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
   readonly #access: AccessStore;
+  readonly #attempts: FailedAttempts;
   readonly #onReconnect: (name: string) => void;
 
   constructor(parts: NodeLinksParts) {
     this.#registry = parts.registry;
     this.#dispatcher = parts.dispatcher;
     this.#access = parts.access;
+    this.#attempts = parts.attempts;
     this.#onReconnect = parts.onReconnect;
   }
 
   /** The token an agent dials with, by its hash (or `ROOT_NODE_TOKEN`, compared by the Worker): known, not revoked. */
-  admit(tokenHash: string): Outcome<NodeAdmission> {
-    if (tokenHash === ROOT_NODE_TOKEN) return { ok: true, result: {} };
+  admit(tokenHash: string, name: string, address: string): Outcome<NodeAdmission> {
+    // A name with a token of its own belongs to that token: the shared one may not displace it.
+    if (tokenHash === ROOT_NODE_TOKEN) return { ok: true, result: this.#access.nameIsOwned(name) ? { nameOwned: true } : {} };
     const token = this.#access.useNodeToken(tokenHash, new Date());
     if (token === undefined || token.revoked_at !== null) {
+      const wait = this.#attempts.fail(address, Date.now());
+      if (wait !== null) return failed(tooManyAttempts("node token", wait));
       const message = token === undefined ? "Invalid node token." : "This node token has been revoked.";
       return failed(new ApiError(401, message, { code: "invalid_token" }));
     }
     return { ok: true, result: { tokenId: token.id, tokenNode: token.node } };
   }
 
-  joined(conn: string, hello: HelloFrame, tokenId: string | undefined): void {
+  joined(conn: string, claimed: HelloFrame, tokenId: string | undefined): void {
+    const hello = { ...claimed, status: scopedStatus(claimed.status, this.#modelScope(tokenId)) };
     if (this.#registry.knows(hello.node.name)) this.#onReconnect(hello.node.name);
     // Its object closed the older connection already; here it only leaves the registry.
     const previous = this.#registry.byName(hello.node.name);
@@ -55,13 +65,22 @@ export class NodeLinks {
   status(conn: string, delta: StatusDelta): void {
     const node = this.#registry.get(conn);
     if (node === undefined) return;
-    this.#registry.updateStatus(node, delta, Date.now());
+    const scope = this.#modelScope(node.tokenId);
+    // Only the fields the delta carries, each cut to the token's scope (a catalog write stays a catalog change).
+    const allowed = scope === null ? delta : scopedStatus({ ...node.status, ...delta }, scope);
+    const scoped = Object.fromEntries(Object.keys(delta).map((field) => [field, allowed[field as keyof StatusDelta]])) as StatusDelta;
+    this.#registry.updateStatus(node, scoped, Date.now());
     this.#dispatcher.capacityChanged();
   }
 
   left(conn: string): void {
     const node = this.#registry.remove(conn, Date.now());
     if (node !== undefined) this.#dispatcher.nodeLost(node);
+  }
+
+  /** The model globs the node token allows; null: every model (the shared token, or a token without globs). */
+  #modelScope(tokenId: string | undefined): string[] | null {
+    return tokenId === undefined ? null : (this.#access.nodeToken(tokenId)?.models ?? null);
   }
 
   /** Disconnects, at once, every node that joined with this (revoked) node token: each node object closes its sockets of it. */

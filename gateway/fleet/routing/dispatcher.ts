@@ -14,6 +14,7 @@ import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { Settlement, type Ending, type SettleObserver } from "./settlement.ts";
+import { boundedNodeError, recordMeasuredSpeed } from "./node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { WaitQueue } from "./wait-queue.ts";
 
@@ -116,7 +117,10 @@ export class Dispatcher {
     if (job.cancelTimer !== null) clearTimeout(job.cancelTimer);
     this.#generations.delete(id);
     this.#rememberSettled(id);
-    this.#detach(job);
+    const node = this.#detach(job);
+    if (node !== null && ending.status === 200) {
+      recordMeasuredSpeed(node, job.model, ending.completionTokens ?? 0, ending.firstTokenAt ?? null, ending.endedAt ?? Date.now());
+    }
     this.#settlement.settled(job, ending);
     this.capacityChanged();
   }
@@ -176,6 +180,7 @@ export class Dispatcher {
         (node) =>
           node.model(job.model) !== undefined &&
           (draft === undefined || node.model(draft) !== undefined) &&
+          !node.unloading.has(job.model) &&
           !job.excluded.has(node.id) &&
           missingFeature(job.operation, node.info.generation_features) === undefined,
       );
@@ -345,7 +350,8 @@ export class Dispatcher {
     }
   }
 
-  #onError(job: Extract<Job, { kind: "call" }>, node: FleetNode, error: WireError): void {
+  #onError(job: Extract<Job, { kind: "call" }>, node: FleetNode, claimed: WireError): void {
+    const error = boundedNodeError(claimed);
     this.#detach(job);
     if (error.status === RETRYABLE_STATUS && this.#mayMove(job)) this.#move(job, node);
     else this.#finish(job, error);

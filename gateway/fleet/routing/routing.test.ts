@@ -27,9 +27,9 @@ describe("chooseNode", () => {
     expect(chooseNode([node("big", { busy: 2, slots: 8 }), node("small", { busy: 1, slots: 2 })])?.id).toBe("big");
   });
 
-  test("equally busy nodes are separated by measured tokens/s, and a measured node beats an unmeasured one", () => {
+  test("equally busy nodes are separated by measured tokens/s; an unmeasured node ties, so round-robin tries it", () => {
     expect(chooseNode([node("a", { tokensPerSecond: 80 }), node("b", { tokensPerSecond: 200 })])?.id).toBe("b");
-    expect(chooseNode([node("a"), node("b", { tokensPerSecond: 10 })])?.id).toBe("b");
+    expect(chooseNode([node("a", { lastDispatchAt: 1 }), node("b", { tokensPerSecond: 10, lastDispatchAt: 5 })])?.id).toBe("a");
   });
 
   test("speeds within 10% count as equal, and then the node that waited longest gets the request", () => {

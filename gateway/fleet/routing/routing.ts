@@ -45,10 +45,12 @@ const CACHE_LOAD_MARGIN = 0.5;
 /** Speeds within this fraction of each other count as equal: measurements are noisy. */
 const SPEED_TOLERANCE = 0.1;
 
+/**
+ * Speeds are the gateway's own measures (never a node's claim, routing/node-claims.ts), so a node
+ * is measured only by being tried: an unmeasured one ties with any, and round-robin tries it.
+ */
 function compareSpeed(a: number | null, b: number | null): number {
-  if (a === null && b === null) return 0;
-  if (a === null) return 1;
-  if (b === null) return -1;
+  if (a === null || b === null) return 0;
   if (Math.abs(a - b) <= SPEED_TOLERANCE * Math.max(a, b)) return 0;
   return b - a;
 }

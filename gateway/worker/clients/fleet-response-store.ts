@@ -20,6 +20,10 @@ export class FleetResponseStore implements ResponseStore {
     return unwrap(await this.#fleet.storedResponse(this.#caller, id)) ?? undefined;
   }
 
+  async assertRoom(bytes: number): Promise<void> {
+    unwrap(await this.#fleet.responseRoom(this.#caller, bytes));
+  }
+
   async delete(id: string): Promise<boolean> {
     return unwrap(await this.#fleet.deleteResponse(this.#caller, id));
   }

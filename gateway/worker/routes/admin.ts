@@ -11,6 +11,7 @@ import {
   ListOf,
   NodeSummary,
   NodeTokenRecord,
+  StoredResponsesUsage,
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
@@ -48,8 +49,18 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
     if (record === null) throw notFound("key", c.req.param("id"));
     return record;
   })
-  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, { node }) =>
-    fleetOf(c.env).createNodeToken(node),
+  .get("/keys/:id/responses", { summary: "A key's stored responses against its share", response: StoredResponsesUsage }, async (c) => {
+    const usage = await fleetOf(c.env).storedResponses(c.req.param("id"));
+    if (usage === null) throw notFound("key", c.req.param("id"));
+    return usage;
+  })
+  .delete("/keys/:id/responses", { summary: "Delete every response a key stored", response: StoredResponsesUsage }, async (c) => {
+    const usage = await fleetOf(c.env).clearStoredResponses(c.req.param("id"));
+    if (usage === null) throw notFound("key", c.req.param("id"));
+    return usage;
+  })
+  .post("/node-tokens", { summary: "Create a node token (its secret is shown only here)", body: CreateNodeTokenRequest, status: 201, response: CreatedNodeToken }, async (c, request) =>
+    fleetOf(c.env).createNodeToken(request),
   )
   .get("/node-tokens", { summary: "Every node token, without secrets", response: ListOf(NodeTokenRecord) }, async (c) => ({
     data: await fleetOf(c.env).listNodeTokens(),

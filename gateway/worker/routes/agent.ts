@@ -5,7 +5,8 @@ import { CLOSE_CODES, NODE_NAME_HEADER, NodeName } from "../../../shared/protoco
 import { ROOT_NODE_TOKEN } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
 import { unwrap } from "../../fleet/contract.ts";
-import { NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
+import { NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
+import { clientAddress } from "../../fleet/access/failed-attempts.ts";
 import { fleetOf, nodeStub, type GatewayEnv } from "../../env.ts";
 import { bearerToken, secretMatches } from "../middleware/secrets.ts";
 
@@ -28,8 +29,8 @@ new DocumentedRoutes(agentRoutes, { tag: "agent", security: "node" }).get("/conn
     throw unauthorized("That is an API key: only node tokens can connect as nodes.");
   }
   const tokenHash = (await secretMatches(token, c.env.LMGATE_NODE_TOKEN)) ? ROOT_NODE_TOKEN : await sha256Hex(token);
-  const admission = unwrap(await fleetOf(c.env).admitNode(tokenHash));
   const name = c.req.header(NODE_NAME_HEADER);
+  const admission = unwrap(await fleetOf(c.env).admitNode(tokenHash, name ?? "", clientAddress(c.req.raw)));
   // An agent before protocol 2 does not name itself when it dials: it is told, as a close reason it logs, to upgrade.
   if (name === undefined) return closedAtOnce(CLOSE_CODES.unsupportedProtocol, upgradeAgentReason(1));
   if (!NodeName.safeParse(name).success) return closedAtOnce(CLOSE_CODES.badFrame, "invalid node name: letters, digits, '.', '_' and '-' only");
@@ -37,6 +38,8 @@ new DocumentedRoutes(agentRoutes, { tag: "agent", security: "node" }).get("/conn
   const headers = new Headers(c.req.raw.headers);
   headers.delete(NODE_TOKEN_ID_HEADER);
   headers.delete(NODE_TOKEN_NODE_HEADER);
+  headers.delete(NODE_NAME_OWNED_HEADER);
+  if (admission.nameOwned) headers.set(NODE_NAME_OWNED_HEADER, "1");
   if (admission.tokenId !== undefined) headers.set(NODE_TOKEN_ID_HEADER, admission.tokenId);
   if (admission.tokenNode !== undefined) headers.set(NODE_TOKEN_NODE_HEADER, admission.tokenNode);
   const url = new URL("http://node/connect");
