@@ -13,6 +13,9 @@ export interface GatewayVars {
   LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
   LMGATE_QUEUE_TIMEOUT_MS?: string;
   LMGATE_MAX_QUEUE?: string;
+  /** The request log's bounds: rows kept at most, and days a row is kept. */
+  LMGATE_REQUEST_LOG_MAX_ROWS?: string;
+  LMGATE_REQUEST_LOG_MAX_AGE_DAYS?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
 }

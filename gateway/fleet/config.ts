@@ -9,9 +9,13 @@ export const FLEET_DEFAULTS = {
   helloTimeoutMs: 10_000,
   window: 32,
   maxRetries: 3,
+  requestLogMaxRows: 10_000,
+  requestLogMaxAgeDays: 7,
 } as const;
 
-/** The Fleet's timings and bounds; the first four can be set as plain vars (tests shorten them). */
+const DAY_MS = 86_400_000;
+
+/** The Fleet's timings and bounds; the first four and the request log's bounds can be set as plain vars (tests shorten them). */
 export interface FleetConfig {
   /** How often agents send a heartbeat ping (told to them in `welcome`). */
   heartbeatIntervalMs: number;
@@ -27,6 +31,9 @@ export interface FleetConfig {
   window: number;
   /** Times one request is moved to another node after its node failed it. */
   maxRetries: number;
+  /** The request log keeps at most this many rows, none older than `requestLogMaxAgeMs`. */
+  requestLogMaxRows: number;
+  requestLogMaxAgeMs: number;
 }
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -46,5 +53,7 @@ export function fleetConfig(env: GatewayVars): FleetConfig {
     helloTimeoutMs: FLEET_DEFAULTS.helloTimeoutMs,
     window: FLEET_DEFAULTS.window,
     maxRetries: FLEET_DEFAULTS.maxRetries,
+    requestLogMaxRows: positiveInt(env.LMGATE_REQUEST_LOG_MAX_ROWS, FLEET_DEFAULTS.requestLogMaxRows),
+    requestLogMaxAgeMs: positiveInt(env.LMGATE_REQUEST_LOG_MAX_AGE_DAYS, FLEET_DEFAULTS.requestLogMaxAgeDays) * DAY_MS,
   };
 }

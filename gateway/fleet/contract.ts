@@ -3,6 +3,7 @@ import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import { fromWire, toWire, type Operation, type WireError } from "../../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { EmbeddingsResult, GenerationEvent } from "../../shared/schemas/generation.ts";
+import type { KeyView } from "../../shared/schemas/key-view.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -85,6 +86,8 @@ export interface FleetApi {
   downloadStatus(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>>;
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
+  /** The caller's own key: limits, usage, recent requests, the models it may use (`GET /v1/key`). */
+  keyInfo(caller: Caller): Promise<Outcome<KeyView>>;
 }
 
 /** The same entry points as the Fleet serves them: an RPC result may be ready at once. */

@@ -1,11 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { CreateKeyRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
+import type { RequestQuery } from "../../shared/schemas/request-log.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
-import type { Caller } from "./access/caller.ts";
+import { ROOT_CALLER_ID, ROOT_CALLER_NAME, type Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
 import { UsageLedger } from "./access/usage-ledger.ts";
@@ -14,12 +15,15 @@ import { FleetMetrics } from "./metrics/fleet-metrics.ts";
 import { ResponseTable } from "./state/response-table.ts";
 import type { GatewayVars } from "../vars.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
-import { ApiCalls } from "./calls/api-calls.ts";
+import { ApiCalls, type Refusal } from "./calls/api-calls.ts";
+import { KeyViews } from "./calls/key-view.ts";
 import type { FleetApi, GenerationOperation, Serving } from "./contract.ts";
 import { Dispatcher } from "./routing/dispatcher.ts";
 import type { FleetNode } from "./nodes/fleet-node.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
 import { NodeSockets } from "./nodes/node-sockets.ts";
+import { RequestLog } from "./state/request-log.ts";
+import { refusedRecord, settledRecord } from "./state/request-records.ts";
 import { SavedState } from "./state/saved-state.ts";
 import { recordedModel, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
@@ -39,6 +43,8 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
   readonly #metrics: FleetMetrics;
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
+  readonly #log: RequestLog;
+  readonly #access: AccessStore;
 
   constructor(ctx: DurableObjectState, env: GatewayVars) {
     super(ctx, env);
@@ -58,6 +64,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     const access = new AccessStore(ctx.storage.sql);
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
+    const log = new RequestLog(ctx.storage.sql, { maxRows: config.requestLogMaxRows, maxAgeMs: config.requestLogMaxAgeMs, flushAfterMs: 1_000 });
+    const window = new RateWindow(ctx.storage.sql);
+    this.#log = log;
+    this.#access = access;
     this.#metrics = metrics;
     this.#ledger = ledger;
     this.#saved = saved;
@@ -75,16 +85,14 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       registry,
       dispatcher,
       access,
-      control: new AccessControl(access, ledger, new RateWindow(ctx.storage.sql)),
+      control: new AccessControl(access, ledger, window),
       ledger,
       budget: this.#budget,
       responses: new ResponseTable(ctx.storage.sql),
-      onRefused: (code) => {
-        metrics.refused(code);
-        saved.changed();
-      },
+      keyViews: new KeyViews({ access, ledger, window, log, registry }),
+      onRefused: (refusal) => this.#refused(refusal),
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved, log });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -149,6 +157,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#api.deleteModel(body, caller);
   }
 
+  keyInfo(caller: Caller) {
+    return this.#api.keyInfo(caller);
+  }
+
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
   metrics() {
@@ -195,6 +207,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     return this.#admin.usage(query);
   }
 
+  requests(query: RequestQuery) {
+    return this.#admin.requests(query);
+  }
+
   // ---- agent sockets ---------------------------------------------------------------------------
 
   override fetch(request: Request): Promise<Response> {
@@ -219,7 +235,19 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
 
   // ---- settling --------------------------------------------------------------------------------
 
-  /** Every request, however it ended, counted once: the key's budget and usage, the dashboard, the metrics. */
+  /** A request turned away before routing: counted in the metrics and kept in the request log. */
+  #refused(refusal: Refusal): void {
+    this.#metrics.refused(refusal.error.code ?? String(refusal.error.status));
+    this.#saved.changed();
+    this.#log.record(refusedRecord(refusal, this.#keyName(refusal.keyId), new Date()));
+  }
+
+  #keyName(keyId: string | null): string | null {
+    if (keyId === null) return null;
+    return keyId === ROOT_CALLER_ID ? ROOT_CALLER_NAME : (this.#access.key(keyId)?.name ?? null);
+  }
+
+  /** Every request, however it ended, counted once: the key's budget and usage, the request log, the dashboard, the metrics. */
   #account(job: SettledJob): void {
     this.#budget.release(job.id);
     const now = new Date();
@@ -230,6 +258,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
     this.#saved.changed();
     if (job.caller !== null) {
       this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
+      this.#log.record(settledRecord(job, this.#keyName(job.caller)));
     }
   }
 }

@@ -10,8 +10,10 @@ import type {
   UsageQuery,
   UsageRow,
 } from "../../../shared/schemas/admin.ts";
+import type { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
+import type { RequestLog } from "../state/request-log.ts";
 import type { AccessStore } from "../access/access-store.ts";
-import { ROOT_CALLER_ID } from "../access/caller.ts";
+import { ROOT_CALLER_ID, ROOT_CALLER_NAME } from "../access/caller.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
@@ -29,6 +31,7 @@ export interface AdminCallsParts {
   metrics: FleetMetrics;
   traffic: TrafficStats;
   saved: SavedState;
+  log: RequestLog;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -41,6 +44,7 @@ export class AdminCalls {
   readonly #metrics: FleetMetrics;
   readonly #traffic: TrafficStats;
   readonly #saved: SavedState;
+  readonly #log: RequestLog;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -51,6 +55,7 @@ export class AdminCalls {
     this.#metrics = parts.metrics;
     this.#traffic = parts.traffic;
     this.#saved = parts.saved;
+    this.#log = parts.log;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -115,7 +120,11 @@ export class AdminCalls {
 
   usage(query: UsageQuery): UsageRow[] {
     const names = new Map(this.#access.keys().map((key) => [key.id, key.name]));
-    names.set(ROOT_CALLER_ID, "LMGATE_API_KEY");
+    names.set(ROOT_CALLER_ID, ROOT_CALLER_NAME);
     return this.#ledger.query(query, names);
+  }
+
+  requests(query: RequestQuery): RequestPage {
+    return this.#log.query(query);
   }
 }

@@ -3,6 +3,7 @@ import { missingFeature } from "../../../shared/generation-features.ts";
 import { toWire, type ToAgentFrame, type WireError } from "../../../shared/protocol.ts";
 import type { EmbeddingsResult, GatewayInfo, GenerationEvent, GenerationResult } from "../../../shared/schemas/generation.ts";
 import type { TokenCount } from "../../../shared/schemas/token-count.ts";
+import type { RequestOrigin } from "../access/caller.ts";
 import type { FleetConfig } from "../config.ts";
 import { encodeLines, type CallOperation, type GenerationHandle, type GenerationOperation, type Outcome } from "../contract.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
@@ -12,7 +13,7 @@ import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 import { RelayStream } from "./relay-stream.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
-import { Settlement, type SettleObserver } from "./settlement.ts";
+import { cachedTokensOf, Settlement, type SettleObserver } from "./settlement.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { endedByUnload, throughDone } from "../../../shared/generation-contract.ts";
 import { WaitQueue } from "./wait-queue.ts";
@@ -69,13 +70,13 @@ export class Dispatcher {
   }
 
   /** `id` is the caller's when it must know the request before it can settle (its token reservation). */
-  generate(operation: GenerationOperation, caller: string | null = null, id: string = crypto.randomUUID()): GenerationHandle {
+  generate(operation: GenerationOperation, caller: string | null = null, id: string = crypto.randomUUID(), origin: RequestOrigin | null = null): GenerationHandle {
     let job: GenerationJob | undefined;
     const stream = new RelayStream({
       onConsumed: (attempt) => job && this.#consumed(job, attempt),
       onCancel: () => job && this.#cancel(job),
     });
-    job = { ...newJob(operation, null, caller), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
+    job = { ...newJob(operation, null, caller, origin), id, kind: "generation", stream, startSent: false, deltaSent: false, firstTokenAt: null, unacked: 0 };
     this.#generations.set(job.id, job);
     this.#admit(job);
     return { id: job.id, events: stream.readable };
@@ -90,10 +91,15 @@ export class Dispatcher {
     if (job !== undefined) this.#cancel(job);
   }
 
-  call<Call extends CallOperation>(operation: Call, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResults[Call["op"]]>> {
+  call<Call extends CallOperation>(
+    operation: Call,
+    pinned: FleetNode | null = null,
+    caller: string | null = null,
+    origin: RequestOrigin | null = null,
+  ): Promise<Outcome<CallResults[Call["op"]]>> {
     return new Promise((resolve) => {
       const settle = (outcome: Outcome<CallResults[Call["op"]]>) => resolve(outcome);
-      this.#admit({ ...newJob(operation, pinned, caller), operation, kind: "call", settle });
+      this.#admit({ ...newJob(operation, pinned, caller, origin), operation, kind: "call", settle });
     });
   }
 
@@ -194,6 +200,7 @@ export class Dispatcher {
   #dispatch(job: Job, node: FleetNode, now: number): void {
     this.#queue.leave(job, now);
     job.node = node;
+    job.lastNode = node.name;
     job.attempt += 1;
     if (job.kind === "generation") job.unacked = 0;
     if (this.#holdsSlot(job)) node.acquire(job.model, now);
@@ -204,6 +211,7 @@ export class Dispatcher {
       id: job.id,
       operation: job.operation,
       ...(job.kind === "generation" ? { window: this.#config.window, stream: "stream" in job.operation.body && job.operation.body.stream === true } : {}),
+      ...(job.origin?.traceparent ? { traceparent: job.origin.traceparent } : {}),
     };
     // A socket that cannot take the frame is dead: failing the node moves this job elsewhere.
     if (!node.send(frame)) this.#dropNode(node);
@@ -262,6 +270,7 @@ export class Dispatcher {
           status: cut ? 503 : 200,
           ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
           promptTokens: usage.prompt_tokens,
+          cachedTokens: cachedTokensOf(usage, event.result),
           completionTokens: usage.completion_tokens,
           ttftMs: stats.time_to_first_token * 1000,
           ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),

@@ -1,6 +1,7 @@
 import { isDone } from "../../../shared/generation-contract.ts";
 import { CANCEL_USAGE_WAIT_MS, type Operation } from "../../../shared/protocol.ts";
-import type { GenerationEvent, GenerationResult } from "../../../shared/schemas/generation.ts";
+import type { GenerationEvent, GenerationResult, Usage } from "../../../shared/schemas/generation.ts";
+import type { RequestOrigin } from "../access/caller.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import type { GenerationJob, Job } from "./job.ts";
 import { boundedUsage } from "./usage-bounds.ts";
@@ -13,12 +14,24 @@ export interface SettledJob {
   readonly model: string;
   /** Whose request it was (an API key id), as given to `generate`/`call`. */
   readonly caller: string | null;
+  /** The route it came through and its trace, when the Worker said. */
+  readonly origin: RequestOrigin | null;
+  /** The node it was last sent to; null when it reached none. */
+  readonly node: string | null;
+  /** When it arrived in the fleet (`Date.now()`). */
+  readonly receivedAt: number;
   /** The HTTP status it ended with: 200, the error's status, or 499 when the client went away first. */
   readonly status: number;
   /** The error's code (e.g. `model_not_found`) when it failed. */
   readonly errorCode: string | null;
   readonly promptTokens: number;
+  /** Of the prompt tokens, those the node's cache already held. */
+  readonly cachedTokens: number;
   readonly completionTokens: number;
+  /** Time spent waiting for a slot. */
+  readonly queueMs: number;
+  /** Times it moved to another node after its node failed it. */
+  readonly retries: number;
   /** The node's own time to first token, as its engine measured it. */
   readonly ttftMs: number | null;
   /** From arrival in the fleet to the first token relayed: queueing, routing and both hops on top of the node's. */
@@ -36,12 +49,17 @@ export interface SettledJob {
  */
 export const recordedModel = (job: SettledJob): string => (job.errorCode === "model_not_found" ? "unknown" : job.model);
 
+/** Prompt tokens the node found in its cache, as the usage or (older agents) the stats say; never more than the prompt. */
+export const cachedTokensOf = (usage: Usage, result: GenerationResult | null): number =>
+  Math.min(usage.prompt_tokens, usage.prompt_tokens_details?.cached_tokens ?? result?.stats.cached_prompt_tokens ?? 0);
+
 /** How a request ended, as `settled` is told it; the rest of a `SettledJob` comes from the job. */
 export interface Ending {
   status: number;
   failed?: boolean;
   errorCode?: string | null;
   promptTokens?: number;
+  cachedTokens?: number;
   completionTokens?: number;
   ttftMs?: number;
   tokensPerSecond?: number;
@@ -87,10 +105,16 @@ export class Settlement {
       op: job.operation.op,
       model: job.model,
       caller: job.caller,
+      origin: job.origin,
+      node: job.lastNode,
+      receivedAt: job.receivedAt,
       status: ending.status,
       errorCode: ending.errorCode ?? null,
       promptTokens: ending.promptTokens ?? 0,
+      cachedTokens: ending.cachedTokens ?? 0,
       completionTokens: ending.completionTokens ?? 0,
+      queueMs: job.queueMs,
+      retries: job.retries,
       ttftMs: ending.ttftMs ?? null,
       firstTokenMs: firstTokenAt === null ? null : firstTokenAt - job.receivedAt,
       durationMs: (ending.endedAt ?? Date.now()) - job.receivedAt,
@@ -128,7 +152,7 @@ export class Settlement {
     this.settled(cancelled.job, {
       status: 499,
       endedAt: cancelled.at,
-      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
+      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, cachedTokens: cachedTokensOf(usage, result), completionTokens: usage.completion_tokens }),
     });
   }
 }
