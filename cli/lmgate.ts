@@ -8,9 +8,11 @@ import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";
 import { addModelsCommand } from "./models-command.ts";
+import { addRequestsCommand } from "./requests-command.ts";
+import { addWhoamiCommand } from "./whoami-command.ts";
 import { day, footprint, freeMemory, plain, printRows } from "./output.ts";
 
-/** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
+/** `lmgate`: manage a gateway's keys, node tokens, usage and request log through its admin API; `whoami` for a key holder. */
 
 interface GlobalOptions {
   url: string;
@@ -231,6 +233,10 @@ program
       "no usage recorded for that selection",
     );
   });
+
+addRequestsCommand(program, client, keyId, json);
+// A key holder's command: their key, not the admin token.
+addWhoamiCommand(program, () => program.opts<GlobalOptions>().url, json);
 
 try {
   await program.parseAsync();

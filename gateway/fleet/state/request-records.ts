@@ -1,9 +1,9 @@
 import type { RequestOrigin } from "../access/caller.ts";
 import type { Refusal } from "../calls/api-calls.ts";
-import { recordedModel, type SettledJob } from "../routing/settlement.ts";
+import type { SettledJob } from "../routing/settlement.ts";
 import type { RequestRecord } from "./request-log.ts";
 
-/** A model name as the caller wrote it is theirs to choose, up to a body's size: the log keeps a bounded part. */
+/** A model name is the caller's to choose, up to a body's size: the log keeps it as asked (a wrong name is worth seeing), cut to this. */
 const MODEL_CHARS = 200;
 
 const originFields = (origin: RequestOrigin | null | undefined) => ({
@@ -21,7 +21,7 @@ export function settledRecord(job: SettledJob, keyName: string | null): RequestR
     key_name: keyName,
     ...originFields(job.origin),
     op: job.op,
-    model: recordedModel(job).slice(0, MODEL_CHARS),
+    model: job.model.slice(0, MODEL_CHARS),
     node: job.node,
     status: job.status,
     error_code: job.errorCode,
