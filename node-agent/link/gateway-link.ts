@@ -12,6 +12,7 @@ import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
+import type { RequestTracer } from "../tracing/request-tracer.ts";
 import { RequestRunner, type FrameChannel } from "./request-runner.ts";
 
 export type { NodeSource } from "./node-source.ts";
@@ -30,6 +31,8 @@ export interface GatewayLinkOptions {
   agentVersion: string;
   source: NodeSource;
   logger?: GatewayLinkLogger;
+  /** Spans of the requests this node runs (OTLP), when configured. */
+  tracer?: RequestTracer | null;
   /** Knobs for tests; the defaults suit real use. */
   tuning?: GatewayLinkTuning;
 }
@@ -145,7 +148,7 @@ class Link implements GatewayLink {
           return ws.bufferedAmount;
         },
       };
-      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger });
+      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger, tracer: this.#options.tracer });
 
       const welcomeTimer = setTimeout(() => {
         this.#warn(`the gateway did not accept this node within ${(tuning?.connectTimeoutMs ?? 10_000) / 1000} s; retrying`);
