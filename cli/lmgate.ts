@@ -9,6 +9,7 @@ import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";
 import { addModelsCommand } from "./models-command.ts";
 import { addRequestsCommand } from "./requests-command.ts";
+import { usageColumns } from "./usage-columns.ts";
 import { addWhoamiCommand } from "./whoami-command.ts";
 import { day, footprint, freeMemory, plain, printRows } from "./output.ts";
 
@@ -220,15 +221,7 @@ program
     const key = options.key === undefined ? undefined : await keyId(options.key);
     printRows(
       await client().usage({ key, model: options.model, from: options.from, to: options.to }),
-      [
-        { header: "day", value: (row) => row.day },
-        { header: "key", value: (row) => row.key_name },
-        { header: "model", value: (row) => row.model },
-        { header: "requests", value: (row) => row.requests },
-        { header: "prompt tokens", value: (row) => row.prompt_tokens },
-        { header: "completion tokens", value: (row) => row.completion_tokens },
-        { header: "errors", value: (row) => row.errors },
-      ],
+      usageColumns(true),
       json(),
       "no usage recorded for that selection",
     );

@@ -4,6 +4,7 @@ import { KeyView } from "../shared/schemas/key-view.ts";
 import { AdminApiError, jsonRequest } from "./json-request.ts";
 import { day, plain, printRows } from "./output.ts";
 import { requestColumns } from "./requests-command.ts";
+import { usageColumns } from "./usage-columns.ts";
 
 const limitLine = (limit: KeyView["limits"]["tokens_per_day"]) =>
   limit === null ? "unlimited" : `${limit.remaining} of ${limit.limit} left (resets ${day(limit.resets_at)} UTC)`;
@@ -29,19 +30,7 @@ export function addWhoamiCommand(program: Command, baseUrl: () => string, json: 
       console.log(`  tokens/day:        ${limitLine(view.limits.tokens_per_day)}`);
       console.log(`  available models:  ${plain(view.available_models.map((model) => `${model.id} (${(model.nodes ?? []).map((where) => where.node).join(", ")})`).join(", ") || "none online")}`);
       console.log(pc.bold("\nUsage"));
-      printRows(
-        view.usage,
-        [
-          { header: "day", value: (row) => row.day },
-          { header: "model", value: (row) => row.model },
-          { header: "requests", value: (row) => row.requests },
-          { header: "prompt tokens", value: (row) => row.prompt_tokens },
-          { header: "completion tokens", value: (row) => row.completion_tokens },
-          { header: "errors", value: (row) => row.errors },
-        ],
-        false,
-        "none yet",
-      );
+      printRows(view.usage, usageColumns(false), false, "none yet");
       console.log(pc.bold("\nRecent requests"));
       printRows(view.requests.toReversed(), requestColumns, false, "none yet");
     });
