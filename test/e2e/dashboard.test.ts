@@ -331,6 +331,11 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
       await expect.poll(() => page.locator("#key-requests-body tr[data-request]").count()).toBe(2);
       expect(await page.locator("#key-requests-body").textContent()).toContain("403 model_not_allowed");
       expect(await page.locator("#key-usage-body").textContent()).toContain("tiny-chat-f32");
+      // Its tokens per day: fourteen bars, today's holding what it spent (the same as the tokens/day used).
+      expect(await page.locator("#key-usage-chart [data-day]").count()).toBe(14);
+      const today = new Date().toISOString().slice(0, 10);
+      const used = /^(\d+) of/.exec((await page.locator('#key-kpis [data-kpi="tokens"] .kpi-sub').textContent()) ?? "")?.[1];
+      expect(await page.locator(`#key-usage-chart [data-day="${today}"]`).getAttribute("data-tokens")).toBe(used);
       const models = await page.locator("#key-models-body tr[data-model]").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-model")).sort());
       expect(models).toEqual(["tiny-chat-f32", "tiny-chat-q8_0"]);
       expect(await page.locator('#key-models-body tr[data-model="tiny-chat-f32"]').textContent()).toMatch(/node-a, node-b/);

@@ -7,7 +7,7 @@
 import { fetchKeys, fetchKeyView, fetchNodes, fetchRequests, fetchStats, fetchUsage, AdminApiError } from "./api.js";
 import { FleetCharts, loadUPlot } from "./charts.js";
 import { fleetModels, fmtAgo, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots, recent, seriesGrid, usageByKey, utcDay } from "./model.js";
-import { renderDownloads, renderKeyModels, renderKeyUsage, renderKpis, renderModels, renderNodes, renderRequests, renderUsage } from "./views.js";
+import { renderDownloads, renderKeyModels, renderKeyUsage, renderKeyUsageChart, renderKpis, renderModels, renderNodes, renderRequests, renderUsage } from "./views.js";
 
 /** @typedef {import("./api.js").NodeSummary} NodeSummary */
 /** @typedef {import("./api.js").FleetStats} FleetStats */
@@ -70,6 +70,7 @@ const ui = {
   keyScopes: $("key-scopes"),
   keyKpis: $("key-kpis"),
   keyUsageBody: tbody("key-usage-body"),
+  keyUsageChart: $("key-usage-chart"),
   keyRequestsBody: tbody("key-requests-body"),
   keyRequestsFilter: /** @type {HTMLInputElement} */ ($("key-requests-filter")),
   keyModelsBody: tbody("key-models-body"),
@@ -215,6 +216,7 @@ function signOut(message) {
   state.lastSuccess = 0;
   for (const body of [ui.nodesBody, ui.modelsBody, ui.usageBody, ui.requestsBody, ui.keyUsageBody, ui.keyRequestsBody, ui.keyModelsBody]) body.replaceChildren();
   ui.keyName.textContent = ui.keyPrefix.textContent = ui.keyScopes.textContent = "";
+  ui.keyUsageChart.replaceChildren();
   ui.dashboardView.hidden = true;
   ui.keyView.hidden = true;
   ui.signOut.hidden = true;
@@ -437,6 +439,7 @@ function renderKey(now) {
     expires: view.expires_at === null ? { value: "never" } : { value: view.expires_at.slice(0, 10), sub: view.expires_at.slice(11, 16) + " UTC" },
     models: { value: fmtInt(online.length), sub: `${fmtInt(view.available_models.length)} you may use` },
   });
+  renderKeyUsageChart(ui.keyUsageChart, view.usage, new Date(now));
   renderKeyUsage(ui.keyUsageBody, view.usage);
   renderRequests(ui.keyRequestsBody, view.requests, { filter: ui.keyRequestsFilter.value.trim().toLowerCase() });
   renderKeyModels(ui.keyModelsBody, view.available_models);

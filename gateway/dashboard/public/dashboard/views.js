@@ -334,6 +334,28 @@ export function renderKeyUsage(tbody, usage) {
 }
 
 /**
+ * A key's tokens per UTC day over the last two weeks, as bars (today last); each bar says its numbers.
+ * @param {HTMLElement} root
+ * @param {UsageRow[]} usage
+ * @param {Date} now
+ */
+export function renderKeyUsageChart(root, usage, now) {
+  const days = Array.from({ length: 14 }, (_, i) => new Date(now.getTime() - (13 - i) * 86_400_000).toISOString().slice(0, 10));
+  /** @type {Map<string, number>} */
+  const tokens = new Map();
+  for (const row of usage) tokens.set(row.day, (tokens.get(row.day) ?? 0) + row.prompt_tokens + row.completion_tokens);
+  const most = Math.max(1, ...days.map((day) => tokens.get(day) ?? 0));
+  root.replaceChildren(
+    ...days.map((day) => {
+      const value = tokens.get(day) ?? 0;
+      const bar = el("span", { class: "day-bar-fill" });
+      bar.style.height = `${Math.round((value / most) * 100)}%`;
+      return el("div", { class: "day-bar", "data-day": day, "data-tokens": value, title: `${day}: ${fmtInt(value)} tokens` }, bar, el("span", { class: "day-bar-label sub" }, day.slice(5)));
+    }),
+  );
+}
+
+/**
  * The models a key may use now, with the nodes serving each.
  * @param {HTMLTableSectionElement} tbody
  * @param {KeyView["available_models"]} models
