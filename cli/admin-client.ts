@@ -13,6 +13,7 @@ import {
   type UpdateKeyRequest,
   type UsageQuery,
 } from "../shared/schemas/admin.ts";
+import { RequestPage } from "../shared/schemas/request-log.ts";
 import { jsonRequest } from "./json-request.ts";
 
 export { AdminApiError } from "./json-request.ts";
@@ -44,8 +45,18 @@ export class AdminClient {
 
   listNodes = async () => (await this.#call(ListOf(NodeSummary), "GET", "/admin/nodes")).data;
 
-  usage = async (query: UsageQuery) => {
-    const search = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
-    return (await this.#call(ListOf(UsageRow), "GET", `/admin/usage${search.size > 0 ? `?${search}` : ""}`)).data;
-  };
+  usage = async (query: UsageQuery) => (await this.#call(ListOf(UsageRow), "GET", `/admin/usage${searchOf(query)}`)).data;
+
+  /** A page of the request log; the query's values as the route reads them (strings). */
+  requests = (query: Record<string, string | number | undefined>) => this.#call(RequestPage, "GET", `/admin/requests${searchOf(query)}`);
+}
+
+/** `?a=1&b=2` of the query's set values, or nothing. */
+function searchOf(query: Record<string, string | number | undefined>): string {
+  const search = new URLSearchParams(
+    Object.entries(query)
+      .filter((entry): entry is [string, string | number] => entry[1] !== undefined)
+      .map(([name, value]) => [name, String(value)]),
+  );
+  return search.size > 0 ? `?${search}` : "";
 }

@@ -8,9 +8,12 @@ import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";
 import { addModelsCommand } from "./models-command.ts";
+import { addRequestsCommand } from "./requests-command.ts";
+import { usageColumns } from "./usage-columns.ts";
+import { addWhoamiCommand } from "./whoami-command.ts";
 import { day, footprint, freeMemory, plain, printRows } from "./output.ts";
 
-/** `lmgate`: manage a gateway's keys, node tokens and usage through its admin API. */
+/** `lmgate`: manage a gateway's keys, node tokens, usage and request log through its admin API; `whoami` for a key holder. */
 
 interface GlobalOptions {
   url: string;
@@ -232,19 +235,15 @@ program
     const key = options.key === undefined ? undefined : await keyId(options.key);
     printRows(
       await client().usage({ key, model: options.model, from: options.from, to: options.to }),
-      [
-        { header: "day", value: (row) => row.day },
-        { header: "key", value: (row) => row.key_name },
-        { header: "model", value: (row) => row.model },
-        { header: "requests", value: (row) => row.requests },
-        { header: "prompt tokens", value: (row) => row.prompt_tokens },
-        { header: "completion tokens", value: (row) => row.completion_tokens },
-        { header: "errors", value: (row) => row.errors },
-      ],
+      usageColumns(true),
       json(),
       "no usage recorded for that selection",
     );
   });
+
+addRequestsCommand(program, client, keyId, json);
+// A key holder's command: their key, not the admin token.
+addWhoamiCommand(program, () => program.opts<GlobalOptions>().url, json);
 
 try {
   await program.parseAsync();

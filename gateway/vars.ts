@@ -15,6 +15,9 @@ export interface GatewayVars {
   LMGATE_MAX_QUEUE?: string;
   /** Bytes of stored responses (`store`, `previous_response_id`) one API key may keep; default 100 MiB. */
   LMGATE_STORED_BYTES_PER_KEY?: string;
+  /** The request log's bounds: rows kept at most, and days a row is kept. */
+  LMGATE_REQUEST_LOG_MAX_ROWS?: string;
+  LMGATE_REQUEST_LOG_MAX_AGE_DAYS?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
 }

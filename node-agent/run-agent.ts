@@ -4,6 +4,7 @@ import { formatBanner } from "./banner.ts";
 import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
+import { otlpRequestTracer } from "./tracing/request-tracer.ts";
 import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
@@ -103,6 +104,9 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     );
     log.info(`metrics on ${metricsServer.url}${config.metricsToken ? " (token required)" : ""}`);
   }
+  // Spans only for requests from a gateway: it passes on the client's trace context.
+  const tracer = config.gateway === undefined ? null : otlpRequestTracer(config.name, version);
+  if (tracer) log.info("exporting request spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT)");
   if (config.gateway !== undefined && config.token !== undefined) {
     const drain = new Drain();
     drains.push(drain);
@@ -113,6 +117,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
       agentVersion: version,
       source: new TrackedBackend(backend, { drain, observer: metrics, modelAdmin }),
       logger: log,
+      tracer,
     });
     link.onStateChange((connected) => {
       if (connected) log.info(`connected to gateway ${config.gateway} as "${config.name}"`);
@@ -135,6 +140,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
     await link.close();
     log.info("left the gateway");
   }
+  await tracer?.shutdown().catch((error: unknown) => log.warn(`could not send the last spans: ${error instanceof Error ? error.message : String(error)}`));
   await modelAdmin.dispose();
   // Stops whatever still runs: a stream cut here ends with a model_unloaded error event — never silently.
   await backend.dispose();

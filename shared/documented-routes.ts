@@ -150,3 +150,12 @@ export function documentedRoutes(routes: RouterRoute[]): RouteDoc[] {
 
 /** The paths of a router whose routes are documented as public: what a host's credential check lets through. */
 export const publicPaths = (routes: RouterRoute[]): string[] => routes.filter((route) => docOf(route)?.security === "public").map((route) => route.path);
+
+/** The documented operation a request was routed to (from `c.req.matchedRoutes`), if any: its tag, method and path. */
+export function matchedDoc(routes: RouterRoute[]): RouteDoc | undefined {
+  for (const route of routes.toReversed()) {
+    const doc = route.method === "ALL" ? undefined : docOf(route);
+    if (doc !== undefined) return { ...doc, method: route.method.toLowerCase() as RouteDoc["method"], path: honoPathToOpenApi(route.path) };
+  }
+  return undefined;
+}

@@ -6,6 +6,7 @@ import { EmbeddingsResult, GenerationEvent } from "./schemas/generation.ts";
 import { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "./schemas/downloads.ts";
 import { CancelDownloadRequest, V1Model } from "./schemas/v1-models.ts";
 import { TokenCount } from "./schemas/token-count.ts";
+import { TRACEPARENT } from "./trace-context.ts";
 
 /**
  * The wire protocol between a node agent and the gateway: JSON text frames over one WebSocket
@@ -139,6 +140,8 @@ export const ToAgentFrame = z.discriminatedUnion("type", [
      * first delta at once rather than batching from the start. Absent (older gateways): the body's `stream`.
      */
     stream: z.boolean().optional(),
+    /** The W3C trace context the request runs in, for the agent's spans. Absent from older gateways. */
+    traceparent: z.string().regex(TRACEPARENT).optional(),
   }),
   /**
    * The client went away: the agent stops the generation and, within `CANCEL_USAGE_WAIT_MS`,

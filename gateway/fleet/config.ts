@@ -10,9 +10,13 @@ export const FLEET_DEFAULTS = {
   helloTimeoutMs: 10_000,
   window: 32,
   maxRetries: 3,
+  requestLogMaxRows: 10_000,
+  requestLogMaxAgeDays: 7,
 } as const;
 
-/** The Fleet's timings and bounds; the first four can be set as plain vars (tests shorten them). */
+const DAY_MS = 86_400_000;
+
+/** The Fleet's timings and bounds; the first four and the request log's bounds can be set as plain vars (tests shorten them). */
 export interface FleetConfig {
   /** How often agents send a heartbeat ping (told to them in `welcome`). */
   heartbeatIntervalMs: number;
@@ -30,6 +34,9 @@ export interface FleetConfig {
   maxRetries: number;
   /** Bytes of stored responses one API key may keep (state/response-quota.ts). */
   storedBytesPerKey: number;
+  /** The request log keeps at most this many rows, none older than `requestLogMaxAgeMs`. */
+  requestLogMaxRows: number;
+  requestLogMaxAgeMs: number;
 }
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -50,5 +57,7 @@ export function fleetConfig(env: GatewayVars): FleetConfig {
     window: FLEET_DEFAULTS.window,
     maxRetries: FLEET_DEFAULTS.maxRetries,
     storedBytesPerKey: positiveInt(env.LMGATE_STORED_BYTES_PER_KEY, DEFAULT_STORED_BYTES_PER_KEY),
+    requestLogMaxRows: positiveInt(env.LMGATE_REQUEST_LOG_MAX_ROWS, FLEET_DEFAULTS.requestLogMaxRows),
+    requestLogMaxAgeMs: positiveInt(env.LMGATE_REQUEST_LOG_MAX_AGE_DAYS, FLEET_DEFAULTS.requestLogMaxAgeDays) * DAY_MS,
   };
 }

@@ -17,6 +17,8 @@ import type {
 import { fromWire, toWire, type Operation, type WireError } from "../../shared/protocol.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { EmbeddingsResult } from "../../shared/schemas/generation.ts";
+import type { RequestPage, RequestQuery } from "../../shared/schemas/request-log.ts";
+import type { KeyView } from "../../shared/schemas/key-view.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -84,6 +86,8 @@ export interface FleetApi {
   deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>>;
   /** Whether the caller's key is good right now (unknown, revoked, expired: its 401), counting no request. */
   authenticate(caller: Caller): Promise<Outcome<null>>;
+  /** The caller's own key: limits, usage, recent requests, the models it may use (`GET /v1/key`). */
+  keyInfo(caller: Caller): Promise<Outcome<KeyView>>;
 }
 
 /** The admin API's and `/metrics`' entry points into the Fleet (the admin token is checked in the Worker). */
@@ -103,6 +107,8 @@ export interface FleetAdminApi {
   storedResponses(keyId: string): Promise<StoredResponsesUsage | null>;
   clearStoredResponses(keyId: string): Promise<StoredResponsesUsage | null>;
   usage(query: UsageQuery): Promise<UsageRow[]>;
+  /** The request log, filtered and paged (`/admin/requests`). */
+  requests(query: RequestQuery): Promise<RequestPage>;
   /** A wrong admin, metrics or node token from `address`: seconds it must wait (429), or null (401). */
   failedAttempt(address: string): Promise<number | null>;
 }

@@ -1,12 +1,13 @@
 import { DurableObject } from "cloudflare:workers";
 import type { StoredResponse } from "../../shared/openai-responses/store.ts";
 import type { CreateKeyRequest, CreateNodeTokenRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
+import type { RequestQuery } from "../../shared/schemas/request-log.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
 import { FailedAttempts } from "./access/failed-attempts.ts";
-import type { Caller } from "./access/caller.ts";
+import { ROOT_CALLER_ID, ROOT_CALLER_NAME, type Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
 import { UsageLedger } from "./access/usage-ledger.ts";
@@ -18,12 +19,15 @@ import type { WireError } from "../../shared/protocol.ts";
 import type { StatusDelta } from "../node/status-deltas.ts";
 import type { SettledRequest } from "../node/contract.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
-import { ApiCalls } from "./calls/api-calls.ts";
+import { ApiCalls, type Refusal } from "./calls/api-calls.ts";
+import { KeyViews } from "./calls/key-view.ts";
 import type { FleetAdminApi, FleetApi, FleetNodeApi, GenerationOperation, Serving } from "./contract.ts";
 import { Dispatcher } from "./routing/dispatcher.ts";
 import type { FleetNode, HelloFrame } from "./nodes/fleet-node.ts";
 import { NodeLinks } from "./nodes/node-links.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
+import { RequestLog } from "./state/request-log.ts";
+import { refusedRecord, settledRecord } from "./state/request-records.ts";
 import { SavedState } from "./state/saved-state.ts";
 import { recordedModel, type Ending, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
@@ -48,6 +52,8 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   readonly #saved: SavedState;
   readonly #ledger: UsageLedger;
   readonly #attempts: FailedAttempts;
+  readonly #log: RequestLog;
+  readonly #access: AccessStore;
 
   constructor(ctx: DurableObjectState, env: GatewayBindings) {
     super(ctx, env);
@@ -69,6 +75,10 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     this.#attempts = attempts;
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: FLUSH_AFTER_MS, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: FLUSH_AFTER_MS });
+    const log = new RequestLog(ctx.storage.sql, { maxRows: config.requestLogMaxRows, maxAgeMs: config.requestLogMaxAgeMs, flushAfterMs: FLUSH_AFTER_MS });
+    const window = new RateWindow(ctx.storage.sql);
+    this.#log = log;
+    this.#access = access;
     this.#metrics = metrics;
     this.#ledger = ledger;
     this.#saved = saved;
@@ -86,16 +96,14 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       registry,
       dispatcher,
       access,
-      control: new AccessControl(access, ledger, new RateWindow(ctx.storage.sql)),
+      control: new AccessControl(access, ledger, window),
       ledger,
       budget: this.#budget,
       responses,
-      onRefused: (code) => {
-        metrics.refused(code);
-        saved.changed();
-      },
+      keyViews: new KeyViews({ access, ledger, window, log, registry }),
+      onRefused: (refusal) => this.#refused(refusal),
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses });
+    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses, log });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -193,6 +201,11 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#api.authenticate(caller);
   }
 
+  keyInfo(caller: Caller) {
+    this.#called("keyInfo");
+    return this.#api.keyInfo(caller);
+  }
+
   // ---- RPC from the admin API and /metrics ------------------------------------------------------
 
   metrics() {
@@ -264,6 +277,11 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#attempts.fail(address, Date.now());
   }
 
+  requests(query: RequestQuery) {
+    this.#called("requests");
+    return this.#admin.requests(query);
+  }
+
   // ---- RPC from the node objects (`FleetNodeApi`) and the agents' upgrades -----------------------
 
   admitNode(tokenHash: string, name: string, address: string) {
@@ -294,7 +312,19 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
 
   // ---- settling --------------------------------------------------------------------------------
 
-  /** Every request, however it ended, counted once: the key's budget and usage, the dashboard, the metrics. */
+  /** A request turned away before routing: counted in the metrics and kept in the request log. */
+  #refused(refusal: Refusal): void {
+    this.#metrics.refused(refusal.error.code ?? String(refusal.error.status));
+    this.#saved.changed();
+    this.#log.record(refusedRecord(refusal, this.#keyName(refusal.keyId), new Date()));
+  }
+
+  #keyName(keyId: string | null): string | null {
+    if (keyId === null) return null;
+    return keyId === ROOT_CALLER_ID ? ROOT_CALLER_NAME : (this.#access.key(keyId)?.name ?? null);
+  }
+
+  /** Every request, however it ended, counted once: the key's budget and usage, the request log, the dashboard, the metrics. */
   #account(job: SettledJob): void {
     this.#budget.release(job.id);
     const now = new Date();
@@ -305,6 +335,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     this.#saved.changed();
     if (job.caller !== null) {
       this.#ledger.record(job.caller, recordedModel(job), { promptTokens: job.promptTokens, completionTokens: job.completionTokens, failed: job.failed }, now);
+      this.#log.record(settledRecord(job, this.#keyName(job.caller)));
     }
     // A settlement arrives as its own call (from a node object), which ends before the batched
     // writes: the call is kept open until they are due, so the object is not evicted before them.

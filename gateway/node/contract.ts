@@ -1,6 +1,7 @@
 import type { Operation, WireError } from "../../shared/protocol.ts";
 import type { GenerationEvent } from "../../shared/schemas/generation.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
+import type { RequestOrigin } from "../fleet/access/caller.ts";
 import type { GenerationOperation } from "../fleet/contract.ts";
 
 /*
@@ -32,6 +33,8 @@ export interface Lease {
   readonly model: ModelObject | undefined;
   /** Whose request it is (a key id), so its settlement counts even where the Fleet forgot it (evicted meanwhile). */
   readonly caller: string | null;
+  /** The route it came through and its trace (the request log's; the trace also goes to the node). */
+  readonly origin: RequestOrigin | null;
 }
 
 /** What a settlement says about the request itself, for a Fleet that no longer has it in memory. */
@@ -40,6 +43,11 @@ export interface SettledRequest {
   readonly model: string;
   readonly caller: string | null;
   readonly receivedAt: number;
+  readonly origin: RequestOrigin | null;
+  /** The node it was last sent to; null when it reached none. */
+  readonly node: string | null;
+  readonly queueMs: number;
+  readonly retries: number;
 }
 
 export const settledFrom = (lease: Lease): SettledRequest => ({
@@ -47,6 +55,10 @@ export const settledFrom = (lease: Lease): SettledRequest => ({
   model: lease.operation.body.model,
   caller: lease.caller,
   receivedAt: lease.receivedAt,
+  origin: lease.origin,
+  node: lease.node,
+  queueMs: lease.queueMs,
+  retries: lease.retries,
 });
 
 /**

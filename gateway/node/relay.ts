@@ -2,7 +2,7 @@ import { ApiError } from "../../shared/errors.ts";
 import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
 import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
 import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
-import type { Ending } from "../fleet/routing/settlement.ts";
+import { cachedTokensOf, type Ending } from "../fleet/routing/settlement.ts";
 import { boundedNodeError } from "../fleet/routing/node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "../fleet/routing/usage-bounds.ts";
 import { encodeLines, type Lease, type RelayLine } from "./contract.ts";
@@ -59,8 +59,8 @@ export class Relay {
 
   /** Asks the node to run it; false when the socket is gone (the relay has then ended). */
   start(): boolean {
-    const { id, operation, window, stream } = this.lease;
-    if (this.#hooks.send({ type: "request", id, operation, window, stream })) return true;
+    const { id, operation, window, stream, origin } = this.lease;
+    if (this.#hooks.send({ type: "request", id, operation, window, stream, ...(origin?.traceparent ? { traceparent: origin.traceparent } : {}) })) return true;
     this.lost();
     return false;
   }
@@ -101,6 +101,7 @@ export class Relay {
         status: cut ? 503 : 200,
         ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
         promptTokens: usage.prompt_tokens,
+        cachedTokens: cachedTokensOf(usage, done),
         completionTokens: usage.completion_tokens,
         ttftMs: stats.time_to_first_token * 1000,
         ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),
@@ -160,7 +161,7 @@ export class Relay {
     void this.#settle({
       status: 499,
       endedAt: cancel.at,
-      ...(usage === null ? {} : { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }),
+      ...(usage === null || result === null ? {} : { promptTokens: usage.prompt_tokens, cachedTokens: cachedTokensOf(usage, result), completionTokens: usage.completion_tokens }),
     });
     this.#hooks.finished();
   }

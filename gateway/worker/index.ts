@@ -16,6 +16,7 @@ import { corsFromEnv } from "./middleware/cors-from-env.ts";
 import { GATEWAY_OPENAPI } from "./openapi.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { keyRoutes } from "./routes/key.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 
 export { Fleet } from "../fleet/fleet.ts";
@@ -47,6 +48,7 @@ const api = createApiApp<GatewayEnv>({
 // The API routes documented as public (the greeting LM Studio's tools probe before they have a key, and
 // the API's description) are the ones served without a key.
 app.use("*", except(publicPaths(api.routes), apiKeyAuth(), keyFirst()));
+app.route("/", keyRoutes);
 app.route("/", api);
 
 app.notFound(async (c) => {

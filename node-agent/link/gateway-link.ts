@@ -14,6 +14,7 @@ import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";
 import { FrameBatcher } from "./frame-batcher.ts";
+import type { RequestTracer } from "../tracing/request-tracer.ts";
 import { RequestRunner, type FrameChannel } from "./request-runner.ts";
 import { StatusDelta } from "./status-delta.ts";
 
@@ -33,6 +34,8 @@ export interface GatewayLinkOptions {
   agentVersion: string;
   source: NodeSource;
   logger?: GatewayLinkLogger;
+  /** Spans of the requests this node runs (OTLP), when configured. */
+  tracer?: RequestTracer | null;
   /** Knobs for tests; the defaults suit real use. */
   tuning?: GatewayLinkTuning;
 }
@@ -153,7 +156,7 @@ class Link implements GatewayLink {
           return ws.bufferedAmount;
         },
       };
-      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger });
+      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger, tracer: this.#options.tracer });
       const statusDelta = new StatusDelta();
 
       const welcomeTimer = setTimeout(() => {

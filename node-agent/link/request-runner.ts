@@ -2,10 +2,11 @@ import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
 import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
-import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
+import type { GenerationEvent, GenerationResult, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
 import type { ModelAdmin } from "../../shared/model-admin.ts";
+import type { RequestTracer } from "../tracing/request-tracer.ts";
 
 /** The connection a runner answers on. */
 export interface FrameChannel {
@@ -25,9 +26,18 @@ export interface RequestRunnerOptions {
   /** Above this many bytes queued in the socket, pull no more events. Defaults to 1 MiB. */
   highWaterBytes?: number;
   logger?: { warn(message: string): void };
+  /** Hears how each request ended, for its spans. */
+  tracer?: RequestTracer | null;
 }
 
 type RequestFrame = Extract<ToAgentFrame, { type: "request" }>;
+
+/** How a request ended, for its spans. */
+interface Ending {
+  status: number;
+  errorCode?: string | null;
+  result?: GenerationResult;
+}
 
 interface Running {
   readonly controller: AbortController;
@@ -64,6 +74,7 @@ export class RequestRunner {
   readonly #maxBatchChars: number;
   readonly #highWaterBytes: number;
   readonly #logger: RequestRunnerOptions["logger"];
+  readonly #tracer: RequestTracer | null;
   readonly #running = new Map<string, Running>();
 
   constructor(options: RequestRunnerOptions) {
@@ -73,6 +84,7 @@ export class RequestRunner {
     this.#maxBatchChars = options.maxBatchChars ?? 16 * 1024;
     this.#highWaterBytes = options.highWaterBytes ?? 1024 * 1024;
     this.#logger = options.logger;
+    this.#tracer = options.tracer ?? null;
   }
 
   /** Requests running now. */
@@ -111,49 +123,63 @@ export class RequestRunner {
       cancelledByGateway: false,
     };
     this.#running.set(frame.id, run);
-    void this.#execute(frame, run).finally(() => this.#running.delete(frame.id));
+    const receivedAt = Date.now();
+    void this.#execute(frame, run)
+      .then((ending) => this.#traced(frame, receivedAt, ending))
+      .finally(() => this.#running.delete(frame.id));
   }
 
-  async #execute(frame: RequestFrame, run: Running): Promise<void> {
+  #traced(frame: RequestFrame, receivedAt: number, ending: Ending): void {
+    const { operation } = frame;
+    const model = operation.op === "cancel_download" ? "" : operation.op === "unload" ? (operation.body.instance_id ?? operation.body.model ?? "") : operation.body.model;
+    this.#tracer?.finished({ traceparent: frame.traceparent, id: frame.id, op: operation.op, model, receivedAt, endedAt: Date.now(), ...ending });
+  }
+
+  /** Runs the request and answers it; says how it ended. */
+  async #execute(frame: RequestFrame, run: Running): Promise<Ending> {
     const { id, operation } = frame;
     const signal = run.controller.signal;
     try {
       switch (operation.op) {
-        case "chat":
-          await this.#stream(id, run, this.#source.chat(operation.body, signal), streamed(frame, operation.body));
-          return;
-        case "completion":
-          await this.#stream(id, run, this.#source.completion(operation.body, signal), streamed(frame, operation.body));
-          return;
+        case "chat": {
+          const result = await this.#stream(id, run, this.#source.chat(operation.body, signal), streamed(frame, operation.body));
+          return { status: 200, result };
+        }
+        case "completion": {
+          const result = await this.#stream(id, run, this.#source.completion(operation.body, signal), streamed(frame, operation.body));
+          return { status: 200, result };
+        }
         case "embeddings":
           this.#reply(run, { type: "result", id, result: await this.#source.embeddings(operation.body, signal) });
-          return;
+          break;
         case "load":
           this.#reply(run, { type: "result", id, result: await this.#source.loadModel(operation.body) });
-          return;
+          break;
         case "unload":
           this.#reply(run, { type: "result", id, result: await this.#source.unloadModel(operation.body) });
-          return;
+          break;
         case "download":
           this.#reply(run, { type: "result", id, result: await this.#modelAdmin().download(operation.body) });
-          return;
+          break;
         case "cancel_download":
           this.#reply(run, { type: "result", id, result: await this.#modelAdmin().cancelDownload(operation.body.job_id) });
-          return;
+          break;
         case "delete":
           this.#reply(run, { type: "result", id, result: await this.#modelAdmin().deleteModel(operation.body) });
-          return;
+          break;
         case "count_tokens":
           this.#reply(run, { type: "result", id, result: await this.#countTokens(operation.body) });
-          return;
+          break;
       }
+      return { status: signal.aborted ? 499 : 200 };
     } catch (error) {
-      if (signal.aborted) return;
+      if (signal.aborted) return { status: 499 };
       const apiError = toApiError(error);
       if (!(error instanceof ApiError)) {
         this.#logger?.warn(`request ${operation.op} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
       }
       this.#channel.send({ type: "error", id, ...toWire(apiError) });
+      return { status: apiError.status, errorCode: apiError.code };
     }
   }
 
@@ -174,7 +200,8 @@ export class RequestRunner {
   }
 
   /** `streamed`: the client reads the text as it comes, so the first delta leaves at once. */
-  async #stream(id: string, run: Running, events: AsyncIterable<GenerationEvent>, streamed: boolean): Promise<void> {
+  /** Returns the generation's result (its `done`). */
+  async #stream(id: string, run: Running, events: AsyncIterable<GenerationEvent>, streamed: boolean): Promise<GenerationResult> {
     const signal = run.controller.signal;
     const iterator = events[Symbol.asyncIterator]();
     let batch: GenerationEvent[] = [];
@@ -238,7 +265,7 @@ export class RequestRunner {
           batchText();
           batch.push(event);
           flush();
-          return;
+          return event.result;
         }
       }
     } catch (error) {

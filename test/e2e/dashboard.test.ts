@@ -96,7 +96,7 @@ async function chat(model: string, stream = false): Promise<void> {
     body: JSON.stringify({ model, messages: [{ role: "user", content: "Tell me about the sea." }], max_tokens: 32, stream }),
     signal: AbortSignal.timeout(30_000),
   });
-  expect(response.status, `chat with ${model}`).toBe(200);
+  expect(response.status, `chat with ${model}: ${response.status === 200 ? "" : await response.clone().text()}`).toBe(200);
   await response.text();
 }
 
@@ -204,10 +204,14 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
       await page.click("#signin-button");
       await expect.poll(() => page.locator("#signin-error").textContent(), { timeout: 10_000 }).toMatch(/Wrong admin token/);
       expect(await page.evaluate((key) => sessionStorage.getItem(key), TOKEN_KEY)).toBeNull();
-      // The API key is not the admin token either.
+      // LMGATE_API_KEY is an API key: it signs in to its own key's view, not to the fleet's.
       await page.fill("#token", gateway.apiKey);
       await page.click("#signin-button");
-      await expect.poll(() => page.locator("#signin-error").textContent(), { timeout: 10_000 }).toMatch(/API key/);
+      await page.locator("#key-view").waitFor({ state: "visible", timeout: 10_000 });
+      expect(await page.locator("#key-name").textContent()).toBe("LMGATE_API_KEY");
+      expect(await page.locator("#dashboard-view").isHidden()).toBe(true);
+      await page.click("#sign-out");
+      await page.locator("#signin-form").waitFor({ state: "visible" });
 
       // The admin token: kept in sessionStorage only, never in the URL or localStorage.
       await page.fill("#token", gateway.adminToken);
@@ -245,6 +249,16 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
         .toBeGreaterThan(0);
       await expect.poll(() => page.locator('[data-kpi="tps"] .kpi-value').textContent()).not.toBe("—");
 
+      // The request log: the traffic above, one row per request, newest first.
+      await expect.poll(() => page.locator("#requests-body tr[data-request]").count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(9);
+      // The newest: the wrong token's try at sign-in, refused without a key.
+      expect(await page.locator("#requests-body tr[data-request]").first().textContent()).toMatch(/unknown key.*GET \/v1\/key.*401 invalid_api_key/);
+      expect(await page.locator("#requests-body").textContent()).toContain("LMGATE_API_KEY");
+      expect(await page.locator("#requests-body").textContent()).toContain("POST /v1/embeddings");
+      await page.fill("#requests-filter", "tiny-embed-f32");
+      await expect.poll(() => page.locator("#requests-body tr[data-request]").count()).toBe(1);
+      await page.fill("#requests-filter", "");
+
       await refreshed(page); // the picture after a settled refresh
       await mkdir(dirname(SCREENSHOT), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
@@ -258,6 +272,74 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
 
       expect(pageErrors).toEqual([]);
       expect(cspViolations).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
+  test("a teammate signs in with their API key and sees their own limits, usage, requests and models, and nothing else", async () => {
+    const create = async (body: Record<string, unknown>) => {
+      const response = await fetch(`${gateway.url}/admin/keys`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${gateway.adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(201);
+      return (await response.json()) as { key: string; record: { id: string; name: string; prefix: string } };
+    };
+    const teammate = await create({ name: "teammate-tess", models: ["tiny-chat-*"], rpm: 20, tokens_per_day: 100_000 });
+    const other = await create({ name: "other-oscar" });
+    const chatAs = (key: string, model: string) =>
+      fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "Hi." }], max_tokens: 4 }),
+        signal: AbortSignal.timeout(30_000),
+      }).then(async (response) => (await response.text(), response.status));
+    expect(await chatAs(teammate.key, "tiny-chat-f32")).toBe(200);
+    expect(await chatAs(teammate.key, "tiny-embed-f32")).toBe(403);
+    expect(await chatAs(other.key, "tiny-chat-q8_0")).toBe(200);
+
+    const context = await launched().newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    const adminCalls: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname.startsWith("/admin")) adminCalls.push(request.url());
+    });
+    try {
+      await page.goto(`${gateway.url}/dashboard/`, { timeout: 20_000 });
+      await page.fill("#token", teammate.key);
+      await page.click("#signin-button");
+      await page.locator("#key-view").waitFor({ state: "visible", timeout: 10_000 });
+      expect(await page.locator("#dashboard-view").isHidden()).toBe(true);
+      expect(await page.locator("#key-name").textContent()).toBe("teammate-tess");
+      expect(await page.locator("#key-prefix").textContent()).toContain(teammate.record.prefix);
+      expect(await page.locator('#key-kpis [data-kpi="tokens"] .kpi-sub').textContent()).toMatch(/^\d+ of 100K used · resets 00:00 UTC$/);
+      expect(await page.locator('#key-kpis [data-kpi="rpm"] .kpi-value').textContent()).toBe("19 left"); // the refusal by scope is not counted
+      await expect.poll(() => page.locator("#key-requests-body tr[data-request]").count()).toBe(2);
+      expect(await page.locator("#key-requests-body").textContent()).toContain("403 model_not_allowed");
+      expect(await page.locator("#key-usage-body").textContent()).toContain("tiny-chat-f32");
+      // Its tokens per day: fourteen bars, today's holding what it spent (the same as the tokens/day used).
+      expect(await page.locator("#key-usage-chart [data-day]").count()).toBe(14);
+      const today = new Date().toISOString().slice(0, 10);
+      const used = /^(\d+) of/.exec((await page.locator('#key-kpis [data-kpi="tokens"] .kpi-sub').textContent()) ?? "")?.[1];
+      expect(await page.locator(`#key-usage-chart [data-day="${today}"]`).getAttribute("data-tokens")).toBe(used);
+      const models = await page.locator("#key-models-body tr[data-model]").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-model")).sort());
+      expect(models).toEqual(["tiny-chat-f32", "tiny-chat-q8_0"]);
+      expect(await page.locator('#key-models-body tr[data-model="tiny-chat-f32"]').textContent()).toMatch(/node-a, node-b/);
+      // Nothing of the other key, and the page never called the admin API with this key.
+      const text = (await page.locator("body").textContent()) ?? "";
+      for (const leak of ["other-oscar", other.record.id, other.record.prefix, "tiny-embed-f32 ", gateway.nodeToken]) expect(text).not.toContain(leak);
+      expect(adminCalls).toEqual([]);
+
+      await page.reload();
+      await page.locator("#key-view").waitFor({ state: "visible", timeout: 10_000 });
+      await page.click("#sign-out");
+      await page.locator("#signin-form").waitFor({ state: "visible" });
+      expect(await page.evaluate((key) => sessionStorage.getItem(key), TOKEN_KEY)).toBeNull();
+      expect(pageErrors).toEqual([]);
     } finally {
       await context.close();
     }

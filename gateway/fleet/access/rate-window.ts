@@ -17,6 +17,14 @@ export class RateWindow {
     `);
   }
 
+  /** Requests counted in the minute before `now`, and when the newest of them leaves it (ms), without counting one. */
+  used(keyId: string, now: number): { count: number; clearsAt: number } {
+    const { count, newest } = this.#sql
+      .exec<{ count: number; newest: number | null }>("SELECT COUNT(*) AS count, MAX(at) AS newest FROM rate_window WHERE key_id = ? AND at > ?", keyId, now - MINUTE_MS)
+      .one();
+    return { count, clearsAt: newest === null ? now : newest + MINUTE_MS };
+  }
+
   /** Counts a request at `now` if fewer than `limit` were counted in the minute before; else the ms until one leaves the window. */
   admit(keyId: string, limit: number, now: number): { admitted: true } | { admitted: false; retryAfterMs: number } {
     const since = now - MINUTE_MS;

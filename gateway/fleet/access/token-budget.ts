@@ -45,10 +45,12 @@ export function promptOverBudget(prompt: number, left: number, tokensPerDay: num
     retryAfter: error.retryAfter,
   });
 }
+/** When today's tokens per day start again: the next UTC midnight (ms). */
+export const nextUtcMidnight = (now: Date): number => Date.parse(`${utcDay(now)}T00:00:00.000Z`) + 24 * 3600 * 1000;
 
 /** 429 until the next UTC midnight. */
 export function exhausted(tokensPerDay: number, now: Date): ApiError {
-  const midnight = Date.parse(`${utcDay(now)}T00:00:00.000Z`) + 24 * 3600 * 1000;
+  const midnight = nextUtcMidnight(now);
   return new ApiError(429, `This API key has used its ${tokensPerDay} tokens for today (UTC).`, {
     code: "tokens_per_day_exceeded",
     retryAfter: (midnight - now.getTime()) / 1000,

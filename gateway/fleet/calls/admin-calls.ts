@@ -12,8 +12,10 @@ import type {
   UsageQuery,
   UsageRow,
 } from "../../../shared/schemas/admin.ts";
+import type { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
+import type { RequestLog } from "../state/request-log.ts";
 import type { AccessStore } from "../access/access-store.ts";
-import { ROOT_CALLER_ID } from "../access/caller.ts";
+import { ROOT_CALLER_ID, ROOT_CALLER_NAME } from "../access/caller.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
 import type { FleetMetrics } from "../metrics/fleet-metrics.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
@@ -33,6 +35,7 @@ export interface AdminCallsParts {
   traffic: TrafficStats;
   saved: SavedState;
   responses: ResponseTable;
+  log: RequestLog;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -46,6 +49,7 @@ export class AdminCalls {
   readonly #traffic: TrafficStats;
   readonly #saved: SavedState;
   readonly #responses: ResponseTable;
+  readonly #log: RequestLog;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -57,6 +61,7 @@ export class AdminCalls {
     this.#traffic = parts.traffic;
     this.#saved = parts.saved;
     this.#responses = parts.responses;
+    this.#log = parts.log;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -133,7 +138,11 @@ export class AdminCalls {
 
   usage(query: UsageQuery): UsageRow[] {
     const names = new Map(this.#access.keys().map((key) => [key.id, key.name]));
-    names.set(ROOT_CALLER_ID, "LMGATE_API_KEY");
+    names.set(ROOT_CALLER_ID, ROOT_CALLER_NAME);
     return this.#ledger.query(query, names);
+  }
+
+  requests(query: RequestQuery): RequestPage {
+    return this.#log.query(query);
   }
 }

@@ -8,6 +8,8 @@ import type { LoadResult, ModelObject, UnloadResult } from "../../../shared/sche
 import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../../shared/schemas/token-count.ts";
 import type { V1Model } from "../../../shared/schemas/v1-models.ts";
+import type { KeyView } from "../../../shared/schemas/key-view.ts";
+import type { KeyViews } from "./key-view.ts";
 import type { AccessControl, Grant } from "../access/access-control.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, type Caller } from "../access/caller.ts";
@@ -26,6 +28,20 @@ import { fleetModels } from "../nodes/model-catalog.ts";
 import { deleteTarget, downloadTarget, findDownload, fleetV1Models, namedNode } from "../nodes/model-management.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
 
+/** The request a refusal turned away: who, doing what, with which model (null: none in particular). */
+export interface RefusedRequest {
+  caller: Caller;
+  op: string;
+  model: string | null;
+}
+
+/** A refused request, told to the Fleet for its metrics and the request log. */
+export interface Refusal extends RefusedRequest {
+  error: ApiError;
+  /** The caller's key id, when the key is known (`root` for the deployment's own key). */
+  keyId: string | null;
+}
+
 export interface ApiCallsParts {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
@@ -34,8 +50,10 @@ export interface ApiCallsParts {
   ledger: UsageLedger;
   budget: TokenBudget;
   responses: ResponseTable;
-  /** A caller was turned away before routing (bad key, model out of scope, over a limit), with this code. */
-  onRefused: (code: string) => void;
+  /** What a key sees of itself. */
+  keyViews: KeyViews;
+  /** A caller was turned away before routing (bad key, model out of scope, over a limit). */
+  onRefused: (refusal: Refusal) => void;
 }
 
 /**
@@ -51,7 +69,8 @@ export class ApiCalls implements Serving<FleetApi> {
   readonly #ledger: UsageLedger;
   readonly #budget: TokenBudget;
   readonly #responses: ResponseTable;
-  readonly #onRefused: (code: string) => void;
+  readonly #onRefused: (refusal: Refusal) => void;
+  readonly #keyViews: KeyViews;
 
   constructor(parts: ApiCallsParts) {
     this.#registry = parts.registry;
@@ -62,10 +81,16 @@ export class ApiCalls implements Serving<FleetApi> {
     this.#budget = parts.budget;
     this.#responses = parts.responses;
     this.#onRefused = parts.onRefused;
+    this.#keyViews = parts.keyViews;
+  }
+
+  /** The caller's own key: its limits and what is left of them, its usage and requests (not counted against its rate). */
+  keyInfo(caller: Caller): Outcome<KeyView> {
+    return this.#asOwner(caller, "key_info", (owner) => this.#keyViews.of(owner, new Date()));
   }
 
   listModels(caller: Caller): Outcome<ModelObject[]> {
-    return this.#outcome(() => {
+    return this.#outcome({ caller, op: "list_models", model: null }, () => {
       // A listing is a request like any other: it counts against requests per minute.
       const grant = this.#admit(caller, null);
       const models = fleetModels(this.#registry.alive());
@@ -81,9 +106,9 @@ export class ApiCalls implements Serving<FleetApi> {
       grant = this.#admit(caller, operation.body.model);
       capped = grant === null ? operation : this.#withinBudget(id, grant, operation);
     } catch (error) {
-      return failed(error instanceof ApiError ? this.#refused(error) : new ApiError(500, "Authorization failed."));
+      return failed(error instanceof ApiError ? this.#refused(error, { caller, op: operation.op, model: operation.body.model }) : new ApiError(500, "Authorization failed."));
     }
-    return this.#dispatcher.admit(id, capped, grant?.key.id ?? ROOT_CALLER_ID);
+    return this.#dispatcher.admit(id, capped, grant?.key.id ?? ROOT_CALLER_ID, caller.via ?? null);
   }
 
   retry(id: string, conn: string, error: WireError): Promise<Outcome<Lease>> {
@@ -100,17 +125,19 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   async embeddings(body: EmbeddingsRequest, caller: Caller): Promise<Outcome<EmbeddingsResult>> {
-    const callerId = this.#admitCall(caller, body.model);
+    const callerId = this.#admitCall(caller, "embeddings", body.model);
     if (typeof callerId !== "string") return callerId;
-    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId);
+    return this.#dispatcher.call({ op: "embeddings", body }, null, callerId, caller.via ?? null);
   }
 
   async loadModel(body: LoadRequest, caller: Caller): Promise<Outcome<LoadResult>> {
-    const callerId = this.#admitCall(caller, body.model, "load");
+    const callerId = this.#admitCall(caller, "load", body.model, "load");
     if (typeof callerId !== "string") return callerId;
-    const pinned = this.#outcome(() => (body.node === undefined ? null : namedNode(this.#registry.alive(), body.node)));
+    const pinned = this.#outcome({ caller, op: "load", model: body.model }, () =>
+      body.node === undefined ? null : namedNode(this.#registry.alive(), body.node),
+    );
     if (!pinned.ok) return pinned;
-    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId);
+    return this.#dispatcher.call({ op: "load", body }, pinned.result, callerId, caller.via ?? null);
   }
 
   /**
@@ -118,16 +145,16 @@ export class ApiCalls implements Serving<FleetApi> {
    * it loaded first: no load just to count). Null when every holder is an older agent.
    */
   async countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>> {
-    const callerId = this.#admitCall(caller, body.model);
+    const callerId = this.#admitCall(caller, "count_tokens", body.model);
     if (typeof callerId !== "string") return callerId;
     const counters = this.#registry.alive().filter((node) => node.status.counts_tokens === true && node.model(body.model) !== undefined);
     const node = counters.find((candidate) => candidate.model(body.model)?.state === "loaded") ?? counters[0];
     if (node === undefined) {
       // Nobody holds it (a 404 in the dispatcher's words), or only agents too old to count.
       if (this.#registry.online().some((holder) => holder.model(body.model) !== undefined)) return { ok: true, result: null };
-      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId);
+      return this.#dispatcher.call({ op: "count_tokens", body }, null, callerId, caller.via ?? null);
     }
-    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId);
+    return this.#dispatcher.call({ op: "count_tokens", body }, node, callerId, caller.via ?? null);
   }
 
   /**
@@ -136,15 +163,15 @@ export class ApiCalls implements Serving<FleetApi> {
    */
   async unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>> {
     const model = body.instance_id ?? body.model ?? "";
-    const callerId = this.#admitCall(caller, model, "load");
+    const callerId = this.#admitCall(caller, "unload", model, "load");
     if (typeof callerId !== "string") return callerId;
     if (body.force === true && callerId !== ROOT_CALLER_ID) {
-      return failed(this.#refused(new ApiError(403, "Only the deployment's own credentials may force an unload; without force it waits for running generations.", { code: "force_not_allowed", param: "force" })));
+      return failed(this.#refused(new ApiError(403, "Only the deployment's own credentials may force an unload; without force it waits for running generations.", { code: "force_not_allowed", param: "force" }), { caller, op: "unload", model }));
     }
     const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
     if (first === undefined) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
-      return this.#dispatcher.call({ op: "unload", body }, null, callerId);
+      return this.#dispatcher.call({ op: "unload", body }, null, callerId, caller.via ?? null);
     }
     const unloadOn = async (node: FleetNode): Promise<Outcome<UnloadResult>> => {
       const { outcome, drained } = await drainThenUnload(node, model, body.force === true, () => this.#dispatcher.call({ op: "unload", body }, node));
@@ -158,27 +185,27 @@ export class ApiCalls implements Serving<FleetApi> {
 
   /** Its 409 when the caller's share is full (a parallel request filled it after `responseRoom`). */
   saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
-    const owner = this.#asOwner(caller, (id) => id);
-    return owner.ok ? this.#outcome(() => (this.#responses.save(owner.result, record), null)) : owner;
+    const owner = this.#asOwner(caller, "save_response", (id) => id);
+    return owner.ok ? this.#outcome({ caller, op: "save_response", model: null }, () => (this.#responses.save(owner.result, record), null)) : owner;
   }
 
   storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
-    return this.#asOwner(caller, (owner) => this.#responses.get(owner, id));
+    return this.#asOwner(caller, "get_response", (owner) => this.#responses.get(owner, id));
   }
 
   /** 409 when the caller's stored responses already fill its share: checked before a generation that would store one. */
   responseRoom(caller: Caller, bytes: number): Outcome<null> {
-    const owner = this.#asOwner(caller, (id) => id);
-    return owner.ok ? this.#outcome(() => (this.#responses.assertRoom(owner.result, bytes, Math.floor(Date.now() / 1000)), null)) : owner;
+    const owner = this.#asOwner(caller, "response_room", (id) => id);
+    return owner.ok ? this.#outcome({ caller, op: "response_room", model: null }, () => (this.#responses.assertRoom(owner.result, bytes, Math.floor(Date.now() / 1000)), null)) : owner;
   }
 
   deleteResponse(caller: Caller, id: string): Outcome<boolean> {
-    return this.#asOwner(caller, (owner) => this.#responses.delete(owner, id));
+    return this.#asOwner(caller, "delete_response", (owner) => this.#responses.delete(owner, id));
   }
 
   /** LM Studio's v1 listing of the whole fleet, within the caller's model scope. */
   listModelsV1(caller: Caller): Outcome<V1Model[]> {
-    return this.#outcome(() => {
+    return this.#outcome({ caller, op: "list_models", model: null }, () => {
       const grant = this.#admit(caller, null);
       const models = fleetV1Models(this.#registry.alive());
       return grant === null ? models : models.filter((model) => grant.scope.allows(model.key));
@@ -187,7 +214,7 @@ export class ApiCalls implements Serving<FleetApi> {
 
   // Management calls count against the key's request rate but not in its usage: they use no model.
   async downloadModel(body: DownloadRequest, caller: Caller): Promise<Outcome<DownloadJob>> {
-    const target = this.#outcome(() => {
+    const target = this.#outcome({ caller, op: "download", model: body.model }, () => {
       this.#admit(caller, null, "download");
       return downloadTarget(this.#registry.alive(), body.node);
     });
@@ -197,14 +224,14 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   downloadStatus(jobId: string, caller: Caller): Outcome<DownloadJob> {
-    return this.#outcome(() => {
+    return this.#outcome({ caller, op: "download_status", model: null }, () => {
       this.#admit(caller, null, "download");
       return findDownload(this.#registry.alive(), jobId).job;
     });
   }
 
   async cancelDownload(jobId: string, caller: Caller): Promise<Outcome<DownloadJob>> {
-    const found = this.#outcome(() => {
+    const found = this.#outcome({ caller, op: "cancel_download", model: null }, () => {
       this.#admit(caller, null, "download");
       return findDownload(this.#registry.alive(), jobId).node;
     });
@@ -215,7 +242,7 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   async deleteModel(body: DeleteRequest, caller: Caller): Promise<Outcome<DeleteResult>> {
-    const target = this.#outcome(() => {
+    const target = this.#outcome({ caller, op: "delete", model: body.model }, () => {
       this.#admit(caller, body.model, "delete");
       return deleteTarget(this.#registry.alive(), body.model, body.node);
     });
@@ -226,7 +253,7 @@ export class ApiCalls implements Serving<FleetApi> {
 
 
   authenticate(caller: Caller): Outcome<null> {
-    return this.#asOwner(caller, () => null);
+    return this.#asOwner(caller, "authenticate", () => null);
   }
 
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
@@ -289,39 +316,41 @@ export class ApiCalls implements Serving<FleetApi> {
   }
 
   /** Runs `action` as the key the caller holds (revoked and expired keys are refused). */
-  #asOwner<T>(caller: Caller, action: (owner: string) => T): Outcome<T> {
+  #asOwner<T>(caller: Caller, op: string, action: (owner: string) => T): Outcome<T> {
     let owner: string;
     try {
       owner = this.#grant(caller)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return failed(this.#refused(error));
+      return failed(this.#refused(error, { caller, op, model: null }));
     }
     return { ok: true, result: action(owner) };
   }
 
-  #admitCall(caller: Caller, model: string, action?: KeyAction): string | Outcome<never> {
+  #admitCall(caller: Caller, op: string, model: string, action?: KeyAction): string | Outcome<never> {
     try {
       return this.#admit(caller, model, action)?.key.id ?? ROOT_CALLER_ID;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return failed(this.#refused(error));
+      return failed(this.#refused(error, { caller, op, model }));
     }
   }
 
-  /** Runs a check or lookup; its `ApiError` becomes the call's outcome. */
-  #outcome<T>(run: () => T): Outcome<T> {
+  /** Runs a check or lookup for the request `of`; its `ApiError` becomes the call's outcome. */
+  #outcome<T>(of: RefusedRequest, run: () => T): Outcome<T> {
     try {
       return { ok: true, result: run() };
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      return failed(this.#refused(error));
+      return failed(this.#refused(error, of));
     }
   }
 
   /** A caller turned away before routing (bad key, model out of scope, over a limit): counted, then answered. */
-  #refused(error: ApiError): ApiError {
-    this.#onRefused(error.code ?? String(error.status));
+  #refused(error: ApiError, of: RefusedRequest): ApiError {
+    // The key as far as it is known: an unknown hash is no key at all.
+    const keyId = of.caller.kind === "root" ? ROOT_CALLER_ID : (this.#access.keyByHash(of.caller.hash)?.id ?? null);
+    this.#onRefused({ ...of, error, keyId });
     return error;
   }
 }

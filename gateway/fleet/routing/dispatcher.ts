@@ -13,7 +13,8 @@ import type { NodeRegistry } from "../nodes/node-registry.ts";
 import { noRoom } from "./placement.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
-import { Settlement, type Ending, type SettleObserver } from "./settlement.ts";
+import { requestOf, Settlement, type Ending, type SettleObserver } from "./settlement.ts";
+import type { RequestOrigin } from "../access/caller.ts";
 import { boundedNodeError, recordMeasuredSpeed } from "./node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { WaitQueue } from "./wait-queue.ts";
@@ -68,10 +69,10 @@ export class Dispatcher {
   }
 
   /** Places a generation; resolves with its lease on a node, or with why it cannot run. `id` is the Worker's. */
-  admit(id: string, operation: GenerationOperation, caller: string | null = null): Promise<Outcome<Lease>> {
+  admit(id: string, operation: GenerationOperation, caller: string | null = null, origin: RequestOrigin | null = null): Promise<Outcome<Lease>> {
     if (this.#generations.has(id)) return Promise.resolve({ ok: false, error: toWire(new ApiError(409, "That request id is in use.", { code: "duplicate_request" })) });
     return new Promise((grant) => {
-      const job: GenerationJob = { ...newJob(operation, null, caller), id, operation, kind: "generation", grant, cancelTimer: null };
+      const job: GenerationJob = { ...newJob(operation, null, caller, origin), id, operation, kind: "generation", grant, cancelTimer: null };
       this.#generations.set(id, job);
       this.#place(job);
     });
@@ -156,15 +157,20 @@ export class Dispatcher {
     const attempt = job.attempt;
     job.cancelTimer = setTimeout(() => {
       job.cancelTimer = null;
-      this.settle(id, attempt, { status: 499 }, { op: job.operation.op, model: job.model, caller: job.caller, receivedAt: job.receivedAt });
+      this.settle(id, attempt, { status: 499 }, requestOf(job));
     }, FINAL_USAGE_WAIT_MS + 2_000);
     this.capacityChanged();
   }
 
-  call<Call extends CallOperation>(operation: Call, pinned: FleetNode | null = null, caller: string | null = null): Promise<Outcome<CallResults[Call["op"]]>> {
+  call<Call extends CallOperation>(
+    operation: Call,
+    pinned: FleetNode | null = null,
+    caller: string | null = null,
+    origin: RequestOrigin | null = null,
+  ): Promise<Outcome<CallResults[Call["op"]]>> {
     return new Promise((resolve) => {
       const settle = (outcome: Outcome<CallResults[Call["op"]]>) => resolve(outcome);
-      this.#place({ ...newJob(operation, pinned, caller), operation, kind: "call", settle });
+      this.#place({ ...newJob(operation, pinned, caller, origin), operation, kind: "call", settle });
     });
   }
 
@@ -279,6 +285,7 @@ export class Dispatcher {
   #dispatch(job: Job, node: FleetNode, now: number): void {
     this.#queue.leave(job, now);
     job.node = node;
+    job.lastNode = node.name;
     job.attempt += 1;
     if (this.#holdsSlot(job)) node.acquire(job.model, now);
     this.#affinity.remember(job.prefixKeys, node.name);
@@ -301,6 +308,7 @@ export class Dispatcher {
           retries: job.retries,
           model: node.model(job.model),
           caller: job.caller,
+          origin: job.origin,
         },
       });
       return;

@@ -4,6 +4,7 @@ import { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
 import { LoadResult, UnloadResult } from "../../../shared/schemas/models.ts";
 import { TokenCount } from "../../../shared/schemas/token-count.ts";
 import type * as z from "zod";
+import type { RequestOrigin } from "../access/caller.ts";
 import type { CallOperation, GenerationOperation, Outcome } from "../contract.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
@@ -31,6 +32,8 @@ export interface JobBase {
   readonly operation: Operation;
   readonly model: string;
   readonly receivedAt: number;
+  /** The route it came through and its trace, when the Worker said. */
+  readonly origin: RequestOrigin | null;
   /** Connections that failed this request; it is not sent to them again. */
   readonly excluded: Set<string>;
   /** A call that must run on this node and nowhere else (unload). */
@@ -38,6 +41,8 @@ export interface JobBase {
   /** A chat's `PromptAffinity` keys; empty for other operations. */
   readonly prefixKeys: string[];
   node: FleetNode | null;
+  /** The name of the node it was last sent to, kept after it leaves the node: the request log's. */
+  lastNode: string | null;
   /** Counts dispatches, so credit for frames of an abandoned attempt is not granted to the next node. */
   attempt: number;
   retries: number;
@@ -68,17 +73,19 @@ export interface CallJob extends JobBase {
 export type Job = GenerationJob | CallJob;
 
 /** A job's common part, as it arrives: not yet routed, tried or queued. */
-export function newJob(operation: Operation, pinned: FleetNode | null, caller: string | null): JobBase {
+export function newJob(operation: Operation, pinned: FleetNode | null, caller: string | null, origin: RequestOrigin | null = null): JobBase {
   return {
     id: crypto.randomUUID(),
     caller,
     operation,
     model: modelOf(operation),
     receivedAt: Date.now(),
+    origin,
     excluded: new Set(),
     pinned,
     prefixKeys: operation.op === "chat" ? PromptAffinity.keys(operation.body.model, operation.body.messages) : [],
     node: null,
+    lastNode: null,
     attempt: 0,
     retries: 0,
     queueMs: 0,

@@ -1,6 +1,24 @@
 import type { Operation } from "../../../shared/protocol.ts";
 import type { SettledRequest } from "../../node/contract.ts";
+import type { GenerationResult, Usage } from "../../../shared/schemas/generation.ts";
+import type { RequestOrigin } from "../access/caller.ts";
 import type { Job } from "./job.ts";
+
+/** What the settlement says of a job the Fleet still has. */
+export const requestOf = (job: Job): SettledRequest => ({
+  op: job.operation.op,
+  model: job.model,
+  caller: job.caller,
+  receivedAt: job.receivedAt,
+  origin: job.origin,
+  node: job.lastNode,
+  queueMs: job.queueMs,
+  retries: job.retries,
+});
+
+/** Prompt tokens the node found in its cache, as the usage or (older agents) the stats say; never more than the prompt. */
+export const cachedTokensOf = (usage: Usage, result: GenerationResult | null): number =>
+  Math.min(usage.prompt_tokens, usage.prompt_tokens_details?.cached_tokens ?? result?.stats.cached_prompt_tokens ?? 0);
 
 /** What the Fleet learns when a request ends, whichever way it ends: for accounting, charts and metrics. */
 export interface SettledJob {
@@ -10,12 +28,24 @@ export interface SettledJob {
   readonly model: string;
   /** Whose request it was (an API key id), as given to `generate`/`call`. */
   readonly caller: string | null;
+  /** The route it came through and its trace, when the Worker said. */
+  readonly origin: RequestOrigin | null;
+  /** The node it was last sent to; null when it reached none. */
+  readonly node: string | null;
+  /** When it arrived in the fleet (`Date.now()`). */
+  readonly receivedAt: number;
   /** The HTTP status it ended with: 200, the error's status, or 499 when the client went away first. */
   readonly status: number;
   /** The error's code (e.g. `model_not_found`) when it failed. */
   readonly errorCode: string | null;
   readonly promptTokens: number;
+  /** Of the prompt tokens, those the node's cache already held. */
+  readonly cachedTokens: number;
   readonly completionTokens: number;
+  /** Time spent waiting for a slot. */
+  readonly queueMs: number;
+  /** Times it moved to another node after its node failed it. */
+  readonly retries: number;
   /** The node's own time to first token, as its engine measured it. */
   readonly ttftMs: number | null;
   /** From arrival in the fleet to the first token relayed: queueing, routing and both hops on top of the node's. */
@@ -39,6 +69,7 @@ export interface Ending {
   failed?: boolean;
   errorCode?: string | null;
   promptTokens?: number;
+  cachedTokens?: number;
   completionTokens?: number;
   ttftMs?: number;
   tokensPerSecond?: number;
@@ -64,7 +95,7 @@ export class Settlement {
 
   /** The job ended (each job ends once): the Fleet hears how, for accounting, charts and metrics. */
   settled(job: Job, ending: Ending): void {
-    this.settledRequest(job.id, { op: job.operation.op, model: job.model, caller: job.caller, receivedAt: job.receivedAt }, ending);
+    this.settledRequest(job.id, requestOf(job), ending);
   }
 
   /** A request the Fleet knows only from its settlement (it was evicted while the request ran). */
@@ -75,10 +106,16 @@ export class Settlement {
       op: job.op,
       model: job.model,
       caller: job.caller,
+      origin: job.origin,
+      node: job.node,
+      receivedAt: job.receivedAt,
       status: ending.status,
       errorCode: ending.errorCode ?? null,
       promptTokens: ending.promptTokens ?? 0,
+      cachedTokens: ending.cachedTokens ?? 0,
       completionTokens: ending.completionTokens ?? 0,
+      queueMs: job.queueMs,
+      retries: job.retries,
       ttftMs: ending.ttftMs ?? null,
       firstTokenMs: firstTokenAt === null ? null : firstTokenAt - job.receivedAt,
       durationMs: (ending.endedAt ?? Date.now()) - job.receivedAt,

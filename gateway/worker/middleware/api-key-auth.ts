@@ -3,6 +3,7 @@ import { invalidApiKey } from "../../../shared/errors.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
 import type { GatewayEnv } from "../../env.ts";
+import { requestOrigin } from "./request-origin.ts";
 import { bearerToken, secretMatches } from "./secrets.ts";
 
 /**
@@ -17,7 +18,9 @@ export function apiKeyAuth(): MiddlewareHandler<GatewayEnv> {
     if (key === undefined || key === "") {
       throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
     }
-    c.set("caller", await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_ADMIN_TOKEN, c.env.LMGATE_NODE_TOKEN));
+    const caller = await callerOf(key, c.env.LMGATE_API_KEY, c.env.LMGATE_ADMIN_TOKEN, c.env.LMGATE_NODE_TOKEN);
+    const via = requestOrigin(c);
+    c.set("caller", via === undefined ? caller : { ...caller, via });
     await next();
   };
 }

@@ -16,6 +16,7 @@ import {
   UsageQuery,
   UsageRow,
 } from "../../../shared/schemas/admin.ts";
+import { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
@@ -72,7 +73,10 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
   })
   .get("/usage", { summary: "Usage per key, model and UTC day", query: UsageQuery, response: ListOf(UsageRow) }, async (c, _body, query) => ({
     data: await fleetOf(c.env).usage(query),
-  }));
+  }))
+  .get("/requests", { summary: "The request log: one row per finished request, newest first, filtered and paged", query: RequestQuery, response: RequestPage }, async (c, _body, query) =>
+    fleetOf(c.env).requests(query),
+  );
 
 adminRoutes.all("*", (c) => {
   throw unexpectedEndpoint(c.req.raw);

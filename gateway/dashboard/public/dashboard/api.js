@@ -1,10 +1,12 @@
 // @ts-check
-/** The admin API as the dashboard uses it: GET only, the admin token as a bearer token. */
+/** The admin API as the dashboard uses it (GET only, the admin token as a bearer token), and a key's own `GET /v1/key`. */
 
 /** @typedef {import("../../../../shared/schemas/admin.ts").NodeSummary} NodeSummary */
 /** @typedef {import("../../../../shared/schemas/admin.ts").FleetStats} FleetStats */
 /** @typedef {import("../../../../shared/schemas/admin.ts").UsageRow} UsageRow */
 /** @typedef {import("../../../../shared/schemas/admin.ts").KeyRecord} KeyRecord */
+/** @typedef {import("../../../../shared/schemas/request-log.ts").RequestRow} RequestRow */
+/** @typedef {import("../../../../shared/schemas/key-view.ts").KeyView} KeyView */
 
 export class AdminApiError extends Error {
   /**
@@ -95,3 +97,9 @@ export const fetchUsage = async (token, day) =>
 
 /** @param {string} token */
 export const fetchKeys = async (token) => /** @type {KeyRecord[]} */ (listOf(await adminGet("/admin/keys", token)));
+
+/** The request log's latest rows, newest first. @param {string} token */
+export const fetchRequests = async (token) => /** @type {RequestRow[]} */ (listOf(await adminGet("/admin/requests?limit=100", token)));
+
+/** What an API key sees of itself; also what tells an API key from the admin token at sign-in. @param {string} token */
+export const fetchKeyView = async (token) => /** @type {KeyView} */ (await adminGet("/v1/key", token));

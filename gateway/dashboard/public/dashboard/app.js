@@ -1,23 +1,29 @@
 // @ts-check
 /**
- * The dashboard's controller: sign-in (the admin token lives in sessionStorage only: this tab,
- * until it closes), then a refresh every few seconds while the tab is visible.
+ * The dashboard's controller: sign-in (the admin token or an API key lives in sessionStorage only:
+ * this tab, until it closes), then a refresh every few seconds while the tab is visible. The admin
+ * token sees the fleet; an API key sees its own key alone (`GET /v1/key`).
  */
-import { fetchKeys, fetchNodes, fetchStats, fetchUsage, AdminApiError } from "./api.js";
+import { fetchKeys, fetchKeyView, fetchNodes, fetchRequests, fetchStats, fetchUsage, AdminApiError } from "./api.js";
 import { FleetCharts, loadUPlot } from "./charts.js";
 import { fleetModels, fmtAgo, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots, recent, seriesGrid, usageByKey, utcDay } from "./model.js";
-import { renderDownloads, renderKpis, renderModels, renderNodes, renderUsage } from "./views.js";
+import { renderDownloads, renderKeyModels, renderKeyUsage, renderKeyUsageChart, renderKpis, renderModels, renderNodes, renderRequests, renderUsage } from "./views.js";
 
 /** @typedef {import("./api.js").NodeSummary} NodeSummary */
 /** @typedef {import("./api.js").FleetStats} FleetStats */
 /** @typedef {import("./api.js").UsageRow} UsageRow */
 /** @typedef {import("./api.js").KeyRecord} KeyRecord */
-/** @typedef {"nodes" | "stats" | "usage" | "keys"} Source */
+/** @typedef {import("./api.js").RequestRow} RequestRow */
+/** @typedef {import("./api.js").KeyView} KeyView */
+/** @typedef {"nodes" | "stats" | "usage" | "keys" | "requests"} Source */
+/** @typedef {"admin" | "key"} Mode */
 
 const TOKEN_KEY = "lmgate.dashboard.adminToken";
+/** Whether the stored credential is the admin token or an API key. */
+const MODE_KEY = "lmgate.dashboard.mode";
 const REFRESH_MS = 3_000;
 /** How often the slower-moving parts are fetched. */
-const EVERY_MS = { nodes: 0, stats: 0, usage: 9_000, keys: 30_000 };
+const EVERY_MS = { nodes: 0, stats: 0, usage: 9_000, keys: 30_000, requests: 0 };
 /** A heartbeat older than this marks an online node as late. */
 const LATE_HEARTBEAT_MS = 12_000;
 
@@ -54,11 +60,27 @@ const ui = {
   usageDay: $("usage-day"),
   usageNote: $("usage-note"),
   usageScroll: $("usage-scroll"),
+  requestsBody: tbody("requests-body"),
+  requestsCount: $("requests-count"),
+  requestsFilter: /** @type {HTMLInputElement} */ ($("requests-filter")),
+  requestsNote: $("requests-note"),
+  keyView: $("key-view"),
+  keyName: $("key-name"),
+  keyPrefix: $("key-prefix"),
+  keyScopes: $("key-scopes"),
+  keyKpis: $("key-kpis"),
+  keyUsageBody: tbody("key-usage-body"),
+  keyUsageChart: $("key-usage-chart"),
+  keyRequestsBody: tbody("key-requests-body"),
+  keyRequestsFilter: /** @type {HTMLInputElement} */ ($("key-requests-filter")),
+  keyModelsBody: tbody("key-models-body"),
 };
 
 const state = {
   /** @type {string | null} */
   token: null,
+  /** @type {Mode} */
+  mode: "admin",
   /** Bumped on every sign-in and sign-out: answers for an older session are dropped. */
   session: 0,
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -72,8 +94,14 @@ const state = {
   usage: null,
   /** @type {KeyRecord[] | null} */
   keys: null,
+  /** @type {RequestRow[] | null} */
+  requests: null,
+  /** @type {KeyView | null} what an API key sees of itself */
+  keyView: null,
+  /** @type {AdminApiError | null} the last failure to read it */
+  keyError: null,
   /** @type {Record<Source, number>} when each was last fetched successfully */
-  fetchedAt: { nodes: 0, stats: 0, usage: 0, keys: 0 },
+  fetchedAt: { nodes: 0, stats: 0, usage: 0, keys: 0, requests: 0 },
   /** @type {Partial<Record<Source, AdminApiError>>} the last failure of each */
   errors: {},
   lastSuccess: 0,
@@ -93,14 +121,15 @@ ui.form.addEventListener("submit", async (event) => {
   ui.signinButton.textContent = "Checking…";
   showSigninError(null);
   try {
-    const nodes = await fetchNodes(token);
+    const signedIn = await identify(token);
     ui.tokenInput.value = "";
     sessionStorage.setItem(TOKEN_KEY, token);
-    enter(token, nodes);
+    sessionStorage.setItem(MODE_KEY, signedIn.mode);
+    enter(token, signedIn);
   } catch (error) {
     const apiError = error instanceof AdminApiError ? error : new AdminApiError(0, String(error));
     showSigninError(
-      apiError.unauthorized ? `Wrong admin token. The gateway said: “${apiError.message}”`
+      apiError.unauthorized ? `Wrong admin token or API key. The gateway said: “${apiError.message}”`
       : apiError.status === 0 ? `${apiError.message} Check that it is running, then try again.`
       : `The gateway answered ${apiError.status}: ${apiError.message}`,
     );
@@ -113,6 +142,31 @@ ui.form.addEventListener("submit", async (event) => {
 
 ui.signOut.addEventListener("click", () => signOut(null));
 
+/**
+ * Which credential this is. `/v1/key` answers any valid API key with its own view, and the admin
+ * token and LMGATE_API_KEY both as `root`: only those two are tried on the admin API, so a key
+ * holder's sign-in never counts as a wrong admin token there.
+ * @param {string} token
+ * @returns {Promise<{mode: "admin", nodes: NodeSummary[]} | {mode: "key", view: KeyView}>}
+ */
+async function identify(token) {
+  /** @type {KeyView | null} */
+  let view = null;
+  try {
+    view = await fetchKeyView(token);
+  } catch (error) {
+    // A gateway without /v1/key knows only the admin token here.
+    if (!(error instanceof AdminApiError && error.missing)) throw error;
+  }
+  if (view !== null && view.id !== "root") return { mode: "key", view };
+  try {
+    return { mode: "admin", nodes: await fetchNodes(token) };
+  } catch (error) {
+    if (view !== null && error instanceof AdminApiError && error.unauthorized) return { mode: "key", view };
+    throw error;
+  }
+}
+
 /** @param {string | null} message */
 function showSigninError(message) {
   ui.signinError.hidden = message === null;
@@ -121,38 +175,50 @@ function showSigninError(message) {
 
 /**
  * @param {string} token
- * @param {NodeSummary[]} [nodes] already fetched by the sign-in check
+ * @param {{mode: "admin", nodes?: NodeSummary[]} | {mode: "key", view?: KeyView}} signedIn what the sign-in check already fetched
  */
-function enter(token, nodes) {
+function enter(token, signedIn) {
   state.token = token;
+  state.mode = signedIn.mode;
   state.session++;
   state.errors = {};
-  state.fetchedAt = { nodes: 0, stats: 0, usage: 0, keys: 0 };
-  if (nodes) {
-    state.nodes = nodes;
+  state.keyError = null;
+  state.fetchedAt = { nodes: 0, stats: 0, usage: 0, keys: 0, requests: 0 };
+  if (signedIn.mode === "admin" && signedIn.nodes) {
+    state.nodes = signedIn.nodes;
     state.fetchedAt.nodes = Date.now();
     state.lastSuccess = Date.now();
   }
+  if (signedIn.mode === "key" && signedIn.view) {
+    state.keyView = signedIn.view;
+    state.lastSuccess = Date.now();
+  }
   ui.signinView.hidden = true;
-  ui.dashboardView.hidden = false;
+  ui.dashboardView.hidden = signedIn.mode !== "admin";
+  ui.keyView.hidden = signedIn.mode !== "key";
   ui.signOut.hidden = false;
   ui.status.hidden = false;
   render();
-  void setUpCharts();
+  if (signedIn.mode === "admin") void setUpCharts();
   schedule(0);
 }
 
 /** @param {string | null} message shown on the sign-in form */
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(MODE_KEY);
   clearTimeout(state.timer);
   state.token = null;
   state.session++;
-  state.nodes = state.stats = state.usage = state.keys = null;
+  state.nodes = state.stats = state.usage = state.keys = state.requests = state.keyView = null;
   state.errors = {};
+  state.keyError = null;
   state.lastSuccess = 0;
-  for (const body of [ui.nodesBody, ui.modelsBody, ui.usageBody]) body.replaceChildren();
+  for (const body of [ui.nodesBody, ui.modelsBody, ui.usageBody, ui.requestsBody, ui.keyUsageBody, ui.keyRequestsBody, ui.keyModelsBody]) body.replaceChildren();
+  ui.keyName.textContent = ui.keyPrefix.textContent = ui.keyScopes.textContent = "";
+  ui.keyUsageChart.replaceChildren();
   ui.dashboardView.hidden = true;
+  ui.keyView.hidden = true;
   ui.signOut.hidden = true;
   ui.status.hidden = true;
   ui.signinView.hidden = false;
@@ -178,6 +244,7 @@ document.addEventListener("visibilitychange", () => {
 async function refresh() {
   const token = state.token;
   if (token === null || state.inFlight) return;
+  if (state.mode === "key") return refreshKey(token);
   const session = state.session;
   const now = Date.now();
   /** @type {Source[]} */
@@ -187,7 +254,7 @@ async function refresh() {
   // A gateway without a route (404) is asked again only now and then.
   const wanted = due.filter((source) => !(state.errors[source]?.missing && now - state.fetchedAt[source] < 60_000));
   /** @type {Record<Source, (token: string) => Promise<unknown>>} */
-  const fetchers = { nodes: fetchNodes, stats: fetchStats, usage: (t) => fetchUsage(t, utcDay()), keys: fetchKeys };
+  const fetchers = { nodes: fetchNodes, stats: fetchStats, usage: (t) => fetchUsage(t, utcDay()), keys: fetchKeys, requests: fetchRequests };
   state.inFlight = true;
   const results = await Promise.allSettled(wanted.map((source) => fetchers[source](token)));
   state.inFlight = false;
@@ -212,6 +279,29 @@ async function refresh() {
     }
   }
   if (anySuccess) state.lastSuccess = now;
+  render();
+  schedule(REFRESH_MS);
+}
+
+/** An API key's view: one call, `/v1/key`. @param {string} token */
+async function refreshKey(token) {
+  const session = state.session;
+  state.inFlight = true;
+  try {
+    state.keyView = await fetchKeyView(token);
+    state.keyError = null;
+    state.lastSuccess = Date.now();
+  } catch (error) {
+    const apiError = error instanceof AdminApiError ? error : new AdminApiError(0, String(error));
+    if (session === state.session && apiError.unauthorized) {
+      state.inFlight = false;
+      signOut(`The gateway no longer accepts this API key (“${apiError.message}”). Sign in again.`);
+      return;
+    }
+    state.keyError = apiError;
+  }
+  state.inFlight = false;
+  if (session !== state.session) return;
   render();
   schedule(REFRESH_MS);
 }
@@ -244,6 +334,10 @@ async function setUpCharts() {
 // ---- render -------------------------------------------------------------------------------------
 
 function render() {
+  if (state.mode === "key") {
+    renderKey(Date.now());
+    return;
+  }
   const now = Date.now();
   const nodes = state.nodes ?? [];
   const models = fleetModels(nodes);
@@ -317,26 +411,58 @@ function render() {
   if (state.usage !== null || state.keys !== null) renderUsage(ui.usageBody, usageByKey(state.usage ?? [], state.keys));
   else if (usageError) ui.usageBody.replaceChildren();
 
+  const requestsError = state.errors.requests;
+  ui.requestsNote.hidden = !requestsError;
+  ui.requestsNote.textContent = requestsError?.missing ? "This gateway does not keep a request log yet." : requestsError ? `Requests unavailable: ${requestsError.message}` : "";
+  ui.requestsCount.textContent = state.requests ? `latest ${state.requests.length}` : "";
+  if (state.requests !== null) renderRequests(ui.requestsBody, state.requests, { filter: ui.requestsFilter.value.trim().toLowerCase() });
+
+  renderStatus(now);
+}
+
+/** What an API key sees: its scopes, what is left of its limits, its usage, requests and models. @param {number} now */
+function renderKey(now) {
+  const view = state.keyView;
+  if (view === null) return;
+  ui.keyName.textContent = view.name;
+  ui.keyPrefix.textContent = view.prefix ? `${view.prefix}…` : "";
+  ui.keyScopes.textContent = `Models: ${view.models?.join(", ") ?? "all"} · may ${view.can.length > 0 ? `also ${view.can.join(", ")} models` : "use models only"}`;
+  const { requests_per_minute: rpm, tokens_per_day: tokens } = view.limits;
+  const online = view.available_models.filter((model) => (model.nodes ?? []).length > 0);
+  renderKpis(ui.keyKpis, {
+    rpm: rpm === null ? { value: "no limit" } : { value: `${fmtInt(rpm.remaining)} left`, sub: `of ${fmtInt(rpm.limit)} per minute`, tone: rpm.remaining === 0 ? "bad" : null },
+    tokens: tokens === null ? { value: "no limit" } : {
+      value: `${fmtCount(tokens.remaining)} left`,
+      sub: `${fmtCount(tokens.used)} of ${fmtCount(tokens.limit)} used · resets ${tokens.resets_at.slice(11, 16)} UTC`,
+      tone: tokens.remaining === 0 ? "bad" : tokens.remaining < tokens.limit / 10 ? "warn" : null,
+    },
+    expires: view.expires_at === null ? { value: "never" } : { value: view.expires_at.slice(0, 10), sub: view.expires_at.slice(11, 16) + " UTC" },
+    models: { value: fmtInt(online.length), sub: `${fmtInt(view.available_models.length)} you may use` },
+  });
+  renderKeyUsageChart(ui.keyUsageChart, view.usage, new Date(now));
+  renderKeyUsage(ui.keyUsageBody, view.usage);
+  renderRequests(ui.keyRequestsBody, view.requests, { filter: ui.keyRequestsFilter.value.trim().toLowerCase() });
+  renderKeyModels(ui.keyModelsBody, view.available_models);
   renderStatus(now);
 }
 
 /** @param {number} now */
 function renderStatus(now) {
   if (state.token === null) return;
-  const failing = Object.values(state.errors).some((error) => error && !error.missing);
-  const reachable = !(state.errors.nodes?.status === 0);
+  const failing = Object.values(state.errors).some((error) => error && !error.missing) || state.keyError !== null;
+  const reachable = !(state.errors.nodes?.status === 0 || state.keyError?.status === 0);
   const age = state.lastSuccess ? fmtAgo(new Date(state.lastSuccess).toISOString(), now) : "never";
   ui.status.dataset.state = !reachable ? "down" : failing ? "warn" : "live";
   ui.statusText.textContent = !reachable ? `Gateway unreachable · last update ${age}` : `Live · updated ${age}`;
 }
 
 setInterval(() => renderStatus(Date.now()), 1_000);
-for (const input of [ui.nodesFilter, ui.modelsFilter]) input.addEventListener("input", () => render());
+for (const input of [ui.nodesFilter, ui.modelsFilter, ui.requestsFilter, ui.keyRequestsFilter]) input.addEventListener("input", () => render());
 
 // ---- start --------------------------------------------------------------------------------------
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
-if (saved) enter(saved);
+if (saved) enter(saved, { mode: sessionStorage.getItem(MODE_KEY) === "key" ? "key" : "admin" });
 else {
   ui.signinView.hidden = false;
   ui.tokenInput.focus();

@@ -8,6 +8,9 @@ import { backendOf, fmtAgo, fmtBytes, fmtCompact, fmtContext, fmtCount, fmtInt, 
 /** @typedef {import("./api.js").NodeSummary} NodeSummary */
 /** @typedef {import("./model.js").FleetModel} FleetModel */
 /** @typedef {import("./model.js").KeyUsage} KeyUsage */
+/** @typedef {import("./api.js").RequestRow} RequestRow */
+/** @typedef {import("./api.js").UsageRow} UsageRow */
+/** @typedef {import("./api.js").KeyView} KeyView */
 
 /**
  * @param {string} tag
@@ -275,6 +278,99 @@ export function renderKpis(root, values) {
     tile.classList.toggle("bad", item?.tone === "bad");
     tile.classList.toggle("warn", item?.tone === "warn");
   }
+}
+
+/**
+ * The request log's rows, newest first: who, where, how it ended, how fast.
+ * @param {HTMLTableSectionElement} tbody
+ * @param {RequestRow[]} rows
+ * @param {{ filter: string }} options
+ */
+export function renderRequests(tbody, rows, { filter }) {
+  const shown = rows.filter((row) => matches(filter, row.key_name ?? "", row.model, row.node ?? "", row.route ?? row.op, String(row.status), row.error_code ?? ""));
+  const body = shown.map((row) => {
+    const failed = row.status >= 400;
+    return el(
+      "tr",
+      { "data-request": row.id, title: row.traceparent ? `trace ${row.traceparent}` : undefined },
+      el("td", { class: "nowrap mono sub" }, row.at.slice(0, 19).replace("T", " ")),
+      el("td", {}, el("span", { class: "ellipsis" }, row.key_name ?? "unknown key")),
+      el("td", { class: "nowrap" }, row.route ?? row.op),
+      el("td", {}, el("span", { class: "ellipsis" }, row.model || "—")),
+      el("td", { class: "nowrap" }, row.node ?? "—"),
+      el("td", { class: `nowrap${failed ? " bad" : ""}` }, row.error_code ? `${row.status} ${row.error_code}` : String(row.status)),
+      el("td", { class: "num nowrap" }, `${fmtCount(row.prompt_tokens)} / ${fmtCount(row.completion_tokens)}`, row.cached_tokens > 0 ? el("span", { class: "sub" }, ` (${fmtCount(row.cached_tokens)} cached)`) : null),
+      el("td", { class: "num" }, fmtMs(row.queue_ms)),
+      el("td", { class: "num" }, fmtMs(row.ttft_ms === null ? null : Math.round(row.ttft_ms))),
+      el("td", { class: "num" }, fmtMs(row.duration_ms)),
+      el("td", { class: "num" }, row.tokens_per_second === null ? "—" : fmtRate(row.tokens_per_second)),
+      el("td", { class: "num" }, fmtInt(row.retries)),
+    );
+  });
+  fillBody(tbody, body, rows.length === 0 ? "No requests yet." : "No request matches the filter.");
+}
+
+/**
+ * A key's usage per UTC day and model, newest day first.
+ * @param {HTMLTableSectionElement} tbody
+ * @param {UsageRow[]} usage
+ */
+export function renderKeyUsage(tbody, usage) {
+  const rows = usage
+    .toSorted((a, b) => b.day.localeCompare(a.day) || a.model.localeCompare(b.model))
+    .map((row) =>
+      el(
+        "tr",
+        {},
+        el("td", { class: "nowrap" }, row.day),
+        el("td", {}, el("span", { class: "ellipsis" }, row.model)),
+        el("td", { class: "num" }, fmtCount(row.requests)),
+        el("td", { class: "num" }, fmtCount(row.prompt_tokens)),
+        el("td", { class: "num" }, fmtCount(row.completion_tokens)),
+        el("td", { class: `num${row.errors > 0 ? " bad" : ""}` }, fmtCount(row.errors)),
+      ),
+    );
+  fillBody(tbody, rows, "No usage in the last 30 days.");
+}
+
+/**
+ * A key's tokens per UTC day over the last two weeks, as bars (today last); each bar says its numbers.
+ * @param {HTMLElement} root
+ * @param {UsageRow[]} usage
+ * @param {Date} now
+ */
+export function renderKeyUsageChart(root, usage, now) {
+  const days = Array.from({ length: 14 }, (_, i) => new Date(now.getTime() - (13 - i) * 86_400_000).toISOString().slice(0, 10));
+  /** @type {Map<string, number>} */
+  const tokens = new Map();
+  for (const row of usage) tokens.set(row.day, (tokens.get(row.day) ?? 0) + row.prompt_tokens + row.completion_tokens);
+  const most = Math.max(1, ...days.map((day) => tokens.get(day) ?? 0));
+  root.replaceChildren(
+    ...days.map((day) => {
+      const value = tokens.get(day) ?? 0;
+      const bar = el("span", { class: "day-bar-fill" });
+      bar.style.height = `${Math.round((value / most) * 100)}%`;
+      return el("div", { class: "day-bar", "data-day": day, "data-tokens": value, title: `${day}: ${fmtInt(value)} tokens` }, bar, el("span", { class: "day-bar-label sub" }, day.slice(5)));
+    }),
+  );
+}
+
+/**
+ * The models a key may use now, with the nodes serving each.
+ * @param {HTMLTableSectionElement} tbody
+ * @param {KeyView["available_models"]} models
+ */
+export function renderKeyModels(tbody, models) {
+  const rows = models.map((model) =>
+    el(
+      "tr",
+      { "data-model": model.id },
+      el("td", {}, el("span", { class: "ellipsis strong" }, model.id)),
+      el("td", { class: "nowrap" }, model.state === "loaded" ? "loaded" : "on disk"),
+      el("td", {}, el("span", { class: "ellipsis sub" }, (model.nodes ?? []).map((where) => where.node).join(", ") || "—")),
+    ),
+  );
+  fillBody(tbody, rows, "No model this key may use is online.");
 }
 
 export { fmtMs, fmtRate, fmtInt };
