@@ -135,6 +135,9 @@ export class LoadedLlm {
         contextSize: options.contextLength,
         sequences: options.slots,
         threads: options.threads,
+        // llama.cpp's own default where supported: attention without the full score matrix reads a
+        // coding agent's long prompt several times faster (4.5x at 10k tokens on a 2-core CPU).
+        flashAttention: true,
         batching: { itemPrioritizationStrategy: slotOrderStrategy },
       });
       return new LoadedLlm(llama, model, context, options);
