@@ -55,6 +55,9 @@ async function claudeCode(url: string, key: string, label: string): Promise<numb
       ANTHROPIC_AUTH_TOKEN: key,
       ANTHROPIC_MODEL: values.model,
       ANTHROPIC_DEFAULT_HAIKU_MODEL: values.model,
+      // Claude Code does not know the model's window (it warns unrecognized_model and assumes a
+      // large one): compact before the context the agent loads it with is full.
+      CLAUDE_CODE_AUTO_COMPACT_WINDOW: "65536",
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
       DISABLE_TELEMETRY: "1",
     });
