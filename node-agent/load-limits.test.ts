@@ -3,6 +3,7 @@ import { ApiError } from "../shared/errors.ts";
 import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
+import { ensureModel, LONG_CHAT_MODEL } from "./demo-models/demo-models.ts";
 
 /**
  * Loads a caller asks for are bounded where they run, with real llama.cpp: by the model's trained
@@ -80,4 +81,27 @@ test("request schemas refuse absurd load numbers and a ttl over 365 days", () =>
   expect(LoadRequest.safeParse({ model: CHAT, parallel: 65 }).success).toBe(false);
   expect(LoadRequest.safeParse({ model: CHAT, ttl: 366 * 86_400 }).success).toBe(false);
   expect(ChatRequest.safeParse({ model: CHAT, messages: [{ role: "user", content: "x" }], ttl: 2 ** 40 }).success).toBe(false);
+});
+
+test("a load that does not say takes all the context the model was trained for, halved while it would take over half the node's memory", async () => {
+  await ensureModel(await testModelsDir(), LONG_CHAT_MODEL);
+  const contextOf = async (target: LocalBackend) => {
+    const loaded = await target.loadModel(LoadRequest.parse({ model: "long-chat-q8_0", echo_load_config: true }));
+    await target.unloadModel(UnloadRequest.parse({ instance_id: "long-chat-q8_0" }));
+    return loaded.load_config?.context_length;
+  };
+  const roomy = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, memoryBytes: 64 * 2 ** 30 });
+  try {
+    expect(await contextOf(roomy)).toBe(65536);
+  } finally {
+    await roomy.dispose();
+  }
+  // 512 MiB: four slots of 64k tokens are estimated at more than half of it.
+  const halved = await contextOf(backend);
+  expect(halved).toBeLessThan(65536);
+  expect(halved).toBeGreaterThanOrEqual(4096);
+  expect(65536 % halved!).toBe(0);
+  // A model trained for less than the agent's floor keeps its own (tiny-chat: 2048).
+  expect((await backend.loadModel(LoadRequest.parse({ model: CHAT, echo_load_config: true }))).load_config?.context_length).toBe(2048);
+  await backend.unloadModel(UnloadRequest.parse({ instance_id: CHAT }));
 });
