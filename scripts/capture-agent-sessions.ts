@@ -147,6 +147,8 @@ function run(command: string, args: string[], options: { cwd: string; env: NodeJ
 function scrub(text: string, cwd: string, home: string): string {
   return text
     .replaceAll(cwd, "/work/project")
+    // Claude Code names its per-project folder after the path, slashes as dashes.
+    .replaceAll(cwd.replaceAll("/", "-"), "-work-project")
     .replaceAll(home, "/home/user")
     .replace(/cch=[0-9a-f]+/g, "cch=00000")
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "00000000-0000-4000-8000-000000000000")
