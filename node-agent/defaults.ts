@@ -7,8 +7,13 @@ import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 export const AGENT_DEFAULTS = {
   /** Parallel requests (context sequences) per loaded LLM. */
   slots: 4,
-  /** Context per slot, in tokens, for loads that do not say; never more than the model was trained on. */
+  /**
+   * Context per slot, in tokens, for loads that do not say: the least the agent picks on its own
+   * (a model trained for less gets its own). Above it, a model gets all it was trained for, halved
+   * while the load would take more than `defaultLoadMemoryShare` of the node's memory.
+   */
   contextLength: 4096,
+  defaultLoadMemoryShare: 0.5,
   /** Requests waiting for a slot, per model, before more get a 503. */
   maxQueue: 16,
   /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. */

@@ -3,20 +3,24 @@ import { ApiError } from "../shared/errors.ts";
 import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
+import { ensureModel, LONG_CHAT_MODEL } from "./demo-models/demo-models.ts";
 
 /**
  * Loads a caller asks for are bounded where they run, with real llama.cpp: by the model's trained
  * context and by the memory the node gives its models (here 512 MiB, so the bound is reachable
- * with a tiny model: node-llama-cpp estimates ~100 MB for its default load, ~1.5 GB for 64 slots).
+ * with a tiny model: with flash attention node-llama-cpp estimates ~10 MB for the tiny chat
+ * model's default load, ~210 MB for the long one's, several GB for the long one with 64 slots).
  */
 
 const CHAT = "tiny-chat-f32"; // trained context: 2048
 const CHAT_Q8 = "tiny-chat-q8_0";
+const LONG = "long-chat-q8_0"; // trained context: 65536
 const MEMORY = 512 * 2 ** 20;
 
 let backend: LocalBackend;
 
 beforeAll(async () => {
+  await ensureModel(await testModelsDir(), LONG_CHAT_MODEL);
   backend = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, memoryBytes: MEMORY });
 });
 afterAll(async () => {
@@ -44,11 +48,11 @@ test("a context_length beyond the model's trained context is a 400 naming the li
 });
 
 test("a load whose memory estimate exceeds what the node gives is a 400 naming both; a smaller one loads", async () => {
-  const error = await refusal(load({ context_length: 2048, parallel: 64 }));
+  const error = await refusal(load({ model: LONG, context_length: 65536, parallel: 64 }));
   expect(error.status).toBe(400);
   expect(error.code).toBe("load_exceeds_memory");
   expect(error.message).toMatch(/needs about \d+\.\d GiB .* at most 0\.5 GiB/);
-  expect(stateOf(CHAT)).toBe("not-loaded");
+  expect(stateOf(LONG)).toBe("not-loaded");
 
   await load({ context_length: 2048, parallel: 2 });
   expect(stateOf(CHAT)).toBe("loaded");
@@ -83,4 +87,31 @@ test("request schemas refuse absurd load numbers and a ttl over 365 days", () =>
   expect(LoadRequest.safeParse({ model: CHAT, parallel: 65 }).success).toBe(false);
   expect(LoadRequest.safeParse({ model: CHAT, ttl: 366 * 86_400 }).success).toBe(false);
   expect(ChatRequest.safeParse({ model: CHAT, messages: [{ role: "user", content: "x" }], ttl: 2 ** 40 }).success).toBe(false);
+});
+
+test("a load that does not say takes all the context the model was trained for, halved while it would take over half the node's memory", async () => {
+  const contextOf = async (target: LocalBackend) => {
+    const loaded = await target.loadModel(LoadRequest.parse({ model: LONG, echo_load_config: true }));
+    await target.unloadModel(UnloadRequest.parse({ instance_id: LONG }));
+    return loaded.load_config?.context_length;
+  };
+  const roomy = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, memoryBytes: 64 * 2 ** 30 });
+  try {
+    expect(await contextOf(roomy)).toBe(65536);
+  } finally {
+    await roomy.dispose();
+  }
+  // 256 MiB: four slots of 64k tokens are estimated at more than half of it.
+  const tight = await LocalBackend.create({ modelDirs: [await testModelsDir()], gpu: false, memoryBytes: 256 * 2 ** 20 });
+  try {
+    const halved = await contextOf(tight);
+    expect(halved).toBeLessThan(65536);
+    expect(halved).toBeGreaterThanOrEqual(4096);
+    expect(65536 % halved!).toBe(0);
+  } finally {
+    await tight.dispose();
+  }
+  // A model trained for less than the agent's floor keeps its own (tiny-chat: 2048).
+  expect((await backend.loadModel(LoadRequest.parse({ model: CHAT, echo_load_config: true }))).load_config?.context_length).toBe(2048);
+  await backend.unloadModel(UnloadRequest.parse({ instance_id: CHAT }));
 });

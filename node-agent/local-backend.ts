@@ -30,7 +30,7 @@ export interface LocalBackendOptions {
   gpu?: "auto" | false;
   /** Parallel requests (context sequences) per loaded LLM. Defaults to `AGENT_DEFAULTS.slots`. */
   slots?: number;
-  /** Context per slot for loads that do not say: at most the model's trained context. Defaults to `AGENT_DEFAULTS.contextLength`. */
+  /** Context per slot for loads that do not say: at most the model's trained context. Unset: what the model and memory allow (see #defaultContextLength). */
   contextLength?: number;
   /**
    * Bytes of memory (RAM and VRAM) the node gives its models: a load whose estimate exceeds it is
@@ -88,6 +88,8 @@ export class LocalBackend implements InferenceBackend {
   /** What status() reports for placement; refreshed when models load or unload, or the folders change. */
   #memory: NodeMemory | undefined;
   readonly #footprints = new Map<string, ModelFootprint>();
+  /** Each model's default context per slot, worked out once (it reads the GGUF header). */
+  readonly #defaultContexts = new Map<string, number>();
   #disposed: Promise<void> | undefined;
 
   private constructor(options: LocalBackendOptions, engine: Engine, catalog: ModelCatalog, logger: Logger) {
@@ -165,7 +167,7 @@ export class LocalBackend implements InferenceBackend {
   async loadModel(request: LoadRequest): Promise<LoadResult> {
     const entry = await this.#entry(request.model);
     const config: LoadConfig = {
-      contextLength: request.context_length ?? this.#defaultContextLength(entry),
+      contextLength: request.context_length ?? (await this.#defaultContextLength(entry)),
       slots: entry.type === "embeddings" ? 1 : (request.parallel ?? this.slotsPerModel),
     };
     try {
@@ -338,7 +340,7 @@ export class LocalBackend implements InferenceBackend {
       );
     }
     try {
-      return await this.#lifecycle.acquire(entry.id, { contextLength: this.#defaultContextLength(entry), slots: this.#slotsFor(entry) }, ttl);
+      return await this.#lifecycle.acquire(entry.id, { contextLength: await this.#defaultContextLength(entry), slots: this.#slotsFor(entry) }, ttl);
     } catch (error) {
       throw toApiError(error);
     }
@@ -355,8 +357,26 @@ export class LocalBackend implements InferenceBackend {
     return entry;
   }
 
-  #defaultContextLength(entry: CatalogEntry): number {
-    return Math.min(entry.contextLength, this.#options.contextLength ?? AGENT_DEFAULTS.contextLength);
+  /**
+   * Context per slot for a load that does not say: `--context-length` (at most the trained
+   * context), else all the model was trained for, halved while the load would take more than
+   * `AGENT_DEFAULTS.defaultLoadMemoryShare` of this node's memory, but never below
+   * `AGENT_DEFAULTS.contextLength` (or the trained context, if smaller).
+   */
+  async #defaultContextLength(entry: CatalogEntry): Promise<number> {
+    if (this.#options.contextLength !== undefined) return Math.min(entry.contextLength, this.#options.contextLength);
+    const floor = Math.min(entry.contextLength, AGENT_DEFAULTS.contextLength);
+    const cached = this.#defaultContexts.get(entry.id);
+    if (cached !== undefined) return cached;
+    const budget = (this.#options.memoryBytes ?? (await this.#engine.totalMemory())) * AGENT_DEFAULTS.defaultLoadMemoryShare;
+    let contextLength = entry.contextLength;
+    while (contextLength > floor) {
+      const needs = await this.#engine.footprint(entry.path, { contextLength, slots: this.#slotsFor(entry) }, entry.type === "embeddings");
+      if (needs.ram_bytes + needs.vram_bytes <= budget) break;
+      contextLength = Math.max(floor, Math.floor(contextLength / 2));
+    }
+    this.#defaultContexts.set(entry.id, contextLength);
+    return contextLength;
   }
 
   #slotsFor(entry: CatalogEntry): number {
@@ -392,7 +412,7 @@ export class LocalBackend implements InferenceBackend {
     if (!targetEntry) return;
     const [targetNeeds, draftNeeds, limit] = await Promise.all([
       this.#engine.footprint(targetEntry.path, { contextLength: target.contextLength, slots: target.slots }, false),
-      this.#engine.footprint(draft.path, { contextLength: this.#defaultContextLength(draft), slots: this.#slotsFor(draft) }, false),
+      this.#defaultContextLength(draft).then((contextLength) => this.#engine.footprint(draft.path, { contextLength, slots: this.#slotsFor(draft) }, false)),
       this.#options.memoryBytes ?? this.#engine.totalMemory(),
     ]);
     const needed = targetNeeds.ram_bytes + targetNeeds.vram_bytes + draftNeeds.ram_bytes + draftNeeds.vram_bytes;
@@ -476,7 +496,7 @@ export class LocalBackend implements InferenceBackend {
       for (const id of this.#footprints.keys()) if (!ids.has(id)) this.#footprints.delete(id);
       for (const entry of this.#catalog.entries) {
         if (this.#footprints.has(entry.id)) continue;
-        const config = { contextLength: this.#defaultContextLength(entry), slots: this.#slotsFor(entry) };
+        const config = { contextLength: await this.#defaultContextLength(entry), slots: this.#slotsFor(entry) };
         this.#footprints.set(entry.id, await this.#engine.footprint(entry.path, config, entry.type === "embeddings"));
       }
       this.#memory = await this.#engine.freeMemory();

@@ -51,7 +51,7 @@ export const OPTIONS = {
     arg: "<n>",
     group: "models",
     help: "context per slot, in tokens",
-    defaultHelp: `min(trained, ${AGENT_DEFAULTS.contextLength})`,
+    defaultHelp: `as trained, halved while the load takes over ${AGENT_DEFAULTS.defaultLoadMemoryShare * 100}% of memory (at least ${AGENT_DEFAULTS.contextLength})`,
   },
   "max-queue": { kind: "integer", arg: "<n>", group: "models", help: "requests waiting per model before a 503", default: AGENT_DEFAULTS.maxQueue },
   "max-memory": { kind: "integer", arg: "<GiB>", group: "models", help: "memory (RAM and VRAM) models may take; bigger loads are refused", defaultHelp: "all of it" },

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
 import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
-import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels } from "../node-agent/demo-models/demo-models.ts";
+import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels, ensureModel, LONG_CHAT_MODEL } from "../node-agent/demo-models/demo-models.ts";
 import { signalGroup, spawnGroup } from "./process-group.ts";
 import { forgetGateway, leftoverGateway, recordGateway, stopLeftover } from "./leftover-gateway.ts";
 import { holdPort, startWranglerDev, WRANGLER, type WranglerDev } from "./wrangler-dev.ts";
@@ -160,7 +160,10 @@ async function main(): Promise<void> {
   await checkPort();
   const secrets = devSecrets();
   console.log("lmgate: preparing demo models…");
-  await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress: (message) => console.log(`lmgate: ${message}`) });
+  const onProgress = (message: string) => console.log(`lmgate: ${message}`);
+  await ensureDemoModels(DEFAULT_DEMO_MODELS_DIR, { onProgress });
+  // The model coding agents (Claude Code, Codex) can use: their prompts need a long context.
+  await ensureModel(DEFAULT_DEMO_MODELS_DIR, LONG_CHAT_MODEL, { onProgress });
 
   console.log(`lmgate: starting the gateway (wrangler dev) on ${GATEWAY}…`);
   // Its secrets come from .dev.vars, which wrangler reads next to wrangler.toml.

@@ -12,7 +12,7 @@ import {
   type LlamaModel,
 } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels } from "./demo-models.ts";
+import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels, ensureModel, LONG_CHAT_MODEL } from "./demo-models.ts";
 import { modelFileSize } from "./model-spec.ts";
 
 let firstDir: string;
@@ -188,6 +188,35 @@ describe("node-llama-cpp", () => {
       expect(other.vector).not.toEqual(hello.vector);
     } finally {
       await context.dispose();
+      await model.dispose();
+    }
+  });
+
+  it("the long-context chat model loads with its 64k context, reads words a few letters a token, and ends its turns", async () => {
+    // Its metadata (a 36k-token vocabulary) outgrows the writer's first buffer: a file written
+    // before the writer reserved room first does not load at all.
+    const model = await llama.loadModel({ modelPath: await ensureModel(firstDir, LONG_CHAT_MODEL) });
+    try {
+      expect(model.getWarnings()).toEqual([]);
+      expect(model.trainContextSize).toBe(65536);
+      expect(resolveChatWrapper(model).wrapperName).toBe("JinjaTemplate");
+      const text = "Read the notes, then list the files in this folder.";
+      expect(model.tokenize(text).length).toBeLessThan(text.length / 2.5);
+      const context = await model.createContext({ threads: 1, contextSize: 1024, sequences: 4, flashAttention: true });
+      try {
+        const lengths = await Promise.all(
+          [1, 2, 3, 4].map(async (seed) => {
+            const chat = new LlamaChat({ contextSequence: context.getSequence() });
+            const { metadata } = await chat.generateResponse(history, { maxTokens: 400, temperature: 1, seed });
+            return metadata.stopReason;
+          }),
+        );
+        // A random model with this vocabulary would otherwise almost never pick the end of turn.
+        expect(lengths.filter((reason) => reason === "eogToken").length).toBeGreaterThanOrEqual(3);
+      } finally {
+        await context.dispose();
+      }
+    } finally {
       await model.dispose();
     }
   });

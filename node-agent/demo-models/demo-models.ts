@@ -52,6 +52,18 @@ export const DEMO_MODELS: readonly DemoModel[] = [
 ];
 
 /**
+ * A chat model with a long context (64k tokens) and the same tool-calling chat template, for coding
+ * agents: Claude Code's and Codex's first prompts alone take some 20,000–35,000 tokens of this
+ * vocabulary. It ends its turns after some tens of tokens (`endOfTurnLogit`), so an agent's turn
+ * does not run to the end of the context. Still tiny, so it loads in a second or two; `npm start` serves it beside the
+ * demo models (it is not one of them, so the models every test lists stay the same).
+ */
+export const LONG_CHAT_MODEL: DemoModel = {
+  path: "lmgate/long-chat-GGUF/long-chat-Q8_0.gguf",
+  spec: { ...tinyChat, name: "long-chat", contextLength: 65536, vocabulary: chatVocabulary({ letterGroups: true }), weightType: "Q8_0", seed: 4, endOfTurnLogit: 7 },
+};
+
+/**
  * A synthetic model of realistic size for benchmarks (~0.5 B parameters, ~550 MB in Q8_0): big
  * enough that generation is compute-bound like a real small model. Written only on request (≈20 s).
  */

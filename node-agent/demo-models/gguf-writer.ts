@@ -78,6 +78,10 @@ class ByteSink {
   private buffer = Buffer.alloc(64 * 1024);
   length = 0;
 
+  /**
+   * Room for `bytes` more, at the returned offset. Call it before reading `this.buffer`: growing
+   * replaces the buffer (`this.buffer.write(…, this.reserve(n))` would write into the old one).
+   */
   private reserve(bytes: number): number {
     if (this.length + bytes > this.buffer.length) {
       const grown = Buffer.alloc(Math.max(this.buffer.length * 2, this.length + bytes));
@@ -89,20 +93,21 @@ class ByteSink {
     return at;
   }
 
-  u8(value: number) { this.buffer.writeUInt8(value, this.reserve(1)); }
-  i8(value: number) { this.buffer.writeInt8(value, this.reserve(1)); }
-  u16(value: number) { this.buffer.writeUInt16LE(value, this.reserve(2)); }
-  i16(value: number) { this.buffer.writeInt16LE(value, this.reserve(2)); }
-  u32(value: number) { this.buffer.writeUInt32LE(value, this.reserve(4)); }
-  i32(value: number) { this.buffer.writeInt32LE(value, this.reserve(4)); }
-  f32(value: number) { this.buffer.writeFloatLE(value, this.reserve(4)); }
-  f64(value: number) { this.buffer.writeDoubleLE(value, this.reserve(8)); }
-  u64(value: bigint) { this.buffer.writeBigUInt64LE(value, this.reserve(8)); }
-  i64(value: bigint) { this.buffer.writeBigInt64LE(value, this.reserve(8)); }
+  u8(value: number) { const at = this.reserve(1); this.buffer.writeUInt8(value, at); }
+  i8(value: number) { const at = this.reserve(1); this.buffer.writeInt8(value, at); }
+  u16(value: number) { const at = this.reserve(2); this.buffer.writeUInt16LE(value, at); }
+  i16(value: number) { const at = this.reserve(2); this.buffer.writeInt16LE(value, at); }
+  u32(value: number) { const at = this.reserve(4); this.buffer.writeUInt32LE(value, at); }
+  i32(value: number) { const at = this.reserve(4); this.buffer.writeInt32LE(value, at); }
+  f32(value: number) { const at = this.reserve(4); this.buffer.writeFloatLE(value, at); }
+  f64(value: number) { const at = this.reserve(8); this.buffer.writeDoubleLE(value, at); }
+  u64(value: bigint) { const at = this.reserve(8); this.buffer.writeBigUInt64LE(value, at); }
+  i64(value: bigint) { const at = this.reserve(8); this.buffer.writeBigInt64LE(value, at); }
   string(value: string) {
     const bytes = Buffer.from(value, "utf8");
     this.u64(BigInt(bytes.length));
-    bytes.copy(this.buffer, this.reserve(bytes.length));
+    const at = this.reserve(bytes.length);
+    bytes.copy(this.buffer, at);
   }
   padTo(alignment: number) { this.reserve(alignUp(this.length, alignment) - this.length); }
   bytes(): Buffer { return this.buffer.subarray(0, this.length); }

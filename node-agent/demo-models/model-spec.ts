@@ -32,6 +32,13 @@ export interface ModelSpec {
   inertFrom?: number;
   /** Multiplies the output projection: sharper next-token distributions, as trained models have. Defaults to 1. */
   outputScale?: number;
+  /**
+   * How strongly the model ends its turn (llama only): random weights otherwise end a turn about
+   * once per vocabulary size, which with a large vocabulary means writing until the context is
+   * full. The last residual dimension is then a constant no layer writes to, and the end-of-turn
+   * token's output row reads only it, so that token's logit is this much, scaled by the norm.
+   */
+  endOfTurnLogit?: number;
 }
 
 /** `general.file_type` (llama.h `llama_ftype`): what the agent reports as the quantization. */
@@ -61,8 +68,11 @@ function hashName(name: string): number {
   return hash >>> 0;
 }
 
-/** `amplitude` may vary per row (for an embedding, per token). */
-function randomTensor(spec: ModelSpec, name: string, dims: readonly number[], amplitude: number | ((row: number) => number)): GgufTensor {
+/** A value that replaces the random one at (row, column), or undefined to keep it. */
+type Override = (row: number, column: number) => number | undefined;
+
+/** `amplitude` may vary per row (for an embedding, per token); `override` fixes single values. */
+function randomTensor(spec: ModelSpec, name: string, dims: readonly number[], amplitude: number | ((row: number) => number), override?: Override): GgufTensor {
   const type: GgmlTypeName = dims.length > 1 ? spec.weightType : "F32";
   return {
     name,
@@ -79,6 +89,9 @@ function randomTensor(spec: ModelSpec, name: string, dims: readonly number[], am
         for (let start = 0; start < values.length; start += rowLength) {
           const rowAmplitude = typeof amplitude === "number" ? amplitude : amplitude(row + start / rowLength);
           for (let i = start; i < start + rowLength; i++) values[i] = (random() * 2 - 1) * rowAmplitude;
+          if (override) {
+            for (let column = 0; column < rowLength; column++) values[start + column] = override(row + start / rowLength, column) ?? values[start + column]!;
+          }
         }
         yield encodeTensorData(type, values);
       }
@@ -145,9 +158,10 @@ function llamaModel(spec: ModelSpec): GgufFile {
   // whole characters and words rather than stray bytes of invalid UTF-8.
   const outputAmplitude = (token: number) =>
     embeddingAmplitude(embd) * (spec.outputScale ?? 1) * (spec.vocabulary.types[token] === TOKEN_TYPE.byte ? BYTE_TOKEN_SCALE : 1);
+  const stop = endOfTurn(spec);
   const tensors: GgufTensor[] = [
-    randomTensor(spec, "token_embd.weight", [embd, vocabSize], embeddingAmplitude(embd)),
-    randomTensor(spec, "output.weight", [embd, vocabSize], outputAmplitude),
+    randomTensor(spec, "token_embd.weight", [embd, vocabSize], embeddingAmplitude(embd), stop?.embedding),
+    randomTensor(spec, "output.weight", [embd, vocabSize], outputAmplitude, stop?.output),
     constantTensor("output_norm.weight", embd, 1),
   ];
   for (let layer = 0; layer < layers; layer++) {
@@ -158,14 +172,30 @@ function llamaModel(spec: ModelSpec): GgufFile {
       randomTensor(spec, `${block}.attn_q.weight`, [embd, embd], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.attn_k.weight`, [embd, embdKv], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.attn_v.weight`, [embd, embdKv], matrixAmplitude(embd)),
-      randomTensor(spec, `${block}.attn_output.weight`, [embd, embd], inert ? 0 : matrixAmplitude(embd)),
+      randomTensor(spec, `${block}.attn_output.weight`, [embd, embd], inert ? 0 : matrixAmplitude(embd), stop?.layerOutput),
       constantTensor(`${block}.ffn_norm.weight`, embd, 1),
       randomTensor(spec, `${block}.ffn_gate.weight`, [embd, ff], matrixAmplitude(embd)),
       randomTensor(spec, `${block}.ffn_up.weight`, [embd, ff], matrixAmplitude(embd)),
-      randomTensor(spec, `${block}.ffn_down.weight`, [ff, embd], inert ? 0 : matrixAmplitude(ff)),
+      randomTensor(spec, `${block}.ffn_down.weight`, [ff, embd], inert ? 0 : matrixAmplitude(ff), stop?.layerOutput),
     );
   }
   return { metadata, tensors };
+}
+
+/** The overrides behind `endOfTurnLogit` (rows of a ggml weight are its outputs, columns its inputs). */
+function endOfTurn(spec: ModelSpec): { embedding: Override; layerOutput: Override; output: Override } | undefined {
+  const logit = spec.endOfTurnLogit;
+  const token = spec.vocabulary.specialTokenIds.eot_token_id;
+  if (logit === undefined || token === undefined) return undefined;
+  const constant = spec.embeddingLength - 1;
+  return {
+    // Every token carries 1 in the constant dimension…
+    embedding: (_token, column) => (column === constant ? 1 : undefined),
+    // …which no attention or feed-forward output changes…
+    layerOutput: (row) => (row === constant ? 0 : undefined),
+    // …and which only the end-of-turn token reads, reading nothing else.
+    output: (row, column) => (row === token ? (column === constant ? logit : 0) : column === constant ? 0 : undefined),
+  };
 }
 
 /** llama.cpp's BERT (src/models/bert.cpp): post-norm layers with biases, GELU, learned positions. */

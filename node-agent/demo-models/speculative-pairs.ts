@@ -51,7 +51,7 @@ export const TINY_SPECULATIVE: SpeculativeModels & { otherVocabulary: DemoModel 
   /** The draft with the words of its vocabulary in another order: the same size, other token ids. */
   otherVocabulary: {
     path: "lmgate/spec-tiny-GGUF/spec-tiny-other-vocabulary-F32.gguf",
-    spec: { ...tinyBase, name: "spec-tiny-other-vocabulary", vocabulary: chatVocabulary(COMMON_WORDS.toReversed()) },
+    spec: { ...tinyBase, name: "spec-tiny-other-vocabulary", vocabulary: chatVocabulary({ words: COMMON_WORDS.toReversed() }) },
   },
 };
 

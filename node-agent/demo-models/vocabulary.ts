@@ -52,12 +52,17 @@ class VocabularyBuilder {
   }
 }
 
+const LOWERCASE = Array.from({ length: 26 }, (_, i) => String.fromCharCode(0x61 + i));
+
 /**
  * A SentencePiece-style vocabulary with byte fallback and the ChatML / Qwen tool-call tokens.
  * SPM only reaches a multi-character piece by merging adjacent pieces that are themselves in the
  * vocabulary, so every word comes with all of its prefixes; scores rise with length so whole words win.
+ * With `letterGroups`, every pair and triple of lowercase letters is a piece too (word-initial or
+ * not): English and code then take about a token per three letters instead of one per letter,
+ * which keeps a coding agent's long prompt within reach of a small model's attention.
  */
-export function chatVocabulary(words: readonly string[] = COMMON_WORDS): Vocabulary {
+export function chatVocabulary({ words = COMMON_WORDS, letterGroups = false }: { words?: readonly string[]; letterGroups?: boolean } = {}): Vocabulary {
   const vocab = new VocabularyBuilder();
   const unk = vocab.add("<unk>", TOKEN_TYPE.unknown);
   const bos = vocab.add("<s>", TOKEN_TYPE.control);
@@ -81,6 +86,18 @@ export function chatVocabulary(words: readonly string[] = COMMON_WORDS): Vocabul
     for (let length = 2; length <= word.length; length++) {
       const isWhole = length === word.length;
       vocab.add(WORD_START + word.slice(0, length), TOKEN_TYPE.normal, isWhole ? -1 + length / 100 : -3 + length / 100);
+    }
+  }
+  if (letterGroups) {
+    for (const first of LOWERCASE) {
+      for (const second of LOWERCASE) {
+        vocab.add(first + second, TOKEN_TYPE.normal, -4.5);
+        vocab.add(WORD_START + first + second, TOKEN_TYPE.normal, -3.5);
+        for (const third of LOWERCASE) {
+          vocab.add(first + second + third, TOKEN_TYPE.normal, -4.2);
+          vocab.add(WORD_START + first + second + third, TOKEN_TYPE.normal, -3.2);
+        }
+      }
     }
   }
   return {

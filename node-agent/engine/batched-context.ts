@@ -30,7 +30,7 @@ let mismatchReported = false;
  */
 export async function createBatchedContext(
   model: LlamaModel,
-  options: { contextSize: number; sequences: number; threads: number },
+  options: { contextSize: number; sequences: number; threads: number; flashAttention: boolean },
 ): Promise<BatchedContext> {
   const counts: BatchCounts = { decodes: 0, sequences: 0 };
   // node-llama-cpp plans exactly one batch per call of the strategy, and decodes all it returns.

@@ -81,6 +81,7 @@ export class Engine {
       sequences: config.slots,
       modelGpuLayers: gpuLayers,
       isEmbeddingContext: embedding,
+      flashAttention: !embedding,
     });
     return { ram_bytes: model.cpuRam + context.cpuRam, vram_bytes: model.gpuVram + context.gpuVram };
   }

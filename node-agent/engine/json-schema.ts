@@ -50,6 +50,45 @@ export function toGrammarSchema(schema: unknown): GbnfJsonSchema {
   return Object.keys(defs).length > 0 ? ({ ...root, $defs: defs } as GbnfJsonSchema) : root;
 }
 
+/**
+ * For a tool the model is offered but not made to call: what the grammar can hold of its
+ * parameters. Constraints it cannot hold (a `pattern`, `not`, …) are left out rather than refused,
+ * since clients such as Claude Code send such tools on every request and check the calls they get
+ * (a call that breaks one comes back to the model as a tool error); a schema even that cannot
+ * express takes any object.
+ */
+export function toOfferedToolSchema(schema: unknown): GbnfJsonSchema {
+  try {
+    return toGrammarSchema(schema);
+  } catch (error) {
+    if (!(error instanceof UnsupportedSchemaError)) throw error;
+  }
+  try {
+    return toGrammarSchema(withoutUnsupported(schema));
+  } catch (error) {
+    if (!(error instanceof UnsupportedSchemaError)) throw error;
+    return { type: "object", additionalProperties: true } as GbnfJsonSchema;
+  }
+}
+
+/** Subschemas by keyword: one schema, a list of them, or a map of them (whose keys are names, not keywords). */
+const ONE = ["items", "additionalProperties", "contains", "not"];
+const LIST = ["anyOf", "oneOf", "allOf", "prefixItems"];
+const MAP = ["properties", "$defs", "definitions"];
+
+function withoutUnsupported(node: unknown): unknown {
+  if (!isObject(node)) return node;
+  const kept: Json = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (UNSUPPORTED_KEYWORDS.includes(key)) continue;
+    if (ONE.includes(key)) kept[key] = withoutUnsupported(value);
+    else if (LIST.includes(key) && Array.isArray(value)) kept[key] = value.map(withoutUnsupported);
+    else if (MAP.includes(key) && isObject(value)) kept[key] = Object.fromEntries(Object.entries(value).map(([name, child]) => [name, withoutUnsupported(child)]));
+    else kept[key] = value;
+  }
+  return kept;
+}
+
 function convert(node: unknown, at: string, defNames: ReadonlySet<string>): GbnfJsonSchema {
   const converted = convertShape(node, at, defNames);
   // Descriptions do not constrain anything, but chat templates show them to the model with the tools.

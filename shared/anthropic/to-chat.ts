@@ -25,13 +25,15 @@ export function toChatRequest(request: MessagesRequest): ChatRequest {
     top_k: request.top_k,
     stop: request.stop_sequences,
     stream: request.stream,
+    ...(request.output_config?.format ? { response_format: { type: "json_schema", json_schema: { name: "output", schema: request.output_config.format.schema } } } : {}),
   });
 }
 
 /** The parts of a request that make up the prompt (what `count_tokens` counts). */
 export function promptOf(request: CountTokensRequest): Pick<ChatInput, "model" | "messages" | "tools" | "tool_choice"> {
   const system = systemText(request.system);
-  const tools = (request.tools ?? []).filter(isClientTool).map(toTool);
+  const loaded = referencedTools(request.messages);
+  const tools = (request.tools ?? []).filter((tool) => isClientTool(tool) && (!tool.defer_loading || loaded.has(tool.name))).map(toTool);
   return {
     model: request.model,
     messages: [...(system === "" ? [] : [{ role: "system" as const, content: system }]), ...request.messages.flatMap(toMessages)],
@@ -45,7 +47,24 @@ function systemText(system: CountTokensRequest["system"]): string {
   return blocks.filter((text) => text !== "").join("\n\n");
 }
 
+/** The deferred tools a tool search has loaded: those named by a `tool_reference` in a tool result. */
+function referencedTools(messages: MessageParam[]): Set<string> {
+  const names = new Set<string>();
+  for (const message of messages) {
+    if (typeof message.content === "string") continue;
+    for (const block of message.content) {
+      if (block.type !== "tool_result" || typeof block.content !== "object" || block.content === undefined) continue;
+      for (const part of block.content) if (part.type === "tool_reference") names.add(part.tool_name);
+    }
+  }
+  return names;
+}
+
 function toMessages(message: MessageParam, index: number): MessageInput[] {
+  if (message.role === "system") {
+    const text = typeof message.content === "string" ? message.content : message.content.map((block) => block.text).join("\n\n");
+    return [{ role: "system", content: text }];
+  }
   if (typeof message.content === "string") return [{ role: message.role, content: message.content }];
   const text: string[] = [];
   const messages: MessageInput[] = [];
@@ -85,9 +104,11 @@ function toolResultText(block: Extract<ContentBlock, { type: "tool_result" }>, w
     typeof content === "string"
       ? content
       : content
-          .map((part) => {
-            if (part.type !== "text") throw unreadable(part.type, `${where}.content`);
-            return part.text;
+          .flatMap((part) => {
+            if (part.type === "text") return [part.text];
+            // The tool it names joins the prompt's tools (see referencedTools); it says nothing itself.
+            if (part.type === "tool_reference") return [];
+            throw unreadable(part.type, `${where}.content`);
           })
           .join("\n");
   return block.is_error ? `Error: ${text}` : text;
