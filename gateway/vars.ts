@@ -13,6 +13,7 @@ export interface GatewayVars {
   LMGATE_HEARTBEAT_TIMEOUT_MS?: string;
   LMGATE_QUEUE_TIMEOUT_MS?: string;
   LMGATE_MAX_QUEUE?: string;
+  LMGATE_WAKE_TIMEOUT_MS?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
 }

@@ -4,6 +4,7 @@ import { formatBanner } from "./banner.ts";
 import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
+import { wakeOptions } from "./wake/wake-options.ts";
 import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
@@ -109,6 +110,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
       agentVersion: version,
       source: new TrackedBackend(backend, { drain, observer: metrics, modelAdmin }),
       logger: log,
+      wake: wakeOptions(config),
     });
     link.onStateChange((connected) => {
       if (connected) log.info(`connected to gateway ${config.gateway} as "${config.name}"`);

@@ -9,6 +9,7 @@ export const FLEET_DEFAULTS = {
   helloTimeoutMs: 10_000,
   window: 32,
   maxRetries: 3,
+  wakeTimeoutMs: 120_000,
 } as const;
 
 /** The Fleet's timings and bounds; the first four can be set as plain vars (tests shorten them). */
@@ -27,6 +28,8 @@ export interface FleetConfig {
   window: number;
   /** Times one request is moved to another node after its node failed it. */
   maxRetries: number;
+  /** How long a request waits for a node that is being woken (Wake-on-LAN) to come back. */
+  wakeTimeoutMs: number;
 }
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -46,5 +49,6 @@ export function fleetConfig(env: GatewayVars): FleetConfig {
     helloTimeoutMs: FLEET_DEFAULTS.helloTimeoutMs,
     window: FLEET_DEFAULTS.window,
     maxRetries: FLEET_DEFAULTS.maxRetries,
+    wakeTimeoutMs: positiveInt(env.LMGATE_WAKE_TIMEOUT_MS, FLEET_DEFAULTS.wakeTimeoutMs),
   };
 }

@@ -16,7 +16,7 @@ import type { Caller } from "./access/caller.ts";
  */
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
+export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" | "wake" }>;
 
 /** The outcome of a one-shot call over RPC, where thrown errors lose their shape. */
 export type Outcome<T> = { ok: true; result: T } | { ok: false; error: WireError };

@@ -20,6 +20,7 @@ import { Dispatcher } from "./routing/dispatcher.ts";
 import type { FleetNode } from "./nodes/fleet-node.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
 import { NodeSockets } from "./nodes/node-sockets.ts";
+import { NodeWaker } from "./nodes/node-waker.ts";
 import { SavedState } from "./state/saved-state.ts";
 import { recordedModel, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
@@ -56,6 +57,13 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       return { nodesConnected: nodes.length, slots: nodes.flatMap(slotsOf), queueDepth: dispatcher.waiting, inFlight: dispatcher.running };
     });
     const access = new AccessStore(ctx.storage.sql);
+    const waker = new NodeWaker({
+      registry,
+      sendWake: (peer, target) => dispatcher.call({ op: "wake", body: target }, peer),
+      timeoutMs: config.wakeTimeoutMs,
+      onSettled: () => dispatcher.capacityChanged(),
+    });
+    dispatcher.wakeWith(waker);
     const ledger = new UsageLedger(ctx.storage.sql, { flushAfterMs: 1_000, onFlush: (lastUsed) => access.touchKeys(lastUsed) });
     const saved = new SavedState(ctx.storage.sql, { metrics, traffic: this.#traffic }, { flushAfterMs: 1_000 });
     this.#metrics = metrics;
@@ -66,6 +74,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
       registry,
       dispatcher,
       access,
+      waker,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
         saved.changed();
@@ -84,7 +93,7 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
         saved.changed();
       },
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved });
+    this.#admin = new AdminCalls({ registry, dispatcher, sockets: this.#sockets, access, ledger, metrics, traffic: this.#traffic, saved, waker });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -161,6 +170,10 @@ export class Fleet extends DurableObject<GatewayVars> implements Serving<FleetAp
 
   stats() {
     return this.#admin.stats();
+  }
+
+  wakeNode(name: string) {
+    return this.#admin.wakeNode(name);
   }
 
   createKey(request: CreateKeyRequest) {

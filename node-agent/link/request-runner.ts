@@ -1,7 +1,7 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame, type WakeInterface, type WakeResult } from "../../shared/protocol.ts";
 import type { GenerationEvent, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -25,6 +25,8 @@ export interface RequestRunnerOptions {
   /** Above this many bytes queued in the socket, pull no more events. Defaults to 1 MiB. */
   highWaterBytes?: number;
   logger?: { warn(message: string): void };
+  /** Sends a magic packet for another node; absent unless the owner lets this node wake others. */
+  wakePeer?: (target: WakeInterface) => Promise<WakeResult>;
 }
 
 type RequestFrame = Extract<ToAgentFrame, { type: "request" }>;
@@ -64,6 +66,7 @@ export class RequestRunner {
   readonly #maxBatchChars: number;
   readonly #highWaterBytes: number;
   readonly #logger: RequestRunnerOptions["logger"];
+  readonly #wakePeer: RequestRunnerOptions["wakePeer"];
   readonly #running = new Map<string, Running>();
 
   constructor(options: RequestRunnerOptions) {
@@ -73,6 +76,7 @@ export class RequestRunner {
     this.#maxBatchChars = options.maxBatchChars ?? 16 * 1024;
     this.#highWaterBytes = options.highWaterBytes ?? 1024 * 1024;
     this.#logger = options.logger;
+    this.#wakePeer = options.wakePeer;
   }
 
   /** Requests running now. */
@@ -145,6 +149,10 @@ export class RequestRunner {
           return;
         case "count_tokens":
           this.#reply(run, { type: "result", id, result: await this.#countTokens(operation.body) });
+          return;
+        case "wake":
+          if (this.#wakePeer === undefined) throw new ApiError(403, "This node does not wake other nodes (start it with --wake-peers).", { code: "wake_not_allowed" });
+          this.#reply(run, { type: "result", id, result: await this.#wakePeer(operation.body) });
           return;
       }
     } catch (error) {

@@ -9,7 +9,11 @@ import type {
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
+  WakeAttempt,
 } from "../../../shared/schemas/admin.ts";
+import { toApiError } from "../../../shared/errors.ts";
+import { failed, type Outcome } from "../contract.ts";
+import type { NodeWaker } from "../nodes/node-waker.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID } from "../access/caller.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
@@ -29,6 +33,7 @@ export interface AdminCallsParts {
   metrics: FleetMetrics;
   traffic: TrafficStats;
   saved: SavedState;
+  waker: NodeWaker;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -41,6 +46,7 @@ export class AdminCalls {
   readonly #metrics: FleetMetrics;
   readonly #traffic: TrafficStats;
   readonly #saved: SavedState;
+  readonly #waker: NodeWaker;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -51,6 +57,7 @@ export class AdminCalls {
     this.#metrics = parts.metrics;
     this.#traffic = parts.traffic;
     this.#saved = parts.saved;
+    this.#waker = parts.waker;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -61,7 +68,19 @@ export class AdminCalls {
   }
 
   listNodes(): NodeSummary[] {
-    return this.#registry.summaries(Date.now());
+    return this.#registry.summaries(Date.now()).map((node) => {
+      const last = this.#waker.last(node.name);
+      return last === undefined || node.wake === undefined ? node : { ...node, wake: { ...node.wake, last } };
+    });
+  }
+
+  /** Sends the magic packet for an offline node through a peer on its network; answers once it is sent. */
+  async wakeNode(name: string): Promise<Outcome<WakeAttempt>> {
+    try {
+      return { ok: true, result: await this.#waker.wake(name, Date.now()) };
+    } catch (error) {
+      return failed(toApiError(error));
+    }
   }
 
   stats(): FleetStats {

@@ -6,6 +6,7 @@ import type { FleetConfig } from "../config.ts";
 import { FlowControlViolation, type Dispatcher } from "../routing/dispatcher.ts";
 import type { FleetNode, HelloFrame } from "./fleet-node.ts";
 import { nameRefusal, socketLimit, tokenTag } from "./node-admission.ts";
+import type { NodeWaker } from "./node-waker.ts";
 import { attachmentOf, closeQuietly, type NodeRegistry } from "./node-registry.ts";
 
 export interface NodeSocketsParts {
@@ -13,6 +14,7 @@ export interface NodeSocketsParts {
   registry: NodeRegistry;
   dispatcher: Dispatcher;
   access: AccessStore;
+  waker: NodeWaker;
   /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
   onReconnect: (name: string) => void;
 }
@@ -27,6 +29,7 @@ export class NodeSockets {
   readonly #registry: NodeRegistry;
   readonly #dispatcher: Dispatcher;
   readonly #access: AccessStore;
+  readonly #waker: NodeWaker;
   readonly #onReconnect: (name: string) => void;
 
   constructor(ctx: DurableObjectState, parts: NodeSocketsParts) {
@@ -35,6 +38,7 @@ export class NodeSockets {
     this.#registry = parts.registry;
     this.#dispatcher = parts.dispatcher;
     this.#access = parts.access;
+    this.#waker = parts.waker;
     this.#onReconnect = parts.onReconnect;
     // Heartbeats are answered by the runtime itself: a ping never wakes a hibernated fleet.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -95,6 +99,9 @@ export class NodeSockets {
         case "status":
           this.#registry.updateStatus(node, frame.status);
           this.#dispatcher.capacityChanged();
+          return;
+        case "goodbye":
+          this.#registry.goodbye(node, frame.reason);
           return;
         case "events":
           this.#dispatcher.onEvents(node, frame.id, frame.events);
@@ -171,6 +178,7 @@ export class NodeSockets {
     if (previous !== undefined) this.drop(previous, CLOSE_CODES.replaced, "replaced by a newer connection of this node");
     const node = this.#registry.register(ws, conn, hello, Date.now());
     node.send({ type: "welcome", node_id: node.id, heartbeat_interval_ms: this.#config.heartbeatIntervalMs });
+    this.#waker.arrived(node.name, Date.now());
     this.#dispatcher.capacityChanged();
   }
 

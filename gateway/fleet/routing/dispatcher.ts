@@ -20,6 +20,21 @@ import { WaitQueue } from "./wait-queue.ts";
 /** Retry-After when only offline nodes hold a model: an agent's reconnect backoff tops out at 10 s. */
 const OFFLINE_RETRY_AFTER_S = 5;
 
+/**
+ * Waking sleeping nodes (`NodeWaker`), as routing uses it: a request for a model that only
+ * offline, wakeable nodes hold waits for one of them instead of failing.
+ */
+export interface Wakes {
+  readonly timeoutMs: number;
+  /** Starts (or joins) waking an offline holder of `model`; false when none can be woken. */
+  wakeFor(model: string, now: number): boolean;
+  pendingFor(model: string): boolean;
+  failureFor(model: string): string | undefined;
+}
+
+/** A waiting request outlives the wake it waits for, so the wake's own failure is what it reports. */
+const WAKE_GRACE_MS = 5_000;
+
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
 const RETRYABLE_STATUS = 503;
 
@@ -40,6 +55,7 @@ export class Dispatcher {
   /** Generations whose stream is still open, by request id (running or waiting). */
   readonly #generations = new Map<string, GenerationJob>();
   readonly #affinity = new PromptAffinity();
+  #wakes: Wakes | null = null;
 
   /**
    * `dropNode` closes a node whose socket failed a send and forgets it, then calls `nodeLost`.
@@ -97,6 +113,11 @@ export class Dispatcher {
     });
   }
 
+  /** Lets requests wait for sleeping nodes that can be woken. */
+  wakeWith(wakes: Wakes): void {
+    this.#wakes = wakes;
+  }
+
   // ---- routing -------------------------------------------------------------------------------
 
   /** Live nodes that hold the job's model and have not failed it. */
@@ -118,6 +139,12 @@ export class Dispatcher {
     const now = Date.now();
     const holders = this.#holders(job, now);
     if (holders.length === 0) {
+      // Pinned calls and failed-over requests name their node: waking another would not help them.
+      if (job.pinned === null && job.retries === 0 && this.#wakes?.wakeFor(job.model, now) === true) {
+        // Waits for the node's hello; keeps the queue's own bound on how many may wait.
+        this.#queue.add(job, now, this.#wakes.timeoutMs + WAKE_GRACE_MS);
+        return;
+      }
       this.#fail(job, this.#nobodyCanServe(job));
       return;
     }
@@ -161,7 +188,9 @@ export class Dispatcher {
     // A home machine that is asleep or reconnecting still has the model: "try again" is the truth, not "no such model".
     const offline = this.#registry.offlineHolders(job.model);
     if (offline.length > 0) {
-      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).`, OFFLINE_RETRY_AFTER_S);
+      const wakeFailure = this.#wakes?.failureFor(job.model);
+      const why = wakeFailure === undefined ? "" : `; waking failed: ${wakeFailure}`;
+      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")})${why}.`, OFFLINE_RETRY_AFTER_S);
     }
     return modelNotFound(job.model, [...everyModel].sort());
   }
@@ -173,7 +202,9 @@ export class Dispatcher {
     for (const job of this.#queue.takeAll()) {
       const holders = this.#holders(job, now);
       const target = holders.length === 0 ? null : this.#choose(job, holders);
-      if (holders.length === 0) {
+      if (holders.length === 0 && this.#wakes?.pendingFor(job.model) === true) {
+        this.#queue.keep(job);
+      } else if (holders.length === 0) {
         this.#queue.leave(job, now);
         this.#fail(job, this.#nobodyCanServe(job));
       } else if (target !== null) {

@@ -14,7 +14,9 @@ import {
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
+  WakeAttempt,
 } from "../../../shared/schemas/admin.ts";
+import { unwrap } from "../../fleet/contract.ts";
 import { fleetStub, type GatewayEnv } from "../../env.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
@@ -33,6 +35,11 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
   .get("/nodes", { summary: "Every node, online or not, with its models and load", response: ListOf(NodeSummary) }, async (c) => ({
     data: await fleetStub(c.env).listNodes(),
   }))
+  .post(
+    "/nodes/:name/wake",
+    { summary: "Wake an offline node: a peer on its network sends the magic packet (answers once it is sent)", response: WakeAttempt },
+    async (c) => unwrap(await fleetStub(c.env).wakeNode(c.req.param("name"))),
+  )
   .get("/stats", { summary: "The fleet now, and its last 15 minutes of traffic", response: FleetStats }, async (c) => fleetStub(c.env).stats())
   .post("/keys", { summary: "Create an API key (its secret is shown only here)", body: CreateKeyRequest, status: 201, response: CreatedKey }, async (c, body) =>
     fleetStub(c.env).createKey(body),
