@@ -7,6 +7,7 @@ import {
   NodeSummary,
   NodeTokenRecord,
   UsageRow,
+  WakeAttempt,
   type CreateKeyRequest,
   type UpdateKeyRequest,
   type UsageQuery,
@@ -39,6 +40,7 @@ export class AdminClient {
   revokeNodeToken = (id: string) => this.#call(NodeTokenRecord, "DELETE", `/admin/node-tokens/${encodeURIComponent(id)}`);
 
   listNodes = async () => (await this.#call(ListOf(NodeSummary), "GET", "/admin/nodes")).data;
+  wakeNode = (name: string) => this.#call(WakeAttempt, "POST", `/admin/nodes/${encodeURIComponent(name)}/wake`);
 
   usage = async (query: UsageQuery) => {
     const search = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
