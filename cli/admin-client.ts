@@ -8,6 +8,7 @@ import {
   NodeTokenRecord,
   StoredResponsesUsage,
   UsageRow,
+  WakeAttempt,
   type CreateKeyRequest,
   type CreateNodeTokenRequest,
   type UpdateKeyRequest,
@@ -44,6 +45,7 @@ export class AdminClient {
   revokeNodeToken = (id: string) => this.#call(NodeTokenRecord, "DELETE", `/admin/node-tokens/${encodeURIComponent(id)}`);
 
   listNodes = async () => (await this.#call(ListOf(NodeSummary), "GET", "/admin/nodes")).data;
+  wakeNode = (name: string) => this.#call(WakeAttempt, "POST", `/admin/nodes/${encodeURIComponent(name)}/wake`);
 
   usage = async (query: UsageQuery) => (await this.#call(ListOf(UsageRow), "GET", `/admin/usage${searchOf(query)}`)).data;
 

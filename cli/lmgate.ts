@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { resolve } from "node:path";
 import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
-import { KeyAction, type KeyRecord, type UpdateKeyRequest } from "../shared/schemas/admin.ts";
+import { KeyAction, type KeyRecord, type UpdateKeyRequest, type WakeAttempt } from "../shared/schemas/admin.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";
@@ -160,7 +160,11 @@ const nodes = program
       await client().listNodes(),
       [
         { header: "node", value: (node) => node.name },
-        { header: "status", value: (node) => (node.online ? "online" : "offline"), style: (text) => (text === "online" ? pc.green(text) : pc.red(text)) },
+        {
+          header: "status",
+          value: (node) => (node.online ? "online" : node.wake?.asleep ? "asleep" : "offline"),
+          style: (text) => (text === "online" ? pc.green(text) : text === "asleep" ? pc.yellow(text) : pc.red(text)),
+        },
         { header: "runtime", value: (node) => node.runtime.name },
         { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },
         { header: "in flight", value: (node) => node.in_flight },
@@ -175,6 +179,41 @@ const nodes = program
       "no nodes connected: start one with LMGATE_TOKEN=<node token> lmgate-agent --gateway <url> --name <its name>",
     );
   });
+nodes
+  .command("wake <name>")
+  .description("wake an offline node: an online node on its network (started with --wake-peers) sends the magic packet")
+  .option("--no-wait", "return once the packet is sent, without waiting for the node to come back")
+  .action(async (name: string, options: { wait: boolean }) => {
+    const admin = client();
+    const attempt = await admin.wakeNode(name);
+    if (json() && !options.wait) return console.log(JSON.stringify(attempt, null, 2));
+    if (!json()) {
+      console.log(`Wake packet for ${plain(name)} (${attempt.mac}) sent by ${plain(attempt.peer)} to ${attempt.broadcast} at ${attempt.sent_at}`);
+    }
+    if (!options.wait) return;
+    if (!json()) console.log(pc.dim(`waiting up to ${attempt.timeout_s} s for ${plain(name)} to come back…`));
+    const last = await untilWoken(admin, name, attempt.sent_at, attempt.timeout_s * 1000);
+    if (json()) return console.log(JSON.stringify(last, null, 2));
+    if (last.back_at !== null) {
+      const seconds = Math.round((Date.parse(last.back_at) - Date.parse(last.sent_at)) / 100) / 10;
+      console.log(`${pc.green("Back")}: ${plain(name)} came back at ${last.back_at}, ${seconds} s after the packet`);
+    } else {
+      throw new AdminApiError(503, last.failure ?? `${name} did not come back`);
+    }
+  });
+
+/** Polls the node listing until the wake sent at `sentAt` has ended (the node is back, or it failed). */
+async function untilWoken(admin: AdminClient, name: string, sentAt: string, timeoutMs: number): Promise<WakeAttempt> {
+  // The gateway ends the wake at its own timeout; a little longer here covers the poll's interval.
+  const deadline = Date.now() + timeoutMs + 5_000;
+  for (;;) {
+    const last = (await admin.listNodes()).find((node) => node.name === name)?.wake?.last;
+    if (last !== undefined && last.sent_at === sentAt && (last.back_at !== null || last.failure !== null)) return last;
+    if (Date.now() > deadline) throw new AdminApiError(504, `no word from the gateway on ${name}'s wake within ${Math.round(timeoutMs / 1000)} s`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
 const tokens = nodes.command("tokens").description("node tokens: what an agent presents to join the fleet");
 tokens
   .command("create")

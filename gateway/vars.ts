@@ -18,6 +18,7 @@ export interface GatewayVars {
   /** The request log's bounds: rows kept at most, and days a row is kept. */
   LMGATE_REQUEST_LOG_MAX_ROWS?: string;
   LMGATE_REQUEST_LOG_MAX_AGE_DAYS?: string;
+  LMGATE_WAKE_TIMEOUT_MS?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
 }

@@ -43,6 +43,10 @@ export const AgentConfig = z
     metricsPort: z.number().int().min(0).max(65535),
     metricsToken: z.string().min(1).optional(),
     shutdownTimeout: z.number().int().min(0).max(86_400),
+    wakeOnLan: z.boolean(),
+    wakePeers: z.boolean(),
+    wakeBroadcast: z.ipv4({ error: "must be an IPv4 address" }).optional(),
+    wakePort: z.number().int().min(1).max(65535).optional(),
   })
   .refine((config) => config.serve || config.gateway !== undefined, {
     message: "choose a mode: --serve (a local LM Studio-compatible server) or --gateway <url> (join a fleet)",

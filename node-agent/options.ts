@@ -28,6 +28,7 @@ const GROUPS = {
   models: "Models and engine:",
   serve: "Direct mode (--serve):",
   gateway: "Gateway mode (--gateway):",
+  wake: "Wake-on-LAN (gateway mode):",
   metrics: "Prometheus metrics:",
   lifecycle: "Start-up and shutdown:",
 } as const;
@@ -84,6 +85,21 @@ export const OPTIONS = {
   },
   "token-file": { kind: "string", arg: "<file>", group: "gateway", help: "read the node token from this file instead" },
   name: { kind: "string", arg: "<name>", group: "gateway", help: "node name shown in the fleet", defaultHelp: "this machine's hostname" },
+
+  "wake-on-lan": {
+    kind: "boolean",
+    group: "wake",
+    help: "tell the gateway this machine's MAC and broadcast addresses, so a peer on its network can wake it when its models are wanted",
+    default: false,
+  },
+  "wake-peers": { kind: "boolean", group: "wake", help: "send magic packets for other nodes on this machine's networks when the gateway asks", default: false },
+  "wake-broadcast": {
+    kind: "string",
+    arg: "<ip>",
+    group: "wake",
+    help: "the broadcast address to report for this machine, instead of each network's own (for unusual networks, or 127.0.0.1 in tests)",
+  },
+  "wake-port": { kind: "integer", arg: "<n>", group: "wake", help: "send magic packets to this UDP port only", defaultHelp: "9 and 7" },
 
   metrics: {
     kind: "boolean",

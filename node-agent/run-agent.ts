@@ -5,6 +5,7 @@ import { startDirectServer, type DirectServer } from "./direct-server.ts";
 import { Drain } from "./drain.ts";
 import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
 import { otlpRequestTracer } from "./tracing/request-tracer.ts";
+import { wakeOptions } from "./wake/wake-options.ts";
 import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
 import { LocalBackend, type Logger } from "./local-backend.ts";
@@ -118,6 +119,7 @@ export async function runAgent(config: AgentConfig, { version, logger: log }: Ru
       source: new TrackedBackend(backend, { drain, observer: metrics, modelAdmin }),
       logger: log,
       tracer,
+      wake: wakeOptions(config),
     });
     link.onStateChange((connected) => {
       if (connected) log.info(`connected to gateway ${config.gateway} as "${config.name}"`);

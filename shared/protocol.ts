@@ -47,6 +47,28 @@ export const CLOSE_CODES = {
 /** A node's name: what admins see in listings, so plain characters only (no terminal escapes). */
 export const NodeName = z.string().min(1).max(64).regex(/^[\w.-]+$/, "may use letters, digits, '.', '_' and '-'");
 
+/** One LAN interface a magic packet can wake the node through: its MAC and its network's IPv4 broadcast address. */
+export const WakeInterface = z.object({
+  mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, "a MAC address in lower case, colon-separated"),
+  broadcast: z.ipv4(),
+});
+export type WakeInterface = z.infer<typeof WakeInterface>;
+
+/** Wake-on-LAN, as the node's owner allows it: how to wake this node, and whether it wakes others. */
+export const WakeInfo = z.object({
+  /** The node's LAN interfaces: which networks it is on, and the MACs to wake it by. */
+  interfaces: z.array(WakeInterface).max(16),
+  /** The owner lets the fleet wake this node (`--wake-on-lan`). */
+  wakeable: z.boolean(),
+  /** The node sends magic packets for other nodes on its networks (`--wake-peers`). */
+  wakes_peers: z.boolean(),
+});
+export type WakeInfo = z.infer<typeof WakeInfo>;
+
+/** What a peer sent for a `wake` operation. */
+export const WakeResult = z.object({ mac: z.string(), broadcast: z.string(), ports: z.array(z.number().int()), sent_at: z.number() });
+export type WakeResult = z.infer<typeof WakeResult>;
+
 export const Hardware = z.object({
   cpu: z.string(),
   cores: z.number().int().positive(),
@@ -121,6 +143,8 @@ const Operation = z.discriminatedUnion("op", [
   z.object({ op: z.literal("cancel_download"), body: CancelDownloadRequest }),
   z.object({ op: z.literal("delete"), body: DeleteRequest }),
   z.object({ op: z.literal("count_tokens"), body: ChatRequest }),
+  /** Send a magic packet to another node of the fleet (only to an agent whose hello has `wake.wakes_peers`). */
+  z.object({ op: z.literal("wake"), body: WakeInterface }),
 ]);
 export type Operation = z.infer<typeof Operation>;
 
@@ -179,6 +203,8 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
       slots_per_model: z.number().int().positive(),
       /** What the agent serves beyond plain generations (generation-features.ts); absent: none of it. */
       generation_features: z.array(z.string()).optional(),
+      /** Absent: the node neither can be woken nor wakes others (older agents, or the owner's choice). */
+      wake: WakeInfo.optional(),
     }),
     status: NodeStatus,
   }),
@@ -189,10 +215,15 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
    * flush, in one WebSocket message. Each counts as one frame of its request for flow control.
    */
   z.object({ type: z.literal("batch"), frames: z.array(EventsFrame).min(1).max(MAX_BATCH_FRAMES) }),
+  /**
+   * The agent is going away on purpose: `sleep` when its machine suspends (it can be woken),
+   * `shutdown` when the agent stops. Sent just before it closes the socket.
+   */
+  z.object({ type: z.literal("goodbye"), reason: z.enum(["shutdown", "sleep"]) }),
   z.object({
     type: z.literal("result"),
     id: z.string(),
-    result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult, TokenCount]),
+    result: z.union([EmbeddingsResult, LoadResult, UnloadResult, DownloadJob, DeleteResult, TokenCount, WakeResult]),
   }),
   z.object({ type: z.literal("error"), id: z.string(), ...WireError.shape }),
 ]);

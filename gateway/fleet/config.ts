@@ -12,6 +12,7 @@ export const FLEET_DEFAULTS = {
   maxRetries: 3,
   requestLogMaxRows: 10_000,
   requestLogMaxAgeDays: 7,
+  wakeTimeoutMs: 120_000,
 } as const;
 
 const DAY_MS = 86_400_000;
@@ -37,6 +38,8 @@ export interface FleetConfig {
   /** The request log keeps at most this many rows, none older than `requestLogMaxAgeMs`. */
   requestLogMaxRows: number;
   requestLogMaxAgeMs: number;
+  /** How long a request waits for a node that is being woken (Wake-on-LAN) to come back. */
+  wakeTimeoutMs: number;
 }
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -59,5 +62,6 @@ export function fleetConfig(env: GatewayVars): FleetConfig {
     storedBytesPerKey: positiveInt(env.LMGATE_STORED_BYTES_PER_KEY, DEFAULT_STORED_BYTES_PER_KEY),
     requestLogMaxRows: positiveInt(env.LMGATE_REQUEST_LOG_MAX_ROWS, FLEET_DEFAULTS.requestLogMaxRows),
     requestLogMaxAgeMs: positiveInt(env.LMGATE_REQUEST_LOG_MAX_AGE_DAYS, FLEET_DEFAULTS.requestLogMaxAgeDays) * DAY_MS,
+    wakeTimeoutMs: positiveInt(env.LMGATE_WAKE_TIMEOUT_MS, FLEET_DEFAULTS.wakeTimeoutMs),
   };
 }

@@ -5,6 +5,7 @@ import type {
   CreatedNodeToken,
   CreateNodeTokenRequest,
   StoredResponsesUsage,
+  WakeAttempt,
   CreateKeyRequest,
   FleetStats,
   KeyRecord,
@@ -36,7 +37,7 @@ import type { Ending } from "./routing/settlement.ts";
  */
 
 export type GenerationOperation = Extract<Operation, { op: "chat" | "completion" }>;
-export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" }>;
+export type CallOperation = Extract<Operation, { op: "embeddings" | "load" | "unload" | "download" | "cancel_download" | "delete" | "count_tokens" | "wake" }>;
 
 /** The outcome of a one-shot call over RPC, where thrown errors lose their shape. */
 export type Outcome<T> = { ok: true; result: T } | { ok: false; error: WireError };
@@ -107,6 +108,8 @@ export interface FleetAdminApi {
   storedResponses(keyId: string): Promise<StoredResponsesUsage | null>;
   clearStoredResponses(keyId: string): Promise<StoredResponsesUsage | null>;
   usage(query: UsageQuery): Promise<UsageRow[]>;
+  /** Sends the magic packet for an offline node through a peer on its network. */
+  wakeNode(name: string): Promise<Outcome<WakeAttempt>>;
   /** The request log, filtered and paged (`/admin/requests`). */
   requests(query: RequestQuery): Promise<RequestPage>;
   /** A wrong admin, metrics or node token from `address`: seconds it must wait (429), or null (401). */
@@ -136,6 +139,8 @@ export interface FleetNodeApi {
   /** What changed in the node's status: slots as they go busy or free, the catalog when it changes. */
   nodeStatus(conn: string, delta: StatusDelta): Promise<void>;
   nodeLeft(conn: string): Promise<void>;
+  /** The node said why it is going (`sleep`: its machine suspends and can be woken), just before it leaves. */
+  nodeGoodbye(conn: string, reason: "shutdown" | "sleep"): Promise<void>;
   /** An attempt of a generation ended for good, with these counts: the request's one settlement. */
   settle(id: string, attempt: number, ending: Ending, request: SettledRequest): Promise<void>;
 }

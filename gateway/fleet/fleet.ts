@@ -28,6 +28,7 @@ import { NodeLinks } from "./nodes/node-links.ts";
 import { NodeRegistry } from "./nodes/node-registry.ts";
 import { RequestLog } from "./state/request-log.ts";
 import { refusedRecord, settledRecord } from "./state/request-records.ts";
+import { NodeWaker } from "./nodes/node-waker.ts";
 import { SavedState } from "./state/saved-state.ts";
 import { recordedModel, type Ending, type SettledJob } from "./routing/settlement.ts";
 import { TrafficStats } from "./metrics/traffic-stats.ts";
@@ -79,6 +80,13 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     const window = new RateWindow(ctx.storage.sql);
     this.#log = log;
     this.#access = access;
+    const waker = new NodeWaker({
+      registry,
+      sendWake: (peer, target) => dispatcher.call({ op: "wake", body: target }, peer),
+      timeoutMs: config.wakeTimeoutMs,
+      onSettled: () => dispatcher.capacityChanged(),
+    });
+    dispatcher.wakeWith(waker);
     this.#metrics = metrics;
     this.#ledger = ledger;
     this.#saved = saved;
@@ -87,6 +95,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       dispatcher,
       access,
       attempts,
+      waker,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
         saved.changed();
@@ -103,7 +112,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       keyViews: new KeyViews({ access, ledger, window, log, registry }),
       onRefused: (refusal) => this.#refused(refusal),
     });
-    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses, log });
+    this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses, log, waker });
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------
@@ -223,6 +232,10 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#admin.stats();
   }
 
+  wakeNode(name: string) {
+    return this.#admin.wakeNode(name);
+  }
+
   createKey(request: CreateKeyRequest) {
     this.#called("createKey");
     return this.#admin.createKey(request);
@@ -297,6 +310,11 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
   nodeStatus(conn: string, delta: StatusDelta) {
     this.#called("nodeStatus");
     this.#links.status(conn, delta);
+  }
+
+  nodeGoodbye(conn: string, reason: "shutdown" | "sleep") {
+    this.#called("nodeGoodbye");
+    this.#links.goodbye(conn, reason);
   }
 
   nodeLeft(conn: string) {

@@ -113,6 +113,10 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
         case "batch":
           for (const events of frame.frames) this.#onEvents(ws, events.id, events.events);
           return;
+        case "goodbye":
+          // Said just before the agent closes its socket: the Fleet remembers it went on purpose.
+          this.ctx.waitUntil(this.#fleet().nodeGoodbye(attachment.conn, frame.reason).catch(() => undefined));
+          return;
         case "result":
           this.#calls.get(frame.id)?.({ ok: true, result: frame.result });
           return;

@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { afterEach } from "vitest";
-import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol.ts";
 import type { GenerationResult } from "../../shared/schemas/generation.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
@@ -34,6 +34,8 @@ export interface FakeAgentOptions {
   countsTokens?: boolean;
   /** Hello's `generation_features` (n choices, logprobs); none, like an older agent's, when not given. */
   generationFeatures?: string[];
+  /** Hello's Wake-on-LAN; none, like an agent without `--wake-on-lan`/`--wake-peers`, when not given. */
+  wake?: WakeInfo;
 }
 
 export const API_KEY = TEST_BINDINGS.LMGATE_API_KEY;
@@ -159,6 +161,7 @@ export class FakeAgent {
         hardware: { cpu: "test cpu", cores: 2, memory_bytes: 1e9, gpu: null, gpu_devices: [], vram_bytes: null },
         slots_per_model: options.slots ?? 2,
         ...(options.generationFeatures ? { generation_features: options.generationFeatures } : {}),
+        ...(options.wake ? { wake: options.wake } : {}),
       },
       status: statusOf(options),
     });

@@ -8,6 +8,8 @@ import {
   ToAgentFrame,
   type Hardware,
   type ToGatewayFrame,
+  type WakeInterface,
+  type WakeResult,
 } from "../../shared/protocol.ts";
 import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
@@ -36,8 +38,19 @@ export interface GatewayLinkOptions {
   logger?: GatewayLinkLogger;
   /** Spans of the requests this node runs (OTLP), when configured. */
   tracer?: RequestTracer | null;
+  /** Wake-on-LAN, when the owner allows it: how this node can be woken, and how it wakes others. */
+  wake?: LinkWakeOptions;
   /** Knobs for tests; the defaults suit real use. */
   tuning?: GatewayLinkTuning;
+}
+
+export interface LinkWakeOptions {
+  /** This machine's LAN interfaces: its networks, and the MACs it can be woken by. */
+  interfaces: WakeInterface[];
+  /** The owner lets the fleet wake this machine. */
+  wakeable: boolean;
+  /** Sends a magic packet for another node; absent: this node wakes nobody. */
+  wakePeer?: (target: WakeInterface) => Promise<WakeResult>;
 }
 
 export interface GatewayLinkTuning {
@@ -58,8 +71,11 @@ export interface GatewayLink {
   readonly connected: boolean;
   /** Called on every connect and disconnect until `close()` is called; returns the unsubscribe function. */
   onStateChange(listener: (connected: boolean) => void): () => void;
-  /** Disconnects for good: running requests are aborted, no reconnects follow. */
-  close(): Promise<void>;
+  /**
+   * Disconnects for good: running requests are aborted, no reconnects follow. The gateway is told
+   * why first (`goodbye`): `sleep` marks the node as asleep and wakeable rather than lost.
+   */
+  close(reason?: "shutdown" | "sleep"): Promise<void>;
 }
 
 /** A missed answer to this many heartbeats in a row means the link is dead. */
@@ -106,11 +122,14 @@ class Link implements GatewayLink {
     return () => this.#listeners.delete(listener);
   }
 
-  async close(): Promise<void> {
+  async close(reason: "shutdown" | "sleep" = "shutdown"): Promise<void> {
     if (this.#stopped.signal.aborted) return this.#loop;
     this.#stopped.abort();
     const socket = this.#socket;
     this.#batcher?.flush();
+    if (socket !== null && socket.readyState === WebSocket.OPEN && this.#connected) {
+      socket.send(JSON.stringify({ type: "goodbye", reason } satisfies ToGatewayFrame));
+    }
     if (socket !== null && socket.readyState !== WebSocket.CLOSED) {
       socket.close(1000, "agent shutting down");
       // A gateway that does not answer the close handshake must not hold the shutdown.
@@ -132,7 +151,7 @@ class Link implements GatewayLink {
 
   /** One connection, from dialling to its end; true if the gateway welcomed this node. */
   #connectOnce(): Promise<boolean> {
-    const { token, source, tuning } = this.#options;
+    const { token, source, tuning, wake } = this.#options;
     return new Promise<boolean>((resolve) => {
       const ws = new WebSocket(this.#url, {
         headers: { authorization: `Bearer ${token}`, [NODE_NAME_HEADER]: this.#options.nodeName },
@@ -156,7 +175,7 @@ class Link implements GatewayLink {
           return ws.bufferedAmount;
         },
       };
-      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger, tracer: this.#options.tracer });
+      const runner = new RequestRunner({ source, channel, coalesceMs: tuning?.coalesceMs, logger: this.#options.logger, tracer: this.#options.tracer, wakePeer: this.#options.wake?.wakePeer });
       const statusDelta = new StatusDelta();
 
       const welcomeTimer = setTimeout(() => {
@@ -193,6 +212,7 @@ class Link implements GatewayLink {
               hardware,
               slots_per_model: source.slotsPerModel,
               generation_features: [...GENERATION_FEATURES],
+              ...(wake === undefined ? {} : { wake: { interfaces: wake.interfaces, wakeable: wake.wakeable, wakes_peers: wake.wakePeer !== undefined } }),
             },
             status: statusDelta.next(source.status()),
           });

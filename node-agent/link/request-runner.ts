@@ -1,7 +1,7 @@
 import type { InferenceBackend } from "../../shared/backend.ts";
 import { ApiError, toApiError } from "../../shared/errors.ts";
 import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame, type WakeInterface, type WakeResult } from "../../shared/protocol.ts";
 import type { GenerationEvent, GenerationResult, TokenLogprob } from "../../shared/schemas/generation.ts";
 import type { ChatRequest } from "../../shared/schemas/requests.ts";
 import type { TokenCount } from "../../shared/schemas/token-count.ts";
@@ -28,6 +28,8 @@ export interface RequestRunnerOptions {
   logger?: { warn(message: string): void };
   /** Hears how each request ended, for its spans. */
   tracer?: RequestTracer | null;
+  /** Sends a magic packet for another node; absent unless the owner lets this node wake others. */
+  wakePeer?: (target: WakeInterface) => Promise<WakeResult>;
 }
 
 type RequestFrame = Extract<ToAgentFrame, { type: "request" }>;
@@ -75,6 +77,7 @@ export class RequestRunner {
   readonly #highWaterBytes: number;
   readonly #logger: RequestRunnerOptions["logger"];
   readonly #tracer: RequestTracer | null;
+  readonly #wakePeer: RequestRunnerOptions["wakePeer"];
   readonly #running = new Map<string, Running>();
 
   constructor(options: RequestRunnerOptions) {
@@ -85,6 +88,7 @@ export class RequestRunner {
     this.#highWaterBytes = options.highWaterBytes ?? 1024 * 1024;
     this.#logger = options.logger;
     this.#tracer = options.tracer ?? null;
+    this.#wakePeer = options.wakePeer;
   }
 
   /** Requests running now. */
@@ -131,7 +135,7 @@ export class RequestRunner {
 
   #traced(frame: RequestFrame, receivedAt: number, ending: Ending): void {
     const { operation } = frame;
-    const model = operation.op === "cancel_download" ? "" : operation.op === "unload" ? (operation.body.instance_id ?? operation.body.model ?? "") : operation.body.model;
+    const model = operation.op === "cancel_download" || operation.op === "wake" ? "" : operation.op === "unload" ? (operation.body.instance_id ?? operation.body.model ?? "") : operation.body.model;
     this.#tracer?.finished({ traceparent: frame.traceparent, id: frame.id, op: operation.op, model, receivedAt, endedAt: Date.now(), ...ending });
   }
 
@@ -169,6 +173,10 @@ export class RequestRunner {
           break;
         case "count_tokens":
           this.#reply(run, { type: "result", id, result: await this.#countTokens(operation.body) });
+          break;
+        case "wake":
+          if (this.#wakePeer === undefined) throw new ApiError(403, "This node does not wake other nodes (start it with --wake-peers).", { code: "wake_not_allowed" });
+          this.#reply(run, { type: "result", id, result: await this.#wakePeer(operation.body) });
           break;
       }
       return { status: signal.aborted ? 499 : 200 };

@@ -102,6 +102,35 @@ export const UsageRow = z.object({
 });
 export type UsageRow = z.infer<typeof UsageRow>;
 
+/** One try at waking a node: the peer that sent the magic packet, and how it ended. */
+export const WakeAttempt = z.object({
+  node: z.string(),
+  peer: z.string(),
+  mac: z.string(),
+  broadcast: z.string(),
+  sent_at: z.iso.datetime(),
+  /** When the node said hello again; null while it is awaited, or when it did not come. */
+  back_at: z.iso.datetime().nullable(),
+  /** Why it failed (the node did not come back in time); null otherwise. */
+  failure: z.string().nullable(),
+  /** How long the gateway waits for the node, in seconds. */
+  timeout_s: z.number().int().positive(),
+});
+export type WakeAttempt = z.infer<typeof WakeAttempt>;
+
+/** A node's Wake-on-LAN, as the admin sees it. */
+export const NodeWake = z.object({
+  /** Its owner lets the fleet wake it (`--wake-on-lan`). */
+  wakeable: z.boolean(),
+  /** It sends magic packets for other nodes (`--wake-peers`). */
+  wakes_peers: z.boolean(),
+  /** It said goodbye because its machine went to sleep (offline nodes only). */
+  asleep: z.boolean(),
+  /** The latest wake of this node since the gateway last started; absent: none. */
+  last: WakeAttempt.optional(),
+});
+export type NodeWake = z.infer<typeof NodeWake>;
+
 export const NodeSummary = z.object({
   id: z.string(),
   name: z.string(),
@@ -118,6 +147,8 @@ export const NodeSummary = z.object({
   /** As the node last reported; absent for nodes that do not report it. */
   memory: NodeMemory.optional(),
   footprints: z.record(z.string(), ModelFootprint).optional(),
+  /** Absent for nodes whose agent reports no Wake-on-LAN. */
+  wake: NodeWake.optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 

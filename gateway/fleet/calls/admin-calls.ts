@@ -11,9 +11,13 @@ import type {
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
+  WakeAttempt,
 } from "../../../shared/schemas/admin.ts";
 import type { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
 import type { RequestLog } from "../state/request-log.ts";
+import { toApiError } from "../../../shared/errors.ts";
+import { failed, type Outcome } from "../contract.ts";
+import type { NodeWaker } from "../nodes/node-waker.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, ROOT_CALLER_NAME } from "../access/caller.ts";
 import type { UsageLedger } from "../access/usage-ledger.ts";
@@ -36,6 +40,7 @@ export interface AdminCallsParts {
   saved: SavedState;
   responses: ResponseTable;
   log: RequestLog;
+  waker: NodeWaker;
 }
 
 /** What the admin API and `/metrics` ask the Fleet (the Worker checked the admin or metrics token). */
@@ -50,6 +55,7 @@ export class AdminCalls {
   readonly #saved: SavedState;
   readonly #responses: ResponseTable;
   readonly #log: RequestLog;
+  readonly #waker: NodeWaker;
 
   constructor(parts: AdminCallsParts) {
     this.#registry = parts.registry;
@@ -62,6 +68,7 @@ export class AdminCalls {
     this.#saved = parts.saved;
     this.#responses = parts.responses;
     this.#log = parts.log;
+    this.#waker = parts.waker;
   }
 
   /** Prometheus text; the counters carry on across hibernation (see `FleetMetrics`). */
@@ -72,7 +79,19 @@ export class AdminCalls {
   }
 
   listNodes(): NodeSummary[] {
-    return this.#registry.summaries();
+    return this.#registry.summaries().map((node) => {
+      const last = this.#waker.last(node.name);
+      return last === undefined || node.wake === undefined ? node : { ...node, wake: { ...node.wake, last } };
+    });
+  }
+
+  /** Sends the magic packet for an offline node through a peer on its network; answers once it is sent. */
+  async wakeNode(name: string): Promise<Outcome<WakeAttempt>> {
+    try {
+      return { ok: true, result: await this.#waker.wake(name) };
+    } catch (error) {
+      return failed(toApiError(error));
+    }
   }
 
   stats(): FleetStats {

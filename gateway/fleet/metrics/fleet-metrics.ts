@@ -39,6 +39,7 @@ const ROUTES: Record<Operation["op"], string> = {
   cancel_download: "models/download/cancel",
   delete: "models/delete",
   count_tokens: "messages/count_tokens",
+  wake: "nodes/wake",
 };
 
 /**

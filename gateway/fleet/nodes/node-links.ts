@@ -8,6 +8,7 @@ import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { HelloFrame } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
+import type { NodeWaker } from "./node-waker.ts";
 
 export interface NodeLinksParts {
   registry: NodeRegistry;
@@ -15,6 +16,8 @@ export interface NodeLinksParts {
   access: AccessStore;
   /** Wrong node tokens count against the client's address like wrong admin tokens. */
   attempts: FailedAttempts;
+  /** Hears of every node that joins: a wake of it, if any, succeeded. */
+  waker: NodeWaker;
   /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
   onReconnect: (name: string) => void;
 }
@@ -28,6 +31,7 @@ export class NodeLinks {
   readonly #dispatcher: Dispatcher;
   readonly #access: AccessStore;
   readonly #attempts: FailedAttempts;
+  readonly #waker: NodeWaker;
   readonly #onReconnect: (name: string) => void;
 
   constructor(parts: NodeLinksParts) {
@@ -35,6 +39,7 @@ export class NodeLinks {
     this.#dispatcher = parts.dispatcher;
     this.#access = parts.access;
     this.#attempts = parts.attempts;
+    this.#waker = parts.waker;
     this.#onReconnect = parts.onReconnect;
   }
 
@@ -59,6 +64,7 @@ export class NodeLinks {
     const previous = this.#registry.byName(hello.node.name);
     if (previous !== undefined) this.left(previous.id);
     this.#registry.register(conn, hello, Date.now(), tokenId);
+    this.#waker.arrived(hello.node.name, Date.now());
     this.#dispatcher.capacityChanged();
   }
 
@@ -71,6 +77,11 @@ export class NodeLinks {
     const scoped = Object.fromEntries(Object.keys(delta).map((field) => [field, allowed[field as keyof StatusDelta]])) as StatusDelta;
     this.#registry.updateStatus(node, scoped, Date.now());
     this.#dispatcher.capacityChanged();
+  }
+
+  goodbye(conn: string, reason: "shutdown" | "sleep"): void {
+    const node = this.#registry.get(conn);
+    if (node !== undefined) this.#registry.goodbye(node, reason);
   }
 
   left(conn: string): void {

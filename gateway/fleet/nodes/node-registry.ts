@@ -11,6 +11,8 @@ type NodeRow = {
   status_json: string;
   connected_at: number;
   disconnected_at: number | null;
+  /** The node's goodbye: it went away on purpose (`sleep`, `shutdown`); null when it was lost. */
+  left_as: string | null;
 };
 
 /** Offline nodes stay listed (for the admin) this long, the most recently seen this many at most. */
@@ -40,6 +42,9 @@ export class NodeRegistry {
       connected_at INTEGER NOT NULL,
       disconnected_at INTEGER
     )`);
+    if (!sql.exec<{ name: string }>("PRAGMA table_info(nodes)").toArray().some((column) => column.name === "left_as")) {
+      sql.exec("ALTER TABLE nodes ADD COLUMN left_as TEXT");
+    }
     for (const row of sql.exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NULL").toArray()) {
       this.#nodes.set(row.conn_id, nodeFromRow(row, this.#linkTo(row.name)));
     }
@@ -90,7 +95,7 @@ export class NodeRegistry {
     this.#sql.exec(
       `INSERT INTO nodes (name, conn_id, info_json, status_json, connected_at, disconnected_at) VALUES (?, ?, ?, ?, ?, NULL)
        ON CONFLICT(name) DO UPDATE SET conn_id = excluded.conn_id, info_json = excluded.info_json,
-         status_json = excluded.status_json, connected_at = excluded.connected_at, disconnected_at = NULL`,
+         status_json = excluded.status_json, connected_at = excluded.connected_at, disconnected_at = NULL, left_as = NULL`,
       node.name,
       conn,
       JSON.stringify(hello.node),
@@ -113,6 +118,19 @@ export class NodeRegistry {
     if (delta.models !== undefined) {
       this.#sql.exec("UPDATE nodes SET status_json = ? WHERE conn_id = ?", JSON.stringify({ ...node.status, busy: {} }), node.id);
     }
+  }
+
+  /** The node said why it is going (its socket closes next): remembered while it is offline. */
+  goodbye(node: FleetNode, reason: "shutdown" | "sleep"): void {
+    this.#sql.exec("UPDATE nodes SET left_as = ? WHERE conn_id = ?", reason, node.id);
+  }
+
+  /** An offline node's last hello, as stored; undefined for a node that is online or unknown. */
+  offlineInfo(name: string): NodeInfo | undefined {
+    const row = this.#sql
+      .exec<Pick<NodeRow, "info_json">>("SELECT info_json FROM nodes WHERE name = ? AND disconnected_at IS NOT NULL", name)
+      .toArray()[0];
+    return row === undefined ? undefined : (JSON.parse(row.info_json) as NodeInfo);
   }
 
   /** Forgets a connection; returns its node if it had said hello. */
@@ -143,6 +161,7 @@ export class NodeRegistry {
       models: node.status.models.map((model) => ({ ...model, nodes: [node.modelNodeInfo(model)] })),
       ...(node.status.downloads ? { downloads: node.status.downloads } : {}),
       ...placementOf(node.status),
+      ...wakeOf(node.info, null),
     }));
     const offline: NodeSummary[] = this.#sql
       .exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
@@ -157,6 +176,7 @@ export class NodeRegistry {
           last_heartbeat_at: row.disconnected_at === null ? null : new Date(row.disconnected_at).toISOString(),
           in_flight: 0,
           models: status.models.map((model) => ({ ...model, state: "not-loaded" as const, loaded_context_length: undefined })),
+          ...wakeOf(info, row.left_as),
         };
       });
     return [...online.sort((a, b) => a.name.localeCompare(b.name)), ...offline];
@@ -165,6 +185,11 @@ export class NodeRegistry {
 
 function placementOf(status: NodeStatus): Pick<NodeSummary, "memory" | "footprints"> {
   return { ...(status.memory ? { memory: status.memory } : {}), ...(status.footprints ? { footprints: status.footprints } : {}) };
+}
+
+function wakeOf(info: NodeInfo, leftAs: string | null): Pick<NodeSummary, "wake"> {
+  if (info.wake === undefined) return {};
+  return { wake: { wakeable: info.wake.wakeable, wakes_peers: info.wake.wakes_peers, asleep: leftAs === "sleep" } };
 }
 
 function summaryOf(info: NodeInfo, name: string, id: string) {

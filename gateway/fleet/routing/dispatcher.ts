@@ -24,6 +24,21 @@ const OFFLINE_RETRY_AFTER_S = 5;
 
 const SETTLED_IDS_KEPT = 4_096;
 
+/**
+ * Waking sleeping nodes (`NodeWaker`), as routing uses it: a request for a model that only
+ * offline, wakeable nodes hold waits for one of them instead of failing.
+ */
+export interface Wakes {
+  readonly timeoutMs: number;
+  /** Starts (or joins) waking an offline holder of `model`; false when none can be woken. */
+  wakeFor(model: string): boolean;
+  pendingFor(model: string): boolean;
+  failureFor(model: string): string | undefined;
+}
+
+/** A waiting request outlives the wake it waits for, so the wake's own failure is what it reports. */
+const WAKE_GRACE_MS = 5_000;
+
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
 const RETRYABLE_STATUS = 503;
 
@@ -45,6 +60,7 @@ export class Dispatcher {
   readonly #generations = new Map<string, GenerationJob>();
   readonly #affinity = new PromptAffinity();
   readonly #settledIds = new Set<string>();
+  #wakes: Wakes | null = null;
 
   /** `visibleTo` says which model ids a caller may see: a 404 lists only those. */
   constructor(
@@ -174,6 +190,11 @@ export class Dispatcher {
     });
   }
 
+  /** Lets requests wait for sleeping nodes that can be woken. */
+  wakeWith(wakes: Wakes): void {
+    this.#wakes = wakes;
+  }
+
   // ---- routing -------------------------------------------------------------------------------
 
   /** Live nodes that hold the job's model (and its draft model, if it names one) and have not failed it. */
@@ -194,11 +215,20 @@ export class Dispatcher {
 
   /**
    * The one decision every caller that picks a node makes: dispatch the job to a node now, queue
-   * it for a slot, or fail it (nobody can serve it, or it fits nowhere).
+   * it for a slot (or, `timeoutMs`, for a sleeping node being woken), or fail it (nobody can serve
+   * it, or it fits nowhere). `mayWake`: a job arriving may start a wake; one already waiting only
+   * waits on while the wake is under way.
    */
-  #decide(job: Job): { dispatch: FleetNode } | { queue: true } | { fail: ApiError } {
+  #decide(job: Job, mayWake: boolean): { dispatch: FleetNode } | { queue: true; timeoutMs?: number } | { fail: ApiError } {
     const holders = this.#holders(job);
-    if (holders.length === 0) return { fail: this.#nobodyCanServe(job) };
+    if (holders.length === 0) {
+      // Pinned calls and moved requests name their node: waking another would not help them.
+      const wakes = job.pinned === null && job.retries === 0 ? this.#wakes : null;
+      if (wakes !== null && (mayWake ? wakes.wakeFor(job.model) : wakes.pendingFor(job.model))) {
+        return { queue: true, timeoutMs: wakes.timeoutMs + WAKE_GRACE_MS };
+      }
+      return { fail: this.#nobodyCanServe(job) };
+    }
     const target = this.#choose(job, holders);
     if (target !== null) return { dispatch: target };
     if (holders.some((node) => node.isLoaded(job.model))) return { queue: true };
@@ -208,9 +238,9 @@ export class Dispatcher {
   /** A job that arrived (or moves): placed, queued or failed. */
   #place(job: Job): void {
     const now = Date.now();
-    const decision = this.#decide(job);
+    const decision = this.#decide(job, true);
     if ("dispatch" in decision) this.#dispatch(job, decision.dispatch, now);
-    else if ("queue" in decision) this.#queue.add(job, now);
+    else if ("queue" in decision) this.#queue.add(job, now, decision.timeoutMs);
     else this.#fail(job, decision.fail);
   }
 
@@ -256,7 +286,9 @@ export class Dispatcher {
     // A home machine that is asleep or reconnecting still has the model: "try again" is the truth, not "no such model".
     const offline = this.#registry.offlineHolders(job.model);
     if (offline.length > 0) {
-      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).`, OFFLINE_RETRY_AFTER_S);
+      const wakeFailure = this.#wakes?.failureFor(job.model);
+      const why = wakeFailure === undefined ? "" : `; waking failed: ${wakeFailure}`;
+      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")})${why}.`, OFFLINE_RETRY_AFTER_S);
     }
     return modelNotFound(job.model, [...everyModel].sort());
   }
@@ -266,7 +298,7 @@ export class Dispatcher {
     if (this.#queue.length === 0) return;
     const now = Date.now();
     for (const job of this.#queue.takeAll()) {
-      const decision = this.#decide(job);
+      const decision = this.#decide(job, false);
       if ("dispatch" in decision) {
         this.#dispatch(job, decision.dispatch, now);
       } else if ("queue" in decision) {

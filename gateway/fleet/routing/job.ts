@@ -1,4 +1,4 @@
-import type { Operation } from "../../../shared/protocol.ts";
+import { WakeResult, type Operation } from "../../../shared/protocol.ts";
 import { DeleteResult, DownloadJob } from "../../../shared/schemas/downloads.ts";
 import { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
 import { LoadResult, UnloadResult } from "../../../shared/schemas/models.ts";
@@ -19,6 +19,7 @@ export const RESULT_SCHEMAS = {
   cancel_download: DownloadJob,
   delete: DeleteResult,
   count_tokens: TokenCount,
+  wake: WakeResult,
 } as const satisfies Record<CallOperation["op"], unknown>;
 
 /** The result of each call, as its caller gets it. */
@@ -94,6 +95,6 @@ export function newJob(operation: Operation, pinned: FleetNode | null, caller: s
 
 function modelOf(operation: Operation): string {
   if (operation.op === "unload") return operation.body.instance_id ?? operation.body.model ?? "";
-  if (operation.op === "cancel_download") return "";
+  if (operation.op === "cancel_download" || operation.op === "wake") return "";
   return operation.body.model;
 }

@@ -23,8 +23,11 @@ export class WaitQueue {
     return this.#waiting.length;
   }
 
-  /** Queues the job until a slot frees up, or fails it at once when the queue is full. */
-  add(job: Job, now: number): void {
+  /**
+   * Queues the job until a slot frees up, or fails it at once when the queue is full. `timeoutMs`
+   * is longer for a job that waits for a node being woken.
+   */
+  add(job: Job, now: number, timeoutMs = this.#config.queueTimeoutMs): void {
     if (this.#waiting.length >= this.#config.maxQueue) {
       this.#fail(job, noCapacity(`Every slot for "${job.model}" is busy and ${this.#waiting.length} requests are already waiting.`, 2));
       return;
@@ -32,9 +35,9 @@ export class WaitQueue {
     const timeout = setTimeout(() => {
       this.#waiting = this.#waiting.filter((waiting) => waiting !== job);
       this.leave(job, Date.now());
-      const seconds = Math.round(this.#config.queueTimeoutMs / 100) / 10;
+      const seconds = Math.round(timeoutMs / 100) / 10;
       this.#fail(job, noCapacity(`No slot for "${job.model}" became free within ${seconds} s.`, 2));
-    }, this.#config.queueTimeoutMs);
+    }, timeoutMs);
     this.#waits.set(job, { since: now, timeout });
     this.#waiting.push(job);
   }

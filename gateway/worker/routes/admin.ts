@@ -15,9 +15,11 @@ import {
   UpdateKeyRequest,
   UsageQuery,
   UsageRow,
+  WakeAttempt,
 } from "../../../shared/schemas/admin.ts";
 import { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
+import { unwrap } from "../../fleet/contract.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
 const notFound = (what: string, id: string) => new ApiError(404, `No ${what} with id "${id}".`, { code: "not_found" });
@@ -35,6 +37,11 @@ new DocumentedRoutes(adminRoutes, { tag: "admin", security: "admin" })
   .get("/nodes", { summary: "Every node, online or not, with its models and load", response: ListOf(NodeSummary) }, async (c) => ({
     data: await fleetOf(c.env).listNodes(),
   }))
+  .post(
+    "/nodes/:name/wake",
+    { summary: "Wake an offline node: a peer on its network sends the magic packet (answers once it is sent)", response: WakeAttempt },
+    async (c) => unwrap(await fleetOf(c.env).wakeNode(c.req.param("name"))),
+  )
   .get("/stats", { summary: "The fleet now, and its last 15 minutes of traffic", response: FleetStats }, async (c) => fleetOf(c.env).stats())
   .post("/keys", { summary: "Create an API key (its secret is shown only here)", body: CreateKeyRequest, status: 201, response: CreatedKey }, async (c, body) =>
     fleetOf(c.env).createKey(body),

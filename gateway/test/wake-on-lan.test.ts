@@ -1,0 +1,133 @@
+import { describe, expect, test } from "vitest";
+import { ErrorBody } from "../../shared/errors.ts";
+import { ListOf, NodeSummary, WakeAttempt } from "../../shared/schemas/admin.ts";
+import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import type { WakeInfo } from "../../shared/protocol.ts";
+import { ADMIN_TOKEN, api, chatBody, eventually, fakeAgentsPerTest, type FakeAgent, type RequestFrame } from "./fake-agent.ts";
+import { TEST_BINDINGS } from "./bindings.ts";
+
+/**
+ * README, "Waking a sleeping machine": a request for a model that only an offline, wakeable node
+ * holds makes a peer on its network send the magic packet, waits for the node's hello and is then
+ * served there; the admin can wake a node by hand. Fake nodes over real WebSockets to the real
+ * Worker and Fleet in workerd (the real agents and the packet itself: test/e2e/wake-on-lan.test.ts).
+ */
+
+const agent = fakeAgentsPerTest();
+const admin = (path: string, method = "GET") => api(path, undefined, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+const WAKE_TIMEOUT_MS = Number(TEST_BINDINGS.LMGATE_WAKE_TIMEOUT_MS);
+
+const sleeper = (mac: string, broadcast = "192.0.2.255"): WakeInfo => ({ interfaces: [{ mac, broadcast }], wakeable: true, wakes_peers: false });
+const peer = (broadcast = "192.0.2.255"): WakeInfo => ({ interfaces: [{ mac: "02:00:00:00:00:aa", broadcast }], wakeable: false, wakes_peers: true });
+
+/** A node that holds `model`, says goodbye (its machine sleeps) and leaves. */
+async function asleep(name: string, model: string, wake: WakeInfo): Promise<void> {
+  const node = await agent({ name, models: [{ id: model }], wake });
+  node.sendFrame({ type: "goodbye", reason: "sleep" });
+  node.close();
+  await eventually(async () => (await nodes()).find((summary) => summary.name === name)?.online === false);
+}
+
+async function nodes(): Promise<NodeSummary[]> {
+  return ListOf(NodeSummary).parse(await (await admin("/admin/nodes")).json()).data;
+}
+
+/** The peer's wake call: answered like an agent that sent the packet. */
+async function answerWake(node: FakeAgent): Promise<RequestFrame> {
+  const frame = await node.nextRequest();
+  if (frame.operation.op !== "wake") throw new Error(`expected a wake call, got ${frame.operation.op}`);
+  node.sendFrame({ type: "result", id: frame.id, result: { ...frame.operation.body, ports: [9, 7], sent_at: Date.now() } });
+  return frame;
+}
+
+describe("a request wakes the sleeping node that holds its model", () => {
+  test("the peer on its network is asked to send the packet; the request waits for the node's hello and is served there", async () => {
+    await asleep("wk-pc", "wk-m", sleeper("02:00:00:00:00:01"));
+    const summary = (await nodes()).find((node) => node.name === "wk-pc");
+    expect(summary?.wake).toMatchObject({ wakeable: true, asleep: true });
+    const lan = await agent({ name: "wk-pi", models: [], wake: peer() });
+
+    const pending = api("/v1/chat/completions", chatBody("wk-m"));
+    const wake = await answerWake(lan);
+    expect(wake.operation.body).toEqual({ mac: "02:00:00:00:00:01", broadcast: "192.0.2.255" });
+
+    // A second request for the same node joins the wake under way: one packet per node.
+    const second = api("/v1/chat/completions", chatBody("wk-m"));
+    const pc = await agent({ name: "wk-pc", models: [{ id: "wk-m", state: "loaded" }], wake: sleeper("02:00:00:00:00:01") });
+    pc.autoAnswer((frame) => pc.complete(frame.id, "awake"));
+    for (const response of [await pending, await second]) {
+      expect(response.status).toBe(200);
+      expect(ChatCompletion.parse(await response.json()).choices[0]?.message.content).toBe("awake");
+    }
+    expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(1);
+    const back = (await nodes()).find((node) => node.name === "wk-pc");
+    expect(back?.wake?.last).toMatchObject({ peer: "wk-pi", back_at: expect.any(String), failure: null });
+  });
+
+  test("a node that does not come back in time: 503 naming the node and the peer that sent the packet", async () => {
+    await asleep("wl-pc", "wl-m", sleeper("02:00:00:00:00:02"));
+    const lan = await agent({ name: "wl-pi", models: [], wake: peer() });
+    const pending = api("/v1/chat/completions", chatBody("wl-m"));
+    await answerWake(lan);
+    const response = await pending;
+    expect(response.status).toBe(503);
+    const { error } = ErrorBody.parse(await response.json());
+    expect(error.message).toContain(`"wl-pc" did not come back within ${Math.round(WAKE_TIMEOUT_MS / 1000)} s of the wake packet wl-pi sent`);
+  });
+
+  test("no peer on the sleeping node's network: 503 at once, no packet asked of a peer elsewhere", async () => {
+    await asleep("wn-pc", "wn-m", sleeper("02:00:00:00:00:03", "192.0.2.255"));
+    const elsewhere = await agent({ name: "wn-pi", models: [], wake: peer("198.51.100.255") });
+    const response = await api("/v1/chat/completions", chatBody("wn-m"));
+    expect(response.status).toBe(503);
+    expect(ErrorBody.parse(await response.json()).error.message).toContain("offline: wn-pc");
+    expect(elsewhere.received.filter((frame) => frame.type === "request")).toHaveLength(0);
+  });
+
+  test("a node whose owner did not allow waking is not woken", async () => {
+    await asleep("wo-pc", "wo-m", { ...sleeper("02:00:00:00:00:04"), wakeable: false });
+    const lan = await agent({ name: "wo-pi", models: [], wake: peer() });
+    const response = await api("/v1/chat/completions", chatBody("wo-m"));
+    expect(response.status).toBe(503);
+    expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(0);
+  });
+});
+
+describe("POST /admin/nodes/{name}/wake", () => {
+  test("says which peer sent the packet, and the node listing says when the node came back", async () => {
+    await asleep("wa-pc", "wa-m", sleeper("02:00:00:00:00:05"));
+    const lan = await agent({ name: "wa-pi", models: [], wake: peer() });
+    const answered = answerWake(lan);
+    const response = await admin("/admin/nodes/wa-pc/wake", "POST");
+    await answered;
+    expect(response.status).toBe(200);
+    const attempt = WakeAttempt.parse(await response.json());
+    expect(attempt).toMatchObject({ node: "wa-pc", peer: "wa-pi", mac: "02:00:00:00:00:05", back_at: null, failure: null });
+    await agent({ name: "wa-pc", models: [{ id: "wa-m" }], wake: sleeper("02:00:00:00:00:05") });
+    const last = (await nodes()).find((node) => node.name === "wa-pc")?.wake?.last;
+    expect(last?.back_at).not.toBeNull();
+    expect(Date.parse(last?.back_at ?? "")).toBeGreaterThanOrEqual(Date.parse(attempt.sent_at));
+  });
+
+  test("an online node, an unknown one, and one without a peer each get their own clear error", async () => {
+    await agent({ name: "wb-on", models: [], wake: sleeper("02:00:00:00:00:06") });
+    const online = await admin("/admin/nodes/wb-on/wake", "POST");
+    expect(online.status).toBe(409);
+    expect(ErrorBody.parse(await online.json()).error.code).toBe("node_online");
+
+    const unknown = await admin("/admin/nodes/wb-nobody/wake", "POST");
+    expect(unknown.status).toBe(404);
+
+    await asleep("wb-pc", "wb-m", sleeper("02:00:00:00:00:07", "203.0.113.255"));
+    const lonely = await admin("/admin/nodes/wb-pc/wake", "POST");
+    expect(lonely.status).toBe(503);
+    const { error } = ErrorBody.parse(await lonely.json());
+    expect(error.code).toBe("no_wake_peer");
+    expect(error.message).toContain("203.0.113.255");
+  });
+
+  test("needs the admin token", async () => {
+    const response = await api("/admin/nodes/anything/wake", undefined, { method: "POST" });
+    expect(response.status).toBe(401);
+  });
+});
