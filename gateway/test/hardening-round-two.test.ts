@@ -282,6 +282,15 @@ describe("tokens per day count the prompt before it runs", () => {
     const rows = ListOf(UsageRow).parse(await (await admin("GET", "/usage")).json()).data.filter((row) => row.key_name === "budget-prompt-100");
     expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: 40, completion_tokens: 60 }]);
   });
+
+  test("a budgeted key asking for a model no live node holds is told the model is not found, not that its budget is spent", async () => {
+    const key = await createKey({ name: "budget-no-holder", tokens_per_day: 5_000 });
+    const response = await withKey(key, "/v1/chat/completions", { model: "budget-nowhere", messages: [{ role: "user", content: "hi" }] });
+    await expectError(response, 404, "model_not_found");
+    // Nothing stays held for it: the whole budget is still there.
+    const view = await exports.default.fetch("http://gateway.test/v1/key", { headers: { authorization: `Bearer ${key}` } });
+    expect(((await view.json()) as { limits: { tokens_per_day: { remaining: number } } }).limits.tokens_per_day.remaining).toBe(5_000);
+  });
 });
 
 describe("status frames", () => {

@@ -294,7 +294,9 @@ export class ApiCalls implements Serving<FleetApi> {
     const asked = (operation.op === "chat" ? operation.body.max_completion_tokens : undefined) ?? operation.body.max_tokens;
     // Each of n choices may produce max_tokens: the hold is for all of them, shared out evenly.
     const choices = operation.body.n ?? 1;
-    const wanted = (asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model)) * choices;
+    // No live node holds the model yet (it may be loaded, woken or unknown): whatever is left may be used.
+    const perChoice = asked !== undefined && asked >= 0 ? asked : this.#contextOf(operation.body.model) || Number.POSITIVE_INFINITY;
+    const wanted = perChoice * choices;
     const prompt = estimatedPromptTokens(operation);
     const now = new Date();
     const held = this.#budget.hold(id, key, this.#ledger.tokensOn(key.id, now), prompt + wanted, now);
