@@ -469,9 +469,14 @@ describe("node connections", () => {
     const silent = await agent({ name: "silent-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 999 } });
     const alive = await agent({ name: "alive-a", models: [{ id: "silent-m", state: "loaded" }], speed: { "silent-m": 1 } });
     silent.stopHeartbeat();
-    // The sweep runs once per heartbeat timeout; run it now, past the timeout, rather than wait for it.
-    await new Promise((resolve) => setTimeout(resolve, Number(TEST_BINDINGS.LMGATE_HEARTBEAT_TIMEOUT_MS) + 100));
-    await runDurableObjectAlarm(nodeStub(env, "silent-a"));
+    // The sweep runs once per heartbeat timeout: run it again and again until the timeout has
+    // passed and it closes the socket, rather than sleep past the timeout and hope.
+    let closed = false;
+    void silent.closed.then(() => (closed = true));
+    await eventually(async () => {
+      await runDurableObjectAlarm(nodeStub(env, "silent-a"));
+      return closed;
+    }, 5 * Number(TEST_BINDINGS.LMGATE_HEARTBEAT_TIMEOUT_MS));
     expect((await silent.closed).code).toBe(CLOSE_CODES.heartbeatTimeout);
     await eventually(async () => (await adminNodes()).find((node) => node.name === "silent-a")?.online === false);
     expect((await routeOnce("silent-m", [silent, alive])).agent).toBe(alive);
