@@ -28,7 +28,7 @@ async function withLimits<T>(name: string, run: (limits: { store: AccessStore; l
 }
 
 /** The refusal `admit` throws at `at`, or null when the request is admitted. */
-function refusal(control: AccessControl, grant: ReturnType<AccessControl["authenticate"]>, at: Date): { status: number; code: string | undefined; retryAfter: number | undefined } | null {
+function refusal(control: AccessControl, grant: ReturnType<AccessControl["authenticate"]>, at: Date): { status: number; code: string | null | undefined; retryAfter: number | undefined } | null {
   try {
     control.admit(grant, at);
     return null;
