@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -148,6 +148,38 @@ test("the CLI's own parsing: --expires 90d is 90 days from now, a bad one is ref
   const usage = (...range: string[]) => lmgateJson(rows(UsageRow), "usage", "--key", "expires-later", ...range);
   expect((await usage("--from", today, "--to", today)).map((row) => [row.day, row.requests])).toEqual([[today, 1]]);
   expect(await usage("--from", "2020-01-01", "--to", yesterday)).toEqual([]);
+});
+
+test("the admin token: --admin-token, else LMGATE_ADMIN_TOKEN, else the .dev.vars of the folder it runs in (as npm start writes it)", async () => {
+  const folder = await mkdtemp(join(tmpdir(), "lmgate-cli-vars-"));
+  keptStateDirs.push(folder);
+  const run = (args: string[], adminToken: string | undefined) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
+      delete env.LMGATE_URL;
+      if (adminToken === undefined) delete env.LMGATE_ADMIN_TOKEN;
+      else env.LMGATE_ADMIN_TOKEN = adminToken;
+      const child = execFile(process.execPath, [CLI, "--url", gateway.url, ...args], { cwd: folder, env, timeout: 30_000 }, (_error, stdout, stderr) =>
+        resolve({ code: child.exitCode, stdout, stderr }),
+      );
+    });
+  const wrong = `lmga_${randomBytes(8).toString("hex")}`;
+
+  // No token anywhere: refused before any request (2, like a usage error).
+  const none = await run(["nodes"], undefined);
+  expect(none.code).toBe(2);
+  expect(none.stderr).toContain("no admin token");
+
+  // npm start's lines (scripts/start.ts), the token among the other secrets.
+  await writeFile(join(folder, ".dev.vars"), `LMGATE_API_KEY="${gateway.apiKey}"\nLMGATE_ADMIN_TOKEN="${gateway.adminToken}"\nLMGATE_NODE_TOKEN="${gateway.nodeToken}"\n`);
+  const found = await run(["nodes"], undefined);
+  expect(found.code, found.stderr).toBe(0);
+  expect(found.stdout).toMatch(/cli-node\s.*online/);
+
+  // The environment, then the flag, come before the file.
+  expect((await run(["nodes"], wrong)).code).toBe(1);
+  const flagged = await run(["--admin-token", gateway.adminToken, "nodes"], wrong);
+  expect(flagged.code, flagged.stderr).toBe(0);
 });
 
 test("a wrong admin token: exit code 1 and the gateway's reason, nothing on stdout", async () => {
