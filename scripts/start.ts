@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
+import type { NodeSummary } from "../shared/schemas/admin.ts";
 import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels, ensureModel, LONG_CHAT_MODEL } from "../node-agent/demo-models/demo-models.ts";
 import { signalGroup, spawnGroup } from "./process-group.ts";
@@ -180,6 +181,7 @@ async function main(): Promise<void> {
 
   // A group of its own, so Ctrl-C reaches it once, as our SIGTERM: a second signal would make it
   // exit without letting running requests finish.
+  const agentStartedAt = Date.now();
   agent = spawnGroup(process.execPath, [`${ROOT}node-agent/cli.ts`, "--gateway", GATEWAY, "--name", "local", "--models", DEFAULT_DEMO_MODELS_DIR], {
     cwd: ROOT,
     // The node token in the environment, not on the command line, where `ps` would show it.
@@ -190,7 +192,10 @@ async function main(): Promise<void> {
   agent.stderr?.on("data", (chunk: Buffer) => relay("agent", chunk.toString(), "stderr"));
   stopWhenGone("agent", new Promise((resolve) => agent?.once("exit", (code, signal) => resolve(signal ?? code))));
   const admin = new AdminClient(GATEWAY, secrets.LMGATE_ADMIN_TOKEN);
-  await waitUntil(async () => (await admin.listNodes()).some((node) => node.name === "local" && node.online), "the local agent to join", 60_000);
+  // This agent, not an earlier one: the gateway's state may still list the last start's agent as
+  // online when that start was stopped at once (its socket's end never recorded).
+  const joined = (node: NodeSummary) => node.name === "local" && node.online && Date.parse(node.connected_at) >= agentStartedAt;
+  await waitUntil(async () => (await admin.listNodes()).some(joined), "the local agent to join", 60_000);
   const apiKey = await devApiKey(admin);
 
   console.log(`
