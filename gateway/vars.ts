@@ -19,6 +19,15 @@ export interface GatewayVars {
   LMGATE_REQUEST_LOG_MAX_ROWS?: string;
   LMGATE_REQUEST_LOG_MAX_AGE_DAYS?: string;
   LMGATE_WAKE_TIMEOUT_MS?: string;
+  /** How long a streamed request waits silently (queued, or for a node to wake) before SSE comments keep it alive, and how often they follow. */
+  LMGATE_STREAM_KEEPALIVE_MS?: string;
   /** Origins allowed to call from a browser, comma-separated or `*`; unset = CORS off. */
   LMGATE_CORS_ORIGINS?: string;
+}
+
+/** A var that holds a positive whole number, or `fallback` when it is unset or anything else. */
+export function positiveInt(value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const parsed = Number(value);
+  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
 }

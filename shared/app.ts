@@ -46,6 +46,8 @@ export interface ApiAppOptions<E extends Env> {
    * non-streamed generation still running shortly after its first token answers 200 and sends a space this often.
    */
   nonStreamedPulseMs?: number;
+  /** Hosts where a stream's first event may be long in coming (see `streamGeneration`): how long it waits silently, for this request. */
+  streamKeepAliveMs?: (c: Context<E>) => number | undefined;
   /** Where `/v1/responses` keeps stored responses, as the caller may see them. Defaults to one store in memory. */
   responseStore?: (c: Context<E>) => ResponseStore;
 }
@@ -92,17 +94,18 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
     openAIModel(await findModel(options.backend(c), c.req.param("model"))),
   );
 
+  const timing = (c: Context<E>): GenerationTiming => ({ pulseMs: options.nonStreamedPulseMs, keepAliveMs: options.streamKeepAliveMs?.(c) });
   for (const [prefix, flavor, family] of [["/api/v0", "lmstudio", "LM Studio v0, with stats"], ["/v1", "openai", "OpenAI"]] as const) {
     const routes = flavor === "lmstudio" ? lmstudio : openai;
     routes.post(`${prefix}/chat/completions`, { summary: `Chat completion (${family})`, body: ChatRequest, response: ChatCompletion, streams: true }, async (c, body) => {
       const choices = { count: body.n ?? 1, logprobs: body.logprobs === true };
-      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
+      return generate(c.req.raw, "chat", body.model, flavor, body.stream, body.stream_options?.include_usage, timing(c), choices, (signal) =>
         options.backend(c).chat(body, signal),
       );
     });
     routes.post(`${prefix}/completions`, { summary: `Text completion, no chat template (${family})`, body: CompletionRequest, response: TextCompletion, streams: true }, async (c, body) => {
       const choices = { count: body.n ?? 1, logprobs: body.logprobs !== undefined };
-      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, options.nonStreamedPulseMs, choices, (signal) =>
+      return generate(c.req.raw, "text", body.model, flavor, body.stream, body.stream_options?.include_usage, timing(c), choices, (signal) =>
         options.backend(c).completion(body, signal),
       );
     });
@@ -119,11 +122,12 @@ export function createApiApp<E extends Env>(options: ApiAppOptions<E>): Hono<E> 
   );
   mountModelAdminRoutes(app, options.modelAdmin);
 
-  mountAnthropicMessages(app, { backend: options.backend, pulseMs: options.nonStreamedPulseMs });
+  const generation = { backend: options.backend, pulseMs: options.nonStreamedPulseMs, keepAliveMs: options.streamKeepAliveMs };
+  mountAnthropicMessages(app, generation);
   const memoryStore = new MemoryResponseStore();
   const responseStore = options.responseStore ?? (() => memoryStore);
-  mountResponses(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
-  mountLmStudioChat(app, { backend: options.backend, store: responseStore, pulseMs: options.nonStreamedPulseMs });
+  mountResponses(app, { ...generation, store: responseStore });
+  mountLmStudioChat(app, { ...generation, store: responseStore });
 
   app.notFound((c) => errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw)));
   app.onError((error, c) => {
@@ -141,6 +145,12 @@ async function findModel(backend: InferenceBackend, id: string) {
   return model;
 }
 
+/** A generation route's `pulseMs` and `keepAliveMs` for one request (see generation-stream.ts). */
+interface GenerationTiming {
+  pulseMs: number | undefined;
+  keepAliveMs: number | undefined;
+}
+
 /** Runs a chat or text completion and answers with JSON, or SSE when the request streams. */
 async function generate(
   request: Request,
@@ -149,7 +159,7 @@ async function generate(
   flavor: Flavor,
   stream: boolean | undefined,
   includeUsage: boolean | undefined,
-  pulseMs: number | undefined,
+  { pulseMs, keepAliveMs }: GenerationTiming,
   choices: ChoiceRequest,
   run: RunGeneration,
 ): Promise<Response> {
@@ -167,5 +177,5 @@ async function generate(
       return [...shaper.closing(event.result, includeUsage === true).map(sseData), SSE_DONE];
     },
     failure: (error) => [sseData(error.toBody())],
-  });
+  }, keepAliveMs);
 }

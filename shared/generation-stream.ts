@@ -5,7 +5,7 @@ import { ApiError, cutByUnload, toApiError } from "./errors.ts";
 import { endedByUnload, isDone, nextEvent } from "./generation-contract.ts";
 import { heldJsonResponse } from "./held-json.ts";
 import type { GenerationEvent, GenerationResult } from "./schemas/generation.ts";
-import { sseResponse } from "./sse.ts";
+import { sseComment, sseResponse } from "./sse.ts";
 
 /** Starts a generation with the request's signal (and, for streams, the stream's own cancel). */
 export type RunGeneration = (signal: AbortSignal) => AsyncIterable<GenerationEvent>;
@@ -15,6 +15,8 @@ export interface GenerationRouteOptions<E extends Env> {
   backend: (c: Context<E>) => InferenceBackend;
   /** See `jsonGeneration`. */
   pulseMs?: number;
+  /** See `streamGeneration`: for this request, how long a stream waits silently for its first event. */
+  keepAliveMs?: (c: Context<E>) => number | undefined;
 }
 
 /** How one API family writes a generation as server-sent events. */
@@ -74,13 +76,22 @@ const TEXT_STARTED = Symbol("text started");
 /**
  * Answers a generation as an event stream. The first event is awaited before the response
  * starts, so a failure to admit the request (unknown model, no capacity, prompt too long) still
- * gets its proper status instead of a 200 stream that carries an error.
+ * gets its proper status instead of a 200 stream that carries an error. With `keepAliveMs`, for
+ * hosts where the first event may be long in coming (a gateway's queue, a node being woken): once
+ * it has not come within that, the 200 goes out with a comment line, and another follows every
+ * `keepAliveMs` until it comes, so clients and proxies do not give up on a silent connection (SDKs
+ * skip comments); a failure from then on is the family's error event.
  */
-export async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder): Promise<Response> {
+export async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder, keepAliveMs?: number): Promise<Response> {
   const abort = new AbortController();
   const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
-  const first = await events.next();
-  let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
+  const firstEvent = events.next();
+  // Awaited later, or never when the client leaves during the wait: its failure is then nobody's.
+  firstEvent.catch(() => undefined);
+  const first = keepAliveMs === undefined ? await firstEvent : await within(firstEvent, keepAliveMs);
+  /** The first event, while the client is kept waiting for it with comments. */
+  let waiting = first === STILL_WAITING ? firstEvent : null;
+  let pending: GenerationEvent | undefined = first === STILL_WAITING || first.done ? undefined : first.value;
   /** At `done` or a failure: nothing more is pulled (the request ends at `done`, see generation-contract.ts). */
   let finished = false;
 
@@ -88,6 +99,12 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
     async () => {
       if (finished) return null;
       try {
+        if (waiting !== null && keepAliveMs !== undefined) {
+          const came = await within(waiting, keepAliveMs);
+          if (came === STILL_WAITING) return [KEEP_ALIVE];
+          waiting = null;
+          pending = came.done ? undefined : came.value;
+        }
         const event = pending ?? (await nextEvent(events));
         pending = undefined;
         if (isDone(event)) finished = true;
@@ -99,6 +116,19 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
     },
     () => cancel(abort, events),
   );
+}
+
+const KEEP_ALIVE = sseComment("waiting for a node to take this request");
+const STILL_WAITING = Symbol("still waiting");
+
+/** What `promise` resolves to if it does within `ms`, else STILL_WAITING (it goes on). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof STILL_WAITING> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([promise, new Promise<typeof STILL_WAITING>((resolve) => (timer = setTimeout(() => resolve(STILL_WAITING), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -2,6 +2,9 @@ const encoder = new TextEncoder();
 
 export const sseData = (value: unknown): Uint8Array => encoder.encode(`data: ${JSON.stringify(value)}\n\n`);
 
+/** A comment line: clients skip it; it keeps a connection that waits from looking idle. */
+export const sseComment = (text: string): Uint8Array => encoder.encode(`: ${text}\n\n`);
+
 export const SSE_DONE = encoder.encode("data: [DONE]\n\n");
 
 /**

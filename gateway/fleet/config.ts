@@ -1,4 +1,4 @@
-import type { GatewayVars } from "../vars.ts";
+import { positiveInt, type GatewayVars } from "../vars.ts";
 import { DEFAULT_STORED_BYTES_PER_KEY } from "./state/response-quota.ts";
 
 /** The Fleet's timings and bounds when no var sets them (wrangler.toml's comments list the vars). */
@@ -40,12 +40,6 @@ export interface FleetConfig {
   requestLogMaxAgeMs: number;
   /** How long a request waits for a node that is being woken (Wake-on-LAN) to come back. */
   wakeTimeoutMs: number;
-}
-
-function positiveInt(value: string | undefined, fallback: number): number {
-  if (value === undefined || value.trim() === "") return fallback;
-  const parsed = Number(value);
-  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
 }
 
 export function fleetConfig(env: GatewayVars): FleetConfig {

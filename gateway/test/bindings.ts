@@ -16,7 +16,10 @@ export const TEST_BINDINGS: Required<GatewayVars> = {
   LMGATE_QUEUE_TIMEOUT_MS: "600",
   LMGATE_MAX_QUEUE: "2",
   LMGATE_STORED_BYTES_PER_KEY: "3000000",
-  LMGATE_WAKE_TIMEOUT_MS: "1500",
+  // Longer than the keep-alive below, so a stream waiting for a wake gets a comment before it ends.
+  LMGATE_WAKE_TIMEOUT_MS: "3000",
+  // Longer than the queue's timeout: a stream that waits in the queue still gets its 503 as a status.
+  LMGATE_STREAM_KEEPALIVE_MS: "1000",
   LMGATE_CORS_ORIGINS: "",
   LMGATE_REQUEST_LOG_MAX_ROWS: "",
   LMGATE_REQUEST_LOG_MAX_AGE_DAYS: "",

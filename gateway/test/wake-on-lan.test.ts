@@ -1,9 +1,12 @@
+import Anthropic from "@anthropic-ai/sdk";
+import { exports } from "cloudflare:workers";
+import OpenAI from "openai";
 import { describe, expect, test } from "vitest";
 import { ErrorBody } from "../../shared/errors.ts";
 import { ListOf, NodeSummary, WakeAttempt } from "../../shared/schemas/admin.ts";
 import { ChatCompletion } from "../../shared/schemas/responses.ts";
 import type { WakeInfo } from "../../shared/protocol.ts";
-import { ADMIN_TOKEN, api, chatBody, eventually, fakeAgentsPerTest, type FakeAgent, type RequestFrame } from "./fake-agent.ts";
+import { ADMIN_TOKEN, API_KEY, api, chatBody, eventually, fakeAgentsPerTest, type FakeAgent, type RequestFrame } from "./fake-agent.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 
 /**
@@ -90,6 +93,110 @@ describe("a request wakes the sleeping node that holds its model", () => {
     const response = await api("/v1/chat/completions", chatBody("wo-m"));
     expect(response.status).toBe(503);
     expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(0);
+  });
+});
+
+describe("a streamed request waiting for a wake is kept alive with SSE comments", () => {
+  const KEEP_ALIVE = ": waiting for a node to take this request\n\n";
+  // The official SDKs, calling the Worker in this isolate.
+  const sdkFetch = async (input: string | URL | Request, init?: RequestInit) => exports.default.fetch(new Request(input, init));
+  const openai = new OpenAI({ baseURL: "http://gateway.test/v1", apiKey: API_KEY, maxRetries: 0, fetch: sdkFetch });
+  const anthropic = new Anthropic({ baseURL: "http://gateway.test", apiKey: API_KEY, maxRetries: 0, fetch: sdkFetch });
+  const messages = [{ role: "user" as const, content: "hi" }];
+  // Two streams wait per wake below: the queue's bound in these tests (a wait counts against it).
+
+  /** The first bytes of a stream that is still waiting, and the rest of it once it ends. */
+  async function firstBytes(response: Response): Promise<{ first: string; rest: () => Promise<string> }> {
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    const first = decoder.decode((await reader.read()).value);
+    const rest = async () => {
+      let text = "";
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += decoder.decode(chunk.value, { stream: true });
+      return text;
+    };
+    return { first, rest };
+  }
+
+  /** Wakes `name` (asleep, holding `model`): it says hello and answers every request with "awake". */
+  async function comesBack(name: string, model: string, mac: string): Promise<void> {
+    const pc = await agent({ name, models: [{ id: model, state: "loaded" }], wake: sleeper(mac) });
+    pc.autoAnswer((frame) => pc.complete(frame.id, "awake"));
+  }
+
+  test("the 200 and a comment go out while the node wakes, the answer once it is back; the SDKs skip the comments", async () => {
+    const lan = await agent({ name: "ws-pi", models: [], wake: peer() });
+    await asleep("ws-pc", "ws-m", sleeper("02:00:00:00:00:11"));
+    // Each resolves at its response's headers: before the node is back.
+    const opened = Promise.all([
+      openai.chat.completions.create({ model: "ws-m", messages, stream: true }),
+      anthropic.messages.create({ model: "ws-m", max_tokens: 8, messages, stream: true }),
+    ]);
+    await answerWake(lan);
+    const [chat, message] = await opened;
+    await comesBack("ws-pc", "ws-m", "02:00:00:00:00:11");
+    let chatText = "";
+    for await (const chunk of chat) chatText += chunk.choices[0]?.delta.content ?? "";
+    expect(chatText).toBe("awake");
+    let messageText = "";
+    for await (const event of message) if (event.type === "content_block_delta" && event.delta.type === "text_delta") messageText += event.delta.text;
+    expect(messageText).toBe("awake");
+
+    await asleep("wu-pc", "wu-m", sleeper("02:00:00:00:00:13"));
+    const openedToo = Promise.all([
+      openai.responses.create({ model: "wu-m", input: "hi", stream: true }),
+      api("/v1/chat/completions", chatBody("wu-m", { stream: true })).then(firstBytes),
+    ]);
+    await answerWake(lan);
+    const [responses, raw] = await openedToo;
+    // What the SDKs skipped: the first bytes are a comment line.
+    expect(raw.first).toBe(KEEP_ALIVE);
+    await comesBack("wu-pc", "wu-m", "02:00:00:00:00:13");
+    let responseText = "";
+    for await (const event of responses) if (event.type === "response.output_text.delta") responseText += event.delta;
+    expect(responseText).toBe("awake");
+    const rest = await raw.rest();
+    expect(rest).toContain('"content":"awake"');
+    expect(rest).toMatch(/data: \[DONE\]\n\n$/);
+    expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(2);
+  });
+
+  test("a node that does not come back: the family's own error event ends the stream, and the SDKs throw it", async () => {
+    const lan = await agent({ name: "wt-pi", models: [], wake: peer() });
+    // Anthropic's SDK throws with the error body as its message: the node's name is quoted in JSON there.
+    const failure = (name: string) => new RegExp(`${name}\\W+ did not come back within ${Math.round(WAKE_TIMEOUT_MS / 1000)} s of the wake packet wt-pi sent`);
+    const drain = async (stream: AsyncIterable<unknown>) => {
+      for await (const _ of stream);
+    };
+    await asleep("wt-pc", "wt-m", sleeper("02:00:00:00:00:12"));
+    const opened = Promise.all([
+      openai.chat.completions.create({ model: "wt-m", messages, stream: true }),
+      anthropic.messages.create({ model: "wt-m", max_tokens: 8, messages, stream: true }),
+    ]);
+    await answerWake(lan);
+    const [chat, message] = await opened;
+    await expect(drain(chat)).rejects.toThrow(failure("wt-pc"));
+    await expect(drain(message)).rejects.toThrow(failure("wt-pc"));
+
+    await asleep("wv-pc", "wv-m", sleeper("02:00:00:00:00:14"));
+    const openedToo = Promise.all([
+      openai.responses.create({ model: "wv-m", input: "hi", stream: true }),
+      api("/api/v1/chat", { model: "wv-m", input: "hi", stream: true }).then(firstBytes),
+    ]);
+    await answerWake(lan);
+    const [responses, lmstudio] = await openedToo;
+    await expect(drain(responses)).rejects.toThrow(failure("wv-pc"));
+    expect(lmstudio.first).toBe(KEEP_ALIVE);
+    const text = await lmstudio.rest();
+    expect(text).toMatch(/^event: error\ndata: \{"type":"error","error":\{"type":"[a-z_]+","message":"[^\n]*did not come back/m);
+  });
+
+  test("a stream refused at once keeps its status: nothing waits, nothing is kept alive", async () => {
+    const response = await api("/v1/chat/completions", chatBody("no-such-model-anywhere", { stream: true }));
+    expect(response.status).toBe(404);
+    expect(ErrorBody.parse(await response.json()).error.code).toBe("model_not_found");
   });
 });
 

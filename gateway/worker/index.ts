@@ -7,6 +7,7 @@ import { errorResponse } from "../../shared/error-response.ts";
 import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/errors.ts";
 import type { Caller } from "../fleet/access/caller.ts";
 import { fleetOf, nodeOf, type GatewayEnv } from "../env.ts";
+import { positiveInt } from "../vars.ts";
 import { FleetBackend } from "./clients/fleet-backend.ts";
 import { FleetModelAdmin } from "./clients/fleet-model-admin.ts";
 import { FleetResponseStore } from "./clients/fleet-response-store.ts";
@@ -21,6 +22,9 @@ import { metricsRoutes } from "./routes/metrics.ts";
 
 export { Fleet } from "../fleet/fleet.ts";
 export { NodeObject } from "../node/node-object.ts";
+
+/** A streamed request still waiting after this long gets its 200 and a comment line, and one more as often (LMGATE_STREAM_KEEPALIVE_MS). */
+const STREAM_KEEPALIVE_MS = 10_000;
 
 const logUnexpected = (error: unknown) => console.error("lmgate gateway: unexpected error:", error);
 
@@ -44,6 +48,8 @@ const api = createApiApp<GatewayEnv>({
   openApi: { ...GATEWAY_OPENAPI, router: app },
   // Under `wrangler dev` a client that leaves is noticed only by writing to it.
   nonStreamedPulseMs: 100,
+  // A stream may wait long for its first event (the queue, a node being woken): comments keep it alive.
+  streamKeepAliveMs: (c) => positiveInt(c.env.LMGATE_STREAM_KEEPALIVE_MS, STREAM_KEEPALIVE_MS),
 });
 // The API routes documented as public (the greeting LM Studio's tools probe before they have a key, and
 // the API's description) are the ones served without a key.

@@ -15,7 +15,7 @@ import { promptOf, toChatRequest } from "./to-chat.ts";
  * translates to, so routing, keys, scopes, limits, usage and metrics are the chat path's own.
  * Claude Code adds `?beta=true`; routing is on the path alone.
  */
-export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs }: GenerationRouteOptions<E>): void {
+export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs, keepAliveMs }: GenerationRouteOptions<E>): void {
   const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error" } });
   routes.post("/v1/messages", {
     summary: "Create a message (Anthropic Messages API)",
@@ -29,7 +29,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     if (!body.stream) {
       return jsonGeneration(c.req.raw, run, (text, result) => messageBody(head, text, result), pulseMs);
     }
-    return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head));
+    return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head), keepAliveMs?.(c));
   });
 
   routes.post("/v1/messages/count_tokens", {

@@ -61,7 +61,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     if (!body.stream) {
       return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
     }
-    return streamGeneration(c.req.raw, run, new LmChatStreamEncoder(body.model, finish));
+    return streamGeneration(c.req.raw, run, new LmChatStreamEncoder(body.model, finish), options.keepAliveMs?.(c));
   });
 }
 

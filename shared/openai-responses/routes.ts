@@ -44,7 +44,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     if (!body.stream) {
       return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
     }
-    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish));
+    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish), options.keepAliveMs?.(c));
   });
 
   routes.get("/v1/responses/:id", { summary: "A stored response (only the key that made it sees it)", response: ResponseObject }, async (c) => {

@@ -1,11 +1,11 @@
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NodeSummary } from "../../shared/schemas/admin.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
+import { ARTIFACTS, launchChromium, openDashboardAsAdmin, skipBrowser } from "../harness/chromium.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { startHubServer } from "../harness/hub-server.ts";
 import { connectIdleNode, simulatedModel, type IdleNode } from "../harness/idle-node.ts";
@@ -19,32 +19,10 @@ import { testModelsDir } from "../harness/test-models.ts";
  * Without Chromium the browser tests are skipped on a developer's machine, and fail in CI.
  */
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
-const ARTIFACTS = process.env.LMGATE_TEST_ARTIFACTS ?? join(tmpdir(), "lmgate-test-artifacts");
 const SCREENSHOT = join(ARTIFACTS, "dashboard.png");
 const DOWNLOADS_SCREENSHOT = join(ARTIFACTS, "dashboard-downloads.png");
 const FLEET_SCREENSHOT = join(ARTIFACTS, "dashboard-fleet.png");
 const TOKEN_KEY = "lmgate.dashboard.adminToken";
-
-/** Debian's Chromium, or why the browser tests cannot run. `.ci/run` installs it on a fresh machine. */
-function findChromium(): { path: string } | { skip: string } {
-  if (existsSync(CHROMIUM)) return { path: CHROMIUM };
-  return { skip: `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium), as .ci/run does` };
-}
-
-const browserFound = findChromium();
-// CI (.ci/run sets CI) has installed Chromium: there a missing browser fails the browser tests.
-const skipBrowser = "skip" in browserFound && !process.env.CI ? browserFound.skip : undefined;
-if (skipBrowser !== undefined) console.warn(`dashboard browser tests SKIPPED: ${skipBrowser}`);
 
 let gateway: GatewayProcess;
 const agents: AgentProcess[] = [];
@@ -53,7 +31,7 @@ const cleanup: string[] = [];
 let browser: Browser | undefined;
 
 function launched(): Browser {
-  if (browser === undefined) throw new Error(`no browser: ${"skip" in browserFound ? browserFound.skip : "Chromium did not launch"}`);
+  if (browser === undefined) throw new Error("no browser: Chromium did not launch");
   return browser;
 }
 
@@ -141,7 +119,7 @@ beforeAll(async () => {
   ]);
   agents.push(a, b);
   await until(async () => (await nodes()).filter((node) => node.online).length === 2, "both nodes online");
-  if ("path" in browserFound) browser = await chromium.launch({ executablePath: browserFound.path, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  if (skipBrowser === undefined) browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
@@ -349,17 +327,10 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
     const hub = await startHubServer();
     hub.addFile("elsewhere/files", "dash-Q8_0.gguf", await readFile(join(await testModelsDir(), "lmgate/tiny-chat-GGUF/tiny-chat-Q8_0.gguf")));
     hub.stall("dash-Q8_0.gguf", 20_000);
-    const context = await browser!.newContext({ viewport: { width: 1440, height: 900 } });
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on("pageerror", (error) => pageErrors.push(error.message));
+    const { page, pageErrors, context } = await openDashboardAsAdmin(launched(), gateway.url, gateway.adminToken);
     const api = (path: string, body: unknown) =>
       fetch(`${gateway.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${gateway.adminToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
     try {
-      await page.goto(`${gateway.url}/dashboard/`, { timeout: 20_000 });
-      await page.fill("#token", gateway.adminToken);
-      await page.click("#signin-button");
-      await page.locator("#dashboard-view").waitFor({ state: "visible", timeout: 10_000 });
       expect(await page.locator("#downloads-card").isHidden()).toBe(true);
 
       const started = await api("/api/v1/models/download", { model: `${hub.url}/files/dash-Q8_0.gguf`, node: "node-a" });
@@ -399,16 +370,8 @@ describe.skipIf(skipBrowser !== undefined)(suiteName, () => {
     }
     await until(async () => (await nodes()).filter((node) => node.online).length === 22, "22 nodes online");
 
-    const context = await launched().newContext({ viewport: { width: 1440, height: 900 } });
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on("pageerror", (error) => pageErrors.push(error.message));
+    const { page, pageErrors, context } = await openDashboardAsAdmin(launched(), gateway.url, gateway.adminToken);
     try {
-      await page.goto(`${gateway.url}/dashboard/`, { timeout: 20_000 });
-      await page.fill("#token", gateway.adminToken);
-      await page.click("#signin-button");
-      await page.locator("#dashboard-view").waitFor({ state: "visible", timeout: 10_000 });
-
       await expect.poll(() => page.locator("#nodes-body tr").count(), { timeout: 10_000 }).toBe(22);
       // Every simulated model has its row, and so does every model of the real agents (whatever other tests downloaded).
       await expect.poll(() => page.locator('#models-body tr[data-model^="sim-model-"]').count(), { timeout: 10_000 }).toBe(50);

@@ -1,12 +1,15 @@
 import { createSocket, type Socket } from "node:dgram";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
+import type { WakeInfo } from "../../shared/protocol.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
+import { ARTIFACTS, launchChromium, openDashboardAsAdmin, skipBrowser } from "../harness/chromium.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { connectIdleNode, simulatedModel, type IdleNode } from "../harness/idle-node.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -15,7 +18,7 @@ import { testModelsDir } from "../harness/test-models.ts";
  * network's broadcast address is 127.0.0.1 (never a real network). The PC's agent stops; a
  * request for its model makes the peer send the magic packet; a UDP listener standing in for the
  * PC's network card starts the PC's agent again when the packet arrives; the held request is
- * answered there.
+ * answered there. Then the dashboard's Wake button, in a real browser, on simulated sleeping nodes.
  */
 
 const MODEL = "tiny-chat-f32";
@@ -27,6 +30,7 @@ let pc: AgentProcess | undefined;
 let nic: Socket;
 let emptyModels: string;
 const packets: Buffer[] = [];
+const idleNodes: IdleNode[] = [];
 
 beforeAll(async () => {
   nic = createSocket("udp4");
@@ -44,7 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   nic?.close();
-  await Promise.all([pc?.stop(), peer?.stop()]);
+  await Promise.all([pc?.stop(), peer?.stop(), ...idleNodes.map((node) => node.close())]);
   await gateway?.stop();
   if (emptyModels) await rm(emptyModels, { recursive: true, force: true });
 });
@@ -80,3 +84,51 @@ test("a request for a sleeping node's model wakes it through its peer, and is an
   const reported = Buffer.from((woken?.wake?.last?.mac ?? "").replaceAll(":", ""), "hex");
   expect(packet.subarray(6, 12)).toEqual(reported);
 }, 180_000);
+
+describe.skipIf(skipBrowser !== undefined)("the dashboard's Wake button", () => {
+  const wakeOn = (mac: string, broadcast: string): WakeInfo => ({ interfaces: [{ mac, broadcast }], wakeable: true, wakes_peers: false });
+  /** Simulated nodes (no engine): one on the peer's network, one on a network no peer is on. */
+  const DESK = { name: "wol-desk", wake: wakeOn("02:00:00:00:00:31", "127.0.0.1") };
+  const FAR = { name: "wol-far", wake: wakeOn("02:00:00:00:00:32", "198.51.100.255") };
+  const connect = async (node: { name: string; wake: WakeInfo }) => {
+    const idle = await connectIdleNode({ url: gateway.url, token: gateway.nodeToken, name: node.name, models: [simulatedModel(`${node.name}-model`, false)], wake: node.wake });
+    idleNodes.push(idle);
+    return idle;
+  };
+
+  test("wakes an offline node through its peer and shows who sent the packet and when it came back; a node no peer can reach gets the gateway's error", async () => {
+    const admin = new AdminClient(gateway.url, gateway.adminToken);
+    for (const node of [DESK, FAR]) await (await connect(node)).close();
+    // The desk's network card: its magic packet (6 × 0xFF, then its MAC) is what the test waits for.
+    const deskMac = Buffer.from(DESK.wake.interfaces[0]!.mac.replaceAll(":", ""), "hex");
+    const deskPacket = new Promise<Buffer>((resolve) => nic.on("message", (packet) => packet.subarray(6, 12).equals(deskMac) && resolve(packet)));
+
+    const browser = await launchChromium();
+    try {
+      const { page, pageErrors } = await openDashboardAsAdmin(browser, gateway.url, gateway.adminToken);
+      const row = (name: string) => page.locator(`#nodes-body tr[data-node="${name}"]`);
+      const note = (name: string) => row(name).locator("[data-wake-note]");
+
+      // No online node on its network: the click shows why, and nothing is sent.
+      await row(FAR.name).locator(`button[data-wake="${FAR.name}"]`).click({ timeout: 10_000 });
+      await expect.poll(() => note(FAR.name).textContent(), { timeout: 10_000 }).toMatch(/^Node "wol-far" is offline and no online node on its network \(198\.51\.100\.255\) may send wake packets/);
+      // Nodes that are online, or whose owner did not allow waking, have no button.
+      expect(await row("wol-peer").locator("button[data-wake]").count()).toBe(0);
+
+      await row(DESK.name).locator(`button[data-wake="${DESK.name}"]`).click({ timeout: 10_000 });
+      await deskPacket;
+      await expect.poll(() => note(DESK.name).textContent(), { timeout: 10_000 }).toMatch(/^Packet sent by wol-peer .* waiting for the node \(up to 120 s\)$/);
+      // The packet powers the desk on: its agent says hello again.
+      await connect(DESK);
+      await expect.poll(() => row(DESK.name).textContent(), { timeout: 15_000 }).toContain("Online");
+      await expect.poll(() => note(DESK.name).textContent(), { timeout: 10_000 }).toMatch(/^Woken by wol-peer · back (just now|\d+ s ago), \d+ s after the packet$/);
+      expect(await row(DESK.name).locator("button[data-wake]").count()).toBe(0);
+      expect((await admin.listNodes()).find((node) => node.name === DESK.name)?.wake?.last).toMatchObject({ peer: "wol-peer", back_at: expect.any(String) });
+      await mkdir(ARTIFACTS, { recursive: true });
+      await page.locator("#nodes-table").screenshot({ path: join(ARTIFACTS, "dashboard-wake.png") });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 120_000);
+});

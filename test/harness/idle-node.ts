@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol.ts";
 import type { ModelObject } from "../../shared/schemas/models.ts";
 
 /**
@@ -19,6 +19,8 @@ export interface IdleNodeOptions {
   models: ModelObject[];
   slots?: number;
   heartbeatMs?: number;
+  /** Hello's Wake-on-LAN (how to wake it); none when not given. */
+  wake?: WakeInfo;
 }
 
 export async function connectIdleNode(options: IdleNodeOptions): Promise<IdleNode> {
@@ -46,6 +48,7 @@ export async function connectIdleNode(options: IdleNodeOptions): Promise<IdleNod
       runtime: { name: "llama.cpp-linux-x86_64-cuda", version: "idle", supported_formats: ["gguf"] },
       hardware: { cpu: "Simulated CPU", cores: 16, memory_bytes: 64 * 2 ** 30, gpu: "cuda", gpu_devices: ["Simulated GPU"], vram_bytes: 24 * 2 ** 30 },
       slots_per_model: options.slots ?? 4,
+      ...(options.wake ? { wake: options.wake } : {}),
     },
     status: { models: options.models, busy: {}, speed: {} },
   };

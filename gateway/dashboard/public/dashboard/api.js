@@ -1,9 +1,10 @@
 // @ts-check
-/** The admin API as the dashboard uses it (GET only, the admin token as a bearer token), and a key's own `GET /v1/key`. */
+/** The admin API as the dashboard uses it (reads, and waking a node; the admin token as a bearer token), and a key's own `GET /v1/key`. */
 
 /** @typedef {import("../../../../shared/schemas/admin.ts").NodeSummary} NodeSummary */
 /** @typedef {import("../../../../shared/schemas/admin.ts").FleetStats} FleetStats */
 /** @typedef {import("../../../../shared/schemas/admin.ts").UsageRow} UsageRow */
+/** @typedef {import("../../../../shared/schemas/admin.ts").WakeAttempt} WakeAttempt */
 /** @typedef {import("../../../../shared/schemas/admin.ts").KeyRecord} KeyRecord */
 /** @typedef {import("../../../../shared/schemas/request-log.ts").RequestRow} RequestRow */
 /** @typedef {import("../../../../shared/schemas/key-view.ts").KeyView} KeyView */
@@ -31,15 +32,17 @@ export class AdminApiError extends Error {
 const TIMEOUT_MS = 8_000;
 
 /**
- * GET an admin route. Throws AdminApiError with the gateway's own message on a non-2xx answer.
+ * Calls an admin route (GET unless told). Throws AdminApiError with the gateway's own message on a non-2xx answer.
  * @param {string} path e.g. "/admin/nodes"
  * @param {string} token the admin token
+ * @param {"GET" | "POST"} [method]
  * @returns {Promise<unknown>}
  */
-export async function adminGet(path, token) {
+export async function adminCall(path, token, method = "GET") {
   let response;
   try {
     response = await fetch(path, {
+      method,
       headers: { authorization: `Bearer ${token}`, accept: "application/json" },
       cache: "no-store",
       credentials: "omit",
@@ -82,10 +85,18 @@ export function listOf(body) {
 }
 
 /** @param {string} token */
-export const fetchNodes = async (token) => /** @type {NodeSummary[]} */ (listOf(await adminGet("/admin/nodes", token)));
+export const fetchNodes = async (token) => /** @type {NodeSummary[]} */ (listOf(await adminCall("/admin/nodes", token)));
+
+/**
+ * Asks a peer on the node's network to send it the magic packet: answers once it is sent (the node
+ * listing then says when the node came back).
+ * @param {string} token
+ * @param {string} name
+ */
+export const wakeNode = async (token, name) => /** @type {WakeAttempt} */ (await adminCall(`/admin/nodes/${encodeURIComponent(name)}/wake`, token, "POST"));
 
 /** @param {string} token */
-export const fetchStats = async (token) => /** @type {FleetStats} */ (await adminGet("/admin/stats", token));
+export const fetchStats = async (token) => /** @type {FleetStats} */ (await adminCall("/admin/stats", token));
 
 /**
  * Usage rows of one UTC day.
@@ -93,13 +104,13 @@ export const fetchStats = async (token) => /** @type {FleetStats} */ (await admi
  * @param {string} day YYYY-MM-DD
  */
 export const fetchUsage = async (token, day) =>
-  /** @type {UsageRow[]} */ (listOf(await adminGet(`/admin/usage?from=${day}&to=${day}`, token)));
+  /** @type {UsageRow[]} */ (listOf(await adminCall(`/admin/usage?from=${day}&to=${day}`, token)));
 
 /** @param {string} token */
-export const fetchKeys = async (token) => /** @type {KeyRecord[]} */ (listOf(await adminGet("/admin/keys", token)));
+export const fetchKeys = async (token) => /** @type {KeyRecord[]} */ (listOf(await adminCall("/admin/keys", token)));
 
 /** The request log's latest rows, newest first. @param {string} token */
-export const fetchRequests = async (token) => /** @type {RequestRow[]} */ (listOf(await adminGet("/admin/requests?limit=100", token)));
+export const fetchRequests = async (token) => /** @type {RequestRow[]} */ (listOf(await adminCall("/admin/requests?limit=100", token)));
 
 /** What an API key sees of itself; also what tells an API key from the admin token at sign-in. @param {string} token */
-export const fetchKeyView = async (token) => /** @type {KeyView} */ (await adminGet("/v1/key", token));
+export const fetchKeyView = async (token) => /** @type {KeyView} */ (await adminCall("/v1/key", token));

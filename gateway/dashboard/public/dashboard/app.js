@@ -4,7 +4,7 @@
  * this tab, until it closes), then a refresh every few seconds while the tab is visible. The admin
  * token sees the fleet; an API key sees its own key alone (`GET /v1/key`).
  */
-import { fetchKeys, fetchKeyView, fetchNodes, fetchRequests, fetchStats, fetchUsage, AdminApiError } from "./api.js";
+import { fetchKeys, fetchKeyView, fetchNodes, fetchRequests, fetchStats, fetchUsage, wakeNode, AdminApiError } from "./api.js";
 import { FleetCharts, loadUPlot } from "./charts.js";
 import { fleetModels, fmtAgo, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots, recent, seriesGrid, usageByKey, utcDay } from "./model.js";
 import { renderDownloads, renderKeyModels, renderKeyUsage, renderKeyUsageChart, renderKpis, renderModels, renderNodes, renderRequests, renderUsage } from "./views.js";
@@ -15,6 +15,7 @@ import { renderDownloads, renderKeyModels, renderKeyUsage, renderKeyUsageChart, 
 /** @typedef {import("./api.js").KeyRecord} KeyRecord */
 /** @typedef {import("./api.js").RequestRow} RequestRow */
 /** @typedef {import("./api.js").KeyView} KeyView */
+/** @typedef {import("./views.js").WakeClick} WakeClick */
 /** @typedef {"nodes" | "stats" | "usage" | "keys" | "requests"} Source */
 /** @typedef {"admin" | "key"} Mode */
 
@@ -109,6 +110,8 @@ const state = {
   charts: null,
   /** @type {string | null} */
   chartsError: null,
+  /** @type {Map<string, WakeClick>} the Wake buttons clicked this session, by node */
+  wakes: new Map(),
 };
 
 // ---- sign-in / sign-out -------------------------------------------------------------------------
@@ -211,6 +214,7 @@ function signOut(message) {
   state.token = null;
   state.session++;
   state.nodes = state.stats = state.usage = state.keys = state.requests = state.keyView = null;
+  state.wakes.clear();
   state.errors = {};
   state.keyError = null;
   state.lastSuccess = 0;
@@ -226,6 +230,43 @@ function signOut(message) {
   ui.signinNote.textContent = message ?? "";
   showSigninError(null);
   ui.tokenInput.focus();
+}
+
+// ---- waking a node ----------------------------------------------------------------------------
+
+ui.nodesBody.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button[data-wake]") : null;
+  if (button instanceof HTMLButtonElement && button.dataset.wake) void wake(button.dataset.wake);
+});
+
+/**
+ * The Wake button: a peer on the node's network sends the magic packet. Its answer says which
+ * peer; the node listing, refreshed at once and then as usual, says when the node came back.
+ * @param {string} name
+ */
+async function wake(name) {
+  const token = state.token;
+  const click = state.wakes.get(name);
+  if (token === null || (click !== undefined && "pending" in click)) return;
+  const session = state.session;
+  state.wakes.set(name, { pending: true });
+  render();
+  /** @type {WakeClick} */
+  let answer;
+  try {
+    answer = { attempt: await wakeNode(token, name) };
+  } catch (error) {
+    const apiError = error instanceof AdminApiError ? error : new AdminApiError(0, String(error));
+    if (session === state.session && apiError.unauthorized) {
+      signOut(`The gateway no longer accepts this admin token (“${apiError.message}”). Sign in again.`);
+      return;
+    }
+    answer = { error: apiError.message };
+  }
+  if (session !== state.session) return;
+  state.wakes.set(name, answer);
+  render();
+  schedule(0);
 }
 
 // ---- refresh ------------------------------------------------------------------------------------
@@ -396,7 +437,7 @@ function render() {
   // Tables.
   const staleNote = state.errors.nodes ? ` · ${state.errors.nodes.message}` : "";
   ui.nodesCount.textContent = `${online.length} online · ${nodes.length} total${staleNote}`;
-  renderNodes(ui.nodesBody, nodes, { now, filter: ui.nodesFilter.value.trim().toLowerCase(), staleMs: LATE_HEARTBEAT_MS });
+  renderNodes(ui.nodesBody, nodes, { now, filter: ui.nodesFilter.value.trim().toLowerCase(), staleMs: LATE_HEARTBEAT_MS, wakes: state.wakes });
   ui.modelsCount.textContent = `${models.length} models · ${loadedModels} loaded`;
   renderModels(ui.modelsBody, models, { filter: ui.modelsFilter.value.trim().toLowerCase() });
   // Shown once any node has downloaded something since it started.

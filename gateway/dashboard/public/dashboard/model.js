@@ -5,6 +5,7 @@
 /** @typedef {import("./api.js").FleetStats} FleetStats */
 /** @typedef {import("./api.js").UsageRow} UsageRow */
 /** @typedef {import("./api.js").KeyRecord} KeyRecord */
+/** @typedef {import("./api.js").WakeAttempt} WakeAttempt */
 
 const BACKENDS = { cuda: "CUDA", vulkan: "Vulkan", metal: "Metal", cpu: "CPU", rocm: "ROCm", hip: "ROCm", sycl: "SYCL" };
 
@@ -216,6 +217,29 @@ function median(values) {
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
+
+/**
+ * What a wake says: which peer sent the packet and when the node came back, or why it did not.
+ * @param {WakeAttempt} attempt
+ * @param {number} now ms
+ * @returns {{text: string, bad: boolean}}
+ */
+export function wakeNote(attempt, now) {
+  if (attempt.failure !== null) return { text: `Wake failed: ${attempt.failure}`, bad: true };
+  if (attempt.back_at !== null) {
+    const took = Math.max(0, Math.round((Date.parse(attempt.back_at) - Date.parse(attempt.sent_at)) / 1000));
+    return { text: `Woken by ${attempt.peer} · back ${fmtAgo(attempt.back_at, now)}, ${took} s after the packet`, bad: false };
+  }
+  return { text: `Packet sent by ${attempt.peer} ${fmtAgo(attempt.sent_at, now)} · waiting for the node (up to ${attempt.timeout_s} s)`, bad: false };
+}
+
+/**
+ * The later of two wakes of a node (the listing's, and the one a click just started, which the
+ * listing shows from its next refresh on).
+ * @param {WakeAttempt | undefined} a
+ * @param {WakeAttempt | undefined} b
+ */
+export const laterWake = (a, b) => (a === undefined ? b : b === undefined || a.sent_at >= b.sent_at ? a : b);
 
 /** Today in UTC, YYYY-MM-DD (usage days are UTC). */
 export const utcDay = (date = new Date()) => date.toISOString().slice(0, 10);

@@ -3,7 +3,7 @@
  * The tables and the headline tiles. Everything the gateway or an agent names (nodes, models,
  * keys) goes into the page as text, never as HTML.
  */
-import { backendOf, fmtAgo, fmtBytes, fmtCompact, fmtContext, fmtCount, fmtInt, fmtMs, fmtRate, nodeSlots } from "./model.js";
+import { backendOf, fmtAgo, fmtBytes, fmtCompact, fmtContext, fmtCount, fmtInt, fmtMs, fmtRate, laterWake, nodeSlots, wakeNote } from "./model.js";
 
 /** @typedef {import("./api.js").NodeSummary} NodeSummary */
 /** @typedef {import("./model.js").FleetModel} FleetModel */
@@ -11,6 +11,11 @@ import { backendOf, fmtAgo, fmtBytes, fmtCompact, fmtContext, fmtCount, fmtInt, 
 /** @typedef {import("./api.js").RequestRow} RequestRow */
 /** @typedef {import("./api.js").UsageRow} UsageRow */
 /** @typedef {import("./api.js").KeyView} KeyView */
+/** @typedef {import("./api.js").WakeAttempt} WakeAttempt */
+/**
+ * A click on a node's Wake button: under way, or what it answered.
+ * @typedef {{pending: true} | {attempt: WakeAttempt} | {error: string}} WakeClick
+ */
 
 /**
  * @param {string} tag
@@ -69,11 +74,34 @@ function meter(busy, total, format = fmtInt) {
 }
 
 /**
+ * A node's Wake-on-LAN: a Wake button while it is offline and its owner lets the fleet wake it, and
+ * what the latest wake says (the peer that sent the packet, when the node came back) or the
+ * gateway's error for the click.
+ * @param {NodeSummary} node
+ * @param {WakeClick | undefined} click
+ * @param {number} now
+ */
+function wakeCell(node, click, now) {
+  const wakeable = !node.online && node.wake?.wakeable === true;
+  const pending = click !== undefined && "pending" in click;
+  const button = wakeable ? el("button", { type: "button", class: "button subtle", "data-wake": node.name, disabled: pending }, pending ? "Waking…" : "Wake") : null;
+  const attempt = laterWake(node.wake?.last, click !== undefined && "attempt" in click ? click.attempt : undefined);
+  // A refused click matters while the node is still offline; once it is back, the latest wake says more.
+  const note = click !== undefined && "error" in click && !node.online ? { text: click.error, bad: true } : attempt ? wakeNote(attempt, now) : null;
+  if (button === null && note === null) return el("td", { class: "muted" }, node.wake?.asleep && !node.online ? "asleep" : "—");
+  return el(
+    "td",
+    { class: "wake-cell" },
+    el("div", { class: "wake-line" }, button, note ? el("span", { class: `wake-note sub${note.bad ? " bad" : ""}`, title: note.text, "data-wake-note": "" }, note.text) : null),
+  );
+}
+
+/**
  * @param {HTMLTableSectionElement} tbody
  * @param {NodeSummary[]} nodes
- * @param {{now: number, filter: string, staleMs: number}} options
+ * @param {{now: number, filter: string, staleMs: number, wakes: Map<string, WakeClick>}} options
  */
-export function renderNodes(tbody, nodes, { now, filter, staleMs }) {
+export function renderNodes(tbody, nodes, { now, filter, staleMs, wakes }) {
   const rows = nodes
     .filter((node) => matches(filter, node.name, node.hardware.cpu, node.hardware.gpu ?? "", node.runtime.name, ...node.models.map((m) => m.id)))
     .map((node) => {
@@ -92,7 +120,7 @@ export function renderNodes(tbody, nodes, { now, filter, staleMs }) {
         node.memory && node.online ? `${fmtBytes(node.memory.vram_free_bytes ?? node.memory.ram_free_bytes)} free` : null,
       ].filter(Boolean).join(" · ");
       const backend = backendOf(node.runtime.name);
-      const footprint = (id) => {
+      const footprint = (/** @type {string} */ id) => {
         const needs = node.footprints?.[id];
         return needs ? ` · ${fmtBytes(needs.ram_bytes + needs.vram_bytes)}` : "";
       };
@@ -107,6 +135,7 @@ export function renderNodes(tbody, nodes, { now, filter, staleMs }) {
         el("td", {}, meter(slots.busy, slots.total)),
         el("td", { class: "num" }, node.online ? fmtInt(node.in_flight) : "—"),
         el("td", { class: "muted nowrap", title: node.last_heartbeat_at ?? "" }, fmtAgo(node.last_heartbeat_at, now)),
+        wakeCell(node, wakes.get(node.name), now),
         el(
           "td",
           { class: "models-cell", title: modelNames },
