@@ -105,7 +105,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       registry,
       dispatcher,
       access,
-      control: new AccessControl(access, ledger, window),
+      control: new AccessControl(access, ledger, window, attempts),
       ledger,
       budget: this.#budget,
       responses,
@@ -284,7 +284,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#admin.usage(query);
   }
 
-  /** A wrong admin or metrics token from `address` (the Worker checks those): seconds it must wait, or null. */
+  /** A wrong admin or metrics token from `address` (the Worker checks those; API keys and node tokens are counted here): seconds it must wait, or null. */
   failedAttempt(address: string) {
     this.#called("failedAttempt");
     return this.#attempts.fail(address, Date.now());

@@ -241,6 +241,19 @@ describe("the wrong-credential brake", () => {
     expect(counted).toBe(10);
   });
 
+  test("covers API keys: made-up keys are braked per address in the Fleet, a real key from that address still gets through", async () => {
+    const key = await createKey({ name: "braked-key-owner" });
+    const ask = (bearer: string) =>
+      exports.default.fetch("http://gateway.test/v1/models", { headers: { authorization: `Bearer ${bearer}`, "cf-connecting-ip": "192.0.2.30" } });
+    for (let index = 0; index < 10; index += 1) await expectError(await ask(`lmg_wrong-${index}`), 401, "invalid_api_key");
+    const braked = await ask("lmg_wrong-10");
+    await expectError(braked, 429, "too_many_attempts");
+    expect(Number(braked.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await ask(key)).status).toBe(200);
+    // Another address is not braked by these.
+    await expectError(await exports.default.fetch("http://gateway.test/v1/models", { headers: { authorization: "Bearer lmg_wrong-11", "cf-connecting-ip": "192.0.2.31" } }), 401, "invalid_api_key");
+  });
+
   test("covers /agent/connect: wrong node tokens are braked per address, the right one still connects", async () => {
     const { token } = await nodeToken({ node: "braked-node" });
     const dial = (bearer: string) =>

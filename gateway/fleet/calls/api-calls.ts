@@ -258,7 +258,7 @@ export class ApiCalls implements Serving<FleetApi> {
 
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
   #grant(caller: Caller): Grant | null {
-    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
+    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, caller.address, new Date());
   }
 
   /** Which model ids the caller (a key id, as requests are accounted) may see. */
