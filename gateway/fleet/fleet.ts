@@ -7,6 +7,7 @@ import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from 
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
 import { FailedAttempts } from "./access/failed-attempts.ts";
+import { PendingDials } from "./nodes/pending-dials.ts";
 import { ROOT_CALLER_ID, ROOT_CALLER_NAME, type Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
@@ -95,6 +96,8 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       dispatcher,
       access,
       attempts,
+      // A socket without hello is closed by its node object's sweep at most this long after it was accepted.
+      dials: new PendingDials(config.helloTimeoutMs + Math.max(1_000, config.heartbeatTimeoutMs)),
       waker,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
@@ -302,9 +305,14 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#links.admit(tokenHash, name, address);
   }
 
-  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined, dial: string | undefined) {
     this.#called("nodeJoined");
-    this.#links.joined(conn, hello, tokenId);
+    this.#links.joined(conn, hello, tokenId, dial);
+  }
+
+  dialEnded(dial: string) {
+    this.#called("dialEnded");
+    this.#links.dialEnded(dial);
   }
 
   nodeStatus(conn: string, delta: StatusDelta) {

@@ -2,7 +2,7 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../../shared/errors.ts";
-import { CLOSE_CODES } from "../../shared/protocol.ts";
+import { CLOSE_CODES, NODE_NAME_HEADER } from "../../shared/protocol.ts";
 import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, NodeTokenRecord, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
 import { DEFAULT_FLEET } from "../env.ts";
@@ -115,6 +115,37 @@ describe("idle sockets", () => {
     sockets.splice(0).forEach((ws) => ws.close());
     await eventually(async () => {
       const response = await dialGateway(NODE_TOKEN);
+      response.webSocket?.accept();
+      response.webSocket?.close();
+      return response.status === 101;
+    });
+  });
+});
+
+describe("idle sockets across names", () => {
+  const dialFrom = (address: string, name: string) =>
+    exports.default.fetch("http://gateway.test/agent/connect", {
+      headers: { upgrade: "websocket", authorization: `Bearer ${NODE_TOKEN}`, [NODE_NAME_HEADER]: name, "cf-connecting-ip": address },
+    });
+
+  test("one token from one address holds at most 16 sockets without hello whatever names it dials; another address is not held back; a socket that goes frees its place", async () => {
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    for (let index = 0; index < 16; index += 1) {
+      const response = await dialFrom("192.0.2.40", `idle-${index}`);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    // A 17th name is a fresh node object, but the same token and address.
+    await expectError(await dialFrom("192.0.2.40", "idle-16"), 429, "too_many_connections");
+    const elsewhere = await dialFrom("192.0.2.41", "idle-16");
+    expect(elsewhere.status).toBe(101);
+    elsewhere.webSocket!.accept();
+    sockets.push(elsewhere.webSocket!);
+    sockets[0]!.close();
+    await eventually(async () => {
+      const response = await dialFrom("192.0.2.40", "idle-16");
       response.webSocket?.accept();
       response.webSocket?.close();
       return response.status === 101;
