@@ -1,5 +1,5 @@
 import type { ApiError } from "../../shared/errors.ts";
-import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type { StoredResponse, StoredTurn } from "../../shared/openai-responses/store.ts";
 import type {
   CreatedKey,
   CreatedNodeToken,
@@ -75,7 +75,7 @@ export interface FleetApi {
   /** Null when every node that holds the model runs an agent too old to count. */
   countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>>;
   unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>>;
-  saveResponse(caller: Caller, record: StoredResponse): Promise<Outcome<null>>;
+  saveResponse(caller: Caller, turn: StoredTurn): Promise<Outcome<null>>;
   storedResponse(caller: Caller, id: string): Promise<Outcome<StoredResponse | null>>;
   deleteResponse(caller: Caller, id: string): Promise<Outcome<boolean>>;
   /** A 409 outcome when `bytes` more would not fit the caller's share of stored responses. */

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type { StoredTurn } from "../../shared/openai-responses/store.ts";
 import type { CreateKeyRequest, CreateNodeTokenRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
 import type { RequestQuery } from "../../shared/schemas/request-log.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
@@ -165,9 +165,9 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#api.unloadModel(body, caller);
   }
 
-  saveResponse(caller: Caller, record: StoredResponse) {
+  saveResponse(caller: Caller, turn: StoredTurn) {
     this.#called("saveResponse");
-    return this.#api.saveResponse(caller, record);
+    return this.#api.saveResponse(caller, turn);
   }
 
   storedResponse(caller: Caller, id: string) {

@@ -403,4 +403,40 @@ describe("stored responses", () => {
     expect((await withKey(filler, "/v1/responses", { model: "store-chat", input: "hi", previous_response_id: ids[1] })).status).toBe(400);
     await expectError(await admin("GET", "/keys/key_unknown/responses"), 404, "not_found");
   });
+
+  test("a previous_response_id chain is stored once, each turn only what it added; deleting a turn in the middle makes continuing after it a 409, never a 500", async () => {
+    const node = await FakeAgent.connect({ name: "chain-node", models: [{ id: "chain-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    node.autoAnswer((frame) => node.complete(frame.id, "ok"));
+    const key = await createKey({ name: "chain-keeper" });
+    const keyId = ListOf(KeyRecord).parse(await (await admin("GET", "/keys")).json()).data.find((record) => record.name === "chain-keeper")!.id;
+    const turn = async (previous: string | undefined, input: string) => {
+      const response = await withKey(key, "/v1/responses", { model: "chain-chat", input, ...(previous === undefined ? {} : { previous_response_id: previous }) });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { id: string }).id;
+    };
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index += 1) ids.push(await turn(ids.at(-1), `${index}`.repeat(200_000)));
+    // Copied whole at each turn this chain would take 200 + 400 + … + 1200 KB = 4.2 MB (past the tests' 3 MB share).
+    const usage = StoredResponsesUsage.parse(await (await admin("GET", `/keys/${keyId}/responses`)).json());
+    expect(usage.count).toBe(6);
+    expect(usage.bytes).toBeLessThan(6 * 200_000 + 60_000);
+    // The node was sent the whole conversation, and the last response lists it as its input.
+    const last = node.received.filter((frame) => frame.type === "request").at(-1)!;
+    expect(JSON.stringify(last)).toContain("5".repeat(200_000));
+    expect(JSON.stringify(last)).toContain("0".repeat(200_000));
+    const read = (path: string) => exports.default.fetch(`http://gateway.test${path}`, { headers: { authorization: `Bearer ${key}` } });
+    const items = (await (await read(`/v1/responses/${ids[5]}/input_items?order=asc&limit=100`)).json()) as { data: Array<{ role?: string }> };
+    expect(items.data.filter((item) => item.role === "user")).toHaveLength(6);
+
+    // Deleting the third: the later ones still read, but their conversation cannot be rebuilt.
+    const deleted = await exports.default.fetch(`http://gateway.test/v1/responses/${ids[2]}`, { method: "DELETE", headers: { authorization: `Bearer ${key}` } });
+    expect(deleted.status).toBe(200);
+    expect((await read(`/v1/responses/${ids[5]}`)).status).toBe(200);
+    await expectError(await read(`/v1/responses/${ids[5]}/input_items`), 409, "conversation_incomplete");
+    await expectError(await withKey(key, "/v1/responses", { model: "chain-chat", input: "more", previous_response_id: ids[5] }), 409, "conversation_incomplete");
+    await expectError(await withKey(key, "/api/v1/chat", { model: "chain-chat", input: "more", previous_response_id: ids[4] }), 409, "conversation_incomplete");
+    // Before the deleted one, the chain is whole.
+    expect(await turn(ids[1], "still here")).toMatch(/^resp_/);
+  });
 });
