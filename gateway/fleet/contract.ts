@@ -1,5 +1,5 @@
 import type { ApiError } from "../../shared/errors.ts";
-import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type { StoredResponse, StoredTurn } from "../../shared/openai-responses/store.ts";
 import type {
   CreatedKey,
   CreatedNodeToken,
@@ -75,7 +75,7 @@ export interface FleetApi {
   /** Null when every node that holds the model runs an agent too old to count. */
   countTokens(body: ChatRequest, caller: Caller): Promise<Outcome<TokenCount | null>>;
   unloadModel(body: UnloadRequest, caller: Caller): Promise<Outcome<UnloadResult>>;
-  saveResponse(caller: Caller, record: StoredResponse): Promise<Outcome<null>>;
+  saveResponse(caller: Caller, turn: StoredTurn): Promise<Outcome<null>>;
   storedResponse(caller: Caller, id: string): Promise<Outcome<StoredResponse | null>>;
   deleteResponse(caller: Caller, id: string): Promise<Outcome<boolean>>;
   /** A 409 outcome when `bytes` more would not fit the caller's share of stored responses. */
@@ -122,6 +122,8 @@ export interface NodeAdmission {
   tokenNode?: string;
   /** The shared token dialled as a name that has a node token of its own: the hello is refused. */
   nameOwned?: true;
+  /** The socket's place among its token's pending ones (fleet/nodes/pending-dials.ts), until it joins or closes. */
+  dial?: string;
 }
 
 /**
@@ -134,8 +136,10 @@ export interface FleetNodeApi {
    * the name it dials as; a wrong token counts against `address` (the wrong-credential brake).
    */
   admitNode(tokenHash: string, name: string, address: string): Promise<Outcome<NodeAdmission>>;
-  /** The node said hello on connection `conn` (its object already replaced any older one). */
-  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined): Promise<void>;
+  /** The node said hello on connection `conn` (its object already replaced any older one); its dial is no longer pending. */
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined, dial: string | undefined): Promise<void>;
+  /** A socket admitted as `dial` went (or was refused) without saying hello. */
+  dialEnded(dial: string): Promise<void>;
   /** What changed in the node's status: slots as they go busy or free, the catalog when it changes. */
   nodeStatus(conn: string, delta: StatusDelta): Promise<void>;
   nodeLeft(conn: string): Promise<void>;

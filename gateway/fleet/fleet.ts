@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { StoredResponse } from "../../shared/openai-responses/store.ts";
+import type { StoredTurn } from "../../shared/openai-responses/store.ts";
 import type { CreateKeyRequest, CreateNodeTokenRequest, UpdateKeyRequest, UsageQuery } from "../../shared/schemas/admin.ts";
 import type { RequestQuery } from "../../shared/schemas/request-log.ts";
 import type { DeleteRequest, DownloadRequest } from "../../shared/schemas/downloads.ts";
@@ -7,6 +7,7 @@ import type { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from 
 import { AccessControl } from "./access/access-control.ts";
 import { AccessStore } from "./access/access-store.ts";
 import { FailedAttempts } from "./access/failed-attempts.ts";
+import { PendingDials } from "./nodes/pending-dials.ts";
 import { ROOT_CALLER_ID, ROOT_CALLER_NAME, type Caller } from "./access/caller.ts";
 import { RateWindow } from "./access/rate-window.ts";
 import { TokenBudget } from "./access/token-budget.ts";
@@ -95,6 +96,8 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       dispatcher,
       access,
       attempts,
+      // A socket without hello is closed by its node object's sweep at most this long after it was accepted.
+      dials: new PendingDials(config.helloTimeoutMs + Math.max(1_000, config.heartbeatTimeoutMs)),
       waker,
       onReconnect: (name) => {
         metrics.nodeReconnected(name);
@@ -105,7 +108,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       registry,
       dispatcher,
       access,
-      control: new AccessControl(access, ledger, window),
+      control: new AccessControl(access, ledger, window, attempts),
       ledger,
       budget: this.#budget,
       responses,
@@ -162,9 +165,9 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#api.unloadModel(body, caller);
   }
 
-  saveResponse(caller: Caller, record: StoredResponse) {
+  saveResponse(caller: Caller, turn: StoredTurn) {
     this.#called("saveResponse");
-    return this.#api.saveResponse(caller, record);
+    return this.#api.saveResponse(caller, turn);
   }
 
   storedResponse(caller: Caller, id: string) {
@@ -284,7 +287,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#admin.usage(query);
   }
 
-  /** A wrong admin or metrics token from `address` (the Worker checks those): seconds it must wait, or null. */
+  /** A wrong admin or metrics token from `address` (the Worker checks those; API keys and node tokens are counted here): seconds it must wait, or null. */
   failedAttempt(address: string) {
     this.#called("failedAttempt");
     return this.#attempts.fail(address, Date.now());
@@ -302,9 +305,14 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     return this.#links.admit(tokenHash, name, address);
   }
 
-  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined) {
+  nodeJoined(conn: string, hello: HelloFrame, tokenId: string | undefined, dial: string | undefined) {
     this.#called("nodeJoined");
-    this.#links.joined(conn, hello, tokenId);
+    this.#links.joined(conn, hello, tokenId, dial);
+  }
+
+  dialEnded(dial: string) {
+    this.#called("dialEnded");
+    this.#links.dialEnded(dial);
   }
 
   nodeStatus(conn: string, delta: StatusDelta) {

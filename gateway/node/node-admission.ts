@@ -7,6 +7,8 @@ export const NODE_TOKEN_ID_HEADER = "x-lmgate-node-token-id";
 export const NODE_TOKEN_NODE_HEADER = "x-lmgate-node-token-node";
 /** Set when the shared token dials as a name that has a node token of its own. */
 export const NODE_NAME_OWNED_HEADER = "x-lmgate-node-name-owned";
+/** The socket's dial among its token's pending ones, which the Fleet counted (fleet/nodes/pending-dials.ts). */
+export const NODE_DIAL_HEADER = "x-lmgate-node-dial";
 
 /**
  * What one node token may hold. A token made with `nodes tokens create --name X` serves node X
@@ -30,9 +32,10 @@ export function socketLimit(tokenId: string | undefined, openSockets: number): A
 }
 
 /**
- * Sockets of one token, at one node's object, that have not said hello yet. An agent says hello at
- * once, so few are ever pending; the shared token's allow a fleet reconnecting at once after a
- * restart. More would be sockets held open for nothing until the hello sweep.
+ * Sockets of one token that have not said hello yet: at one node's object, and from one address
+ * across every name (the Fleet's `PendingDials`). An agent says hello at once, so few are ever
+ * pending; the shared token's allow a fleet reconnecting at once after a restart. More would be
+ * sockets held open for nothing until the hello sweep.
  */
 const PENDING_SOCKETS_PER_NODE_TOKEN = 4;
 const PENDING_SOCKETS_PER_ROOT_TOKEN = 16;

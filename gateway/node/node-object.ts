@@ -16,7 +16,7 @@ import { fleetConfig, type FleetConfig } from "../fleet/config.ts";
 import type { Serving } from "../fleet/contract.ts";
 import type { Ending } from "../fleet/routing/settlement.ts";
 import { settledFrom, type CallAnswer, type Lease, type NodeApi } from "./contract.ts";
-import { helloRefusal, pendingLimit, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, socketLimit, tokenTag } from "./node-admission.ts";
+import { helloRefusal, pendingLimit, NODE_DIAL_HEADER, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, socketLimit, tokenTag } from "./node-admission.ts";
 import { FlowControlViolation, Relay } from "./relay.ts";
 import { StatusDeltas } from "./status-deltas.ts";
 
@@ -33,6 +33,8 @@ interface Attachment {
   nameOwned?: boolean;
   /** Set once the node said hello and the Fleet registered it. */
   joined?: boolean;
+  /** Its dial among the token's sockets without hello, which the Fleet counts until it joins or closes. */
+  dial?: string;
 }
 
 /**
@@ -70,6 +72,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
     const token = request.headers.get(NODE_TOKEN_ID_HEADER) ?? undefined;
     const tokenNode = request.headers.get(NODE_TOKEN_NODE_HEADER) ?? undefined;
     const nameOwned = request.headers.get(NODE_NAME_OWNED_HEADER) === "1";
+    const dial = request.headers.get(NODE_DIAL_HEADER) ?? undefined;
     const tag = tokenTag(token);
     const open = this.ctx.getWebSockets(tag).filter((ws) => ws.readyState === WebSocket.OPEN);
     const tooMany = socketLimit(token, open.length) ?? pendingLimit(token, open.filter((ws) => attachmentOf(ws)?.joined !== true).length);
@@ -83,6 +86,7 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
       ...(token === undefined ? {} : { token }),
       ...(tokenNode === undefined ? {} : { tokenNode }),
       ...(nameOwned ? { nameOwned } : {}),
+      ...(dial === undefined ? {} : { dial }),
     } satisfies Attachment);
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + this.#sweepIntervalMs());
     return new Response(null, { status: 101, webSocket: client });
@@ -203,9 +207,10 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
     for (const other of this.ctx.getWebSockets()) {
       if (other !== ws && attachmentOf(other)?.joined) this.#reject(other, CLOSE_CODES.replaced, "replaced by a newer connection of this node");
     }
-    ws.serializeAttachment({ ...attachment, joined: true } satisfies Attachment);
+    const { dial, ...joined } = attachment;
+    ws.serializeAttachment({ ...joined, joined: true } satisfies Attachment);
     this.#deltas.joined(attachment.conn, hello.status);
-    await this.#fleet().nodeJoined(attachment.conn, hello, attachment.token);
+    await this.#fleet().nodeJoined(attachment.conn, hello, attachment.token, dial);
     send(ws, { type: "welcome", node_id: attachment.conn, heartbeat_interval_ms: this.#config.heartbeatIntervalMs });
   }
 
@@ -248,6 +253,12 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
 
   #lost(ws: WebSocket): void {
     const attachment = attachmentOf(ws);
+    if (attachment?.dial !== undefined) {
+      // Gone without a hello: the Fleet stops counting it against its token (once).
+      const { dial, ...rest } = attachment;
+      ws.serializeAttachment(rest satisfies Attachment);
+      this.ctx.waitUntil(this.#fleet().dialEnded(dial).catch(() => undefined));
+    }
     if (attachment === null || !attachment.joined) return;
     // Once: a closed socket's later close event finds it no longer joined.
     ws.serializeAttachment({ ...attachment, joined: false } satisfies Attachment);

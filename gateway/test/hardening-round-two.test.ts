@@ -2,7 +2,7 @@ import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { ErrorBody } from "../../shared/errors.ts";
-import { CLOSE_CODES } from "../../shared/protocol.ts";
+import { CLOSE_CODES, NODE_NAME_HEADER } from "../../shared/protocol.ts";
 import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, NodeTokenRecord, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
 import { UnloadResult } from "../../shared/schemas/models.ts";
 import { DEFAULT_FLEET } from "../env.ts";
@@ -115,6 +115,37 @@ describe("idle sockets", () => {
     sockets.splice(0).forEach((ws) => ws.close());
     await eventually(async () => {
       const response = await dialGateway(NODE_TOKEN);
+      response.webSocket?.accept();
+      response.webSocket?.close();
+      return response.status === 101;
+    });
+  });
+});
+
+describe("idle sockets across names", () => {
+  const dialFrom = (address: string, name: string) =>
+    exports.default.fetch("http://gateway.test/agent/connect", {
+      headers: { upgrade: "websocket", authorization: `Bearer ${NODE_TOKEN}`, [NODE_NAME_HEADER]: name, "cf-connecting-ip": address },
+    });
+
+  test("one token from one address holds at most 16 sockets without hello whatever names it dials; another address is not held back; a socket that goes frees its place", async () => {
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    for (let index = 0; index < 16; index += 1) {
+      const response = await dialFrom("192.0.2.40", `idle-${index}`);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    // A 17th name is a fresh node object, but the same token and address.
+    await expectError(await dialFrom("192.0.2.40", "idle-16"), 429, "too_many_connections");
+    const elsewhere = await dialFrom("192.0.2.41", "idle-16");
+    expect(elsewhere.status).toBe(101);
+    elsewhere.webSocket!.accept();
+    sockets.push(elsewhere.webSocket!);
+    sockets[0]!.close();
+    await eventually(async () => {
+      const response = await dialFrom("192.0.2.40", "idle-16");
       response.webSocket?.accept();
       response.webSocket?.close();
       return response.status === 101;
@@ -241,6 +272,19 @@ describe("the wrong-credential brake", () => {
     expect(counted).toBe(10);
   });
 
+  test("covers API keys: made-up keys are braked per address in the Fleet, a real key from that address still gets through", async () => {
+    const key = await createKey({ name: "braked-key-owner" });
+    const ask = (bearer: string) =>
+      exports.default.fetch("http://gateway.test/v1/models", { headers: { authorization: `Bearer ${bearer}`, "cf-connecting-ip": "192.0.2.30" } });
+    for (let index = 0; index < 10; index += 1) await expectError(await ask(`lmg_wrong-${index}`), 401, "invalid_api_key");
+    const braked = await ask("lmg_wrong-10");
+    await expectError(braked, 429, "too_many_attempts");
+    expect(Number(braked.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await ask(key)).status).toBe(200);
+    // Another address is not braked by these.
+    await expectError(await exports.default.fetch("http://gateway.test/v1/models", { headers: { authorization: "Bearer lmg_wrong-11", "cf-connecting-ip": "192.0.2.31" } }), 401, "invalid_api_key");
+  });
+
   test("covers /agent/connect: wrong node tokens are braked per address, the right one still connects", async () => {
     const { token } = await nodeToken({ node: "braked-node" });
     const dial = (bearer: string) =>
@@ -358,5 +402,41 @@ describe("stored responses", () => {
     expect(StoredResponsesUsage.parse(await (await admin("DELETE", `/keys/${fillerId}/responses`)).json())).toMatchObject({ count: 0, bytes: 0 });
     expect((await withKey(filler, "/v1/responses", { model: "store-chat", input: "hi", previous_response_id: ids[1] })).status).toBe(400);
     await expectError(await admin("GET", "/keys/key_unknown/responses"), 404, "not_found");
+  });
+
+  test("a previous_response_id chain is stored once, each turn only what it added; deleting a turn in the middle makes continuing after it a 409, never a 500", async () => {
+    const node = await FakeAgent.connect({ name: "chain-node", models: [{ id: "chain-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    node.autoAnswer((frame) => node.complete(frame.id, "ok"));
+    const key = await createKey({ name: "chain-keeper" });
+    const keyId = ListOf(KeyRecord).parse(await (await admin("GET", "/keys")).json()).data.find((record) => record.name === "chain-keeper")!.id;
+    const turn = async (previous: string | undefined, input: string) => {
+      const response = await withKey(key, "/v1/responses", { model: "chain-chat", input, ...(previous === undefined ? {} : { previous_response_id: previous }) });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { id: string }).id;
+    };
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index += 1) ids.push(await turn(ids.at(-1), `${index}`.repeat(200_000)));
+    // Copied whole at each turn this chain would take 200 + 400 + … + 1200 KB = 4.2 MB (past the tests' 3 MB share).
+    const usage = StoredResponsesUsage.parse(await (await admin("GET", `/keys/${keyId}/responses`)).json());
+    expect(usage.count).toBe(6);
+    expect(usage.bytes).toBeLessThan(6 * 200_000 + 60_000);
+    // The node was sent the whole conversation, and the last response lists it as its input.
+    const last = node.received.filter((frame) => frame.type === "request").at(-1)!;
+    expect(JSON.stringify(last)).toContain("5".repeat(200_000));
+    expect(JSON.stringify(last)).toContain("0".repeat(200_000));
+    const read = (path: string) => exports.default.fetch(`http://gateway.test${path}`, { headers: { authorization: `Bearer ${key}` } });
+    const items = (await (await read(`/v1/responses/${ids[5]}/input_items?order=asc&limit=100`)).json()) as { data: Array<{ role?: string }> };
+    expect(items.data.filter((item) => item.role === "user")).toHaveLength(6);
+
+    // Deleting the third: the later ones still read, but their conversation cannot be rebuilt.
+    const deleted = await exports.default.fetch(`http://gateway.test/v1/responses/${ids[2]}`, { method: "DELETE", headers: { authorization: `Bearer ${key}` } });
+    expect(deleted.status).toBe(200);
+    expect((await read(`/v1/responses/${ids[5]}`)).status).toBe(200);
+    await expectError(await read(`/v1/responses/${ids[5]}/input_items`), 409, "conversation_incomplete");
+    await expectError(await withKey(key, "/v1/responses", { model: "chain-chat", input: "more", previous_response_id: ids[5] }), 409, "conversation_incomplete");
+    await expectError(await withKey(key, "/api/v1/chat", { model: "chain-chat", input: "more", previous_response_id: ids[4] }), 409, "conversation_incomplete");
+    // Before the deleted one, the chain is whole.
+    expect(await turn(ids[1], "still here")).toMatch(/^resp_/);
   });
 });

@@ -30,8 +30,10 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
       throw invalidRequest("integrations (MCP servers and plugins run by the server) are not supported here.", "integrations");
     }
     const store = options.store(c);
-    const conversation: MessageInput[] = [...(await conversationBefore(store, body.previous_response_id)), { role: "user", content: inputText(body.input) }];
-    if (body.store !== false) await store.assertRoom(assertStorable(conversation));
+    const before = await conversationBefore(store, body.previous_response_id);
+    const input: MessageInput[] = [{ role: "user", content: inputText(body.input) }];
+    const conversation = [...before.messages, ...input];
+    if (body.store !== false) await store.assertRoom(assertStorable(before, input));
     const chat = validate(ChatRequest, {
       model: body.model,
       messages: [...(body.system_prompt ? [{ role: "system" as const, content: body.system_prompt }] : []), ...conversation],
@@ -48,7 +50,10 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
     const finish = async (text: string, result: GenerationResult) => {
       // LM Studio stores by default and leaves response_id out with store: false.
       const id = body.store === false ? undefined : randomId("resp");
-      if (id !== undefined) await store.save({ id, created_at: unixSeconds(), messages: [...conversation, { role: "assistant", content: text }] });
+      if (id !== undefined) {
+        const previous = body.previous_response_id ?? null;
+        await store.save({ id, created_at: unixSeconds(), previous_response_id: previous, messages: [...input, { role: "assistant", content: text }] });
+      }
       return lmChatBody(body.model, text, result, id, loadSeconds);
     };
     let loadSeconds: number | undefined;

@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { invalidRequest } from "../errors.ts";
-import type { StoredResponse } from "./store.ts";
+import { wholeConversation, type StoredResponse } from "./store.ts";
 import type { MessageInput } from "./to-chat.ts";
 
 /** `GET /v1/responses/{id}/input_items`'s query: OpenAI's cursor paging (`include` is accepted and ignored). */
@@ -54,12 +54,13 @@ export type InputItemList = z.infer<typeof InputItemList>;
  * The items a stored response was generated from: the whole conversation before its output (what
  * `previous_response_id` carried in, then its own input), as Responses items. Instructions are not
  * items. Ids are the response's id and the item's position, so `after` finds its place again.
+ * 409 when a response the conversation continued was deleted: its items are gone.
  */
 export function inputItems(record: StoredResponse): InputItem[] {
   const key = record.id.replace(/^resp_/, "");
   let position = 0;
   const id = (prefix: string) => `${prefix}_${key}_${position++}`;
-  return record.messages.slice(0, -1).flatMap((message): InputItem[] => toItems(message, id));
+  return wholeConversation(record, "response_id").slice(0, -1).flatMap((message): InputItem[] => toItems(message, id));
 }
 
 function toItems(message: MessageInput, id: (prefix: string) => string): InputItem[] {

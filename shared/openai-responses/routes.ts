@@ -29,14 +29,18 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
     streams: "event: <type> / data: <JSON> pairs: response.created … response.output_text.delta … response.output_item.done, response.completed",
   }, async (c, body) => {
     const store = options.store(c);
-    const conversation = [...(await conversationBefore(store, body.previous_response_id)), ...inputMessages(body.input)];
-    if (body.store !== false) await store.assertRoom(assertStorable(conversation));
+    const before = await conversationBefore(store, body.previous_response_id);
+    const input = inputMessages(body.input);
+    const conversation = [...before.messages, ...input];
+    if (body.store !== false) await store.assertRoom(assertStorable(before, input));
     const chat = toChatRequest(body, conversation);
     const draft = new ResponseDraft(body);
     const finish = async (text: string, result: GenerationResult) => {
       const response = draft.finished(text, result);
       if (response.store) {
-        await store.save({ id: response.id, created_at: response.created_at, messages: [...conversation, assistantTurn(response)], response });
+        // Only this turn: the conversation before it stays in the responses it continues.
+        const previous = body.previous_response_id ?? null;
+        await store.save({ id: response.id, created_at: response.created_at, previous_response_id: previous, messages: [...input, assistantTurn(response)], response });
       }
       return response;
     };

@@ -1,6 +1,7 @@
 import { ApiError, invalidApiKey } from "../../../shared/errors.ts";
 import type { KeyAction, KeyRecord } from "../../../shared/schemas/admin.ts";
 import type { AccessStore } from "./access-store.ts";
+import { tooManyAttempts, type FailedAttempts } from "./failed-attempts.ts";
 import { ModelScope } from "./model-scope.ts";
 import type { RateWindow } from "./rate-window.ts";
 import { exhausted } from "./token-budget.ts";
@@ -20,16 +21,26 @@ export class AccessControl {
   readonly #store: AccessStore;
   readonly #ledger: UsageLedger;
   readonly #window: RateWindow;
+  readonly #attempts: FailedAttempts;
 
-  constructor(store: AccessStore, ledger: UsageLedger, window: RateWindow) {
+  constructor(store: AccessStore, ledger: UsageLedger, window: RateWindow, attempts: FailedAttempts) {
     this.#store = store;
     this.#ledger = ledger;
     this.#window = window;
+    this.#attempts = attempts;
   }
 
-  authenticate(keyHash: string, now: Date): Grant {
+  /**
+   * The key with this hash, presented from `address`. A key nobody holds is a wrong credential:
+   * counted against the address, and past its allowance answered 429 (a guesser is braked); a key
+   * that exists (even revoked or expired) is never counted, so the right one always passes.
+   */
+  authenticate(keyHash: string, address: string, now: Date): Grant {
     const key = this.#store.keyByHash(keyHash);
-    if (!key) throw invalidApiKey("Incorrect API key provided.");
+    if (!key) {
+      const wait = this.#attempts.fail(address, now.getTime());
+      throw wait === null ? invalidApiKey("Incorrect API key provided.") : tooManyAttempts("API key", wait);
+    }
     if (key.revoked_at !== null) throw invalidApiKey("This API key has been revoked.");
     if (key.expires_at !== null && key.expires_at <= now.toISOString()) throw invalidApiKey(`This API key expired at ${key.expires_at}.`);
     return { key, scope: new ModelScope(key.models) };

@@ -1,8 +1,9 @@
 /**
  * Who is calling, as the Worker hands it to the Fleet: the deployment's own `LMGATE_API_KEY`
- * (checked in the Worker, in constant time), or a key to look up by its SHA-256.
+ * (checked in the Worker, in constant time), or a key to look up by its SHA-256, with the client's
+ * address (a key nobody holds counts against it: the wrong-credential brake).
  */
-export type Caller = ({ kind: "root" } | { kind: "key"; hash: string }) & { via?: RequestOrigin };
+export type Caller = ({ kind: "root" } | { kind: "key"; hash: string; address: string }) & { via?: RequestOrigin };
 
 /** Through which route a request came, for the request log, and the trace it belongs to (set by the Worker). */
 export interface RequestOrigin {

@@ -1,7 +1,7 @@
 import { ApiError } from "../../../shared/errors.ts";
 
 /**
- * The wrong-credential brake: wrong admin, metrics and node tokens per client address. Past
+ * The wrong-credential brake: wrong admin, metrics and node tokens and API keys per client address. Past
  * `MAX_FAILED_ATTEMPTS` within `ATTEMPT_WINDOW_MS`, a wrong one from that address gets 429 until
  * the window has passed. Counted in the Fleet's SQLite, so it is exact whichever Worker isolate
  * took the request and survives the object's restarts. Only wrong credentials are ever counted or

@@ -1,5 +1,5 @@
 import { ApiError } from "../../../shared/errors.ts";
-import type { StoredResponse } from "../../../shared/openai-responses/store.ts";
+import type { StoredResponse, StoredTurn } from "../../../shared/openai-responses/store.ts";
 import type { WireError } from "../../../shared/protocol.ts";
 import type { KeyAction } from "../../../shared/schemas/admin.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../../shared/schemas/downloads.ts";
@@ -184,9 +184,9 @@ export class ApiCalls implements Serving<FleetApi> {
   // Stored responses (/v1/responses, /api/v1/chat): each key reads, continues and deletes only its own.
 
   /** Its 409 when the caller's share is full (a parallel request filled it after `responseRoom`). */
-  saveResponse(caller: Caller, record: StoredResponse): Outcome<null> {
+  saveResponse(caller: Caller, turn: StoredTurn): Outcome<null> {
     const owner = this.#asOwner(caller, "save_response", (id) => id);
-    return owner.ok ? this.#outcome({ caller, op: "save_response", model: null }, () => (this.#responses.save(owner.result, record), null)) : owner;
+    return owner.ok ? this.#outcome({ caller, op: "save_response", model: null }, () => (this.#responses.save(owner.result, turn), null)) : owner;
   }
 
   storedResponse(caller: Caller, id: string): Outcome<StoredResponse | null> {
@@ -258,7 +258,7 @@ export class ApiCalls implements Serving<FleetApi> {
 
   /** The caller's grant; null for the deployment's own key, which has no scopes or limits. */
   #grant(caller: Caller): Grant | null {
-    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, new Date());
+    return caller.kind === "root" ? null : this.#control.authenticate(caller.hash, caller.address, new Date());
   }
 
   /** Which model ids the caller (a key id, as requests are accounted) may see. */

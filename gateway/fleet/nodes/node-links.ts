@@ -1,4 +1,5 @@
 import { ApiError } from "../../../shared/errors.ts";
+import { NodeName } from "../../../shared/protocol.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { tooManyAttempts, type FailedAttempts } from "../access/failed-attempts.ts";
 import { scopedStatus } from "../access/node-model-scope.ts";
@@ -9,6 +10,7 @@ import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { HelloFrame } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 import type { NodeWaker } from "./node-waker.ts";
+import type { PendingDials } from "./pending-dials.ts";
 
 export interface NodeLinksParts {
   registry: NodeRegistry;
@@ -16,6 +18,8 @@ export interface NodeLinksParts {
   access: AccessStore;
   /** Wrong node tokens count against the client's address like wrong admin tokens. */
   attempts: FailedAttempts;
+  /** Sockets each token has open without hello, across every name it dials. */
+  dials: PendingDials;
   /** Hears of every node that joins: a wake of it, if any, succeeded. */
   waker: NodeWaker;
   /** A node name the fleet already knew said hello again: an agent restart or a dropped link. */
@@ -31,6 +35,7 @@ export class NodeLinks {
   readonly #dispatcher: Dispatcher;
   readonly #access: AccessStore;
   readonly #attempts: FailedAttempts;
+  readonly #dials: PendingDials;
   readonly #waker: NodeWaker;
   readonly #onReconnect: (name: string) => void;
 
@@ -39,12 +44,24 @@ export class NodeLinks {
     this.#dispatcher = parts.dispatcher;
     this.#access = parts.access;
     this.#attempts = parts.attempts;
+    this.#dials = parts.dials;
     this.#waker = parts.waker;
     this.#onReconnect = parts.onReconnect;
   }
 
-  /** The token an agent dials with, by its hash (or `ROOT_NODE_TOKEN`, compared by the Worker): known, not revoked. */
+  /**
+   * The token an agent dials with, by its hash (or `ROOT_NODE_TOKEN`, compared by the Worker): known,
+   * not revoked, and not already holding from `address` all the sockets without hello it may.
+   */
   admit(tokenHash: string, name: string, address: string): Outcome<NodeAdmission> {
+    const admission = this.#tokenAdmission(tokenHash, name, address);
+    // A socket with no valid name is closed by the Worker at once: it never waits for a hello.
+    if (!admission.ok || !NodeName.safeParse(name).success) return admission;
+    const dial = this.#dials.open(admission.result.tokenId, address, Date.now());
+    return typeof dial === "string" ? { ok: true, result: { ...admission.result, dial } } : failed(dial);
+  }
+
+  #tokenAdmission(tokenHash: string, name: string, address: string): Outcome<NodeAdmission> {
     // A name with a token of its own belongs to that token: the shared one may not displace it.
     if (tokenHash === ROOT_NODE_TOKEN) return { ok: true, result: this.#access.nameIsOwned(name) ? { nameOwned: true } : {} };
     const token = this.#access.useNodeToken(tokenHash, new Date());
@@ -57,7 +74,12 @@ export class NodeLinks {
     return { ok: true, result: { tokenId: token.id, tokenNode: token.node } };
   }
 
-  joined(conn: string, claimed: HelloFrame, tokenId: string | undefined): void {
+  dialEnded(dial: string): void {
+    this.#dials.ended(dial);
+  }
+
+  joined(conn: string, claimed: HelloFrame, tokenId: string | undefined, dial: string | undefined): void {
+    if (dial !== undefined) this.#dials.ended(dial);
     const hello = { ...claimed, status: scopedStatus(claimed.status, this.#modelScope(tokenId)) };
     if (this.#registry.knows(hello.node.name)) this.#onReconnect(hello.node.name);
     // Its object closed the older connection already; here it only leaves the registry.

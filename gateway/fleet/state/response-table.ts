@@ -1,14 +1,16 @@
-import type { StoredResponse } from "../../../shared/openai-responses/store.ts";
+import { MAX_STORED_TURNS, rebuildConversation, type StoredResponse, type StoredTurn } from "../../../shared/openai-responses/store.ts";
 import type { StoredResponsesUsage } from "../../../shared/schemas/admin.ts";
 import { MAX_STORED_RESPONSES_PER_KEY, storageRefusal, type StoredUsage } from "./response-quota.ts";
 
-/** OpenAI keeps stored responses 30 days; so does the gateway, then they go. */
+/** OpenAI keeps stored responses 30 days; so does the gateway, counted from the last turn that continued them, then they go. */
 const RETENTION_SECONDS = 30 * 24 * 3600;
 
 /**
  * Stored `/v1/responses` in the Fleet's SQLite, each under the id of the key that made it: every
  * read and delete names the owner, so one key never sees another's conversation. Kept centrally,
- * a conversation continues on whichever node serves its next turn.
+ * a conversation continues on whichever node serves its next turn. Each row holds one turn and
+ * the id of the response it continued (`previous_id`); a read rebuilds the conversation along
+ * that chain, so a long conversation is stored once, not again at each turn.
  */
 export class ResponseTable {
   readonly #sql: SqlStorage;
@@ -31,6 +33,13 @@ export class ResponseTable {
       sql.exec("ALTER TABLE stored_responses ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0");
       sql.exec("UPDATE stored_responses SET bytes = length(CAST(record AS BLOB))");
     }
+    // The chain: rows stored before it each hold their whole conversation, so they begin their own (no previous_id).
+    if (!columns.some((column) => column.name === "previous_id")) {
+      sql.exec("ALTER TABLE stored_responses ADD COLUMN previous_id TEXT");
+      sql.exec("ALTER TABLE stored_responses ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0");
+      sql.exec("UPDATE stored_responses SET used_at = created_at");
+    }
+    sql.exec("CREATE INDEX IF NOT EXISTS stored_responses_by_use ON stored_responses (used_at)");
   }
 
   /** Refuses (409), before a generation runs, a conversation of `bytes` that would not fit the owner's share. */
@@ -40,20 +49,38 @@ export class ResponseTable {
     if (refusal !== null) throw refusal;
   }
 
-  save(owner: string, record: StoredResponse): void {
-    const createdAt = record.created_at;
-    const json = JSON.stringify(record);
+  /** Stores one turn; the responses it continues are kept as long as it is (their retention starts again). */
+  save(owner: string, turn: StoredTurn): void {
+    const createdAt = turn.created_at;
+    const json = JSON.stringify(turn);
     const bytes = new TextEncoder().encode(json).length;
     this.#expire(createdAt);
     const refusal = storageRefusal(this.usage(owner), bytes, this.#maxBytesPerKey);
     if (refusal !== null) throw refusal;
     this.#sql.exec(
-      "INSERT OR REPLACE INTO stored_responses (id, owner, created_at, record, bytes) VALUES (?, ?, ?, ?, ?)",
-      record.id,
+      "INSERT OR REPLACE INTO stored_responses (id, owner, created_at, record, bytes, previous_id, used_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      turn.id,
       owner,
       createdAt,
       json,
       bytes,
+      turn.previous_response_id ?? null,
+      createdAt,
+    );
+    this.#sql.exec(
+      `WITH RECURSIVE chain (id, depth) AS (
+         SELECT previous_id, 1 FROM stored_responses WHERE id = ? AND owner = ? AND previous_id IS NOT NULL
+         UNION ALL
+         SELECT r.previous_id, chain.depth + 1 FROM stored_responses r JOIN chain ON r.id = chain.id
+         WHERE r.owner = ? AND r.previous_id IS NOT NULL AND chain.depth < ?
+       )
+       UPDATE stored_responses SET used_at = ? WHERE owner = ? AND id IN (SELECT id FROM chain)`,
+      turn.id,
+      owner,
+      owner,
+      MAX_STORED_TURNS,
+      createdAt,
+      owner,
     );
   }
 
@@ -75,14 +102,20 @@ export class ResponseTable {
   }
 
   #expire(nowSeconds: number): void {
-    this.#sql.exec("DELETE FROM stored_responses WHERE created_at < ?", nowSeconds - RETENTION_SECONDS);
+    this.#sql.exec("DELETE FROM stored_responses WHERE used_at < ?", nowSeconds - RETENTION_SECONDS);
   }
 
+  /** The response with its conversation rebuilt from the owner's own turns (`missing` names a link that was deleted). */
   get(owner: string, id: string): StoredResponse | null {
-    const row = this.#sql.exec<{ record: string }>("SELECT record FROM stored_responses WHERE id = ? AND owner = ?", id, owner).toArray()[0];
-    return row ? (JSON.parse(row.record) as StoredResponse) : null;
+    return rebuildConversation(id, (turn) => this.#turn(owner, turn)) ?? null;
   }
 
+  #turn(owner: string, id: string): StoredTurn | undefined {
+    const row = this.#sql.exec<{ record: string }>("SELECT record FROM stored_responses WHERE id = ? AND owner = ?", id, owner).toArray()[0];
+    return row === undefined ? undefined : (JSON.parse(row.record) as StoredTurn);
+  }
+
+  /** Deletes this response alone: a later one that continued it keeps its own turn, and says its chain is broken if continued. */
   delete(owner: string, id: string): boolean {
     return this.#sql.exec("DELETE FROM stored_responses WHERE id = ? AND owner = ?", id, owner).rowsWritten > 0;
   }

@@ -1,4 +1,4 @@
-import type { ResponseStore, StoredResponse } from "../../../shared/openai-responses/store.ts";
+import type { ResponseStore, StoredResponse, StoredTurn } from "../../../shared/openai-responses/store.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
 import { unwrap, type FleetApi } from "../../fleet/contract.ts";
 
@@ -12,8 +12,8 @@ export class FleetResponseStore implements ResponseStore {
     this.#caller = caller;
   }
 
-  async save(record: StoredResponse): Promise<void> {
-    unwrap(await this.#fleet.saveResponse(this.#caller, record));
+  async save(turn: StoredTurn): Promise<void> {
+    unwrap(await this.#fleet.saveResponse(this.#caller, turn));
   }
 
   async get(id: string): Promise<StoredResponse | undefined> {

@@ -5,7 +5,7 @@ import { CLOSE_CODES, NODE_NAME_HEADER, NodeName } from "../../../shared/protoco
 import { ROOT_NODE_TOKEN } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
 import { unwrap } from "../../fleet/contract.ts";
-import { NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
+import { NODE_DIAL_HEADER, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
 import { clientAddress } from "../../fleet/access/failed-attempts.ts";
 import { fleetOf, nodeStub, type GatewayEnv } from "../../env.ts";
 import { bearerToken, secretMatches } from "../middleware/secrets.ts";
@@ -39,12 +39,17 @@ new DocumentedRoutes(agentRoutes, { tag: "agent", security: "node" }).get("/conn
   headers.delete(NODE_TOKEN_ID_HEADER);
   headers.delete(NODE_TOKEN_NODE_HEADER);
   headers.delete(NODE_NAME_OWNED_HEADER);
+  headers.delete(NODE_DIAL_HEADER);
+  if (admission.dial !== undefined) headers.set(NODE_DIAL_HEADER, admission.dial);
   if (admission.nameOwned) headers.set(NODE_NAME_OWNED_HEADER, "1");
   if (admission.tokenId !== undefined) headers.set(NODE_TOKEN_ID_HEADER, admission.tokenId);
   if (admission.tokenNode !== undefined) headers.set(NODE_TOKEN_NODE_HEADER, admission.tokenNode);
   const url = new URL("http://node/connect");
   url.searchParams.set("node", name);
-  return nodeStub(c.env, name).fetch(new Request(url, { headers }));
+  const upgraded = await nodeStub(c.env, name).fetch(new Request(url, { headers }));
+  // Refused by the node object (its own bounds): no socket waits for a hello.
+  if (upgraded.status !== 101 && admission.dial !== undefined) await fleetOf(c.env).dialEnded(admission.dial);
+  return upgraded;
 });
 
 const unauthorized = (message: string) => new ApiError(401, message, { code: "invalid_token" });
