@@ -1,10 +1,10 @@
-import { ApiError } from "../shared/errors.ts";
-import { atDone, endedByUnload, type DoneEvent } from "../shared/generation-contract.ts";
-import type { Hardware, NodeStatus } from "../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
-import type { TokenCount } from "../shared/schemas/token-count.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../shared/protocol/api-error.ts";
+import { atDone, endedByUnload, type DoneEvent } from "../shared/protocol/generation-contract.ts";
+import type { Hardware, NodeStatus } from "../shared/protocol/frames.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/protocol/generation-events.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../shared/protocol/model-schemas.ts";
+import type { TokenCount } from "../shared/protocol/token-count.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
 import type { Drain } from "./drain.ts";
 import type { NodeSource } from "./link/node-source.ts";
 import type { LocalModelAdmin } from "./model-admin.ts";

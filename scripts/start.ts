@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
 import { readDevVars } from "../cli/dev-vars.ts";
-import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/host/local-address.ts";
 import { DEFAULT_DEMO_MODELS_DIR, ensureDemoModels, ensureModel, LONG_CHAT_MODEL } from "../node-agent/demo-models/demo-models.ts";
 import { signalGroup, spawnGroup } from "./process-group.ts";
 import { forgetGateway, leftoverGateway, recordGateway, stopLeftover } from "./leftover-gateway.ts";

@@ -1,11 +1,11 @@
-import { ApiError } from "../../shared/errors.ts";
-import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
-import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { endedByUnload, isDone, throughDone } from "../../shared/protocol/generation-contract.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol/frames.ts";
+import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/protocol/generation-events.ts";
 import { cachedTokensOf, type Ending } from "../fleet/routing/settlement.ts";
 import { boundedNodeError } from "../fleet/routing/node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "../fleet/routing/usage-bounds.ts";
-import { encodeLines, type Lease, type RelayLine } from "./contract.ts";
+import { encodeLines, type Lease, type RelayLine } from "./node-contract.ts";
 import { RelayStream } from "./relay-stream.ts";
 
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */

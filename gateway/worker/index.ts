@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { except } from "hono/combine";
 import * as z from "zod";
-import { createApiApp } from "../../shared/app.ts";
-import { DocumentedRoutes, publicPaths } from "../../shared/documented-routes.ts";
-import { errorResponse } from "../../shared/error-response.ts";
-import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/errors.ts";
+import { createApiApp } from "../../shared/app/api-app.ts";
+import { DocumentedRoutes, publicPaths } from "../../shared/app/documented-routes.ts";
+import { errorResponse } from "../../shared/app/error-response.ts";
+import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/protocol/api-error.ts";
 import type { Caller } from "../fleet/access/caller.ts";
 import { fleetOf, nodeOf, type GatewayEnv } from "../env.ts";
 import { FleetBackend } from "./clients/fleet-backend.ts";

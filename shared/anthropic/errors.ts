@@ -1,4 +1,4 @@
-import type { ApiError } from "../errors.ts";
+import type { ApiError } from "../protocol/api-error.ts";
 import type { AnthropicErrorBody } from "./schemas.ts";
 
 /** Anthropic's error type for a status: its SDK picks the exception class by status, clients read the type. */

@@ -1,10 +1,10 @@
 import type { Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { modelNotFound } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
-import { ChatRequest } from "../schemas/requests.ts";
-import { randomId } from "../random-id.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { modelNotFound } from "../protocol/api-error.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { validate } from "../app/json-body.ts";
+import { ChatRequest } from "../protocol/request-schemas.ts";
+import { randomId } from "../app/random-id.ts";
 import { estimateTokens } from "./token-estimate.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
 import { AnthropicErrorBody, CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";

@@ -1,6 +1,6 @@
 import * as z from "zod";
-import { GatewayInfo, Stats } from "../schemas/generation.ts";
-import { optional } from "../schemas/requests.ts";
+import { GatewayInfo, Stats } from "../protocol/generation-events.ts";
+import { optional } from "../protocol/request-schemas.ts";
 
 /**
  * Anthropic's Messages API (`POST /v1/messages`), as Claude Code sends it. Unknown fields are

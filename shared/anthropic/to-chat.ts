@@ -1,7 +1,7 @@
-import { invalidRequest } from "../errors.ts";
-import { validate } from "../json-body.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
+import { validate } from "../app/json-body.ts";
 import type { z } from "zod";
-import { ChatRequest, type ChatMessage, type Tool, type ToolChoice } from "../schemas/requests.ts";
+import { ChatRequest, type ChatMessage, type Tool, type ToolChoice } from "../protocol/request-schemas.ts";
 import type { ContentBlock, CountTokensRequest, MessageParam, MessagesRequest, ToolChoiceParam, ToolParam } from "./schemas.ts";
 
 /**

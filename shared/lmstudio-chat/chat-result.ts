@@ -1,6 +1,6 @@
-import type { ApiError } from "../errors.ts";
-import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
-import { sseEvent } from "../sse.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import { sseEvent } from "../app/sse-response.ts";
 import { lmErrorBody } from "./errors.ts";
 import type { LmChatResponse } from "./schemas.ts";
 

@@ -1,4 +1,4 @@
-import type { ApiError } from "../errors.ts";
+import type { ApiError } from "../protocol/api-error.ts";
 import type { LmErrorBody } from "./schemas.ts";
 
 /** LM Studio's native error types: `model_not_found` by code, otherwise by status. */

@@ -1,14 +1,14 @@
 import type { Context, Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { invalidRequest } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { validate } from "../app/json-body.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
-import { randomId } from "../random-id.ts";
+import { randomId } from "../app/random-id.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
-import type { GenerationResult } from "../schemas/generation.ts";
-import { ChatRequest } from "../schemas/requests.ts";
-import { unixSeconds } from "../responses.ts";
+import type { GenerationResult } from "../protocol/generation-events.ts";
+import { ChatRequest } from "../protocol/request-schemas.ts";
+import { unixSeconds } from "../openai-completions/completion-bodies.ts";
 import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
 import { LmChatRequest, LmChatResponse, LmErrorBody } from "./schemas.ts";
 

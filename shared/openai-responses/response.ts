@@ -1,8 +1,8 @@
-import type { ApiError } from "../errors.ts";
-import { randomId } from "../random-id.ts";
-import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
-import { unixSeconds } from "../responses.ts";
-import { sseEvent } from "../sse.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import { randomId } from "../app/random-id.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import { unixSeconds } from "../openai-completions/completion-bodies.ts";
+import { sseEvent } from "../app/sse-response.ts";
 import type { OutputItem, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";
 

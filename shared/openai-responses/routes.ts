@@ -1,10 +1,10 @@
 import type { Context, Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { ApiError } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { ApiError } from "../protocol/api-error.ts";
+import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { validate } from "../app/json-body.ts";
 import { InputItemList, inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
-import type { GenerationResult } from "../schemas/generation.ts";
+import type { GenerationResult } from "../protocol/generation-events.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
 import { DeletedResponse, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "./store.ts";

@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { ApiError } from "../errors.ts";
+import { ApiError } from "../protocol/api-error.ts";
 import { assertStorable, conversationBefore, MemoryResponseStore } from "./store.ts";
 
 const record = (id: string) => ({ id, created_at: 0, messages: [{ role: "user" as const, content: id }] });

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NodeSummary } from "../../shared/schemas/admin.ts";
+import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { startHubServer } from "../harness/hub-server.ts";

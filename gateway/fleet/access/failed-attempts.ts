@@ -1,4 +1,4 @@
-import { ApiError } from "../../../shared/errors.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
 
 /**
  * The wrong-credential brake: wrong admin, metrics and node tokens per client address. Past

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
-import { errorResponse } from "../../../shared/error-response.ts";
-import { fromWire } from "../../../shared/protocol.ts";
+import { errorResponse } from "../../../shared/app/error-response.ts";
+import { fromWire } from "../../../shared/protocol/frames.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
 
 /** Refusals the Worker gives before the Fleet has looked at the key: the request's own shape and size. */

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
-import { ApiError, unexpectedEndpoint } from "../../../shared/errors.ts";
-import { DocumentedRoutes } from "../../../shared/documented-routes.ts";
+import { ApiError, unexpectedEndpoint } from "../../../shared/protocol/api-error.ts";
+import { DocumentedRoutes } from "../../../shared/app/documented-routes.ts";
 import {
   CreatedKey,
   CreatedNodeToken,
@@ -16,10 +16,10 @@ import {
   UsageQuery,
   UsageRow,
   WakeAttempt,
-} from "../../../shared/schemas/admin.ts";
-import { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
+} from "../../../shared/gateway-admin/admin-schemas.ts";
+import { RequestPage, RequestQuery } from "../../../shared/gateway-admin/request-log-schemas.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
-import { unwrap } from "../../fleet/contract.ts";
+import { unwrap } from "../../fleet/fleet-contract.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";
 
 const notFound = (what: string, id: string) => new ApiError(404, `No ${what} with id "${id}".`, { code: "not_found" });

@@ -1,0 +1,131 @@
+import type { Context, Env } from "hono";
+import type { InferenceBackend } from "./inference-backend.ts";
+import { errorBodyFor } from "./error-response.ts";
+import { ApiError, cutByUnload, toApiError } from "../protocol/api-error.ts";
+import { endedByUnload, isDone, nextEvent } from "../protocol/generation-contract.ts";
+import { heldJsonResponse } from "./held-json.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import { sseResponse } from "./sse-response.ts";
+
+/** Starts a generation with the request's signal (and, for streams, the stream's own cancel). */
+export type RunGeneration = (signal: AbortSignal) => AsyncIterable<GenerationEvent>;
+
+/** What every family's generation routes are given by the app. */
+export interface GenerationRouteOptions<E extends Env> {
+  backend: (c: Context<E>) => InferenceBackend;
+  /** See `jsonGeneration`. */
+  pulseMs?: number;
+}
+
+/** How one API family writes a generation as server-sent events. */
+export interface StreamEncoder {
+  frames(event: GenerationEvent): Uint8Array[] | Promise<Uint8Array[]>;
+  /** The generation failed after the 200 went out: the error travels as an event and the stream ends. */
+  failure(error: ApiError): Uint8Array[];
+}
+
+/**
+ * How long a non-streamed answer may take after its first token before it is held open (see
+ * `heldJsonResponse`): a short answer, or a failure soon after the first token, keeps its own status.
+ */
+const HOLD_AFTER_MS = 500;
+
+/**
+ * Answers a generation with one JSON body, made by `toBody` from its text and result.
+ * `pulseMs` is for hosts that learn of a client that left only by writing to it: a generation
+ * still running `HOLD_AFTER_MS` after its first token answers 200 and is watched from then on.
+ */
+export async function jsonGeneration(
+  request: Request,
+  run: RunGeneration,
+  toBody: (text: string, result: GenerationResult) => unknown,
+  pulseMs: number | undefined,
+): Promise<Response> {
+  const abort = new AbortController();
+  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
+  let text = "";
+  /** The body once the result is in; or TEXT_STARTED at the first text, when `untilText`. */
+  const read = async (untilText: boolean): Promise<unknown> => {
+    for (;;) {
+      const event = await nextEvent(events);
+      if (event.type === "delta") text += event.text;
+      if (isDone(event)) return await toBody(text, event.result);
+      if (event.type === "delta" && untilText) return TEXT_STARTED;
+    }
+  };
+  if (pulseMs === undefined) return Response.json(await read(false));
+  // Until text comes, a failure keeps its own status (failover, capacity).
+  const early = await read(true);
+  if (early !== TEXT_STARTED) return Response.json(early);
+  const rest = read(false);
+  const settledSoon = await Promise.race([
+    rest.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), HOLD_AFTER_MS)),
+  ]);
+  if (settledSoon) return Response.json(await rest);
+  return heldJsonResponse(rest, pulseMs, (error) => errorBodyFor(request, error), () => cancel(abort, events));
+}
+
+const TEXT_STARTED = Symbol("text started");
+
+/**
+ * Answers a generation as an event stream. The first event is awaited before the response
+ * starts, so a failure to admit the request (unknown model, no capacity, prompt too long) still
+ * gets its proper status instead of a 200 stream that carries an error.
+ */
+export async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder): Promise<Response> {
+  const abort = new AbortController();
+  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
+  const first = await events.next();
+  let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
+  /** At `done` or a failure: nothing more is pulled (the request ends at `done`, see generation-contract.ts). */
+  let finished = false;
+
+  return sseResponse(
+    async () => {
+      if (finished) return null;
+      try {
+        const event = pending ?? (await nextEvent(events));
+        pending = undefined;
+        if (isDone(event)) finished = true;
+        return await encoder.frames(event);
+      } catch (error) {
+        finished = true;
+        return encoder.failure(toApiError(error));
+      }
+    },
+    () => cancel(abort, events),
+  );
+}
+
+/**
+ * A generation its model's unload cut short fails: its text is incomplete, and a clean finish
+ * would pass it off as the whole answer.
+ */
+async function* failIfUnloaded(events: AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
+  let model = "";
+  for await (const event of events) {
+    if (event.type === "start") model = event.model;
+    if (isDone(event) && endedByUnload(event.result)) throw cutByUnload(model);
+    yield event;
+  }
+}
+
+/** The client left: the generation is aborted and still ends with what it spent. */
+function cancel(abort: AbortController, events: AsyncIterator<GenerationEvent>): void {
+  abort.abort(new ApiError(499, "The client closed the connection.", { code: "client_closed" }));
+  // Pulled to its end: a generator suspended at a `yield` would never run its cleanup (metrics,
+  // the slot), and the aborted generation still ends with what it spent.
+  void drain(events);
+}
+
+async function drain(events: AsyncIterator<GenerationEvent>): Promise<void> {
+  try {
+    while (!(await events.next()).done);
+  } catch {
+    // an aborted generation may end by throwing
+  }
+}
