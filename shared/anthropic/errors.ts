@@ -14,7 +14,7 @@ function errorType(status: number): string {
   return "invalid_request_error";
 }
 
-/** Matches `contextOverflow`'s message (shared/errors.ts), the only carrier of its numbers across the wire. */
+/** Matches `contextOverflow`'s message (shared/protocol/api-error.ts), the only carrier of its numbers across the wire. */
 const OVERFLOW = /(\d+) tokens but the model is loaded with a context length of only (\d+) tokens/;
 
 /**

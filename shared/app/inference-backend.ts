@@ -10,7 +10,7 @@ import type { TokenCount } from "../protocol/token-count.ts";
  */
 export interface InferenceBackend {
   listModels(): Promise<ModelObject[]>;
-  /** Emits `start`, then `delta`s, then one `done`, and holds nothing after it (generation-contract.ts). */
+  /** Emits `start`, then `delta`s, then one `done`, and holds nothing after it (protocol/generation-contract.ts). */
   chat(request: ChatRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
   completion(request: CompletionRequest, signal: AbortSignal): AsyncIterable<GenerationEvent>;
   embeddings(request: EmbeddingsRequest, signal: AbortSignal): Promise<EmbeddingsResult>;

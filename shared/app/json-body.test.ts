@@ -3,7 +3,7 @@ import * as z from "zod";
 import { ApiError } from "../protocol/api-error.ts";
 import { parseJsonBody } from "./json-body.ts";
 
-/** The depth limit on request bodies (64, in shared/json-body.ts), pinned at its edge. */
+/** The depth limit on request bodies (64, in shared/app/json-body.ts), pinned at its edge. */
 
 const body = (text: string) => parseJsonBody(new Request("http://test/", { method: "POST", body: text }), z.unknown());
 const nested = (depth: number) => `{"a":${"[".repeat(depth - 1)}${"]".repeat(depth - 1)}}`;

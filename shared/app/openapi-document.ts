@@ -6,7 +6,7 @@ import { LMGATE_VERSION } from "../host/version.ts";
 
 /**
  * The OpenAPI 3.1 document, generated from the zod schemas that validate requests (so it cannot
- * drift from them) and from the route docs registered with each route (shared/documented-routes.ts).
+ * drift from them) and from the route docs registered with each route (shared/app/documented-routes.ts).
  */
 
 /** What `GET /metrics` of the gateway or an agent answers: Prometheus text, not JSON. */
