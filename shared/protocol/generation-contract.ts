@@ -1,4 +1,4 @@
-import { ApiError } from "./api-error.ts";
+import { ApiError, cutByUnload } from "./api-error.ts";
 import type { GenerationEvent, GenerationResult } from "./generation-events.ts";
 
 /**
@@ -13,8 +13,8 @@ import type { GenerationEvent, GenerationResult } from "./generation-events.ts";
  *   its last `yield` may run late or never.
  * - A stream that ends without `done` is incomplete: its text may stop anywhere, so it is an error
  *   (`incompleteGeneration`), never a finished answer.
- * - A `done` whose generation was cut by its model's unload (`endedByUnload`) still counts its
- *   tokens, but its text is incomplete: the API answers it as a 503 `model_unloaded` error.
+ * - A `done` whose generation was cut by its model's unload still counts its tokens, but its text
+ *   is incomplete: it ends the request as an error (`doneFailure`), never as a finished answer.
  */
 
 export type DoneEvent = Extract<GenerationEvent, { type: "done" }>;
@@ -23,6 +23,15 @@ export const isDone = (event: GenerationEvent): event is DoneEvent => event.type
 
 /** True for the result of a generation its model's unload (or a shutdown past its timeout) cut short. */
 export const endedByUnload = (result: GenerationResult): boolean => result.stats.stop_reason === "modelUnloaded";
+
+/**
+ * The error a request whose generation ended with `result` ends as, or undefined when it finished:
+ * one cut short by its model's unload is a 503 `model_unloaded`. The API's answer, the gateway's
+ * books and the agent's metrics all read the end of a generation here.
+ */
+export function doneFailure(result: GenerationResult, model: string): ApiError | undefined {
+  return endedByUnload(result) ? cutByUnload(model) : undefined;
+}
 
 /**
  * The error of a generation that ended without `done`. `by` names whoever ended it; `status` is 500
