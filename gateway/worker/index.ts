@@ -55,12 +55,12 @@ app.notFound(async (c) => {
   // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
   const caller = c.get("caller") as Caller | undefined;
   if (caller?.kind === "key") await new FleetBackend(fleetOf(c.env), (name) => nodeOf(c.env, name), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
-  return errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw));
+  return errorResponse(c, unexpectedEndpoint(c.req.raw));
 });
 app.onError((error, c) => {
   const apiError = toApiError(error);
   if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);
-  return errorResponse(c.req.raw, apiError);
+  return errorResponse(c, apiError);
 });
 
 export default app;

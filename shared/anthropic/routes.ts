@@ -1,11 +1,12 @@
 import type { Env, Hono } from "hono";
 import { DocumentedRoutes } from "../app/documented-routes.ts";
 import { modelNotFound } from "../protocol/api-error.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
 import { validate } from "../app/json-body.ts";
 import { ChatRequest } from "../protocol/request-schemas.ts";
-import { randomId } from "../app/random-id.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { randomId } from "../app/response-ids.ts";
 import { estimateTokens } from "./token-estimate.ts";
+import { anthropicErrorBody } from "./errors.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
 import { AnthropicErrorBody, CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
 import { promptOf, toChatRequest } from "./to-chat.ts";
@@ -16,7 +17,11 @@ import { promptOf, toChatRequest } from "./to-chat.ts";
  * Claude Code adds `?beta=true`; routing is on the path alone.
  */
 export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs }: GenerationRouteOptions<E>): void {
-  const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error" } });
+  const routes = new DocumentedRoutes(app, {
+    tag: "anthropic",
+    security: "apiKey",
+    error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error", encode: anthropicErrorBody },
+  });
   routes.post("/v1/messages", {
     summary: "Create a message (Anthropic Messages API)",
     body: MessagesRequest,
@@ -26,10 +31,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     const chat = toChatRequest(body);
     const head = { id: randomId("msg", 12), model: body.model };
     const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, (text, result) => messageBody(head, text, result), pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head));
+    return answerGeneration(c, run, body.stream ? { stream: new MessageStreamEncoder(head) } : { json: (text, result) => messageBody(head, text, result) }, pulseMs);
   });
 
   routes.post("/v1/messages/count_tokens", {

@@ -20,7 +20,7 @@ const refuseWithoutKey: MiddlewareHandler = async (c, next) => {
 function mountedApp() {
   const items = new Hono();
   // An error handler of its own makes Hono wrap each handler when the router is mounted.
-  items.onError((error, c) => errorResponse(c.req.raw, toApiError(error)));
+  items.onError((error, c) => errorResponse(c, toApiError(error)));
   new DocumentedRoutes(items, { tag: "items", security: "apiKey" })
     .get("/:id{.+}", { summary: "One item", response: Item }, (c) => ({ id: c.req.param("id") }))
     .post("/", { summary: "Create an item", body: Item, status: 201, response: Item }, refuseWithoutKey, (_c, body) => body)
@@ -73,7 +73,7 @@ test("a route with a body schema gets its body parsed by it: a bad body is a 400
 
 test("a route with a query schema gets its query validated by it: a bad value is a 400 naming the parameter", async () => {
   const app = new Hono();
-  app.onError((error, c) => errorResponse(c.req.raw, toApiError(error)));
+  app.onError((error, c) => errorResponse(c, toApiError(error)));
   new DocumentedRoutes(app, { tag: "items", security: "apiKey" }).get(
     "/items",
     { summary: "Items by tag", query: z.object({ tag: z.enum(["a", "b"]).optional() }), response: z.array(z.string()) },

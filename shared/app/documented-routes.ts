@@ -2,6 +2,7 @@ import type { Context, Env, Hono, MiddlewareHandler } from "hono";
 import type { H, RouterRoute } from "hono/types";
 import { findTargetHandler } from "hono/utils/handler";
 import type * as z from "zod";
+import type { ApiError } from "../protocol/api-error.ts";
 import { parseJsonBody, validate } from "./json-body.ts";
 
 /**
@@ -34,7 +35,14 @@ export interface RouteDoc {
   /** Also answers `text/event-stream` when the body asks for `stream: true`; a string says what its events are. */
   streams?: boolean | string;
   /** The error body, when not OpenAI's. */
-  error?: { schema: z.ZodType; description: string };
+  error?: ErrorShape;
+}
+
+/** An API family's own error body: its schema and doc, and how an `ApiError` is written in it (app/error-response.ts). */
+export interface ErrorShape {
+  schema: z.ZodType;
+  description: string;
+  encode: (error: ApiError) => unknown;
 }
 
 /** What a route says of itself; its method and path are the router's. */

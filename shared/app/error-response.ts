@@ -1,15 +1,18 @@
-import { anthropicErrorBody } from "../anthropic/errors.ts";
+import type { Context } from "hono";
+import type { RouterRoute } from "hono/types";
+import { matchedDoc } from "./documented-routes.ts";
 import type { ApiError } from "../protocol/api-error.ts";
-import { lmErrorBody } from "../lmstudio-chat/errors.ts";
 
-/** An error body in the shape of the API family the request came in on: their clients parse only their own. */
-export function errorBodyFor(request: Request, error: ApiError): unknown {
-  const path = new URL(request.url).pathname;
-  if (path === "/v1/messages" || path.startsWith("/v1/messages/")) return anthropicErrorBody(error);
-  if (path === "/api/v1/chat") return lmErrorBody(error);
-  return error.toBody();
+/**
+ * An error body in the shape of the API family whose route the request reached (`matchedRoutes`):
+ * their clients parse only their own. Each family declares its encoder with its routes; a request
+ * that reached none gets OpenAI's shape.
+ */
+export function errorBodyFor(matchedRoutes: RouterRoute[], error: ApiError): unknown {
+  const encode = matchedDoc(matchedRoutes)?.error?.encode;
+  return encode === undefined ? error.toBody() : encode(error);
 }
 
-export function errorResponse(request: Request, error: ApiError): Response {
-  return error.toResponse(errorBodyFor(request, error));
+export function errorResponse(c: Context, error: ApiError): Response {
+  return error.toResponse(errorBodyFor(c.req.matchedRoutes, error));
 }

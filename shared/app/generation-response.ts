@@ -1,8 +1,8 @@
 import type { Context, Env } from "hono";
 import type { InferenceBackend } from "./inference-backend.ts";
 import { errorBodyFor } from "./error-response.ts";
-import { ApiError, cutByUnload, toApiError } from "../protocol/api-error.ts";
-import { endedByUnload, isDone, nextEvent } from "../protocol/generation-contract.ts";
+import { ApiError, toApiError } from "../protocol/api-error.ts";
+import { doneFailure, isDone, nextEvent } from "../protocol/generation-contract.ts";
 import { heldJsonResponse } from "./held-json.ts";
 import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
 import { sseResponse } from "./sse-response.ts";
@@ -13,7 +13,7 @@ export type RunGeneration = (signal: AbortSignal) => AsyncIterable<GenerationEve
 /** What every family's generation routes are given by the app. */
 export interface GenerationRouteOptions<E extends Env> {
   backend: (c: Context<E>) => InferenceBackend;
-  /** See `jsonGeneration`. */
+  /** See `answerGeneration`. */
   pulseMs?: number;
 }
 
@@ -22,6 +22,17 @@ export interface StreamEncoder {
   frames(event: GenerationEvent): Uint8Array[] | Promise<Uint8Array[]>;
   /** The generation failed after the 200 went out: the error travels as an event and the stream ends. */
   failure(error: ApiError): Uint8Array[];
+}
+
+/** How a generation is answered: as one JSON body made from its text and result, or as a stream of events. */
+export type GenerationEncoding = { json: (text: string, result: GenerationResult) => unknown } | { stream: StreamEncoder };
+
+/**
+ * Answers a generation in its encoding. `pulseMs` (JSON only) is for hosts that learn of a client
+ * that left only by writing to it (see `jsonGeneration`).
+ */
+export function answerGeneration(c: Context, run: RunGeneration, encoding: GenerationEncoding, pulseMs: number | undefined): Promise<Response> {
+  return "stream" in encoding ? streamGeneration(c.req.raw, run, encoding.stream) : jsonGeneration(c, run, encoding.json, pulseMs);
 }
 
 /**
@@ -35,14 +46,14 @@ const HOLD_AFTER_MS = 500;
  * `pulseMs` is for hosts that learn of a client that left only by writing to it: a generation
  * still running `HOLD_AFTER_MS` after its first token answers 200 and is watched from then on.
  */
-export async function jsonGeneration(
-  request: Request,
+async function jsonGeneration(
+  c: Context,
   run: RunGeneration,
   toBody: (text: string, result: GenerationResult) => unknown,
   pulseMs: number | undefined,
 ): Promise<Response> {
   const abort = new AbortController();
-  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
+  const events = throwDoneFailure(run(AbortSignal.any([abort.signal, c.req.raw.signal])));
   let text = "";
   /** The body once the result is in; or TEXT_STARTED at the first text, when `untilText`. */
   const read = async (untilText: boolean): Promise<unknown> => {
@@ -66,7 +77,7 @@ export async function jsonGeneration(
     new Promise<false>((resolve) => setTimeout(() => resolve(false), HOLD_AFTER_MS)),
   ]);
   if (settledSoon) return Response.json(await rest);
-  return heldJsonResponse(rest, pulseMs, (error) => errorBodyFor(request, error), () => cancel(abort, events));
+  return heldJsonResponse(rest, pulseMs, (error) => errorBodyFor(c.req.matchedRoutes, error), () => cancel(abort, events));
 }
 
 const TEXT_STARTED = Symbol("text started");
@@ -76,12 +87,12 @@ const TEXT_STARTED = Symbol("text started");
  * starts, so a failure to admit the request (unknown model, no capacity, prompt too long) still
  * gets its proper status instead of a 200 stream that carries an error.
  */
-export async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder): Promise<Response> {
+async function streamGeneration(request: Request, run: RunGeneration, encoder: StreamEncoder): Promise<Response> {
   const abort = new AbortController();
-  const events = failIfUnloaded(run(AbortSignal.any([abort.signal, request.signal])));
+  const events = throwDoneFailure(run(AbortSignal.any([abort.signal, request.signal])));
   const first = await events.next();
   let pending: GenerationEvent | undefined = first.done ? undefined : first.value;
-  /** At `done` or a failure: nothing more is pulled (the request ends at `done`, see generation-contract.ts). */
+  /** At `done` or a failure: nothing more is pulled (the request ends at `done`, see protocol/generation-contract.ts). */
   let finished = false;
 
   return sseResponse(
@@ -102,14 +113,15 @@ export async function streamGeneration(request: Request, run: RunGeneration, enc
 }
 
 /**
- * A generation its model's unload cut short fails: its text is incomplete, and a clean finish
- * would pass it off as the whole answer.
+ * A generation whose `done` is a failure (its model's unload cut it short) ends as that error: its
+ * text is incomplete, and a clean finish would pass it off as the whole answer.
  */
-async function* failIfUnloaded(events: AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
+async function* throwDoneFailure(events: AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
   let model = "";
   for await (const event of events) {
     if (event.type === "start") model = event.model;
-    if (isDone(event) && endedByUnload(event.result)) throw cutByUnload(model);
+    const failure = isDone(event) ? doneFailure(event.result, model) : undefined;
+    if (failure) throw failure;
     yield event;
   }
 }

@@ -1,15 +1,15 @@
 import type { Context, Env, Hono } from "hono";
 import { DocumentedRoutes } from "../app/documented-routes.ts";
 import { invalidRequest } from "../protocol/api-error.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
 import { validate } from "../app/json-body.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
-import { randomId } from "../app/random-id.ts";
+import { randomId, unixSeconds } from "../app/response-ids.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
 import type { GenerationResult } from "../protocol/generation-events.ts";
 import { ChatRequest } from "../protocol/request-schemas.ts";
-import { unixSeconds } from "../openai-completions/completion-bodies.ts";
 import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
+import { lmErrorBody } from "./errors.ts";
 import { LmChatRequest, LmChatResponse, LmErrorBody } from "./schemas.ts";
 
 export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptions<E> {
@@ -19,7 +19,11 @@ export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptio
 
 /** LM Studio's native chat on any `InferenceBackend`, run as the chat completion it translates to. */
 export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudioChatOptions<E>): void {
-  const routes = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey", error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error" } });
+  const routes = new DocumentedRoutes(app, {
+    tag: "lmstudio",
+    security: "apiKey",
+    error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error", encode: lmErrorBody },
+  });
   routes.post("/api/v1/chat", {
     summary: "Chat (LM Studio v1), stateful through previous_response_id",
     body: LmChatRequest,
@@ -58,10 +62,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
         yield event;
       }
     };
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new LmChatStreamEncoder(body.model, finish));
+    return answerGeneration(c, run, body.stream ? { stream: new LmChatStreamEncoder(body.model, finish) } : { json: finish }, options.pulseMs);
   });
 }
 

@@ -1,6 +1,5 @@
 import { choiceEnd, completionLogprobs, type ChoiceRequest, type ChoiceText } from "./choice-texts.ts";
 import type { EmbeddingsResult, GenerationResult, TokenLogprob } from "../protocol/generation-events.ts";
-import type { ModelObject, OpenAIModelObject } from "../protocol/model-schemas.ts";
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -27,8 +26,6 @@ export function responseId(kind: CompletionKind): string {
   return `${kind === "chat" ? "chatcmpl" : "cmpl"}-${suffix}`;
 }
 
-export const unixSeconds = () => Math.floor(Date.now() / 1000);
-
 function extras(result: GenerationResult, flavor: Flavor) {
   return {
     ...(flavor === "lmstudio" ? { stats: result.stats, model_info: result.model_info, runtime: result.runtime } : {}),
@@ -42,14 +39,15 @@ export interface ResponseHead {
   model: string;
 }
 
-export function completionBody(
-  kind: CompletionKind,
-  head: ResponseHead,
-  texts: readonly ChoiceText[],
-  result: GenerationResult,
-  flavor: Flavor,
-  request: ChoiceRequest,
-): ChatCompletion | TextCompletion {
+/** What shapes a completion's body or chunks: its API, its flavor, the choices asked for, and the head each chunk repeats. */
+export interface CompletionShape {
+  kind: CompletionKind;
+  flavor: Flavor;
+  choices: ChoiceRequest;
+  head: ResponseHead;
+}
+
+export function completionBody({ kind, flavor, choices: request, head }: CompletionShape, texts: readonly ChoiceText[], result: GenerationResult): ChatCompletion | TextCompletion {
   const tail = { usage: result.usage, ...extras(result, flavor) };
   if (kind === "text") {
     const choices = texts.map(({ text, logprobs }, index) => ({
@@ -88,12 +86,12 @@ export class ChunkShaper {
   /** Characters sent so far per choice: completions' `text_offset`. */
   readonly #sent: number[];
 
-  constructor(kind: CompletionKind, head: ResponseHead, flavor: Flavor, request: ChoiceRequest) {
+  constructor({ kind, head, flavor, choices }: CompletionShape) {
     this.#kind = kind;
     this.#head = head;
     this.#flavor = flavor;
-    this.#request = request;
-    this.#sent = Array.from({ length: request.count }, () => 0);
+    this.#request = choices;
+    this.#sent = Array.from({ length: choices.count }, () => 0);
   }
 
   #chunk(choice: Record<string, unknown> | null, rest: Record<string, unknown> = {}): Chunk {
@@ -145,16 +143,6 @@ export function embeddingsBody(result: EmbeddingsResult, encoding: "float" | "ba
     model: result.model,
     usage: result.usage,
     ...(result.gateway ? { gateway: result.gateway } : {}),
-  };
-}
-
-export function openAIModel(model: ModelObject): OpenAIModelObject {
-  return {
-    id: model.id,
-    object: "model",
-    created: 0,
-    owned_by: model.publisher,
-    context_length: model.loaded_context_length ?? model.max_context_length,
   };
 }
 

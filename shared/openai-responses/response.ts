@@ -1,7 +1,6 @@
 import type { ApiError } from "../protocol/api-error.ts";
-import { randomId } from "../app/random-id.ts";
+import { randomId, unixSeconds } from "../app/response-ids.ts";
 import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
-import { unixSeconds } from "../openai-completions/completion-bodies.ts";
 import { sseEvent } from "../app/sse-response.ts";
 import type { OutputItem, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";

@@ -1,7 +1,7 @@
 import type { Context, Env, Hono } from "hono";
 import { DocumentedRoutes } from "../app/documented-routes.ts";
 import { ApiError } from "../protocol/api-error.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
 import { validate } from "../app/json-body.ts";
 import { InputItemList, inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
 import type { GenerationResult } from "../protocol/generation-events.ts";
@@ -41,10 +41,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
       return response;
     };
     const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish));
+    return answerGeneration(c, run, body.stream ? { stream: new ResponseStreamEncoder(draft, finish) } : { json: finish }, options.pulseMs);
   });
 
   routes.get("/v1/responses/:id", { summary: "A stored response (only the key that made it sees it)", response: ResponseObject }, async (c) => {

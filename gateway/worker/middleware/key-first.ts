@@ -18,6 +18,6 @@ export function keyFirst(): MiddlewareHandler<GatewayEnv> {
     const caller = c.get("caller");
     if (!BEFORE_THE_FLEET.has(c.res.status) || caller?.kind !== "key") return;
     const outcome = await fleetOf(c.env).authenticate(caller);
-    if (!outcome.ok) c.res = errorResponse(c.req.raw, fromWire(outcome.error));
+    if (!outcome.ok) c.res = errorResponse(c, fromWire(outcome.error));
   };
 }
