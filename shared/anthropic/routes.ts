@@ -1,8 +1,6 @@
 import type { Env, Hono } from "hono";
 import { DocumentedRoutes } from "../app/documented-routes.ts";
 import { modelNotFound } from "../protocol/api-error.ts";
-import { validate } from "../app/json-body.ts";
-import { ChatRequest } from "../protocol/request-schemas.ts";
 import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
 import { randomId } from "../app/response-ids.ts";
 import { estimateTokens } from "./token-estimate.ts";
@@ -40,7 +38,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     response: TokenCount,
   }, async (c, body) => {
     const prompt = promptOf(body);
-    const counted = await backend(c).countTokens?.(validate(ChatRequest, prompt));
+    const counted = await backend(c).countTokens?.(prompt);
     if (counted != null) return { input_tokens: counted.prompt_tokens };
     // The caller's own model list: in the gateway it holds only the models its key may use.
     const models = await backend(c).listModels();

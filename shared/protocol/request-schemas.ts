@@ -7,7 +7,7 @@ import * as z from "zod";
  */
 
 /** An optional field that also takes `null`, read as absent. */
-export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined);
+export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined).optional();
 
 /**
  * A boolean, or the string "true"/"false": LM Studio takes both, and its own structured-output
@@ -82,10 +82,16 @@ export type ChatMessage = z.infer<typeof ChatMessage>;
 
 const JsonSchemaObject = z.record(z.string(), z.unknown());
 
+/** A function's name, as chat templates and the tool-call parser take it. */
+export const ToolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "function names are 1-64 letters, digits, _ or -");
+
+/** Tools one request may offer the model. */
+export const MAX_TOOLS = 128;
+
 export const Tool = z.object({
   type: z.literal("function"),
   function: z.object({
-    name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "function names are 1-64 letters, digits, _ or -"),
+    name: ToolName,
     description: optional(z.string()),
     parameters: optional(JsonSchemaObject),
   }),
@@ -120,7 +126,7 @@ export const ChatRequest = z.object({
   logprobs: optional(flag),
   /** OpenAI's bound; needs `logprobs: true`. */
   top_logprobs: optional(numeric(z.number().int().min(0).max(20))),
-  tools: optional(z.array(Tool).max(128)),
+  tools: optional(z.array(Tool).max(MAX_TOOLS)),
   tool_choice: optional(ToolChoice),
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
