@@ -4,9 +4,9 @@ import { modelNotFound } from "../protocol/api-error.ts";
 import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
 import { randomId } from "../app/response-ids.ts";
 import { estimateTokens } from "./token-estimate.ts";
-import { anthropicErrorBody } from "./errors.ts";
+import { ANTHROPIC_ERRORS } from "./errors.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
-import { AnthropicErrorBody, CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
+import { CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
 import { promptOf, toChatRequest } from "./to-chat.ts";
 
 /**
@@ -15,11 +15,7 @@ import { promptOf, toChatRequest } from "./to-chat.ts";
  * Claude Code adds `?beta=true`; routing is on the path alone.
  */
 export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs }: GenerationRouteOptions<E>): void {
-  const routes = new DocumentedRoutes(app, {
-    tag: "anthropic",
-    security: "apiKey",
-    error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error", encode: anthropicErrorBody },
-  });
+  const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: ANTHROPIC_ERRORS });
   routes.post("/v1/messages", {
     summary: "Create a message (Anthropic Messages API)",
     body: MessagesRequest,

@@ -24,8 +24,11 @@ export interface StreamEncoder {
   failure(error: ApiError): Uint8Array[];
 }
 
-/** How a generation is answered: as one JSON body made from its text and result, or as a stream of events. */
-export type GenerationEncoding = { json: (text: string, result: GenerationResult) => unknown } | { stream: StreamEncoder };
+/** Makes an answer's body from a finished generation: its text and its result. */
+export type BodyOf<T = unknown> = (text: string, result: GenerationResult) => T;
+
+/** How a generation is answered: as one JSON body, or as a stream of events. */
+export type GenerationEncoding = { json: BodyOf } | { stream: StreamEncoder };
 
 /**
  * Answers a generation in its encoding. `pulseMs` (JSON only) is for hosts that learn of a client
@@ -49,7 +52,7 @@ const HOLD_AFTER_MS = 500;
 async function jsonGeneration(
   c: Context,
   run: RunGeneration,
-  toBody: (text: string, result: GenerationResult) => unknown,
+  toBody: BodyOf,
   pulseMs: number | undefined,
 ): Promise<Response> {
   const abort = new AbortController();

@@ -9,8 +9,8 @@ import type { MessageInput } from "../openai-responses/to-chat.ts";
 import type { GenerationResult } from "../protocol/generation-events.ts";
 import { ChatRequest } from "../protocol/request-schemas.ts";
 import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
-import { lmErrorBody } from "./errors.ts";
-import { LmChatRequest, LmChatResponse, LmErrorBody } from "./schemas.ts";
+import { LM_STUDIO_V1_ERRORS } from "./errors.ts";
+import { LmChatRequest, LmChatResponse } from "./schemas.ts";
 
 export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptions<E> {
   /** The same store as `/v1/responses`: either API continues the other's conversations. */
@@ -19,11 +19,7 @@ export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptio
 
 /** LM Studio's native chat on any `InferenceBackend`, run as the chat completion it translates to. */
 export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudioChatOptions<E>): void {
-  const routes = new DocumentedRoutes(app, {
-    tag: "lmstudio",
-    security: "apiKey",
-    error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error", encode: lmErrorBody },
-  });
+  const routes = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey", error: LM_STUDIO_V1_ERRORS });
   routes.post("/api/v1/chat", {
     summary: "Chat (LM Studio v1), stateful through previous_response_id",
     body: LmChatRequest,
