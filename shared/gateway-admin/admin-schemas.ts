@@ -34,14 +34,18 @@ export type CreateKeyRequest = z.infer<typeof CreateKeyRequest>;
 export const UpdateKeyRequest = KeyScopes.partial().extend({ name: z.string().min(1).max(100).optional() });
 export type UpdateKeyRequest = z.infer<typeof UpdateKeyRequest>;
 
-/** What the gateway keeps of a key: never the secret, only a prefix to recognise it by. */
-export const KeyRecord = KeyScopes.extend({
-  id: z.string(),
-  name: z.string(),
+/** What the gateway keeps of any credential (a key, a node token): never the secret, only a prefix to recognise it by, and its dates. */
+const credentialFields = {
   prefix: z.string(),
   created_at: z.iso.datetime(),
   last_used_at: z.iso.datetime().nullable(),
   revoked_at: z.iso.datetime().nullable(),
+};
+
+export const KeyRecord = KeyScopes.extend({
+  id: z.string(),
+  name: z.string(),
+  ...credentialFields,
 });
 export type KeyRecord = z.infer<typeof KeyRecord>;
 
@@ -61,10 +65,7 @@ export const NodeTokenRecord = z.object({
   node: z.string(),
   /** Globs of the model ids the node may serve; null = every model. */
   models: z.array(z.string()).nullable(),
-  prefix: z.string(),
-  created_at: z.iso.datetime(),
-  last_used_at: z.iso.datetime().nullable(),
-  revoked_at: z.iso.datetime().nullable(),
+  ...credentialFields,
 });
 export type NodeTokenRecord = z.infer<typeof NodeTokenRecord>;
 
