@@ -18,7 +18,7 @@ import { getLlama, LlamaCompletion, LlamaLogLevel, LlamaModel, type LlamaContext
 import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
 import { BENCH_SMALL_MODEL, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { LoadedLlm } from "../node-agent/engine/loaded-llm.ts";
-import { CompletionRequest } from "../shared/schemas/requests.ts";
+import { CompletionRequest } from "../shared/protocol/request-schemas.ts";
 import { BENCH_MODELS_DIR, ENGINE_THREADS, SLOTS } from "./environment.ts";
 import { median, round } from "./stats.ts";
 

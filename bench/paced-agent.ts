@@ -7,8 +7,8 @@
  */
 import WebSocket from "ws";
 import { FrameBatcher } from "../node-agent/link/frame-batcher.ts";
-import { HEARTBEAT_PING, NODE_NAME_HEADER, parseFrame, ToAgentFrame, type ToGatewayFrame } from "../shared/protocol.ts";
-import type { GenerationResult } from "../shared/schemas/generation.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, parseFrame, ToAgentFrame, type ToGatewayFrame } from "../shared/protocol/frames.ts";
+import type { GenerationResult } from "../shared/protocol/generation-events.ts";
 
 export interface PacedAgentOptions {
   url: string;

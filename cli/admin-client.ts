@@ -13,8 +13,8 @@ import {
   type CreateNodeTokenRequest,
   type UpdateKeyRequest,
   type UsageQuery,
-} from "../shared/schemas/admin.ts";
-import { RequestPage } from "../shared/schemas/request-log.ts";
+} from "../shared/gateway-admin/admin-schemas.ts";
+import { RequestPage } from "../shared/gateway-admin/request-log-schemas.ts";
 import { jsonRequest } from "./json-request.ts";
 
 export { AdminApiError } from "./json-request.ts";

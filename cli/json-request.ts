@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { ErrorBody } from "../shared/errors.ts";
+import { ErrorBody } from "../shared/protocol/api-error.ts";
 
 /** A failed call to the gateway; status 0 when it could not be reached at all. */
 export class AdminApiError extends Error {

@@ -2,8 +2,8 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { resolve } from "node:path";
-import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
-import { KeyAction, type KeyRecord, type UpdateKeyRequest, type WakeAttempt } from "../shared/schemas/admin.ts";
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/host/local-address.ts";
+import { KeyAction, type KeyRecord, type UpdateKeyRequest, type WakeAttempt } from "../shared/gateway-admin/admin-schemas.ts";
 import { AdminApiError, AdminClient } from "./admin-client.ts";
 import { readDevVars } from "./dev-vars.ts";
 import { ModelsClient } from "./models-client.ts";

@@ -1,8 +1,8 @@
 import type { z } from "zod";
-import { DeleteResult, DownloadJob, type DeleteRequest, type DownloadRequest } from "../shared/schemas/downloads.ts";
-import { LoadResult, UnloadResult } from "../shared/schemas/models.ts";
-import type { LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
-import { V1ModelList } from "../shared/schemas/v1-models.ts";
+import { DeleteResult, DownloadJob, type DeleteRequest, type DownloadRequest } from "../shared/protocol/download-schemas.ts";
+import { LoadResult, UnloadResult } from "../shared/protocol/model-schemas.ts";
+import type { LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
+import { V1ModelList } from "../shared/protocol/v1-model-schemas.ts";
 import { jsonRequest } from "./json-request.ts";
 
 /** LM Studio's v1 model API of a gateway (or of an agent in direct mode), typed by the shared schemas. */

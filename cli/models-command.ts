@@ -1,8 +1,8 @@
 import cliProgress from "cli-progress";
 import { InvalidArgumentError, type Command } from "commander";
 import pc from "picocolors";
-import type { DownloadJob } from "../shared/schemas/downloads.ts";
-import type { V1Model } from "../shared/schemas/v1-models.ts";
+import type { DownloadJob } from "../shared/protocol/download-schemas.ts";
+import type { V1Model } from "../shared/protocol/v1-model-schemas.ts";
 import type { ModelsClient } from "./models-client.ts";
 import { printRows } from "./output.ts";
 

@@ -1,6 +1,6 @@
 import Table from "cli-table3";
 import pc from "picocolors";
-import type { ModelFootprint, NodeMemory } from "../shared/protocol.ts";
+import type { ModelFootprint, NodeMemory } from "../shared/protocol/frames.ts";
 
 export interface Column<T> {
   header: string;

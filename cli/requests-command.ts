@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from "commander";
 import pc from "picocolors";
-import type { RequestQuery, RequestRow } from "../shared/schemas/request-log.ts";
+import type { RequestQuery, RequestRow } from "../shared/gateway-admin/request-log-schemas.ts";
 import type { AdminClient } from "./admin-client.ts";
 import { plain, printRows, type Column } from "./output.ts";
 

@@ -1,4 +1,4 @@
-import type { UsageRow } from "../shared/schemas/admin.ts";
+import type { UsageRow } from "../shared/gateway-admin/admin-schemas.ts";
 import type { Column } from "./output.ts";
 
 /** The columns of usage rows: the owner's `lmgate usage` names each row's key; a key holder's `whoami` has only its own. */

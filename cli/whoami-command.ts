@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import pc from "picocolors";
-import { KeyView } from "../shared/schemas/key-view.ts";
+import { KeyView } from "../shared/gateway-admin/key-view-schemas.ts";
 import { AdminApiError, jsonRequest } from "./json-request.ts";
 import { day, plain, printRows } from "./output.ts";
 import { requestColumns } from "./requests-command.ts";

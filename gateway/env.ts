@@ -1,7 +1,7 @@
 import type { Caller } from "./fleet/access/caller.ts";
-import type { FleetBinding } from "./fleet/contract.ts";
+import type { FleetBinding } from "./fleet/fleet-contract.ts";
 import type { Fleet } from "./fleet/fleet.ts";
-import type { NodeApi } from "./node/contract.ts";
+import type { NodeApi } from "./node/node-contract.ts";
 import type { NodeObject } from "./node/node-object.ts";
 import type { GatewayVars } from "./vars.ts";
 

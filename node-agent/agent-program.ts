@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { LMGATE_VERSION } from "../shared/version.ts";
+import { LMGATE_VERSION } from "../shared/host/version.ts";
 import { addAgentOptions } from "./options.ts";
 import type { Host } from "./platform/host.ts";
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { LMGATE_VERSION } from "../shared/version.ts";
+import { LMGATE_VERSION } from "../shared/host/version.ts";
 import { ConfigError, parseAgentCommand } from "./config.ts";
 
 const log = {

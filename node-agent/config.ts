@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { CommanderError, type Command } from "commander";
 import * as z from "zod";
-import { NodeName } from "../shared/protocol.ts";
+import { NodeName } from "../shared/protocol/frames.ts";
 import { agentProgram } from "./agent-program.ts";
 import { ConfigError } from "./config-error.ts";
 import { readTokenFile } from "./token-file.ts";

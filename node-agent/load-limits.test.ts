@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test, vi } from "vitest";
-import { ApiError } from "../shared/errors.ts";
-import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../shared/protocol/api-error.ts";
+import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
 import { ensureModel, LONG_CHAT_MODEL } from "./demo-models/demo-models.ts";

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
-import { ApiError } from "../shared/errors.ts";
-import type { GenerationEvent } from "../shared/schemas/generation.ts";
-import { LoadResult } from "../shared/schemas/models.ts";
-import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../shared/protocol/api-error.ts";
+import type { GenerationEvent } from "../shared/protocol/generation-events.ts";
+import { LoadResult } from "../shared/protocol/model-schemas.ts";
+import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ApiError } from "../shared/errors.ts";
-import { GenerationResult, type GenerationEvent } from "../shared/schemas/generation.ts";
-import { ChatRequest, CompletionRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../shared/protocol/api-error.ts";
+import { GenerationResult, type GenerationEvent } from "../shared/protocol/generation-events.ts";
+import { ChatRequest, CompletionRequest } from "../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../test/harness/test-models.ts";
 import { ensureModel } from "./demo-models/demo-models.ts";
 import { TINY_SPECULATIVE } from "./demo-models/speculative-pairs.ts";

@@ -1,10 +1,10 @@
 import { rm } from "node:fs/promises";
 import { isAbsolute, relative } from "node:path";
-import { ApiError, modelNotFound } from "../shared/errors.ts";
-import type { ModelAdmin } from "../shared/model-admin.ts";
-import type { NodeStatus } from "../shared/protocol.ts";
-import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
-import type { ModelSpeculation, V1Model } from "../shared/schemas/v1-models.ts";
+import { ApiError, modelNotFound } from "../shared/protocol/api-error.ts";
+import type { ModelAdmin } from "../shared/model-management/model-admin-backend.ts";
+import type { NodeStatus } from "../shared/protocol/frames.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/protocol/download-schemas.ts";
+import type { ModelSpeculation, V1Model } from "../shared/protocol/v1-model-schemas.ts";
 import type { CatalogEntry } from "./catalog/model-catalog.ts";
 import { modelParts } from "./catalog/model-metadata.ts";
 import { DownloadManager } from "./downloads/download-manager.ts";

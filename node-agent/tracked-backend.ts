@@ -1,10 +1,10 @@
-import { ApiError } from "../shared/errors.ts";
-import { atDone, endedByUnload, type DoneEvent } from "../shared/generation-contract.ts";
-import type { Hardware, NodeStatus } from "../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
-import type { TokenCount } from "../shared/schemas/token-count.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../shared/protocol/api-error.ts";
+import { atDone, doneFailure, type DoneEvent } from "../shared/protocol/generation-contract.ts";
+import type { Hardware, NodeStatus } from "../shared/protocol/frames.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/protocol/generation-events.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../shared/protocol/model-schemas.ts";
+import type { TokenCount } from "../shared/protocol/token-count.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
 import type { Drain } from "./drain.ts";
 import type { NodeSource } from "./link/node-source.ts";
 import type { LocalModelAdmin } from "./model-admin.ts";
@@ -155,7 +155,7 @@ export class TrackedBackend implements NodeSource {
       // A generation stopped by its caller's abort still reports what it spent (the gateway
       // asks for that after a cancel): it ended as the caller going away, with its tokens.
       // One cut by an unload reaches its caller as an error (see the API app).
-      end(stats.stop_reason === "userStopped" ? 499 : endedByUnload(result) ? 503 : 200, {
+      end(stats.stop_reason === "userStopped" ? 499 : (doneFailure(result, model)?.status ?? 200), {
         promptTokens: usage.prompt_tokens,
         completionTokens: usage.completion_tokens,
         ...(stats.tokens_per_second > 0 ? { tokensPerSecond: stats.tokens_per_second } : {}),

@@ -34,7 +34,7 @@ const [bin] = bins;
 if (bins.length !== 1 || bin === undefined || bin[1] !== `dist/${bin[0]}.js`) throw new Error(`${manifest.name}: expected one bin, "<name>": "dist/<name>.js"`);
 const minimumNode = /^>=\s*(\d+)$/.exec(manifest.engines.node)?.[1];
 if (minimumNode === undefined) throw new Error(`${manifest.name}: engines.node must read ">=<major>", got "${manifest.engines.node}"`);
-// The code reports the repository's version (shared/version.ts), so the package must carry the same one.
+// The code reports the repository's version (shared/host/version.ts), so the package must carry the same one.
 if (manifest.version !== repository.version) throw new Error(`${manifest.name}: version ${manifest.version} is not the repository's ${repository.version}`);
 
 const outdir = join(packageDir, "dist");
@@ -54,7 +54,7 @@ const result = await build({
   logLevel: "warning",
   plugins: [
     {
-      // shared/version.ts reads the repository's package.json: ship its version, not its scripts and dev dependencies.
+      // shared/host/version.ts reads the repository's package.json: ship its version, not its scripts and dev dependencies.
       name: "version-only",
       setup(build) {
         build.onLoad({ filter: /[\\/]package\.json$/ }, ({ path }) => ({ contents: JSON.stringify({ version: readManifest(path).version }), loader: "json" }));

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { LOCAL_HOST, LOCAL_PORT } from "../shared/local-address.ts";
+import { LOCAL_HOST, LOCAL_PORT } from "../shared/host/local-address.ts";
 
 const { values } = parseArgs({
   options: {

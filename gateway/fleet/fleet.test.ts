@@ -1,10 +1,10 @@
 import { describe, expect, test } from "vitest";
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
-import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
-import { FleetStats } from "../../shared/schemas/admin.ts";
-import { ModelList } from "../../shared/schemas/models.ts";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol/frames.ts";
+import { FleetStats } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ModelList } from "../../shared/protocol/model-schemas.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { fleetStub, nodeStub } from "../env.ts";
 import { TEST_BINDINGS } from "../test/bindings.ts";
 import {

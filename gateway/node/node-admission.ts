@@ -1,5 +1,5 @@
-import { ApiError } from "../../shared/errors.ts";
-import { CLOSE_CODES, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { CLOSE_CODES, PROTOCOL_VERSION, type ToGatewayFrame } from "../../shared/protocol/frames.ts";
 import { ROOT_NODE_TOKEN } from "../fleet/access/caller.ts";
 
 /** How the Worker tells a node object which node token an upgrade carried, and the name it was made for (set by the Worker only). */

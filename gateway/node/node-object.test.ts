@@ -1,8 +1,8 @@
 import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol.ts";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import { CLOSE_CODES, PROTOCOL_VERSION } from "../../shared/protocol/frames.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { parsePrometheus, series, type Samples } from "../../test/harness/prometheus-text.ts";
 import { readSse } from "../../test/harness/sse.ts";
 import { nodeStub } from "../env.ts";

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 import {
   CLOSE_CODES,
   HEARTBEAT_PING,
@@ -9,13 +9,13 @@ import {
   ToGatewayFrame,
   type Operation,
   type ToAgentFrame,
-} from "../../shared/protocol.ts";
+} from "../../shared/protocol/frames.ts";
 import type { GatewayBindings } from "../env.ts";
 import { fleetOf } from "../env.ts";
-import { fleetConfig, type FleetConfig } from "../fleet/config.ts";
-import type { Serving } from "../fleet/contract.ts";
+import { fleetConfig, type FleetConfig } from "../fleet/fleet-config.ts";
+import type { Serving } from "../fleet/fleet-contract.ts";
 import type { Ending } from "../fleet/routing/settlement.ts";
-import { settledFrom, type CallAnswer, type Lease, type NodeApi } from "./contract.ts";
+import { settledFrom, type CallAnswer, type Lease, type NodeApi } from "./node-contract.ts";
 import { helloRefusal, pendingLimit, NODE_DIAL_HEADER, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, socketLimit, tokenTag } from "./node-admission.ts";
 import { FlowControlViolation, Relay } from "./relay.ts";
 import { StatusDeltas } from "./status-deltas.ts";

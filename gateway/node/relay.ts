@@ -1,11 +1,11 @@
-import { ApiError } from "../../shared/errors.ts";
-import { endedByUnload, isDone, throughDone } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol.ts";
-import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { doneFailure, isDone, throughDone } from "../../shared/protocol/generation-contract.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type WireError } from "../../shared/protocol/frames.ts";
+import type { GatewayInfo, GenerationEvent, GenerationResult } from "../../shared/protocol/generation-events.ts";
 import { cachedTokensOf, type Ending } from "../fleet/routing/settlement.ts";
 import { boundedNodeError } from "../fleet/routing/node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "../fleet/routing/usage-bounds.ts";
-import { encodeLines, type Lease, type RelayLine } from "./contract.ts";
+import { encodeLines, type Lease, type RelayLine } from "./node-contract.ts";
 import { RelayStream } from "./relay-stream.ts";
 
 /** Agents answering 503 (their own queue is full, say) are worth another node's try. */
@@ -94,12 +94,12 @@ export class Relay {
     if (done !== null) {
       const { stats, usage } = done;
       // Cut by an unload: the client gets an error (see the API app), and it counts as one, tokens included.
-      const cut = endedByUnload(done);
+      const failure = doneFailure(done, this.lease.operation.body.model);
       this.#ended = true;
       // The last frame waits for the Fleet's books: a client that saw `done` finds its usage counted.
       const settled = this.#settle({
-        status: cut ? 503 : 200,
-        ...(cut ? { failed: true, errorCode: "model_unloaded" } : {}),
+        status: failure?.status ?? 200,
+        ...(failure ? { failed: true, errorCode: failure.code } : {}),
         promptTokens: usage.prompt_tokens,
         cachedTokens: cachedTokensOf(usage, done),
         completionTokens: usage.completion_tokens,

@@ -1,4 +1,4 @@
-import type { NodeStatus } from "../../shared/protocol.ts";
+import type { NodeStatus } from "../../shared/protocol/frames.ts";
 
 /** The parts of a node's status that changed since the Fleet last heard; a slot change is `busy` alone. */
 export type StatusDelta = Partial<NodeStatus>;

@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { expect, test } from "vitest";
-import { ErrorBody } from "../../shared/errors.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { API_KEY } from "./fake-agent.ts";
 
 /** README: "request bodies over 1 MiB get 413" — with or without a Content-Length to go by. */

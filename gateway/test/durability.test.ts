@@ -1,8 +1,8 @@
 import { expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
-import { ErrorBody } from "../../shared/errors.ts";
-import { CreatedKey, FleetStats } from "../../shared/schemas/admin.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { CreatedKey, FleetStats } from "../../shared/gateway-admin/admin-schemas.ts";
 import { parsePrometheus, series } from "../../test/harness/prometheus-text.ts";
 import { fleetStub } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent } from "./fake-agent.ts";

@@ -1,8 +1,8 @@
 import { exports } from "cloudflare:workers";
 import { afterEach } from "vitest";
-import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol.ts";
-import type { GenerationResult } from "../../shared/schemas/generation.ts";
-import type { ModelObject } from "../../shared/schemas/models.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type NodeStatus, type ToAgentFrame, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol/frames.ts";
+import type { GenerationResult } from "../../shared/protocol/generation-events.ts";
+import type { ModelObject } from "../../shared/protocol/model-schemas.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 
 /**

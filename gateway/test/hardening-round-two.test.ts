@@ -1,10 +1,10 @@
 import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { ErrorBody } from "../../shared/errors.ts";
-import { CLOSE_CODES, NODE_NAME_HEADER } from "../../shared/protocol.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, NodeTokenRecord, StoredResponsesUsage, UsageRow } from "../../shared/schemas/admin.ts";
-import { UnloadResult } from "../../shared/schemas/models.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { CLOSE_CODES, NODE_NAME_HEADER } from "../../shared/protocol/frames.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, NodeTokenRecord, StoredResponsesUsage, UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
+import { UnloadResult } from "../../shared/protocol/model-schemas.ts";
 import { DEFAULT_FLEET } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
 

@@ -1,8 +1,8 @@
 import { expect, onTestFinished, test } from "vitest";
 import { exports } from "cloudflare:workers";
-import { ErrorBody } from "../../shared/errors.ts";
-import { CreatedKey } from "../../shared/schemas/admin.ts";
-import { ChatCompletion, ChatCompletionChunk } from "../../shared/schemas/responses.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { CreatedKey } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ChatCompletion, ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { parsePrometheus, series } from "../../test/harness/prometheus-text.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 import { ADMIN_TOKEN, API_KEY, api, chatBody, eventually, FakeAgent, type RequestFrame } from "./fake-agent.ts";

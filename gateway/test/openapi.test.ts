@@ -1,7 +1,7 @@
 import { expect, test } from "vitest";
 import { exports } from "cloudflare:workers";
-import { honoPathToOpenApi } from "../../shared/documented-routes.ts";
-import { hostOpenApiDocument } from "../../shared/openapi.ts";
+import { honoPathToOpenApi } from "../../shared/app/documented-routes.ts";
+import { hostOpenApiDocument } from "../../shared/app/openapi-document.ts";
 import app from "../worker/index.ts";
 import { GATEWAY_OPENAPI } from "../worker/openapi.ts";
 

@@ -1,10 +1,10 @@
 import { describe, expect, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { CreatedKey, ListOf, UsageRow } from "../../shared/schemas/admin.ts";
-import { KeyView } from "../../shared/schemas/key-view.ts";
-import { RequestPage, type RequestRow } from "../../shared/schemas/request-log.ts";
-import { TRACEPARENT } from "../../shared/trace-context.ts";
+import { CreatedKey, ListOf, UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
+import { KeyView } from "../../shared/gateway-admin/key-view-schemas.ts";
+import { RequestPage, type RequestRow } from "../../shared/gateway-admin/request-log-schemas.ts";
+import { TRACEPARENT } from "../../shared/protocol/trace-context.ts";
 import { RequestLog, type RequestRecord } from "../fleet/state/request-log.ts";
 import { ADMIN_TOKEN, chatBody, eventually, FakeAgent, fakeAgentsPerTest, result } from "./fake-agent.ts";
 

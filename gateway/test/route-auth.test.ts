@@ -1,6 +1,6 @@
 import { expect, test } from "vitest";
 import { exports } from "cloudflare:workers";
-import { ErrorBody } from "../../shared/errors.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { API_KEY, chatBody } from "./fake-agent.ts";
 
 /** A wrong key learns nothing about which routes exist: it gets 401 everywhere, before any 404. */

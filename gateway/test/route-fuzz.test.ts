@@ -1,7 +1,7 @@
 import { expect, onTestFinished, test } from "vitest";
 import { exports } from "cloudflare:workers";
-import { OpenApiJson } from "../../shared/openapi.ts";
-import { CreatedKey } from "../../shared/schemas/admin.ts";
+import { OpenApiJson } from "../../shared/app/openapi-document.ts";
+import { CreatedKey } from "../../shared/gateway-admin/admin-schemas.ts";
 import { ADMIN_TOKEN, API_KEY, dialGateway, FakeAgent, NODE_TOKEN } from "./fake-agent.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 

@@ -1,9 +1,9 @@
 import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { ErrorBody } from "../../shared/errors.ts";
-import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, UsageRow } from "../../shared/schemas/admin.ts";
-import { CLOSE_CODES, HEARTBEAT_PING } from "../../shared/protocol.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { CreatedKey, CreatedNodeToken, KeyRecord, ListOf, NodeSummary, UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
+import { CLOSE_CODES, HEARTBEAT_PING } from "../../shared/protocol/frames.ts";
 import { sha256Hex } from "../fleet/access/credentials.ts";
 import { DEFAULT_FLEET } from "../env.ts";
 import { ADMIN_TOKEN, api, chatBody, dialGateway, eventually, FakeAgent, result } from "./fake-agent.ts";

@@ -2,10 +2,10 @@ import Anthropic from "@anthropic-ai/sdk";
 import { exports } from "cloudflare:workers";
 import OpenAI from "openai";
 import { describe, expect, test } from "vitest";
-import { ErrorBody } from "../../shared/errors.ts";
-import { ListOf, NodeSummary, WakeAttempt } from "../../shared/schemas/admin.ts";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
-import type { WakeInfo } from "../../shared/protocol.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { ListOf, NodeSummary, WakeAttempt } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
+import type { WakeInfo } from "../../shared/protocol/frames.ts";
 import { ADMIN_TOKEN, API_KEY, api, chatBody, eventually, fakeAgentsPerTest, type FakeAgent, type RequestFrame } from "./fake-agent.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { except } from "hono/combine";
 import * as z from "zod";
-import { createApiApp } from "../../shared/app.ts";
-import { DocumentedRoutes, publicPaths } from "../../shared/documented-routes.ts";
-import { errorResponse } from "../../shared/error-response.ts";
-import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/errors.ts";
+import { createApiApp } from "../../shared/app/api-app.ts";
+import { DocumentedRoutes, publicPaths } from "../../shared/app/documented-routes.ts";
+import { errorResponse } from "../../shared/app/error-response.ts";
+import { ApiError, toApiError, unexpectedEndpoint } from "../../shared/protocol/api-error.ts";
 import type { Caller } from "../fleet/access/caller.ts";
 import { fleetOf, nodeOf, type GatewayEnv } from "../env.ts";
 import { positiveInt } from "../vars.ts";
@@ -61,12 +61,12 @@ app.notFound(async (c) => {
   // The key is checked first (by the Fleet, as on every route), so a wrong one gets its 401 here too.
   const caller = c.get("caller") as Caller | undefined;
   if (caller?.kind === "key") await new FleetBackend(fleetOf(c.env), (name) => nodeOf(c.env, name), (promise) => c.executionCtx.waitUntil(promise), caller).listModels();
-  return errorResponse(c.req.raw, unexpectedEndpoint(c.req.raw));
+  return errorResponse(c, unexpectedEndpoint(c.req.raw));
 });
 app.onError((error, c) => {
   const apiError = toApiError(error);
   if (apiError.status >= 500 && !(error instanceof ApiError)) logUnexpected(error);
-  return errorResponse(c.req.raw, apiError);
+  return errorResponse(c, apiError);
 });
 
 export default app;

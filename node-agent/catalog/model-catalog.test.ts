@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { testModelsDir } from "../../test/harness/test-models.ts";
-import type { ChatRequest } from "../../shared/schemas/requests.ts";
+import type { ChatRequest } from "../../shared/protocol/request-schemas.ts";
 import { DEMO_MODELS } from "../demo-models/demo-models.ts";
 import { writeSplitModel } from "../demo-models/model-spec.ts";
 import { LocalBackend } from "../local-backend.ts";

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { readGgufFileInfo } from "node-llama-cpp";
-import type { ModelType } from "../../shared/schemas/models.ts";
+import type { ModelType } from "../../shared/protocol/model-schemas.ts";
 import { quantizationName } from "./quantization-names.ts";
 
 /** What the catalog knows about one GGUF file, read from its header without loading it. */

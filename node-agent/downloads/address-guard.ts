@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 
 /**
  * Where a download may come from. A key with the `download` right names the URL, and the agent

@@ -5,8 +5,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, onTestFinished, test, vi } from "vitest";
-import { ApiError } from "../../shared/errors.ts";
-import { DownloadJob } from "../../shared/schemas/downloads.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { DownloadJob } from "../../shared/protocol/download-schemas.ts";
 import { startHubServer, type HubServer } from "../../test/harness/hub-server.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { DownloadManager } from "./download-manager.ts";

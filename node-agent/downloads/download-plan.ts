@@ -1,4 +1,4 @@
-import { ApiError, invalidRequest } from "../../shared/errors.ts";
+import { ApiError, invalidRequest } from "../../shared/protocol/api-error.ts";
 import type { HubClient, HubFile } from "./hub-client.ts";
 
 /** One file to fetch, and where it goes below the models folder. */

@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 import type { PlannedFile } from "./download-plan.ts";
 import type { HubClient } from "./hub-client.ts";
 

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 import { AddressGuard, type Resolve } from "./address-guard.ts";
 
 export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";

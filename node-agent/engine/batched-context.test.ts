@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { getLlama, type Llama } from "node-llama-cpp";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { CompletionRequest } from "../../shared/schemas/requests.ts";
+import { CompletionRequest } from "../../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { batchFillMismatch, PATCHED_VERSION } from "./batch-fill.ts";
 import { PROMPT_CHUNK } from "./batched-context.ts";

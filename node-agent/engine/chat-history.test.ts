@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { ChatRequest } from "../../shared/schemas/requests.ts";
+import { ChatRequest } from "../../shared/protocol/request-schemas.ts";
 import { toChatHistory } from "./chat-history.ts";
 
 const messages = (raw: unknown[]) => ChatRequest.parse({ model: "m", messages: raw }).messages;

@@ -1,6 +1,6 @@
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelResponse } from "node-llama-cpp";
-import { invalidRequest } from "../../shared/errors.ts";
-import type { ChatMessage } from "../../shared/schemas/requests.ts";
+import { invalidRequest } from "../../shared/protocol/api-error.ts";
+import type { ChatMessage } from "../../shared/protocol/request-schemas.ts";
 
 type Content = Extract<ChatMessage, { role: "user" }>["content"];
 

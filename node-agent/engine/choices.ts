@@ -1,4 +1,4 @@
-import type { ChoiceEnd, GenerationEvent, GenerationResult, StopReason } from "../../shared/schemas/generation.ts";
+import type { ChoiceEnd, GenerationEvent, GenerationResult, StopReason } from "../../shared/protocol/generation-events.ts";
 import { AsyncQueue } from "./async-queue.ts";
 
 /**

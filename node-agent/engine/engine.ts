@@ -1,8 +1,8 @@
 import { availableParallelism } from "node:os";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
-import { fitsIn } from "../../shared/placement.ts";
-import type { Hardware, ModelFootprint, NodeMemory } from "../../shared/protocol.ts";
-import type { Runtime } from "../../shared/schemas/generation.ts";
+import { fitsIn } from "../../shared/protocol/memory-fit.ts";
+import type { Hardware, ModelFootprint, NodeMemory } from "../../shared/protocol/frames.ts";
+import type { Runtime } from "../../shared/protocol/generation-events.ts";
 import { LoadedEmbeddingModel, type EmbeddingLoadOptions } from "./loaded-embedding-model.ts";
 import { LoadedLlm, type LlmLoadOptions } from "./loaded-llm.ts";
 import type { LoadConfig } from "./model-lifecycle.ts";

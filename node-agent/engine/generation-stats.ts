@@ -1,4 +1,4 @@
-import type { FinishReason, Stats, StopReason } from "../../shared/schemas/generation.ts";
+import type { FinishReason, Stats, StopReason } from "../../shared/protocol/generation-events.ts";
 
 /** Why node-llama-cpp's `LlamaChat` / `LlamaCompletion` stopped (`metadata.stopReason`). */
 export type EngineStopReason = "eogToken" | "stopGenerationTrigger" | "customStopTrigger" | "maxTokens" | "functionCalls" | "abort";

@@ -1,6 +1,6 @@
 import type { Llama, LlamaEmbeddingContext, LlamaModel } from "node-llama-cpp";
-import { ApiError, invalidRequest, toApiError } from "../../shared/errors.ts";
-import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
+import { ApiError, invalidRequest, toApiError } from "../../shared/protocol/api-error.ts";
+import { modelUnloaded, requestCancelled } from "../../shared/protocol/api-error.ts";
 import { SlotPool } from "./slot-pool.ts";
 
 export interface EmbeddingLoadOptions {

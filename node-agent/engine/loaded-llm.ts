@@ -14,16 +14,16 @@ import {
   type LlamaText,
   type Token,
 } from "node-llama-cpp";
-import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../shared/errors.ts";
-import type { DraftStats, GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/schemas/generation.ts";
-import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/schemas/requests.ts";
+import { ApiError, contextOverflow, invalidRequest, toApiError } from "../../shared/protocol/api-error.ts";
+import type { DraftStats, GenerationEvent, GenerationResult, ModelInfo, Runtime, TokenLogprob } from "../../shared/protocol/generation-events.ts";
+import type { ChatRequest, CompletionRequest, ResponseFormat, ToolCall } from "../../shared/protocol/request-schemas.ts";
 import { AsyncQueue } from "./async-queue.ts";
 import { slotPriority } from "./batch-order.ts";
 import { createBatchedContext, type BatchCounts } from "./batched-context.ts";
 import { reusablePrefixLength } from "./cached-prefix.ts";
 import { choiceSeed, mergeChoices } from "./choices.ts";
 import { toChatHistory } from "./chat-history.ts";
-import { modelUnloaded, requestCancelled } from "../../shared/errors.ts";
+import { modelUnloaded, requestCancelled } from "../../shared/protocol/api-error.ts";
 import { finishReasonOf, GenerationTimer, stopReasonOf, type EngineStopReason } from "./generation-stats.ts";
 import { createJsonGrammar, createJsonSchemaGrammar, toGrammarSchema, UnsupportedSchemaError } from "./json-schema.ts";
 import { samplingOptions, tokenBias, type SamplingOptions } from "./sampling-options.ts";

@@ -1,5 +1,5 @@
 import { InsufficientMemoryError } from "node-llama-cpp";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 
 /** How a model is loaded: context per slot and number of slots. */
 export interface LoadConfig {

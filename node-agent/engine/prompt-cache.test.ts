@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { GenerationResult, type GenerationEvent } from "../../shared/schemas/generation.ts";
-import { ChatRequest, type ChatMessage } from "../../shared/schemas/requests.ts";
+import { GenerationResult, type GenerationEvent } from "../../shared/protocol/generation-events.ts";
+import { ChatRequest, type ChatMessage } from "../../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { LocalBackend } from "../local-backend.ts";
 

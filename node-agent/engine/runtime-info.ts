@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import type { Llama } from "node-llama-cpp";
-import type { Hardware } from "../../shared/protocol.ts";
-import type { Runtime } from "../../shared/schemas/generation.ts";
+import type { Hardware } from "../../shared/protocol/frames.ts";
+import type { Runtime } from "../../shared/protocol/generation-events.ts";
 import { NODE_LLAMA_CPP_ROOT } from "../platform/prebuilt-binaries.ts";
 
 const PLATFORM_NAMES: Partial<Record<NodeJS.Platform, string>> = { darwin: "mac", win32: "windows" };

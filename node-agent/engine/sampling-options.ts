@@ -1,6 +1,6 @@
 import { TokenBias, type LLamaContextualRepeatPenalty, type Token, type Tokenizer } from "node-llama-cpp";
-import { invalidRequest } from "../../shared/errors.ts";
-import type { CompletionRequest } from "../../shared/schemas/requests.ts";
+import { invalidRequest } from "../../shared/protocol/api-error.ts";
+import type { CompletionRequest } from "../../shared/protocol/request-schemas.ts";
 
 type SamplingRequest = Pick<
   CompletionRequest,

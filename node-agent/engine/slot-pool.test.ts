@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 import { SlotPool } from "./slot-pool.ts";
 
 const never = new AbortController().signal;

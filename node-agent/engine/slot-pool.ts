@@ -1,5 +1,5 @@
-import { noCapacity } from "../../shared/errors.ts";
-import { requestCancelled } from "../../shared/errors.ts";
+import { noCapacity } from "../../shared/protocol/api-error.ts";
+import { requestCancelled } from "../../shared/protocol/api-error.ts";
 
 /** A held slot; `release()` is idempotent so it can sit in every `finally`. */
 export interface SlotLease {

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { getLlama, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import type { TokenLogprob } from "../../shared/schemas/generation.ts";
-import { CompletionRequest } from "../../shared/schemas/requests.ts";
+import type { TokenLogprob } from "../../shared/protocol/generation-events.ts";
+import { CompletionRequest } from "../../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { samplingOptions } from "./sampling-options.ts";
 import { generateWithLogprobs, type LogprobRun } from "./token-logprobs.ts";

@@ -1,5 +1,5 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import type { TokenLogprob, TopLogprob } from "../../shared/schemas/generation.ts";
+import type { TokenLogprob, TopLogprob } from "../../shared/protocol/generation-events.ts";
 import type { EngineStopReason } from "./generation-stats.ts";
 import type { SamplingOptions } from "./sampling-options.ts";
 

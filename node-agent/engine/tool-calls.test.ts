@@ -1,6 +1,6 @@
 import { expect, test } from "vitest";
-import { ApiError } from "../../shared/errors.ts";
-import { ChatRequest } from "../../shared/schemas/requests.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { ChatRequest } from "../../shared/protocol/request-schemas.ts";
 import { parseForcedCall, planTools, toToolCalls } from "./tool-calls.ts";
 
 const tool = (name: string, parameters?: unknown) => ({ type: "function", function: { name, ...(parameters ? { parameters } : {}) } });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ChatModelFunctions, GbnfJsonSchema } from "node-llama-cpp";
-import { invalidRequest } from "../../shared/errors.ts";
-import type { ChatRequest, ToolCall } from "../../shared/schemas/requests.ts";
+import { invalidRequest } from "../../shared/protocol/api-error.ts";
+import type { ChatRequest, ToolCall } from "../../shared/protocol/request-schemas.ts";
 import { toGrammarSchema, toOfferedToolSchema, UnsupportedSchemaError } from "./json-schema.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import type { ToGatewayFrame } from "../../shared/protocol.ts";
+import type { ToGatewayFrame } from "../../shared/protocol/frames.ts";
 import { FrameBatcher } from "./frame-batcher.ts";
 
 const delta = (id: string, text: string): ToGatewayFrame => ({ type: "events", id, events: [{ type: "delta", text }] });

@@ -1,4 +1,4 @@
-import { MAX_BATCH_FRAMES, type EventsFrame, type ToGatewayFrame } from "../../shared/protocol.ts";
+import { MAX_BATCH_FRAMES, type EventsFrame, type ToGatewayFrame } from "../../shared/protocol/frames.ts";
 
 /**
  * One WebSocket message per flush for all running generations (protocol 2): `events` frames

@@ -1,12 +1,12 @@
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { ErrorBody } from "../../shared/errors.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import type { z } from "zod";
-import { NODE_NAME_HEADER, parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type NodeStatus, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol.ts";
-import type { V1Model } from "../../shared/schemas/v1-models.ts";
-import type { DownloadJob } from "../../shared/schemas/downloads.ts";
-import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+import { NODE_NAME_HEADER, parseFrame, PROTOCOL_VERSION, ToGatewayFrame, type NodeStatus, type ToAgentFrame as ToAgentFrameSchema } from "../../shared/protocol/frames.ts";
+import type { V1Model } from "../../shared/protocol/v1-model-schemas.ts";
+import type { DownloadJob } from "../../shared/protocol/download-schemas.ts";
+import type { GenerationEvent } from "../../shared/protocol/generation-events.ts";
 import { backoffDelay } from "./backoff.ts";
 import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
 import { agentConnectUrl } from "./gateway-url.ts";

@@ -10,8 +10,8 @@ import {
   type ToGatewayFrame,
   type WakeInterface,
   type WakeResult,
-} from "../../shared/protocol.ts";
-import { GENERATION_FEATURES } from "../../shared/generation-features.ts";
+} from "../../shared/protocol/frames.ts";
+import { GENERATION_FEATURES } from "../../shared/protocol/generation-features.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
 import type { NodeSource } from "./node-source.ts";

@@ -1,7 +1,7 @@
-import type { InferenceBackend } from "../../shared/backend.ts";
-import type { ModelAdmin } from "../../shared/model-admin.ts";
-import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
-import type { Runtime } from "../../shared/schemas/generation.ts";
+import type { InferenceBackend } from "../../shared/app/inference-backend.ts";
+import type { ModelAdmin } from "../../shared/model-management/model-admin-backend.ts";
+import type { Hardware, NodeStatus } from "../../shared/protocol/frames.ts";
+import type { Runtime } from "../../shared/protocol/generation-events.ts";
 
 /**
  * What the gateway link needs from this machine's engine: the API backend itself, plus what the

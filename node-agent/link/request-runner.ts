@@ -1,11 +1,11 @@
-import type { InferenceBackend } from "../../shared/backend.ts";
-import { ApiError, toApiError } from "../../shared/errors.ts";
-import { incompleteGeneration, isDone, nextEvent } from "../../shared/generation-contract.ts";
-import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame, type WakeInterface, type WakeResult } from "../../shared/protocol.ts";
-import type { GenerationEvent, GenerationResult, TokenLogprob } from "../../shared/schemas/generation.ts";
-import type { ChatRequest } from "../../shared/schemas/requests.ts";
-import type { TokenCount } from "../../shared/schemas/token-count.ts";
-import type { ModelAdmin } from "../../shared/model-admin.ts";
+import type { InferenceBackend } from "../../shared/app/inference-backend.ts";
+import { ApiError, toApiError } from "../../shared/protocol/api-error.ts";
+import { incompleteGeneration, isDone, nextEvent } from "../../shared/protocol/generation-contract.ts";
+import { CANCEL_USAGE_WAIT_MS, toWire, type ToAgentFrame, type ToGatewayFrame, type WakeInterface, type WakeResult } from "../../shared/protocol/frames.ts";
+import type { GenerationEvent, GenerationResult, TokenLogprob } from "../../shared/protocol/generation-events.ts";
+import type { ChatRequest } from "../../shared/protocol/request-schemas.ts";
+import type { TokenCount } from "../../shared/protocol/token-count.ts";
+import type { ModelAdmin } from "../../shared/model-management/model-admin-backend.ts";
 import type { RequestTracer } from "../tracing/request-tracer.ts";
 
 /** The connection a runner answers on. */

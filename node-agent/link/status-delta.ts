@@ -1,4 +1,4 @@
-import type { NodeStatus } from "../../shared/protocol.ts";
+import type { NodeStatus } from "../../shared/protocol/frames.ts";
 
 /**
  * The v1 model listing is the largest part of a status and changes rarely, while a running

@@ -1,8 +1,8 @@
-import { ApiError } from "../../shared/errors.ts";
-import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime, StopReason } from "../../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import type { Hardware, NodeStatus } from "../../shared/protocol/frames.ts";
+import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime, StopReason } from "../../shared/protocol/generation-events.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../shared/protocol/model-schemas.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
 import type { NodeSource } from "./node-source.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
+import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/host/metrics-buckets.ts";
 import type { BatchCounts } from "../engine/batched-context.ts";
 import type { SlotUsage } from "../local-backend.ts";
 import type { FinishedRequest, RequestObserver, RequestRoute } from "../tracked-backend.ts";

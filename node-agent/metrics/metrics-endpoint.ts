@@ -1,7 +1,7 @@
 import { serve, type ServerType } from "@hono/node-server";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import { ApiError } from "../../shared/errors.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 
 /** Answers `GET /metrics`. */

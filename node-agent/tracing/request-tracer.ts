@@ -3,7 +3,7 @@ import { getNumberFromEnv, parseTraceParent } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import type { GenerationResult } from "../../shared/schemas/generation.ts";
+import type { GenerationResult } from "../../shared/protocol/generation-events.ts";
 
 /** A request the agent ran, as its spans need it: told once, when it ended. */
 export interface TracedRequest {

@@ -1,5 +1,5 @@
 import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
-import type { WakeInterface } from "../../shared/protocol.ts";
+import type { WakeInterface } from "../../shared/protocol/frames.ts";
 
 /** The broadcast address of an IPv4 network: the address with every host bit set. */
 export function broadcastAddress(address: string, netmask: string): string {

@@ -1,5 +1,6 @@
-import type { ApiError } from "../errors.ts";
-import type { AnthropicErrorBody } from "./schemas.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import type { ErrorShape } from "../app/documented-routes.ts";
+import { AnthropicErrorBody } from "./schemas.ts";
 
 /** Anthropic's error type for a status: its SDK picks the exception class by status, clients read the type. */
 function errorType(status: number): string {
@@ -14,7 +15,7 @@ function errorType(status: number): string {
   return "invalid_request_error";
 }
 
-/** Matches `contextOverflow`'s message (shared/errors.ts), the only carrier of its numbers across the wire. */
+/** Matches `contextOverflow`'s message (shared/protocol/api-error.ts), the only carrier of its numbers across the wire. */
 const OVERFLOW = /(\d+) tokens but the model is loaded with a context length of only (\d+) tokens/;
 
 /**
@@ -29,3 +30,6 @@ function messageOf(error: ApiError): string {
 export function anthropicErrorBody(error: ApiError): AnthropicErrorBody {
   return { type: "error", error: { type: errorType(error.status), message: messageOf(error) } };
 }
+
+/** The error shape the family's routes declare: Anthropic's SDK and Claude Code parse only this one. */
+export const ANTHROPIC_ERRORS: ErrorShape = { schema: AnthropicErrorBody, description: "An Anthropic-shaped error", encode: anthropicErrorBody };

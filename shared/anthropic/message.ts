@@ -1,7 +1,7 @@
-import type { ApiError } from "../errors.ts";
-import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
-import type { ToolCall } from "../schemas/requests.ts";
-import { sseEvent } from "../sse.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import type { ToolCall } from "../protocol/request-schemas.ts";
+import { sseEvent } from "../app/sse-response.ts";
 import { anthropicErrorBody } from "./errors.ts";
 import type { Message, MessageUsage, ResponseBlock, StopReason } from "./schemas.ts";
 

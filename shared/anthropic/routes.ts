@@ -1,13 +1,12 @@
 import type { Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { modelNotFound } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
-import { ChatRequest } from "../schemas/requests.ts";
-import { randomId } from "../random-id.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { modelNotFound } from "../protocol/api-error.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { randomId } from "../app/response-ids.ts";
 import { estimateTokens } from "./token-estimate.ts";
+import { ANTHROPIC_ERRORS } from "./errors.ts";
 import { messageBody, MessageStreamEncoder } from "./message.ts";
-import { AnthropicErrorBody, CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
+import { CountTokensRequest, Message, MessagesRequest, TokenCount } from "./schemas.ts";
 import { promptOf, toChatRequest } from "./to-chat.ts";
 
 /**
@@ -15,8 +14,9 @@ import { promptOf, toChatRequest } from "./to-chat.ts";
  * translates to, so routing, keys, scopes, limits, usage and metrics are the chat path's own.
  * Claude Code adds `?beta=true`; routing is on the path alone.
  */
-export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, pulseMs, keepAliveMs }: GenerationRouteOptions<E>): void {
-  const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: { schema: AnthropicErrorBody, description: "An Anthropic-shaped error" } });
+export function mountAnthropicMessages<E extends Env>(app: Hono<E>, options: GenerationRouteOptions<E>): void {
+  const { backend } = options;
+  const routes = new DocumentedRoutes(app, { tag: "anthropic", security: "apiKey", error: ANTHROPIC_ERRORS });
   routes.post("/v1/messages", {
     summary: "Create a message (Anthropic Messages API)",
     body: MessagesRequest,
@@ -26,10 +26,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     const chat = toChatRequest(body);
     const head = { id: randomId("msg", 12), model: body.model };
     const run = (signal: AbortSignal) => backend(c).chat(chat, signal);
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, (text, result) => messageBody(head, text, result), pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new MessageStreamEncoder(head), keepAliveMs?.(c));
+    return answerGeneration(c, run, body.stream ? { stream: new MessageStreamEncoder(head) } : { json: (text, result) => messageBody(head, text, result) }, options);
   });
 
   routes.post("/v1/messages/count_tokens", {
@@ -38,7 +35,7 @@ export function mountAnthropicMessages<E extends Env>(app: Hono<E>, { backend, p
     response: TokenCount,
   }, async (c, body) => {
     const prompt = promptOf(body);
-    const counted = await backend(c).countTokens?.(validate(ChatRequest, prompt));
+    const counted = await backend(c).countTokens?.(prompt);
     if (counted != null) return { input_tokens: counted.prompt_tokens };
     // The caller's own model list: in the gateway it holds only the models its key may use.
     const models = await backend(c).listModels();

@@ -1,6 +1,6 @@
 import * as z from "zod";
-import { GatewayInfo, Stats } from "../schemas/generation.ts";
-import { optional } from "../schemas/requests.ts";
+import { GatewayInfo, Stats } from "../protocol/generation-events.ts";
+import { optional, ToolName } from "../protocol/request-schemas.ts";
 
 /**
  * Anthropic's Messages API (`POST /v1/messages`), as Claude Code sends it. Unknown fields are
@@ -52,7 +52,7 @@ export type MessageParam = z.infer<typeof MessageParam>;
 /** A client tool; server tools carry a dated `type` (`web_search_20250305`, …) and run nowhere here. */
 const ToolParam = z.object({
   type: optional(z.string()),
-  name: z.string(),
+  name: ToolName,
   description: optional(z.string()),
   input_schema: optional(z.record(z.string(), z.unknown())),
   /** Left out of the prompt until a `tool_reference` in the conversation loads it (tool search). */

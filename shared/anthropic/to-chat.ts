@@ -1,7 +1,5 @@
-import { invalidRequest } from "../errors.ts";
-import { validate } from "../json-body.ts";
-import type { z } from "zod";
-import { ChatRequest, type ChatMessage, type Tool, type ToolChoice } from "../schemas/requests.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
+import { MAX_TOOLS, type ChatMessage, type ChatRequest, type Tool, type ToolChoice } from "../protocol/request-schemas.ts";
 import type { ContentBlock, CountTokensRequest, MessageParam, MessagesRequest, ToolChoiceParam, ToolParam } from "./schemas.ts";
 
 /**
@@ -11,13 +9,13 @@ import type { ContentBlock, CountTokensRequest, MessageParam, MessagesRequest, T
  */
 const BILLING_LINE = /^x-anthropic-billing-header:[^\n]*(\n|$)/;
 
-/** Built, then validated as the chat request it becomes: optional fields may be left out here. */
-type ChatInput = z.input<typeof ChatRequest>;
-type MessageInput = z.input<typeof ChatMessage>;
-
-/** A Messages request as the Chat Completions request the backends run, validated like one. */
+/**
+ * A Messages request as the Chat Completions request the backends run. The Messages schema has
+ * validated every field this takes (with the chat request's own bounds where they differ), so
+ * what is built here is a valid chat request without a second pass.
+ */
 export function toChatRequest(request: MessagesRequest): ChatRequest {
-  return validate(ChatRequest, {
+  return {
     ...promptOf(request),
     max_tokens: request.max_tokens,
     temperature: request.temperature,
@@ -26,17 +24,21 @@ export function toChatRequest(request: MessagesRequest): ChatRequest {
     stop: request.stop_sequences,
     stream: request.stream,
     ...(request.output_config?.format ? { response_format: { type: "json_schema", json_schema: { name: "output", schema: request.output_config.format.schema } } } : {}),
-  });
+  };
 }
 
 /** The parts of a request that make up the prompt (what `count_tokens` counts). */
-export function promptOf(request: CountTokensRequest): Pick<ChatInput, "model" | "messages" | "tools" | "tool_choice"> {
+export function promptOf(request: CountTokensRequest): Pick<ChatRequest, "model" | "messages" | "tools" | "tool_choice"> {
   const system = systemText(request.system);
   const loaded = referencedTools(request.messages);
   const tools = (request.tools ?? []).filter((tool) => isClientTool(tool) && (!tool.defer_loading || loaded.has(tool.name))).map(toTool);
+  const messages: ChatMessage[] = [...(system === "" ? [] : [{ role: "system" as const, content: system }]), ...request.messages.flatMap(toMessages)];
+  // What the Messages schema cannot see: turns of thinking alone leave no message, and deferred tools count once loaded.
+  if (messages.length === 0) throw invalidRequest("Invalid 'messages': messages must not be empty", "messages");
+  if (tools.length > MAX_TOOLS) throw invalidRequest(`Invalid 'tools': at most ${MAX_TOOLS} tools may reach the prompt.`, "tools");
   return {
     model: request.model,
-    messages: [...(system === "" ? [] : [{ role: "system" as const, content: system }]), ...request.messages.flatMap(toMessages)],
+    messages,
     ...(tools.length > 0 ? { tools, tool_choice: toToolChoice(request.tool_choice) } : {}),
   };
 }
@@ -60,14 +62,14 @@ function referencedTools(messages: MessageParam[]): Set<string> {
   return names;
 }
 
-function toMessages(message: MessageParam, index: number): MessageInput[] {
+function toMessages(message: MessageParam, index: number): ChatMessage[] {
   if (message.role === "system") {
     const text = typeof message.content === "string" ? message.content : message.content.map((block) => block.text).join("\n\n");
     return [{ role: "system", content: text }];
   }
   if (typeof message.content === "string") return [{ role: message.role, content: message.content }];
   const text: string[] = [];
-  const messages: MessageInput[] = [];
+  const messages: ChatMessage[] = [];
   const toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
   message.content.forEach((block, position) => {
     const where = `messages.${index}.content.${position}`;

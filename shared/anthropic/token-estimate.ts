@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { ChatRequest } from "../schemas/requests.ts";
+import type { ChatRequest } from "../protocol/request-schemas.ts";
 
 /** English text and code average about four characters per token across common tokenizers. */
 const CHARS_PER_TOKEN = 4;

@@ -1,6 +1,7 @@
-import type { ApiError } from "../errors.ts";
-import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
-import { sseEvent } from "../sse.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import type { BodyOf } from "../app/generation-response.ts";
+import { sseEvent } from "../app/sse-response.ts";
 import { lmErrorBody } from "./errors.ts";
 import type { LmChatResponse } from "./schemas.ts";
 
@@ -32,12 +33,12 @@ export function lmChatBody(model: string, text: string, result: GenerationResult
  */
 export class LmChatStreamEncoder {
   readonly #model: string;
-  readonly #finish: (text: string, result: GenerationResult) => Promise<LmChatResponse>;
+  readonly #finish: BodyOf<Promise<LmChatResponse>>;
   #text = "";
   #messageStarted = false;
 
   /** `finish` builds (and stores) the final response. */
-  constructor(model: string, finish: (text: string, result: GenerationResult) => Promise<LmChatResponse>) {
+  constructor(model: string, finish: BodyOf<Promise<LmChatResponse>>) {
     this.#model = model;
     this.#finish = finish;
   }

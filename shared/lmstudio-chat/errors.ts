@@ -1,5 +1,6 @@
-import type { ApiError } from "../errors.ts";
-import type { LmErrorBody } from "./schemas.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import type { ErrorShape } from "../app/documented-routes.ts";
+import { LmErrorBody } from "./schemas.ts";
 
 /** LM Studio's native error types: `model_not_found` by code, otherwise by status. */
 function errorType(error: ApiError): string {
@@ -17,3 +18,6 @@ export function lmErrorBody(error: ApiError): LmErrorBody {
     },
   };
 }
+
+/** The error shape the family's routes declare: LM Studio's v1 clients parse only this one. */
+export const LM_STUDIO_V1_ERRORS: ErrorShape = { schema: LmErrorBody, description: "An LM Studio v1-shaped error", encode: lmErrorBody };

@@ -1,16 +1,16 @@
 import type { Context, Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { invalidRequest } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { validate } from "../app/json-body.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "../openai-responses/store.ts";
-import { randomId } from "../random-id.ts";
+import { randomId, unixSeconds } from "../app/response-ids.ts";
 import type { MessageInput } from "../openai-responses/to-chat.ts";
-import type { GenerationResult } from "../schemas/generation.ts";
-import { ChatRequest } from "../schemas/requests.ts";
-import { unixSeconds } from "../responses.ts";
+import type { GenerationResult } from "../protocol/generation-events.ts";
+import { ChatRequest } from "../protocol/request-schemas.ts";
 import { lmChatBody, LmChatStreamEncoder } from "./chat-result.ts";
-import { LmChatRequest, LmChatResponse, LmErrorBody } from "./schemas.ts";
+import { LM_STUDIO_V1_ERRORS } from "./errors.ts";
+import { LmChatRequest, LmChatResponse } from "./schemas.ts";
 
 export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptions<E> {
   /** The same store as `/v1/responses`: either API continues the other's conversations. */
@@ -19,7 +19,7 @@ export interface LmStudioChatOptions<E extends Env> extends GenerationRouteOptio
 
 /** LM Studio's native chat on any `InferenceBackend`, run as the chat completion it translates to. */
 export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudioChatOptions<E>): void {
-  const routes = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey", error: { schema: LmErrorBody, description: "An LM Studio v1-shaped error" } });
+  const routes = new DocumentedRoutes(app, { tag: "lmstudio", security: "apiKey", error: LM_STUDIO_V1_ERRORS });
   routes.post("/api/v1/chat", {
     summary: "Chat (LM Studio v1), stateful through previous_response_id",
     body: LmChatRequest,
@@ -63,10 +63,7 @@ export function mountLmStudioChat<E extends Env>(app: Hono<E>, options: LmStudio
         yield event;
       }
     };
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new LmChatStreamEncoder(body.model, finish), options.keepAliveMs?.(c));
+    return answerGeneration(c, run, body.stream ? { stream: new LmChatStreamEncoder(body.model, finish) } : { json: finish }, options);
   });
 }
 

@@ -1,6 +1,6 @@
 import * as z from "zod";
-import { GatewayInfo } from "../schemas/generation.ts";
-import { optional } from "../schemas/requests.ts";
+import { GatewayInfo } from "../protocol/generation-events.ts";
+import { optional } from "../protocol/request-schemas.ts";
 
 /**
  * LM Studio's native chat (`POST /api/v1/chat`, LM Studio 0.4+). Unknown fields are stripped;

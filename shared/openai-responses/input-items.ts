@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { invalidRequest } from "../errors.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
 import { wholeConversation, type StoredResponse } from "./store.ts";
 import type { MessageInput } from "./to-chat.ts";
 

@@ -1,8 +1,8 @@
-import type { ApiError } from "../errors.ts";
-import { randomId } from "../random-id.ts";
-import type { GenerationEvent, GenerationResult } from "../schemas/generation.ts";
-import { unixSeconds } from "../responses.ts";
-import { sseEvent } from "../sse.ts";
+import type { ApiError } from "../protocol/api-error.ts";
+import { randomId, unixSeconds } from "../app/response-ids.ts";
+import type { GenerationEvent, GenerationResult } from "../protocol/generation-events.ts";
+import type { BodyOf } from "../app/generation-response.ts";
+import { sseEvent } from "../app/sse-response.ts";
 import type { OutputItem, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";
 
@@ -96,13 +96,13 @@ export function assistantTurn(response: ResponseObject): MessageInput {
  */
 export class ResponseStreamEncoder {
   readonly #draft: ResponseDraft;
-  readonly #finish: (text: string, result: GenerationResult) => Promise<ResponseObject>;
+  readonly #finish: BodyOf<Promise<ResponseObject>>;
   #sequence = 0;
   #text = "";
   #textOpen = false;
 
   /** `finish` builds (and stores) the final response. */
-  constructor(draft: ResponseDraft, finish: (text: string, result: GenerationResult) => Promise<ResponseObject>) {
+  constructor(draft: ResponseDraft, finish: BodyOf<Promise<ResponseObject>>) {
     this.#draft = draft;
     this.#finish = finish;
   }

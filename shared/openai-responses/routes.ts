@@ -1,10 +1,10 @@
 import type { Context, Env, Hono } from "hono";
-import { DocumentedRoutes } from "../documented-routes.ts";
-import { ApiError } from "../errors.ts";
-import { jsonGeneration, streamGeneration, type GenerationRouteOptions } from "../generation-stream.ts";
-import { validate } from "../json-body.ts";
+import { DocumentedRoutes } from "../app/documented-routes.ts";
+import { ApiError } from "../protocol/api-error.ts";
+import { answerGeneration, type GenerationRouteOptions } from "../app/generation-response.ts";
+import { validate } from "../app/json-body.ts";
 import { InputItemList, inputItemPage, inputItems, InputItemsQuery } from "./input-items.ts";
-import type { GenerationResult } from "../schemas/generation.ts";
+import type { GenerationResult } from "../protocol/generation-events.ts";
 import { assistantTurn, ResponseDraft, ResponseStreamEncoder } from "./response.ts";
 import { DeletedResponse, ResponseObject, ResponsesRequest } from "./schemas.ts";
 import { assertStorable, conversationBefore, type ResponseStore } from "./store.ts";
@@ -45,10 +45,7 @@ export function mountResponses<E extends Env>(app: Hono<E>, options: ResponsesRo
       return response;
     };
     const run = (signal: AbortSignal) => options.backend(c).chat(chat, signal);
-    if (!body.stream) {
-      return jsonGeneration(c.req.raw, run, finish, options.pulseMs);
-    }
-    return streamGeneration(c.req.raw, run, new ResponseStreamEncoder(draft, finish), options.keepAliveMs?.(c));
+    return answerGeneration(c, run, body.stream ? { stream: new ResponseStreamEncoder(draft, finish) } : { json: finish }, options);
   });
 
   routes.get("/v1/responses/:id", { summary: "A stored response (only the key that made it sees it)", response: ResponseObject }, async (c) => {

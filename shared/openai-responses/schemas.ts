@@ -1,6 +1,6 @@
 import * as z from "zod";
-import { GatewayInfo, Stats } from "../schemas/generation.ts";
-import { optional } from "../schemas/requests.ts";
+import { GatewayInfo, Stats } from "../protocol/generation-events.ts";
+import { optional } from "../protocol/request-schemas.ts";
 
 /**
  * OpenAI's Responses API (`POST /v1/responses`). Unknown fields are stripped: Codex and the SDK

@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { ApiError } from "../errors.ts";
+import { ApiError } from "../protocol/api-error.ts";
 import { assertStorable, conversationBefore, MAX_STORED_TURNS, MemoryResponseStore } from "./store.ts";
 
 const turn = (id: string, previous: string | null = null) => ({

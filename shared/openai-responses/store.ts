@@ -1,4 +1,4 @@
-import { ApiError } from "../errors.ts";
+import { ApiError } from "../protocol/api-error.ts";
 import type { ResponseObject } from "./schemas.ts";
 import type { MessageInput } from "./to-chat.ts";
 

@@ -1,7 +1,7 @@
 import type { z } from "zod";
-import { invalidRequest } from "../errors.ts";
-import { validate } from "../json-body.ts";
-import { ChatRequest, type ChatMessage, type ResponseFormat, type Tool, type ToolChoice } from "../schemas/requests.ts";
+import { invalidRequest } from "../protocol/api-error.ts";
+import { validate } from "../app/json-body.ts";
+import { ChatRequest, type ChatMessage, type ResponseFormat, type Tool, type ToolChoice } from "../protocol/request-schemas.ts";
 import type { ContentPart, InputItem, ResponsesRequest, ToolParam } from "./schemas.ts";
 
 /** Chat messages as built here, validated when the chat request they go into is. */

@@ -5,7 +5,7 @@ import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent } from "../harness/agent-process.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { NodeSummary } from "../../shared/schemas/admin.ts";
-import { ChatCompletion, ChatCompletionChunk } from "../../shared/schemas/responses.ts";
+import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ChatCompletion, ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { readSse } from "../harness/sse.ts";

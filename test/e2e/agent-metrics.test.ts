@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ChatCompletion, ChatCompletionChunk, EmbeddingsResponse, TextCompletion } from "../../shared/schemas/responses.ts";
+import { ChatCompletion, ChatCompletionChunk, EmbeddingsResponse, TextCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { parsePrometheus, series } from "../harness/prometheus-text.ts";
 import { readSse } from "../harness/sse.ts";

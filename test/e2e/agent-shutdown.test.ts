@@ -1,6 +1,6 @@
 import { afterEach, expect, test } from "vitest";
-import { ErrorBody } from "../../shared/errors.ts";
-import { ChatCompletion, ChatCompletionChunk } from "../../shared/schemas/responses.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { ChatCompletion, ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { readSse } from "../harness/sse.ts";
 import { testModelsDir } from "../harness/test-models.ts";

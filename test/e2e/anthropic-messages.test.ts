@@ -3,7 +3,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import { AnthropicErrorBody, Message } from "../../shared/anthropic/schemas.ts";
-import type { UsageRow } from "../../shared/schemas/admin.ts";
+import type { UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 
 /**

@@ -1,8 +1,8 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
-import type { UsageRow } from "../../shared/schemas/admin.ts";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import type { UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { startApiTargets, TARGETS, type ApiTargets } from "../harness/api-targets.ts";
 import { countedCompletionTokens, startAgent } from "../harness/agent-process.ts";
 import { connectIdleNode, simulatedModel } from "../harness/idle-node.ts";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
-import type { UsageRow } from "../../shared/schemas/admin.ts";
+import type { UsageRow } from "../../shared/gateway-admin/admin-schemas.ts";
 import { countedCompletionTokens, startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { parsePrometheus, series } from "../harness/prometheus-text.ts";

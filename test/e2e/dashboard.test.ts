@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NodeSummary } from "../../shared/schemas/admin.ts";
+import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { ARTIFACTS, launchChromium, openDashboardAsAdmin, skipBrowser } from "../harness/chromium.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";

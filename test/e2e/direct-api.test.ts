@@ -5,15 +5,15 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
-import { ErrorBody } from "../../shared/errors.ts";
-import { ModelObject, OpenAIModelObject } from "../../shared/schemas/models.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { ModelObject, OpenAIModelObject } from "../../shared/protocol/model-schemas.ts";
 import {
   ChatCompletion,
   ChatCompletionChunk,
   EmbeddingsResponse,
   TextCompletion,
   TextCompletionChunk,
-} from "../../shared/schemas/responses.ts";
+} from "../../shared/openai-completions/completion-schemas.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 import { readSse } from "../harness/sse.ts";
 

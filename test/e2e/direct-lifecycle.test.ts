@@ -2,8 +2,8 @@ import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
-import { ErrorBody } from "../../shared/errors.ts";
-import { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { LoadResult, ModelObject, UnloadResult } from "../../shared/protocol/model-schemas.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 let backend: LocalBackend;

@@ -8,10 +8,10 @@ import { writeSplitModel } from "../../node-agent/demo-models/model-spec.ts";
 import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
 import { LocalBackend } from "../../node-agent/local-backend.ts";
 import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
-import { ErrorBody } from "../../shared/errors.ts";
-import { DeleteResult, DownloadJob } from "../../shared/schemas/downloads.ts";
-import { LoadResult, UnloadResult } from "../../shared/schemas/models.ts";
-import { V1ModelList } from "../../shared/schemas/v1-models.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
+import { DeleteResult, DownloadJob } from "../../shared/protocol/download-schemas.ts";
+import { LoadResult, UnloadResult } from "../../shared/protocol/model-schemas.ts";
+import { V1ModelList } from "../../shared/protocol/v1-model-schemas.ts";
 import { startHubServer, type HubServer } from "../harness/hub-server.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 

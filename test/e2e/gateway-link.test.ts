@@ -1,8 +1,8 @@
 import { rm } from "node:fs/promises";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NodeSummary } from "../../shared/schemas/admin.ts";
-import { ModelList } from "../../shared/schemas/models.ts";
+import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
+import { ModelList } from "../../shared/protocol/model-schemas.ts";
 import { startGatewayLink, type GatewayLink } from "../../node-agent/link/gateway-link.ts";
 import { ScriptedSource } from "../../node-agent/link/testing.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";

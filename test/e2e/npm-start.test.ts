@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect, test, vi } from "vitest";
-import { ChatCompletionChunk } from "../../shared/schemas/responses.ts";
+import { ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { readSse } from "../harness/sse.ts";
 import { recordGateway } from "../../scripts/leftover-gateway.ts";
 import { freePort, holdPort, startWranglerDev } from "../../scripts/wrangler-dev.ts";

@@ -1,11 +1,11 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { directOpenApi, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
-import { createApiApp } from "../../shared/app.ts";
-import type { InferenceBackend } from "../../shared/backend.ts";
-import { honoPathToOpenApi } from "../../shared/documented-routes.ts";
-import type { ModelAdmin } from "../../shared/model-admin.ts";
-import { hostOpenApiDocument } from "../../shared/openapi.ts";
+import { createApiApp } from "../../shared/app/api-app.ts";
+import type { InferenceBackend } from "../../shared/app/inference-backend.ts";
+import { honoPathToOpenApi } from "../../shared/app/documented-routes.ts";
+import type { ModelAdmin } from "../../shared/model-management/model-admin-backend.ts";
+import { hostOpenApiDocument } from "../../shared/app/openapi-document.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 
 /**

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import * as z from "zod";
-import { CreatedKey } from "../../shared/schemas/admin.ts";
-import { KeyView } from "../../shared/schemas/key-view.ts";
-import { RequestRow } from "../../shared/schemas/request-log.ts";
+import { CreatedKey } from "../../shared/gateway-admin/admin-schemas.ts";
+import { KeyView } from "../../shared/gateway-admin/key-view-schemas.ts";
+import { RequestRow } from "../../shared/gateway-admin/request-log-schemas.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 
 /**

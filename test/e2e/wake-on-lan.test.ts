@@ -5,7 +5,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
-import type { WakeInfo } from "../../shared/protocol.ts";
+import type { WakeInfo } from "../../shared/protocol/frames.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { ARTIFACTS, launchChromium, openDashboardAsAdmin, skipBrowser } from "../harness/chromium.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";

@@ -1,6 +1,6 @@
 import WebSocket from "ws";
-import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol.ts";
-import type { ModelObject } from "../../shared/schemas/models.ts";
+import { HEARTBEAT_PING, NODE_NAME_HEADER, PROTOCOL_VERSION, type ToGatewayFrame, type WakeInfo } from "../../shared/protocol/frames.ts";
+import type { ModelObject } from "../../shared/protocol/model-schemas.ts";
 
 /**
  * A node that joins a real gateway over a real WebSocket, says hello with the models it is given,

@@ -6,7 +6,7 @@ import { delimiter, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ChatCompletion } from "../../shared/schemas/responses.ts";
+import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 

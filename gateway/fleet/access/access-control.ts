@@ -1,5 +1,5 @@
-import { ApiError, invalidApiKey } from "../../../shared/errors.ts";
-import type { KeyAction, KeyRecord } from "../../../shared/schemas/admin.ts";
+import { ApiError, invalidApiKey } from "../../../shared/protocol/api-error.ts";
+import type { KeyAction, KeyRecord } from "../../../shared/gateway-admin/admin-schemas.ts";
 import type { AccessStore } from "./access-store.ts";
 import { tooManyAttempts, type FailedAttempts } from "./failed-attempts.ts";
 import { ModelScope } from "./model-scope.ts";

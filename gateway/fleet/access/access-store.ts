@@ -1,4 +1,4 @@
-import type { CreateKeyRequest, CreateNodeTokenRequest, KeyRecord, NodeTokenRecord, UpdateKeyRequest } from "../../../shared/schemas/admin.ts";
+import type { CreateKeyRequest, CreateNodeTokenRequest, KeyRecord, NodeTokenRecord, UpdateKeyRequest } from "../../../shared/gateway-admin/admin-schemas.ts";
 import { newCredential } from "./credentials.ts";
 
 /**

@@ -1,4 +1,5 @@
-import { ApiError } from "../../../shared/errors.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import { SlidingWindow } from "./sliding-window.ts";
 
 /**
  * The wrong-credential brake: wrong admin, metrics and node tokens and API keys per client address. Past
@@ -15,15 +16,11 @@ const ATTEMPT_WINDOW_MS = 60_000;
 const MAX_ROWS = 50_000;
 
 export class FailedAttempts {
-  readonly #sql: SqlStorage;
+  readonly #window: SlidingWindow;
 
   constructor(sql: SqlStorage) {
-    this.#sql = sql;
-    sql.exec(`
-      CREATE TABLE IF NOT EXISTS failed_attempts (address TEXT NOT NULL, at INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS failed_attempts_by_address ON failed_attempts (address, at);
-      CREATE INDEX IF NOT EXISTS failed_attempts_by_age ON failed_attempts (at);
-    `);
+    const spec = { windowMs: ATTEMPT_WINDOW_MS, table: "failed_attempts", subject: "address", bySubject: "failed_attempts_by_address", byTime: "failed_attempts_by_age" };
+    this.#window = new SlidingWindow(sql, spec);
   }
 
   /**
@@ -31,17 +28,10 @@ export class FailedAttempts {
    * seconds until it may be answered again (then the caller answers 429), or null (then 401).
    */
   fail(address: string, now: number): number | null {
-    this.#sql.exec("DELETE FROM failed_attempts WHERE at <= ?", now - ATTEMPT_WINDOW_MS);
-    const recent = this.#sql
-      .exec<{ at: number }>("SELECT at FROM failed_attempts WHERE address = ? ORDER BY at LIMIT ?", address, MAX_FAILED_ATTEMPTS)
-      .toArray();
     // Braked attempts are not counted: a flood neither grows the table nor pushes the window on.
-    if (recent.length >= MAX_FAILED_ATTEMPTS) return ((recent[0] as { at: number }).at + ATTEMPT_WINDOW_MS - now) / 1000;
-    this.#sql.exec("INSERT INTO failed_attempts (address, at) VALUES (?, ?)", address, now);
-    this.#sql.exec(
-      "DELETE FROM failed_attempts WHERE rowid IN (SELECT rowid FROM failed_attempts ORDER BY at DESC LIMIT -1 OFFSET ?)",
-      MAX_ROWS,
-    );
+    const counted = this.#window.admit(address, MAX_FAILED_ATTEMPTS, now);
+    if (!counted.admitted) return counted.retryAfterMs / 1000;
+    this.#window.bound(MAX_ROWS);
     return null;
   }
 }

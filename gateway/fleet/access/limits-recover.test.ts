@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { ApiError } from "../../../shared/errors.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
 import { AccessControl } from "./access-control.ts";
 import { AccessStore } from "./access-store.ts";
 import { sha256Hex } from "./credentials.ts";
@@ -23,7 +23,8 @@ async function withLimits<T>(name: string, run: (limits: { store: AccessStore; l
     const store = new AccessStore(sql);
     // Flushed by hand: no batch timer outlives the test.
     const ledger = new UsageLedger(sql, { flushAfterMs: 3_600_000, onFlush: () => undefined });
-    return run({ store, ledger, control: new AccessControl(store, ledger, new RateWindow(sql)), attempts: new FailedAttempts(sql) });
+    const attempts = new FailedAttempts(sql);
+    return run({ store, ledger, control: new AccessControl(store, ledger, new RateWindow(sql), attempts), attempts });
   });
 }
 
@@ -44,7 +45,7 @@ describe("limits that recover", () => {
   test("tokens per day: used up at 23:59:30 UTC, refused until midnight (Retry-After says so), admitted again at 00:00", async () => {
     await withLimits("tokens-per-day", async ({ store, ledger, control }) => {
       const { secret, record } = await store.createKey({ name: "daily", tokens_per_day: 10 }, at("2026-03-01T08:00:00Z"));
-      const grant = control.authenticate(await sha256Hex(secret), at("2026-03-01T23:59:00Z"));
+      const grant = control.authenticate(await sha256Hex(secret), "203.0.113.9", at("2026-03-01T23:59:00Z"));
       expect(refusal(control, grant, at("2026-03-01T23:59:00Z"))).toBeNull();
       ledger.record(record.id, "m", { promptTokens: 4, completionTokens: 6, failed: false }, at("2026-03-01T23:59:30Z"));
       expect(refusal(control, grant, at("2026-03-01T23:59:50Z"))).toEqual({ status: 429, code: "tokens_per_day_exceeded", retryAfter: 10 });
@@ -63,7 +64,7 @@ describe("limits that recover", () => {
       const t0 = Date.parse("2026-03-01T10:00:00Z");
       const after = (ms: number) => new Date(t0 + ms);
       const { secret } = await store.createKey({ name: "per-minute", rpm: 2 }, after(0));
-      const grant = control.authenticate(await sha256Hex(secret), after(0));
+      const grant = control.authenticate(await sha256Hex(secret), "203.0.113.9", after(0));
       expect(refusal(control, grant, after(0))).toBeNull();
       expect(refusal(control, grant, after(10_000))).toBeNull();
       expect(refusal(control, grant, after(20_000))).toEqual({ status: 429, code: "rate_limit_exceeded", retryAfter: 40 });

@@ -1,4 +1,4 @@
-import type { NodeStatus } from "../../../shared/protocol.ts";
+import type { NodeStatus } from "../../../shared/protocol/frames.ts";
 import { ModelScope } from "./model-scope.ts";
 
 /**

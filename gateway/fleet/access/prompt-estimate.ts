@@ -1,4 +1,4 @@
-import type { GenerationOperation } from "../contract.ts";
+import type { GenerationOperation } from "../fleet-contract.ts";
 
 /**
  * Characters per token of ordinary text. The exact count is the node's (it reads the prompt with

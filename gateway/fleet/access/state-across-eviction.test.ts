@@ -1,8 +1,8 @@
 import { describe, expect, onTestFinished, test } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { evictDurableObject } from "cloudflare:test";
-import { ErrorBody } from "../../../shared/errors.ts";
-import { CreatedKey, KeyRecord, ListOf, UsageRow } from "../../../shared/schemas/admin.ts";
+import { ErrorBody } from "../../../shared/protocol/api-error.ts";
+import { CreatedKey, KeyRecord, ListOf, UsageRow } from "../../../shared/gateway-admin/admin-schemas.ts";
 import { fleetStub } from "../../env.ts";
 import { ADMIN_TOKEN, chatBody, FakeAgent } from "../../test/fake-agent.ts";
 

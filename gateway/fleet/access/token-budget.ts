@@ -1,5 +1,5 @@
-import { ApiError } from "../../../shared/errors.ts";
-import type { KeyRecord } from "../../../shared/schemas/admin.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import type { KeyRecord } from "../../../shared/gateway-admin/admin-schemas.ts";
 import { utcDay } from "./usage-ledger.ts";
 
 /**

@@ -1,4 +1,4 @@
-import type { UsageQuery, UsageRow } from "../../../shared/schemas/admin.ts";
+import type { UsageQuery, UsageRow } from "../../../shared/gateway-admin/admin-schemas.ts";
 
 export interface UsageDelta {
   promptTokens: number;

@@ -12,11 +12,11 @@ import type {
   UsageQuery,
   UsageRow,
   WakeAttempt,
-} from "../../../shared/schemas/admin.ts";
-import type { RequestPage, RequestQuery } from "../../../shared/schemas/request-log.ts";
+} from "../../../shared/gateway-admin/admin-schemas.ts";
+import type { RequestPage, RequestQuery } from "../../../shared/gateway-admin/request-log-schemas.ts";
 import type { RequestLog } from "../state/request-log.ts";
-import { toApiError } from "../../../shared/errors.ts";
-import { failed, type Outcome } from "../contract.ts";
+import { toApiError } from "../../../shared/protocol/api-error.ts";
+import { failed, type Outcome } from "../fleet-contract.ts";
 import type { NodeWaker } from "../nodes/node-waker.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, ROOT_CALLER_NAME } from "../access/caller.ts";

@@ -1,12 +1,12 @@
-import { KeyAction } from "../../../shared/schemas/admin.ts";
-import type { KeyView } from "../../../shared/schemas/key-view.ts";
+import { KeyAction } from "../../../shared/gateway-admin/admin-schemas.ts";
+import type { KeyView } from "../../../shared/gateway-admin/key-view-schemas.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { ROOT_CALLER_ID, ROOT_CALLER_NAME } from "../access/caller.ts";
 import { ModelScope } from "../access/model-scope.ts";
 import type { RateWindow } from "../access/rate-window.ts";
 import { nextUtcMidnight } from "../access/token-budget.ts";
 import { utcDay, type UsageLedger } from "../access/usage-ledger.ts";
-import { fleetModels } from "../nodes/model-catalog.ts";
+import { fleetModels } from "../nodes/fleet-models.ts";
 import type { NodeRegistry } from "../nodes/node-registry.ts";
 import type { RequestLog } from "../state/request-log.ts";
 

@@ -1,5 +1,5 @@
-import type { Operation } from "../../../shared/protocol.ts";
-import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../../shared/metrics-buckets.ts";
+import type { Operation } from "../../../shared/protocol/frames.ts";
+import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../../shared/host/metrics-buckets.ts";
 import { MetricsRegistry, type Counter, type Gauge, type Histogram } from "./registry.ts";
 
 /** The fleet right now, read on every scrape. */

@@ -1,4 +1,4 @@
-import type { StatsBucket } from "../../../shared/schemas/admin.ts";
+import type { StatsBucket } from "../../../shared/gateway-admin/admin-schemas.ts";
 import type { Persistent } from "../state/saved-state.ts";
 
 const BUCKET_SECONDS = 10;

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
-import type { NodeStatus } from "../../../shared/protocol.ts";
-import type { ModelObject } from "../../../shared/schemas/models.ts";
-import type { NodeApi } from "../../node/contract.ts";
+import type { NodeStatus } from "../../../shared/protocol/frames.ts";
+import type { ModelObject } from "../../../shared/protocol/model-schemas.ts";
+import type { NodeApi } from "../../node/node-contract.ts";
 import { FleetNode, type NodeInfo } from "./fleet-node.ts";
 
 /** Placement of a request with a draft model: the draft loads beside its model, so both must fit. */

@@ -1,8 +1,8 @@
-import type { NodeStatus, ToGatewayFrame } from "../../../shared/protocol.ts";
-import type { NodeApi } from "../../node/contract.ts";
+import type { NodeStatus, ToGatewayFrame } from "../../../shared/protocol/frames.ts";
+import type { NodeApi } from "../../node/node-contract.ts";
 import type { StatusDelta } from "../../node/status-deltas.ts";
-import type { ModelNodeInfo, ModelObject } from "../../../shared/schemas/models.ts";
-import { fitsIn } from "../../../shared/placement.ts";
+import type { ModelNodeInfo, ModelObject } from "../../../shared/protocol/model-schemas.ts";
+import { fitsIn } from "../../../shared/protocol/memory-fit.ts";
 import type { Candidate } from "../routing/routing.ts";
 
 export type HelloFrame = Extract<ToGatewayFrame, { type: "hello" }>;

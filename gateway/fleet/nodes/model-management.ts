@@ -1,6 +1,6 @@
-import { ApiError, invalidRequest, modelNotFound } from "../../../shared/errors.ts";
-import type { DownloadJob } from "../../../shared/schemas/downloads.ts";
-import type { V1Model } from "../../../shared/schemas/v1-models.ts";
+import { ApiError, invalidRequest, modelNotFound } from "../../../shared/protocol/api-error.ts";
+import type { DownloadJob } from "../../../shared/protocol/download-schemas.ts";
+import type { V1Model } from "../../../shared/protocol/v1-model-schemas.ts";
 import type { FleetNode } from "./fleet-node.ts";
 
 /**

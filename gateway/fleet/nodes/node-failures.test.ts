@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { ErrorBody } from "../../../shared/errors.ts";
-import { FleetStats } from "../../../shared/schemas/admin.ts";
-import { ChatCompletion } from "../../../shared/schemas/responses.ts";
+import { ErrorBody } from "../../../shared/protocol/api-error.ts";
+import { FleetStats } from "../../../shared/gateway-admin/admin-schemas.ts";
+import { ChatCompletion } from "../../../shared/openai-completions/completion-schemas.ts";
 import { ADMIN_TOKEN, api, chatBody, eventually, FakeAgent, fakeAgentsPerTest } from "../../test/fake-agent.ts";
 import { readSse } from "../../../test/harness/sse.ts";
 import { TEST_BINDINGS } from "../../test/bindings.ts";

@@ -1,10 +1,10 @@
-import { ApiError } from "../../../shared/errors.ts";
-import { NodeName } from "../../../shared/protocol.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import { NodeName } from "../../../shared/protocol/frames.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { tooManyAttempts, type FailedAttempts } from "../access/failed-attempts.ts";
 import { scopedStatus } from "../access/node-model-scope.ts";
 import { ROOT_NODE_TOKEN } from "../access/caller.ts";
-import { failed, type NodeAdmission, type Outcome } from "../contract.ts";
+import { failed, type NodeAdmission, type Outcome } from "../fleet-contract.ts";
 import type { Dispatcher } from "../routing/dispatcher.ts";
 import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { HelloFrame } from "./fleet-node.ts";

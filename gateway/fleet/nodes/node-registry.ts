@@ -1,7 +1,7 @@
-import type { NodeStatus } from "../../../shared/protocol.ts";
-import type { NodeApi } from "../../node/contract.ts";
+import type { NodeStatus } from "../../../shared/protocol/frames.ts";
+import type { NodeApi } from "../../node/node-contract.ts";
 import type { StatusDelta } from "../../node/status-deltas.ts";
-import type { NodeSummary } from "../../../shared/schemas/admin.ts";
+import type { NodeSummary } from "../../../shared/gateway-admin/admin-schemas.ts";
 import { FleetNode, type HelloFrame, type NodeInfo } from "./fleet-node.ts";
 
 type NodeRow = {

@@ -1,7 +1,7 @@
-import { ApiError } from "../../../shared/errors.ts";
-import type { WakeInterface, WakeResult } from "../../../shared/protocol.ts";
-import type { WakeAttempt } from "../../../shared/schemas/admin.ts";
-import type { Outcome } from "../contract.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import type { WakeInterface, WakeResult } from "../../../shared/protocol/frames.ts";
+import type { WakeAttempt } from "../../../shared/gateway-admin/admin-schemas.ts";
+import type { Outcome } from "../fleet-contract.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { PROTOCOL_VERSION } from "../../../shared/protocol.ts";
-import type { NodeApi } from "../../node/contract.ts";
+import { PROTOCOL_VERSION } from "../../../shared/protocol/frames.ts";
+import type { NodeApi } from "../../node/node-contract.ts";
 import { statusOf } from "../../test/fake-agent.ts";
 import type { HelloFrame } from "./fleet-node.ts";
 import { NodeRegistry } from "./node-registry.ts";

@@ -1,5 +1,5 @@
 import { pendingLimit, tokenTag } from "../../node/node-admission.ts";
-import type { ApiError } from "../../../shared/errors.ts";
+import type { ApiError } from "../../../shared/protocol/api-error.ts";
 
 interface Dial {
   /** The token's tag and the client's address: what the bound is counted by. */

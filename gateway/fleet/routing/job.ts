@@ -1,14 +1,14 @@
-import { WakeResult, type Operation } from "../../../shared/protocol.ts";
-import { DeleteResult, DownloadJob } from "../../../shared/schemas/downloads.ts";
-import { EmbeddingsResult } from "../../../shared/schemas/generation.ts";
-import { LoadResult, UnloadResult } from "../../../shared/schemas/models.ts";
-import { TokenCount } from "../../../shared/schemas/token-count.ts";
+import { WakeResult, type Operation } from "../../../shared/protocol/frames.ts";
+import { DeleteResult, DownloadJob } from "../../../shared/protocol/download-schemas.ts";
+import { EmbeddingsResult } from "../../../shared/protocol/generation-events.ts";
+import { LoadResult, UnloadResult } from "../../../shared/protocol/model-schemas.ts";
+import { TokenCount } from "../../../shared/protocol/token-count.ts";
 import type * as z from "zod";
 import type { RequestOrigin } from "../access/caller.ts";
-import type { CallOperation, GenerationOperation, Outcome } from "../contract.ts";
+import type { CallOperation, GenerationOperation, Outcome } from "../fleet-contract.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
-import type { Lease } from "../../node/contract.ts";
+import type { Lease } from "../../node/node-contract.ts";
 
 /** What a node answers each call with, checked on arrival. */
 export const RESULT_SCHEMAS = {

@@ -1,4 +1,4 @@
-import type { WireError } from "../../../shared/protocol.ts";
+import type { WireError } from "../../../shared/protocol/frames.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 
 /**

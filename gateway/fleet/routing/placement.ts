@@ -1,4 +1,4 @@
-import { noCapacity, type ApiError } from "../../../shared/errors.ts";
+import { noCapacity, type ApiError } from "../../../shared/protocol/api-error.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 
 /** Retry-After when no holder has room: memory frees up when idle models reach their TTL. */

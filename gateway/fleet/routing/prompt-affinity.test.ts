@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import type { ChatMessage } from "../../../shared/schemas/requests.ts";
+import type { ChatMessage } from "../../../shared/protocol/request-schemas.ts";
 import { PromptAffinity } from "./prompt-affinity.ts";
 
 const turn1: ChatMessage[] = [

@@ -1,4 +1,4 @@
-import type { ChatMessage } from "../../../shared/schemas/requests.ts";
+import type { ChatMessage } from "../../../shared/protocol/request-schemas.ts";
 
 /** Conversation prefixes remembered; the oldest are forgotten first. A few hundred bytes each. */
 const MAX_PREFIXES = 8_192;

@@ -1,6 +1,6 @@
-import type { Operation } from "../../../shared/protocol.ts";
-import type { SettledRequest } from "../../node/contract.ts";
-import type { GenerationResult, Usage } from "../../../shared/schemas/generation.ts";
+import type { Operation } from "../../../shared/protocol/frames.ts";
+import type { SettledRequest } from "../../node/node-contract.ts";
+import type { GenerationResult, Usage } from "../../../shared/protocol/generation-events.ts";
 import type { RequestOrigin } from "../access/caller.ts";
 import type { Job } from "./job.ts";
 

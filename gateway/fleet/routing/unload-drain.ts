@@ -1,4 +1,4 @@
-import type { UnloadDrain } from "../../../shared/schemas/models.ts";
+import type { UnloadDrain } from "../../../shared/protocol/model-schemas.ts";
 import type { FleetNode } from "../nodes/fleet-node.ts";
 
 /**

@@ -1,6 +1,6 @@
-import type { Operation } from "../../../shared/protocol.ts";
-import type { Usage } from "../../../shared/schemas/generation.ts";
-import type { ModelObject } from "../../../shared/schemas/models.ts";
+import type { Operation } from "../../../shared/protocol/frames.ts";
+import type { Usage } from "../../../shared/protocol/generation-events.ts";
+import type { ModelObject } from "../../../shared/protocol/model-schemas.ts";
 
 /**
  * Tokens a chat template may add around the request's own text (role markers, BOS, a default

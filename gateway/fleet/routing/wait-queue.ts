@@ -1,5 +1,5 @@
-import { noCapacity, type ApiError } from "../../../shared/errors.ts";
-import type { FleetConfig } from "../config.ts";
+import { noCapacity, type ApiError } from "../../../shared/protocol/api-error.ts";
+import type { FleetConfig } from "../fleet-config.ts";
 import type { Job } from "./job.ts";
 
 /**

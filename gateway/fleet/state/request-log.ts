@@ -1,4 +1,4 @@
-import type { RequestPage, RequestQuery, RequestRow } from "../../../shared/schemas/request-log.ts";
+import type { RequestPage, RequestQuery, RequestRow } from "../../../shared/gateway-admin/request-log-schemas.ts";
 
 /** A finished request as the Fleet records it; `seq` is given when it is written. */
 export type RequestRecord = Omit<RequestRow, "seq">;

@@ -1,4 +1,4 @@
-import { ApiError } from "../../../shared/errors.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
 
 /** Stored responses one key may keep at once (each is a row: its turn's input and answer, up to 1.5 MB). */
 export const MAX_STORED_RESPONSES_PER_KEY = 10_000;

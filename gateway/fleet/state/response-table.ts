@@ -1,5 +1,5 @@
 import { MAX_STORED_TURNS, rebuildConversation, type StoredResponse, type StoredTurn } from "../../../shared/openai-responses/store.ts";
-import type { StoredResponsesUsage } from "../../../shared/schemas/admin.ts";
+import type { StoredResponsesUsage } from "../../../shared/gateway-admin/admin-schemas.ts";
 import { MAX_STORED_RESPONSES_PER_KEY, storageRefusal, type StoredUsage } from "./response-quota.ts";
 
 /** OpenAI keeps stored responses 30 days; so does the gateway, counted from the last turn that continued them, then they go. */

@@ -1,20 +1,20 @@
-import type { InferenceBackend } from "../../../shared/backend.ts";
-import { incompleteGeneration, untilDone } from "../../../shared/generation-contract.ts";
-import type { EmbeddingsResult, GenerationEvent } from "../../../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../../../shared/schemas/models.ts";
-import type { TokenCount } from "../../../shared/schemas/token-count.ts";
+import type { InferenceBackend } from "../../../shared/app/inference-backend.ts";
+import { incompleteGeneration, untilDone } from "../../../shared/protocol/generation-contract.ts";
+import type { EmbeddingsResult, GenerationEvent } from "../../../shared/protocol/generation-events.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../../shared/protocol/model-schemas.ts";
+import type { TokenCount } from "../../../shared/protocol/token-count.ts";
 import type {
   ChatRequest,
   CompletionRequest,
   EmbeddingsRequest,
   LoadRequest,
   UnloadRequest,
-} from "../../../shared/schemas/requests.ts";
+} from "../../../shared/protocol/request-schemas.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
-import { ApiError } from "../../../shared/errors.ts";
-import { fromWire, toWire, type WireError } from "../../../shared/protocol.ts";
-import { unwrap, type FleetApi, type GenerationOperation } from "../../fleet/contract.ts";
-import { LineDecoder, settledFrom, type NodeApi } from "../../node/contract.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import { fromWire, toWire, type WireError } from "../../../shared/protocol/frames.ts";
+import { unwrap, type FleetApi, type GenerationOperation } from "../../fleet/fleet-contract.ts";
+import { LineDecoder, settledFrom, type NodeApi } from "../../node/node-contract.ts";
 
 /**
  * The gateway's `InferenceBackend`: every call is one RPC to the Fleet object, except a

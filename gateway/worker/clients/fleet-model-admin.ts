@@ -1,8 +1,8 @@
-import type { ModelAdmin } from "../../../shared/model-admin.ts";
-import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../../shared/schemas/downloads.ts";
-import type { V1Model } from "../../../shared/schemas/v1-models.ts";
+import type { ModelAdmin } from "../../../shared/model-management/model-admin-backend.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../../shared/protocol/download-schemas.ts";
+import type { V1Model } from "../../../shared/protocol/v1-model-schemas.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
-import { unwrap, type FleetApi } from "../../fleet/contract.ts";
+import { unwrap, type FleetApi } from "../../fleet/fleet-contract.ts";
 
 /** The gateway's `ModelAdmin`: one RPC to the Fleet object per call, which authorizes the caller and picks the node. */
 export class FleetModelAdmin implements ModelAdmin {

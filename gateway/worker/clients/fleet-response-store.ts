@@ -1,6 +1,6 @@
 import type { ResponseStore, StoredResponse, StoredTurn } from "../../../shared/openai-responses/store.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
-import { unwrap, type FleetApi } from "../../fleet/contract.ts";
+import { unwrap, type FleetApi } from "../../fleet/fleet-contract.ts";
 
 /** The gateway's `ResponseStore`: the Fleet's table, seen as the calling key (the Fleet checks the key on each call). */
 export class FleetResponseStore implements ResponseStore {

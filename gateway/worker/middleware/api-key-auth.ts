@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { invalidApiKey } from "../../../shared/errors.ts";
+import { invalidApiKey } from "../../../shared/protocol/api-error.ts";
 import type { Caller } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
 import type { GatewayEnv } from "../../env.ts";

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
-import { errorResponse } from "../../../shared/error-response.ts";
-import { fromWire } from "../../../shared/protocol.ts";
+import { errorResponse } from "../../../shared/app/error-response.ts";
+import { fromWire } from "../../../shared/protocol/frames.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
 
 /** Refusals the Worker gives before the Fleet has looked at the key: the request's own shape and size. */
@@ -18,6 +18,6 @@ export function keyFirst(): MiddlewareHandler<GatewayEnv> {
     const caller = c.get("caller");
     if (!BEFORE_THE_FLEET.has(c.res.status) || caller?.kind !== "key") return;
     const outcome = await fleetOf(c.env).authenticate(caller);
-    if (!outcome.ok) c.res = errorResponse(c.req.raw, fromWire(outcome.error));
+    if (!outcome.ok) c.res = errorResponse(c, fromWire(outcome.error));
   };
 }

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
-import { matchedDoc } from "../../../shared/documented-routes.ts";
-import { TRACEPARENT } from "../../../shared/trace-context.ts";
+import { matchedDoc } from "../../../shared/app/documented-routes.ts";
+import { TRACEPARENT } from "../../../shared/protocol/trace-context.ts";
 import type { RequestOrigin } from "../../fleet/access/caller.ts";
 
 const hex = (bytes: number) => [...crypto.getRandomValues(new Uint8Array(bytes))].map((byte) => byte.toString(16).padStart(2, "0")).join("");

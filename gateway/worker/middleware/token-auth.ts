@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { ApiError } from "../../../shared/errors.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
 import type { GatewayBindings, GatewayEnv } from "../../env.ts";
 import { clientAddress, tooManyAttempts } from "../../fleet/access/failed-attempts.ts";
 import { fleetOf } from "../../env.ts";

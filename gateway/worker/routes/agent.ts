@@ -1,10 +1,10 @@
 import { Hono } from "hono";
-import { DocumentedRoutes } from "../../../shared/documented-routes.ts";
-import { ApiError } from "../../../shared/errors.ts";
-import { CLOSE_CODES, NODE_NAME_HEADER, NodeName } from "../../../shared/protocol.ts";
+import { DocumentedRoutes } from "../../../shared/app/documented-routes.ts";
+import { ApiError } from "../../../shared/protocol/api-error.ts";
+import { CLOSE_CODES, NODE_NAME_HEADER, NodeName } from "../../../shared/protocol/frames.ts";
 import { ROOT_NODE_TOKEN } from "../../fleet/access/caller.ts";
 import { credentialKind, sha256Hex } from "../../fleet/access/credentials.ts";
-import { unwrap } from "../../fleet/contract.ts";
+import { unwrap } from "../../fleet/fleet-contract.ts";
 import { NODE_DIAL_HEADER, NODE_NAME_OWNED_HEADER, NODE_TOKEN_ID_HEADER, NODE_TOKEN_NODE_HEADER, upgradeAgentReason } from "../../node/node-admission.ts";
 import { clientAddress } from "../../fleet/access/failed-attempts.ts";
 import { fleetOf, nodeStub, type GatewayEnv } from "../../env.ts";

@@ -1,8 +1,8 @@
 import { Hono } from "hono";
-import { DocumentedRoutes } from "../../../shared/documented-routes.ts";
-import { KeyView } from "../../../shared/schemas/key-view.ts";
+import { DocumentedRoutes } from "../../../shared/app/documented-routes.ts";
+import { KeyView } from "../../../shared/gateway-admin/key-view-schemas.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
-import { unwrap } from "../../fleet/contract.ts";
+import { unwrap } from "../../fleet/fleet-contract.ts";
 
 /**
  * `GET /v1/key` (OpenRouter's `GET /api/v1/key`): a key holder's own view of their key. Behind the

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
-import { DocumentedRoutes } from "../../../shared/documented-routes.ts";
-import { PROMETHEUS_TEXT } from "../../../shared/openapi.ts";
+import { DocumentedRoutes } from "../../../shared/app/documented-routes.ts";
+import { PROMETHEUS_TEXT } from "../../../shared/app/openapi-document.ts";
 import { fleetOf, type GatewayEnv } from "../../env.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../../fleet/metrics/registry.ts";
 import { tokenAuth } from "../middleware/token-auth.ts";

@@ -1,6 +1,6 @@
-import { invalidRequest } from "../../../shared/errors.ts";
-import type { ChatRequest, CompletionRequest } from "../../../shared/schemas/requests.ts";
-import type { ModelSpeculation } from "../../../shared/schemas/v1-models.ts";
+import { invalidRequest } from "../../../shared/protocol/api-error.ts";
+import type { ChatRequest, CompletionRequest } from "../../../shared/protocol/request-schemas.ts";
+import type { ModelSpeculation } from "../../../shared/protocol/v1-model-schemas.ts";
 
 /** A node owner's speculative decoding per model (by id), as LM Studio's per-model settings set it. */
 export interface SpeculativeDefaults {

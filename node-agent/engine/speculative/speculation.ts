@@ -1,6 +1,6 @@
 import { withLock } from "lifecycle-utils";
 import { DraftSequenceTokenPredictor, InputLookupTokenPredictor, type LlamaContextSequence, type Token, type TokenBias, type TokenPredictor } from "node-llama-cpp";
-import type { DraftStats } from "../../../shared/schemas/generation.ts";
+import type { DraftStats } from "../../../shared/protocol/generation-events.ts";
 import { AdaptivePredictor } from "./adaptive-predictor.ts";
 // Speculation accepts more than one drafted token per check only with this fix in place.
 import "./validation-fix.ts";

@@ -1,13 +1,13 @@
 // @ts-check
 /** The admin API as the dashboard uses it (reads, and waking a node; the admin token as a bearer token), and a key's own `GET /v1/key`. */
 
-/** @typedef {import("../../../../shared/schemas/admin.ts").NodeSummary} NodeSummary */
-/** @typedef {import("../../../../shared/schemas/admin.ts").FleetStats} FleetStats */
-/** @typedef {import("../../../../shared/schemas/admin.ts").UsageRow} UsageRow */
-/** @typedef {import("../../../../shared/schemas/admin.ts").WakeAttempt} WakeAttempt */
-/** @typedef {import("../../../../shared/schemas/admin.ts").KeyRecord} KeyRecord */
-/** @typedef {import("../../../../shared/schemas/request-log.ts").RequestRow} RequestRow */
-/** @typedef {import("../../../../shared/schemas/key-view.ts").KeyView} KeyView */
+/** @typedef {import("../../../../shared/gateway-admin/admin-schemas.ts").NodeSummary} NodeSummary */
+/** @typedef {import("../../../../shared/gateway-admin/admin-schemas.ts").FleetStats} FleetStats */
+/** @typedef {import("../../../../shared/gateway-admin/admin-schemas.ts").UsageRow} UsageRow */
+/** @typedef {import("../../../../shared/gateway-admin/admin-schemas.ts").WakeAttempt} WakeAttempt */
+/** @typedef {import("../../../../shared/gateway-admin/admin-schemas.ts").KeyRecord} KeyRecord */
+/** @typedef {import("../../../../shared/gateway-admin/request-log-schemas.ts").RequestRow} RequestRow */
+/** @typedef {import("../../../../shared/gateway-admin/key-view-schemas.ts").KeyView} KeyView */
 
 export class AdminApiError extends Error {
   /**
