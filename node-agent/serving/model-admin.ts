@@ -1,15 +1,15 @@
 import { rm } from "node:fs/promises";
 import { isAbsolute, relative } from "node:path";
-import { ApiError, modelNotFound } from "../shared/errors.ts";
-import type { ModelAdmin } from "../shared/model-admin.ts";
-import type { NodeStatus } from "../shared/protocol.ts";
-import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/schemas/downloads.ts";
-import type { ModelSpeculation, V1Model } from "../shared/schemas/v1-models.ts";
-import type { CatalogEntry } from "./catalog/model-catalog.ts";
-import { modelParts } from "./catalog/model-metadata.ts";
-import { DownloadManager } from "./downloads/download-manager.ts";
-import { HubClient, type HubClientOptions } from "./downloads/hub-client.ts";
-import type { LoadConfig } from "./engine/model-lifecycle.ts";
+import { ApiError, modelNotFound } from "../../shared/errors.ts";
+import type { ModelAdmin } from "../../shared/model-admin.ts";
+import type { NodeStatus } from "../../shared/protocol.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/schemas/downloads.ts";
+import type { ModelSpeculation, V1Model } from "../../shared/schemas/v1-models.ts";
+import type { CatalogEntry } from "../catalog/model-catalog.ts";
+import { modelParts } from "../catalog/model-metadata.ts";
+import { DownloadManager } from "../downloads/download-manager.ts";
+import { HubClient, type HubClientOptions } from "../downloads/hub-client.ts";
+import type { LoadConfig } from "../engine/model-lifecycle.ts";
 import type { LocalBackend } from "./local-backend.ts";
 
 export interface LocalModelAdminOptions {

@@ -1,12 +1,12 @@
 import { availableParallelism } from "node:os";
 import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
-import { ApiError } from "../shared/errors.ts";
-import { Hardware, NodeStatus } from "../shared/protocol.ts";
-import { GenerationResult, type GenerationEvent } from "../shared/schemas/generation.ts";
-import { ModelObject } from "../shared/schemas/models.ts";
-import { ChatRequest, CompletionRequest, EmbeddingsRequest } from "../shared/schemas/requests.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
-import { defaultThreads } from "./engine/threads.ts";
+import { ApiError } from "../../shared/errors.ts";
+import { Hardware, NodeStatus } from "../../shared/protocol.ts";
+import { GenerationResult, type GenerationEvent } from "../../shared/schemas/generation.ts";
+import { ModelObject } from "../../shared/schemas/models.ts";
+import { ChatRequest, CompletionRequest, EmbeddingsRequest } from "../../shared/schemas/requests.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
+import { defaultThreads } from "../engine/threads.ts";
 import { LocalBackend } from "./local-backend.ts";
 
 const CHAT = "tiny-chat-f32";

@@ -1,12 +1,12 @@
-import { ApiError } from "../shared/errors.ts";
-import { atDone, endedByUnload, type DoneEvent } from "../shared/generation-contract.ts";
-import type { Hardware, NodeStatus } from "../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
-import type { TokenCount } from "../shared/schemas/token-count.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError } from "../../shared/errors.ts";
+import { atDone, endedByUnload, type DoneEvent } from "../../shared/generation-contract.ts";
+import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../../shared/schemas/generation.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
+import type { TokenCount } from "../../shared/schemas/token-count.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import type { Drain } from "./drain.ts";
-import type { NodeSource } from "./link/node-source.ts";
+import type { NodeSource } from "../link/node-source.ts";
 import type { LocalModelAdmin } from "./model-admin.ts";
 
 /** The API operation a request ran, named after its path (`/v1/chat/completions` → `chat/completions`). */

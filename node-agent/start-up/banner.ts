@@ -1,8 +1,8 @@
 import Table from "cli-table3";
 import pc from "picocolors";
-import type { Hardware } from "../shared/protocol.ts";
-import type { Runtime } from "../shared/schemas/generation.ts";
-import type { ModelObject } from "../shared/schemas/models.ts";
+import type { Hardware } from "../../shared/protocol.ts";
+import type { Runtime } from "../../shared/schemas/generation.ts";
+import type { ModelObject } from "../../shared/schemas/models.ts";
 
 export interface BannerInfo {
   version: string;

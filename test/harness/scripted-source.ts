@@ -3,7 +3,7 @@ import type { Hardware, NodeStatus } from "../../shared/protocol.ts";
 import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime, StopReason } from "../../shared/schemas/generation.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
-import type { NodeSource } from "./node-source.ts";
+import type { NodeSource } from "../../node-agent/link/node-source.ts";
 
 /**
  * A `NodeSource` for tests of the link and the gateway that need no model: it "generates" a

@@ -1,9 +1,9 @@
 import { expect, test } from "vitest";
-import { ApiError, modelNotFound } from "../shared/errors.ts";
-import type { GenerationEvent, GenerationResult } from "../shared/schemas/generation.ts";
-import { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
+import { ApiError, modelNotFound } from "../../shared/errors.ts";
+import type { GenerationEvent, GenerationResult } from "../../shared/schemas/generation.ts";
+import { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
 import { Drain } from "./drain.ts";
-import type { NodeSource } from "./link/node-source.ts";
+import type { NodeSource } from "../link/node-source.ts";
 import { TrackedBackend, type FinishedRequest, type RequestRoute } from "./tracked-backend.ts";
 
 const result: GenerationResult = {

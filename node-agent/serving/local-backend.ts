@@ -1,25 +1,25 @@
-import type { InferenceBackend } from "../shared/backend.ts";
-import { ApiError, invalidRequest, modelNotFound, toApiError } from "../shared/errors.ts";
-import { atDone } from "../shared/generation-contract.ts";
-import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../shared/protocol.ts";
-import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/schemas/generation.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../shared/schemas/models.ts";
-import type { ModelSpeculation } from "../shared/schemas/v1-models.ts";
-import type { TokenCount } from "../shared/schemas/token-count.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
-import { gib } from "./banner.ts";
-import { AGENT_DEFAULTS } from "./defaults.ts";
-import { ModelCatalog, type CatalogEntry } from "./catalog/model-catalog.ts";
-import { Engine, type Logger } from "./engine/engine.ts";
-import { LoadedEmbeddingModel } from "./engine/loaded-embedding-model.ts";
-import type { BatchCounts } from "./engine/batched-context.ts";
-import { LoadedLlm } from "./engine/loaded-llm.ts";
-import { ModelLifecycle, type LoadConfig, type ModelLease } from "./engine/model-lifecycle.ts";
-import { SpeedTracker } from "./engine/speed-tracker.ts";
-import { defaultSpeculation, speculationChoice, type SpeculativeDefaults } from "./engine/speculative/speculation-choice.ts";
-import type { Speculation } from "./engine/speculative/speculation.ts";
+import type { InferenceBackend } from "../../shared/backend.ts";
+import { ApiError, invalidRequest, modelNotFound, toApiError } from "../../shared/errors.ts";
+import { atDone } from "../../shared/generation-contract.ts";
+import type { Hardware, ModelFootprint, NodeMemory, NodeStatus } from "../../shared/protocol.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../../shared/schemas/generation.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../shared/schemas/models.ts";
+import type { ModelSpeculation } from "../../shared/schemas/v1-models.ts";
+import type { TokenCount } from "../../shared/schemas/token-count.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import { gib } from "../start-up/banner.ts";
+import { AGENT_DEFAULTS } from "../configuration/defaults.ts";
+import { ModelCatalog, type CatalogEntry } from "../catalog/model-catalog.ts";
+import { Engine, type Logger } from "../engine/engine.ts";
+import { LoadedEmbeddingModel } from "../engine/loaded-embedding-model.ts";
+import type { BatchCounts } from "../engine/batched-context.ts";
+import { LoadedLlm } from "../engine/loaded-llm.ts";
+import { ModelLifecycle, type LoadConfig, type ModelLease } from "../engine/model-lifecycle.ts";
+import { SpeedTracker } from "../engine/speed-tracker.ts";
+import { defaultSpeculation, speculationChoice, type SpeculativeDefaults } from "../engine/speculative/speculation-choice.ts";
+import type { Speculation } from "../engine/speculative/speculation.ts";
 
-export type { Logger } from "./engine/engine.ts";
+export type { Logger } from "../engine/engine.ts";
 
 export interface LocalBackendOptions {
   /** Folders searched recursively for `.gguf` files (LM Studio's `<publisher>/<repo>/<file>.gguf` layout gives ids their publisher). */

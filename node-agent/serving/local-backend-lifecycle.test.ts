@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
-import { ApiError } from "../shared/errors.ts";
-import type { GenerationEvent } from "../shared/schemas/generation.ts";
-import { LoadResult } from "../shared/schemas/models.ts";
-import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../shared/schemas/requests.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
+import { ApiError } from "../../shared/errors.ts";
+import type { GenerationEvent } from "../../shared/schemas/generation.ts";
+import { LoadResult } from "../../shared/schemas/models.ts";
+import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../../shared/schemas/requests.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
 
 const CHAT = "tiny-chat-f32";
