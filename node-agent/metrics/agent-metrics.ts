@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/metrics-buckets.ts";
 import type { BatchCounts } from "../engine/batched-context.ts";
-import type { SlotUsage } from "../serving/local-backend.ts";
+import type { SlotUsage } from "../serving/model-host.ts";
 import type { FinishedRequest, RequestObserver, RequestRoute } from "../serving/tracked-backend.ts";
 
 export interface AgentMetricsOptions {
