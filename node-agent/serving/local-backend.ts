@@ -221,7 +221,7 @@ export class LocalBackend implements InferenceBackend {
     }
     if (entry.type !== "llm") throw invalidRequest(`draft_model "${name}" is an embedding model; a draft model must be an LLM.`, "draft_model");
     if (entry.id === target.id) throw invalidRequest(`draft_model "${name}" is the model itself; a draft model is a smaller model with its vocabulary.`, "draft_model");
-    if (!this.#host.isLoaded(entry.id)) await this.#host.draftFits(target, entry);
+    if (!this.#host.isLoaded(entry.id)) await this.#host.checkDraft(target, entry);
     let lease: ModelLease<LoadedModel>;
     try {
       lease = await this.#host.acquire(entry.id, "llm", request.ttl);

@@ -9,18 +9,9 @@ import type { LoadedEmbeddingModel } from "../engine/loaded-embedding-model.ts";
 import { LoadedLlm } from "../engine/loaded-llm.ts";
 import { ModelLifecycle, type LoadConfig, type ModelLease } from "../engine/model-lifecycle.ts";
 import type { MeasuredSpeed } from "../engine/speed-tracker.ts";
-import { beyondNodeMemory, beyondTrainedContext, draftBeyondNodeMemory } from "./load-limits.ts";
+import { LoadLimits, type LoadLimitOptions } from "./load-limits.ts";
 
-export interface ModelHostOptions {
-  /** Parallel requests (context sequences) per loaded LLM. Defaults to `AGENT_DEFAULTS.slots`. */
-  slots?: number;
-  /** Context per slot for loads that do not say: at most the model's trained context. Unset: what the model and memory allow (see defaultContextLength). */
-  contextLength?: number;
-  /**
-   * Bytes of memory (RAM and VRAM) the node gives its models: a load whose estimate exceeds it is
-   * refused. Defaults to all of this machine's memory.
-   */
-  memoryBytes?: number;
+export interface ModelHostOptions extends LoadLimitOptions {
   /** Requests waiting for a slot, per model, before more get a 503. Defaults to `AGENT_DEFAULTS.maxQueue`. */
   maxQueue?: number;
   /** Idle seconds before a JIT-loaded model unloads, unless its request gave `ttl`. Defaults to `AGENT_DEFAULTS.ttlSeconds`. */
@@ -68,19 +59,22 @@ export class ModelHost {
   readonly #engine: Engine;
   readonly #catalog: ModelCatalog;
   readonly #events: ModelHostEvents;
+  readonly #limits: LoadLimits;
   readonly #lifecycle: ModelLifecycle<LoadedModel>;
-  /** Each model's default context per slot, worked out once (it reads the GGUF header). */
-  readonly #defaultContexts = new Map<string, number>();
 
   constructor(options: ModelHostOptions, engine: Engine, catalog: ModelCatalog, events: ModelHostEvents, logger: Logger) {
     this.#options = options;
     this.#engine = engine;
     this.#catalog = catalog;
     this.#events = events;
-    this.slotsPerModel = options.slots ?? AGENT_DEFAULTS.slots;
+    this.#limits = new LoadLimits(options, engine);
+    this.slotsPerModel = this.#limits.slotsPerModel;
     this.#lifecycle = new ModelLifecycle<LoadedModel>({
       load: (id, config) => this.#load(id, config),
-      bound: (id, config) => this.#bound(id, config),
+      bound: async (id, config) => {
+        const entry = this.#catalog.find(id);
+        if (entry) await this.#limits.check(entry, config);
+      },
       fits: async (id, config) => {
         const entry = this.#catalog.find(id);
         return entry === undefined || (await this.#engine.fits(entry.path, config, entry.type === "embeddings"));
@@ -158,7 +152,7 @@ export class ModelHost {
       );
     }
     try {
-      return await this.#lifecycle.acquire(entry.id, await this.defaultLoadConfig(entry), ttl);
+      return await this.#lifecycle.acquire(entry.id, await this.#limits.defaultConfig(entry), ttl);
     } catch (error) {
       throw toApiError(error);
     }
@@ -168,7 +162,7 @@ export class ModelHost {
   async load(request: LoadRequest): Promise<LoadResult> {
     const entry = await this.entry(request.model);
     const config: LoadConfig = {
-      contextLength: request.context_length ?? (await this.#defaultContextLength(entry)),
+      contextLength: request.context_length ?? (await this.#limits.defaultContextLength(entry)),
       slots: entry.type === "embeddings" ? 1 : (request.parallel ?? this.slotsPerModel),
     };
     try {
@@ -195,21 +189,14 @@ export class ModelHost {
   }
 
   /** How a request loads the model when it is not loaded: the node's slots and the default context. */
-  async defaultLoadConfig(entry: CatalogEntry): Promise<LoadConfig> {
-    return { contextLength: await this.#defaultContextLength(entry), slots: this.#slotsFor(entry) };
+  defaultLoadConfig(entry: CatalogEntry): Promise<LoadConfig> {
+    return this.#limits.defaultConfig(entry);
   }
 
-  /** A draft loads beside its model and stays only while it does: the two together must fit what this node gives its models. */
-  async draftFits(target: LoadedLlm, draft: CatalogEntry): Promise<void> {
-    const targetEntry = this.#catalog.find(target.id);
-    if (!targetEntry) return;
-    const [targetNeeds, draftNeeds, limit] = await Promise.all([
-      this.#engine.footprint(targetEntry.path, { contextLength: target.contextLength, slots: target.slots }, false),
-      this.defaultLoadConfig(draft).then((config) => this.#engine.footprint(draft.path, config, false)),
-      this.#memoryLimit(),
-    ]);
-    const needed = targetNeeds.ram_bytes + targetNeeds.vram_bytes + draftNeeds.ram_bytes + draftNeeds.vram_bytes;
-    if (needed > limit) throw draftBeyondNodeMemory(draft.id, target.id, needed, limit);
+  /** 400 unless `draft`, loaded beside `target` for as long as it is, fits what this node gives its models. */
+  async checkDraft(target: LoadedLlm, draft: CatalogEntry): Promise<void> {
+    const entry = this.#catalog.find(target.id);
+    if (entry) await this.#limits.checkDraft({ entry, config: { contextLength: target.contextLength, slots: target.slots } }, draft);
   }
 
   /** Busy slots of every loaded model. */
@@ -235,48 +222,6 @@ export class ModelHost {
 
   async #rescan(): Promise<void> {
     if (await this.#catalog.refresh()) this.#events.onModelsChange();
-  }
-
-  /**
-   * Context per slot for a load that does not say: `--context-length` (at most the trained
-   * context), else all the model was trained for, halved while the load would take more than
-   * `AGENT_DEFAULTS.defaultLoadMemoryShare` of this node's memory, but never below
-   * `AGENT_DEFAULTS.contextLength` (or the trained context, if smaller).
-   */
-  async #defaultContextLength(entry: CatalogEntry): Promise<number> {
-    if (this.#options.contextLength !== undefined) return Math.min(entry.contextLength, this.#options.contextLength);
-    const floor = Math.min(entry.contextLength, AGENT_DEFAULTS.contextLength);
-    const cached = this.#defaultContexts.get(entry.id);
-    if (cached !== undefined) return cached;
-    const budget = (await this.#memoryLimit()) * AGENT_DEFAULTS.defaultLoadMemoryShare;
-    let contextLength = entry.contextLength;
-    while (contextLength > floor) {
-      const needs = await this.#engine.footprint(entry.path, { contextLength, slots: this.#slotsFor(entry) }, entry.type === "embeddings");
-      if (needs.ram_bytes + needs.vram_bytes <= budget) break;
-      contextLength = Math.max(floor, Math.floor(contextLength / 2));
-    }
-    this.#defaultContexts.set(entry.id, contextLength);
-    return contextLength;
-  }
-
-  #slotsFor(entry: CatalogEntry): number {
-    return entry.type === "embeddings" ? 1 : this.slotsPerModel;
-  }
-
-  /** The memory this node gives its models: `--memory`, else all of this machine's. */
-  async #memoryLimit(): Promise<number> {
-    return this.#options.memoryBytes ?? (await this.#engine.totalMemory());
-  }
-
-  /** 400 for a load beyond what the model was trained for or what this node's memory could ever hold. */
-  async #bound(id: string, config: LoadConfig): Promise<void> {
-    const entry = this.#catalog.find(id);
-    if (!entry) return;
-    if (config.contextLength > entry.contextLength) throw beyondTrainedContext(id, config, entry.contextLength);
-    const needs = await this.#engine.footprint(entry.path, config, entry.type === "embeddings");
-    const needed = needs.ram_bytes + needs.vram_bytes;
-    const limit = await this.#memoryLimit();
-    if (needed > limit) throw beyondNodeMemory(id, config, needed, limit);
   }
 
   async #load(id: string, config: LoadConfig): Promise<LoadedModel> {
