@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, LlamaCompletion, LlamaLogLevel, LlamaModel, type LlamaContext, type LlamaContextSequence } from "node-llama-cpp";
-import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
+import { AGENT_DEFAULTS } from "../node-agent/configuration/defaults.ts";
 import { BENCH_SMALL_MODEL, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { LoadedLlm } from "../node-agent/engine/loaded-llm.ts";
 import { CompletionRequest } from "../shared/protocol/request-schemas.ts";

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdminClient } from "../cli/admin-client.ts";
-import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
+import { AGENT_DEFAULTS } from "../node-agent/configuration/defaults.ts";
 import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { startAgent, type AgentProcess } from "../test/harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../test/harness/gateway-process.ts";

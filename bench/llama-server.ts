@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { AGENT_DEFAULTS } from "../node-agent/defaults.ts";
+import { AGENT_DEFAULTS } from "../node-agent/configuration/defaults.ts";
 import { BENCH_SMALL_MODEL } from "../node-agent/demo-models/demo-models.ts";
 import { freePort } from "../scripts/wrangler-dev.ts";
 import { decodeRate, timedStream, type CompletionParams, type StreamTiming, type Target } from "./client.ts";

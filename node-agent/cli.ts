@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { LMGATE_VERSION } from "../shared/host/version.ts";
-import { ConfigError, parseAgentCommand } from "./config.ts";
+import { ConfigError, parseAgentCommand } from "./configuration/config.ts";
 
 const log = {
   info: (message: string) => console.log(`lmgate-agent: ${message}`),
@@ -25,7 +25,7 @@ async function main(): Promise<number> {
     return 0;
   }
   // Loaded only now: llama.cpp's bindings take a moment, which --help and a typo should not wait for.
-  const { runAgent } = await import("./run-agent.ts");
+  const { runAgent } = await import("./start-up/run-agent.ts");
   return runAgent(command.config, { version: LMGATE_VERSION, logger: log });
 }
 

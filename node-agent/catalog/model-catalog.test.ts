@@ -6,7 +6,7 @@ import { testModelsDir } from "../../test/harness/test-models.ts";
 import type { ChatRequest } from "../../shared/protocol/request-schemas.ts";
 import { DEMO_MODELS } from "../demo-models/demo-models.ts";
 import { writeSplitModel } from "../demo-models/model-spec.ts";
-import { LocalBackend } from "../local-backend.ts";
+import { LocalBackend } from "../serving/local-backend.ts";
 import { ModelCatalog } from "./model-catalog.ts";
 import { assignModelIds } from "./model-ids.ts";
 

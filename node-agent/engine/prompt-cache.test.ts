@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { GenerationResult, type GenerationEvent } from "../../shared/protocol/generation-events.ts";
 import { ChatRequest, type ChatMessage } from "../../shared/protocol/request-schemas.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
-import { LocalBackend } from "../local-backend.ts";
+import { LocalBackend } from "../serving/local-backend.ts";
 
 const CHAT = "tiny-chat-f32";
 const never = new AbortController().signal;

@@ -10,7 +10,7 @@ import type { GenerationEvent } from "../../shared/protocol/generation-events.ts
 import { backoffDelay } from "./backoff.ts";
 import { startGatewayLink, type GatewayLink } from "./gateway-link.ts";
 import { agentConnectUrl } from "./gateway-url.ts";
-import { ScriptedSource, scriptedModel } from "./testing.ts";
+import { ScriptedSource, scriptedModel } from "../../test/harness/scripted-source.ts";
 
 /** Frames as written (optional fields may be left out); the link parses them like the real ones. */
 type ToAgentFrame = z.input<typeof ToAgentFrameSchema>;

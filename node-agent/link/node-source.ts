@@ -5,7 +5,7 @@ import type { Runtime } from "../../shared/protocol/generation-events.ts";
 
 /**
  * What the gateway link needs from this machine's engine: the API backend itself, plus what the
- * gateway routes by. `LocalBackend` (node-agent/local-backend.ts) is the real one.
+ * gateway routes by. `LocalBackend` (node-agent/serving/local-backend.ts) is the real one.
  */
 export interface NodeSource extends InferenceBackend {
   /** The full current status: models with their state, busy slots, recent speed. */

@@ -1,8 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { SECONDS_BUCKETS, TOKENS_PER_SECOND_BUCKETS } from "../../shared/host/metrics-buckets.ts";
 import type { BatchCounts } from "../engine/batched-context.ts";
-import type { SlotUsage } from "../local-backend.ts";
-import type { FinishedRequest, RequestObserver, RequestRoute } from "../tracked-backend.ts";
+import type { SlotUsage } from "../serving/model-host.ts";
+import type { FinishedRequest, RequestObserver, RequestRoute } from "../serving/tracked-backend.ts";
 
 export interface AgentMetricsOptions {
   /** Read on every scrape: slots and queue of each loaded model. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { parseAgentCommand } from "../config.ts";
+import { parseAgentCommand } from "../configuration/config.ts";
 import { expandHome, splitPathList, type Host } from "./host.ts";
 import { userDirs } from "./user-dirs.ts";
 

@@ -1,4 +1,4 @@
-import type { AgentConfig } from "../config.ts";
+import type { AgentConfig } from "../configuration/config.ts";
 import type { LinkWakeOptions } from "../link/gateway-link.ts";
 import { lanInterfaces } from "./lan-interfaces.ts";
 import { sendMagicPacket, WAKE_PORTS } from "./magic-packet.ts";

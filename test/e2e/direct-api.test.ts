@@ -2,9 +2,9 @@ import { join } from "node:path";
 import { getLlama } from "node-llama-cpp";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { LocalBackend } from "../../node-agent/local-backend.ts";
-import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
-import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
+import { LocalBackend } from "../../node-agent/serving/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/serving/model-admin.ts";
+import { startDirectServer, type DirectServer } from "../../node-agent/serving/direct-server.ts";
 import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { ModelObject, OpenAIModelObject } from "../../shared/protocol/model-schemas.ts";
 import {

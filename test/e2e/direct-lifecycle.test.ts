@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
-import { LocalBackend } from "../../node-agent/local-backend.ts";
-import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
-import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
+import { LocalBackend } from "../../node-agent/serving/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/serving/model-admin.ts";
+import { startDirectServer, type DirectServer } from "../../node-agent/serving/direct-server.ts";
 import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { LoadResult, ModelObject, UnloadResult } from "../../shared/protocol/model-schemas.ts";
 import { testModelsDir } from "../harness/test-models.ts";

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
 import { ModelList } from "../../shared/protocol/model-schemas.ts";
 import { startGatewayLink, type GatewayLink } from "../../node-agent/link/gateway-link.ts";
-import { ScriptedSource } from "../../node-agent/link/testing.ts";
+import { ScriptedSource } from "../harness/scripted-source.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 
 /**

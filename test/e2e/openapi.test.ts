@@ -1,6 +1,6 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { directOpenApi, startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
+import { directOpenApi, startDirectServer, type DirectServer } from "../../node-agent/serving/direct-server.ts";
 import { createApiApp } from "../../shared/app/api-app.ts";
 import type { InferenceBackend } from "../../shared/app/inference-backend.ts";
 import { honoPathToOpenApi } from "../../shared/app/documented-routes.ts";

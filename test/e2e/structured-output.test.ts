@@ -2,9 +2,9 @@ import OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import * as z from "zod";
-import { startDirectServer, type DirectServer } from "../../node-agent/direct-server.ts";
-import { LocalBackend } from "../../node-agent/local-backend.ts";
-import { LocalModelAdmin } from "../../node-agent/model-admin.ts";
+import { startDirectServer, type DirectServer } from "../../node-agent/serving/direct-server.ts";
+import { LocalBackend } from "../../node-agent/serving/local-backend.ts";
+import { LocalModelAdmin } from "../../node-agent/serving/model-admin.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, test, vi } from "vitest";
-import { ApiError } from "../shared/protocol/api-error.ts";
-import { ChatRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { ChatRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
-import { ensureModel, LONG_CHAT_MODEL } from "./demo-models/demo-models.ts";
+import { ensureModel, LONG_CHAT_MODEL } from "../demo-models/demo-models.ts";
 
 /**
  * Loads a caller asks for are bounded where they run, with real llama.cpp: by the model's trained

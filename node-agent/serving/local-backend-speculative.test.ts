@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ApiError } from "../shared/protocol/api-error.ts";
-import { GenerationResult, type GenerationEvent } from "../shared/protocol/generation-events.ts";
-import { ChatRequest, CompletionRequest } from "../shared/protocol/request-schemas.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
-import { ensureModel } from "./demo-models/demo-models.ts";
-import { TINY_SPECULATIVE } from "./demo-models/speculative-pairs.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { GenerationResult, type GenerationEvent } from "../../shared/protocol/generation-events.ts";
+import { ChatRequest, CompletionRequest } from "../../shared/protocol/request-schemas.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
+import { ensureModel } from "../demo-models/demo-models.ts";
+import { TINY_SPECULATIVE } from "../demo-models/speculative-pairs.ts";
 import { LocalBackend } from "./local-backend.ts";
 import { LocalModelAdmin } from "./model-admin.ts";
 

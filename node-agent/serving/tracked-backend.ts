@@ -1,12 +1,12 @@
-import { ApiError } from "../shared/protocol/api-error.ts";
-import { atDone, doneFailure, type DoneEvent } from "../shared/protocol/generation-contract.ts";
-import type { Hardware, NodeStatus } from "../shared/protocol/frames.ts";
-import type { EmbeddingsResult, GenerationEvent, Runtime } from "../shared/protocol/generation-events.ts";
-import type { LoadResult, ModelObject, UnloadResult } from "../shared/protocol/model-schemas.ts";
-import type { TokenCount } from "../shared/protocol/token-count.ts";
-import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { atDone, doneFailure, type DoneEvent } from "../../shared/protocol/generation-contract.ts";
+import type { Hardware, NodeStatus } from "../../shared/protocol/frames.ts";
+import type { EmbeddingsResult, GenerationEvent, Runtime } from "../../shared/protocol/generation-events.ts";
+import type { LoadResult, ModelObject, UnloadResult } from "../../shared/protocol/model-schemas.ts";
+import type { TokenCount } from "../../shared/protocol/token-count.ts";
+import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
 import type { Drain } from "./drain.ts";
-import type { NodeSource } from "./link/node-source.ts";
+import type { NodeSource } from "../link/node-source.ts";
 import type { LocalModelAdmin } from "./model-admin.ts";
 
 /** The API operation a request ran, named after its path (`/v1/chat/completions` → `chat/completions`). */

@@ -2,7 +2,7 @@ import { delimiter } from "node:path";
 import { Option, type Command } from "commander";
 import { ConfigError } from "./config-error.ts";
 import { AGENT_DEFAULTS } from "./defaults.ts";
-import { expandHome, splitPathList, type Host } from "./platform/host.ts";
+import { expandHome, splitPathList, type Host } from "../platform/host.ts";
 
 /**
  * Every option of `lmgate-agent`, once: the flags (declared on commander by `addAgentOptions`,

@@ -1,4 +1,4 @@
-import { LOCAL_HOST, LOCAL_PORT } from "../shared/host/local-address.ts";
+import { LOCAL_HOST, LOCAL_PORT } from "../../shared/host/local-address.ts";
 
 /**
  * The agent's defaults, once: the options (`lmgate-agent --help` shows them), the config built

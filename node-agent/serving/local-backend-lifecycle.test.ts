@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
-import { ApiError } from "../shared/protocol/api-error.ts";
-import type { GenerationEvent } from "../shared/protocol/generation-events.ts";
-import { LoadResult } from "../shared/protocol/model-schemas.ts";
-import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import type { GenerationEvent } from "../../shared/protocol/generation-events.ts";
+import { LoadResult } from "../../shared/protocol/model-schemas.ts";
+import { ChatRequest, CompletionRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
 import { LocalBackend } from "./local-backend.ts";
 
 const CHAT = "tiny-chat-f32";

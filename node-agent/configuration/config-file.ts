@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError } from "./config-error.ts";
 import { OPTIONS, type OptionName, type OptionSpec, type OptionValue } from "./options.ts";
-import { currentHost, expandHome } from "./platform/host.ts";
+import { currentHost, expandHome } from "../platform/host.ts";
 
 export type ConfigFileValues = { [N in OptionName]?: OptionValue<N> };
 

@@ -1,7 +1,7 @@
 import { Command } from "commander";
-import { LMGATE_VERSION } from "../shared/host/version.ts";
+import { LMGATE_VERSION } from "../../shared/host/version.ts";
 import { addAgentOptions } from "./options.ts";
-import type { Host } from "./platform/host.ts";
+import type { Host } from "../platform/host.ts";
 
 /**
  * `lmgate-agent` as commander sees it: the options from `OPTIONS`, `--help` and `--version`, and

@@ -2,9 +2,9 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, test } from "vitest";
-import { ConfigError } from "./config-error.ts";
+import { ConfigError } from "../configuration/config-error.ts";
 import { chooseModelFolders } from "./model-folders.ts";
-import type { Host } from "./platform/host.ts";
+import type { Host } from "../platform/host.ts";
 
 let home: string;
 let host: Host;

@@ -1,21 +1,21 @@
 import { constants } from "node:os";
-import type { AgentConfig } from "./config.ts";
+import type { AgentConfig } from "../configuration/config.ts";
 import { formatBanner } from "./banner.ts";
-import { startDirectServer, type DirectServer } from "./direct-server.ts";
-import { Drain } from "./drain.ts";
-import { startGatewayLink, type GatewayLink } from "./link/gateway-link.ts";
-import { otlpRequestTracer } from "./tracing/request-tracer.ts";
-import { wakeOptions } from "./wake/wake-options.ts";
-import { hubOptionsFromEnv } from "./downloads/hub-client.ts";
+import { startDirectServer, type DirectServer } from "../serving/direct-server.ts";
+import { Drain } from "../serving/drain.ts";
+import { startGatewayLink, type GatewayLink } from "../link/gateway-link.ts";
+import { otlpRequestTracer } from "../tracing/request-tracer.ts";
+import { wakeOptions } from "../wake/wake-options.ts";
+import { hubOptionsFromEnv } from "../downloads/hub-client.ts";
 import { createLoadProgress } from "./load-progress.ts";
-import { LocalBackend, type Logger } from "./local-backend.ts";
+import { LocalBackend, type Logger } from "../serving/local-backend.ts";
 import { chooseModelFolders } from "./model-folders.ts";
-import { binaryPackages, missingBinaryAdvice } from "./platform/prebuilt-binaries.ts";
-import { AgentMetrics } from "./metrics/agent-metrics.ts";
-import { metricsHandler, startMetricsServer, type MetricsServer } from "./metrics/metrics-endpoint.ts";
-import { LocalModelAdmin } from "./model-admin.ts";
+import { binaryPackages, missingBinaryAdvice } from "../platform/prebuilt-binaries.ts";
+import { AgentMetrics } from "../metrics/agent-metrics.ts";
+import { metricsHandler, startMetricsServer, type MetricsServer } from "../metrics/metrics-endpoint.ts";
+import { LocalModelAdmin } from "../serving/model-admin.ts";
 import { shutdownSignal } from "./shutdown.ts";
-import { TrackedBackend } from "./tracked-backend.ts";
+import { TrackedBackend } from "../serving/tracked-backend.ts";
 
 export interface RunAgentOptions {
   version: string;

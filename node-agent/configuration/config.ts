@@ -1,13 +1,13 @@
 import { hostname } from "node:os";
 import { CommanderError, type Command } from "commander";
 import * as z from "zod";
-import { NodeName } from "../shared/protocol/frames.ts";
+import { NodeName } from "../../shared/protocol/frames.ts";
 import { agentProgram } from "./agent-program.ts";
 import { ConfigError } from "./config-error.ts";
 import { readTokenFile } from "./token-file.ts";
 import { readConfigFile, type ConfigFileValues } from "./config-file.ts";
 import { attributeName, defaultValue, envName, OPTIONS, optionFromText, type OptionName, type OptionValue } from "./options.ts";
-import { currentHost, type Host } from "./platform/host.ts";
+import { currentHost, type Host } from "../platform/host.ts";
 
 export { ConfigError } from "./config-error.ts";
 

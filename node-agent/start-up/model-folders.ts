@@ -1,8 +1,8 @@
-import { ConfigError } from "./config-error.ts";
-import { ensureDemoModels } from "./demo-models/demo-models.ts";
-import { currentHost, pathsOf, type Host } from "./platform/host.ts";
-import { isDirectory, lmStudioModels } from "./platform/lmstudio-models.ts";
-import { userDirs } from "./platform/user-dirs.ts";
+import { ConfigError } from "../configuration/config-error.ts";
+import { ensureDemoModels } from "../demo-models/demo-models.ts";
+import { currentHost, pathsOf, type Host } from "../platform/host.ts";
+import { isDirectory, lmStudioModels } from "../platform/lmstudio-models.ts";
+import { userDirs } from "../platform/user-dirs.ts";
 
 export interface ModelFolders {
   dirs: string[];

@@ -3,7 +3,7 @@ import type { Hardware, NodeStatus } from "../../shared/protocol/frames.ts";
 import type { EmbeddingsResult, GenerationEvent, GenerationResult, Runtime, StopReason } from "../../shared/protocol/generation-events.ts";
 import type { LoadResult, ModelObject, UnloadResult } from "../../shared/protocol/model-schemas.ts";
 import type { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
-import type { NodeSource } from "./node-source.ts";
+import type { NodeSource } from "../../node-agent/link/node-source.ts";
 
 /**
  * A `NodeSource` for tests of the link and the gateway that need no model: it "generates" a

@@ -1,15 +1,15 @@
 import { rm } from "node:fs/promises";
 import { isAbsolute, relative } from "node:path";
-import { ApiError, modelNotFound } from "../shared/protocol/api-error.ts";
-import type { ModelAdmin } from "../shared/model-management/model-admin-backend.ts";
-import type { NodeStatus } from "../shared/protocol/frames.ts";
-import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../shared/protocol/download-schemas.ts";
-import type { ModelSpeculation, V1Model } from "../shared/protocol/v1-model-schemas.ts";
-import type { CatalogEntry } from "./catalog/model-catalog.ts";
-import { modelParts } from "./catalog/model-metadata.ts";
-import { DownloadManager } from "./downloads/download-manager.ts";
-import { HubClient, type HubClientOptions } from "./downloads/hub-client.ts";
-import type { LoadConfig } from "./engine/model-lifecycle.ts";
+import { ApiError, modelNotFound } from "../../shared/protocol/api-error.ts";
+import type { ModelAdmin } from "../../shared/model-management/model-admin-backend.ts";
+import type { NodeStatus } from "../../shared/protocol/frames.ts";
+import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/protocol/download-schemas.ts";
+import type { ModelSpeculation, V1Model } from "../../shared/protocol/v1-model-schemas.ts";
+import type { CatalogEntry } from "../catalog/model-catalog.ts";
+import { modelParts } from "../catalog/model-metadata.ts";
+import { DownloadManager } from "../downloads/download-manager.ts";
+import { HubClient, type HubClientOptions } from "../downloads/hub-client.ts";
+import type { LoadConfig } from "../engine/model-lifecycle.ts";
 import type { LocalBackend } from "./local-backend.ts";
 
 export interface LocalModelAdminOptions {

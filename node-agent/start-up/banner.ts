@@ -1,8 +1,9 @@
 import Table from "cli-table3";
 import pc from "picocolors";
-import type { Hardware } from "../shared/protocol/frames.ts";
-import type { Runtime } from "../shared/protocol/generation-events.ts";
-import type { ModelObject } from "../shared/protocol/model-schemas.ts";
+import type { Hardware } from "../../shared/protocol/frames.ts";
+import type { Runtime } from "../../shared/protocol/generation-events.ts";
+import type { ModelObject } from "../../shared/protocol/model-schemas.ts";
+import { gib } from "../serving/load-limits.ts";
 
 export interface BannerInfo {
   version: string;
@@ -67,8 +68,4 @@ function gpuLine(hardware: Hardware, cpuForced: boolean): string {
   const devices = hardware.gpu_devices.length > 0 ? hardware.gpu_devices.join(", ") : "unnamed device";
   const vram = hardware.vram_bytes === null ? "" : `, ${gib(hardware.vram_bytes)} VRAM`;
   return `${hardware.gpu}: ${devices}${vram}`;
-}
-
-export function gib(bytes: number): string {
-  return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 }

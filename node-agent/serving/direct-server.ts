@@ -1,12 +1,12 @@
 import { serve, type Http2Bindings, type HttpBindings, type ServerType } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
-import type { InferenceBackend } from "../shared/app/inference-backend.ts";
-import type { ModelAdmin } from "../shared/model-management/model-admin-backend.ts";
-import { createApiApp } from "../shared/app/api-app.ts";
-import type { RouteDoc } from "../shared/app/documented-routes.ts";
-import { PROMETHEUS_TEXT, type OpenApiOptions } from "../shared/app/openapi-document.ts";
+import type { InferenceBackend } from "../../shared/app/inference-backend.ts";
+import type { ModelAdmin } from "../../shared/model-management/model-admin-backend.ts";
+import { createApiApp } from "../../shared/app/api-app.ts";
+import type { RouteDoc } from "../../shared/app/documented-routes.ts";
+import { PROMETHEUS_TEXT, type OpenApiOptions } from "../../shared/app/openapi-document.ts";
 import type { Drain } from "./drain.ts";
-import { METRICS_PATH, type MetricsHandler } from "./metrics/metrics-endpoint.ts";
+import { METRICS_PATH, type MetricsHandler } from "../metrics/metrics-endpoint.ts";
 import { shuttingDown } from "./tracked-backend.ts";
 
 export interface DirectServer {

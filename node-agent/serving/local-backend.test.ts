@@ -1,12 +1,12 @@
 import { availableParallelism } from "node:os";
 import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
-import { ApiError } from "../shared/protocol/api-error.ts";
-import { Hardware, NodeStatus } from "../shared/protocol/frames.ts";
-import { GenerationResult, type GenerationEvent } from "../shared/protocol/generation-events.ts";
-import { ModelObject } from "../shared/protocol/model-schemas.ts";
-import { ChatRequest, CompletionRequest, EmbeddingsRequest } from "../shared/protocol/request-schemas.ts";
-import { testModelsDir } from "../test/harness/test-models.ts";
-import { defaultThreads } from "./engine/threads.ts";
+import { ApiError } from "../../shared/protocol/api-error.ts";
+import { Hardware, NodeStatus } from "../../shared/protocol/frames.ts";
+import { GenerationResult, type GenerationEvent } from "../../shared/protocol/generation-events.ts";
+import { ModelObject } from "../../shared/protocol/model-schemas.ts";
+import { ChatRequest, CompletionRequest, EmbeddingsRequest } from "../../shared/protocol/request-schemas.ts";
+import { testModelsDir } from "../../test/harness/test-models.ts";
+import { defaultThreads } from "../engine/threads.ts";
 import { LocalBackend } from "./local-backend.ts";
 
 const CHAT = "tiny-chat-f32";

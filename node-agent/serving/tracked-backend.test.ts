@@ -1,9 +1,9 @@
 import { expect, test } from "vitest";
-import { ApiError, modelNotFound } from "../shared/protocol/api-error.ts";
-import type { GenerationEvent, GenerationResult } from "../shared/protocol/generation-events.ts";
-import { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../shared/protocol/request-schemas.ts";
+import { ApiError, modelNotFound } from "../../shared/protocol/api-error.ts";
+import type { GenerationEvent, GenerationResult } from "../../shared/protocol/generation-events.ts";
+import { ChatRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "../../shared/protocol/request-schemas.ts";
 import { Drain } from "./drain.ts";
-import type { NodeSource } from "./link/node-source.ts";
+import type { NodeSource } from "../link/node-source.ts";
 import { TrackedBackend, type FinishedRequest, type RequestRoute } from "./tracked-backend.ts";
 
 const result: GenerationResult = {
