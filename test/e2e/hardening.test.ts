@@ -82,10 +82,11 @@ test("a node token made for node-a cannot join as another node; node-a stays con
 test("another key's unload lets a running stream finish: it waits, says so, and the stream ends with its finish_reason", async () => {
   const { key } = await admin().createKey({ name: "drained", models: ["tiny-chat-*"] });
   const { key: operator } = await admin().createKey({ name: "operator", can: ["load"] });
-  const response = await post("/v1/completions", { model: CHAT, prompt: "a", max_tokens: 300, logit_bias: { [TOKEN_A]: 100 }, stream: true }, key);
+  // Long enough to be still running when the unload comes, on a loaded machine too.
+  const response = await post("/v1/completions", { model: CHAT, prompt: "a", max_tokens: 1500, logit_bias: { [TOKEN_A]: 100 }, stream: true }, key);
   expect(response.status).toBe(200);
   const reading = readSse(response);
-  await until(async () => (await admin().listNodes())[0]?.in_flight === 1);
+  await until(async () => (await nodeA())?.in_flight === 1);
   const unload = await post("/api/v1/models/unload", { instance_id: CHAT }, operator);
   expect(unload.status).toBe(200);
   expect(UnloadResult.parse(await unload.json()).drained).toMatchObject({ generations: 1, cut: 0 });

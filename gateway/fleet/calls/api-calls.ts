@@ -168,7 +168,9 @@ export class ApiCalls implements Serving<FleetApi> {
     if (body.force === true && callerId !== ROOT_CALLER_ID) {
       return failed(this.#refused(new ApiError(403, "Only the deployment's own credentials may force an unload; without force it waits for running generations.", { code: "force_not_allowed", param: "force" }), { caller, op: "unload", model }));
     }
-    const [first, ...others] = this.#registry.online().filter((node) => node.model(model)?.state === "loaded" && (body.node === undefined || node.name === body.node));
+    // A node still loading the model for a running request counts: its generation is as much another key's as a loaded one's.
+    const holding = (node: FleetNode) => node.model(model)?.state === "loaded" || node.busy(model) > 0;
+    const [first, ...others] = this.#registry.online().filter((node) => holding(node) && (body.node === undefined || node.name === body.node));
     if (first === undefined) {
       // Let a node that holds it answer in its own words ("not loaded"), or say nobody holds it.
       return this.#dispatcher.call({ op: "unload", body }, null, callerId, caller.via ?? null);
