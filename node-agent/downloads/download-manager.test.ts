@@ -10,6 +10,8 @@ import { DownloadJob } from "../../shared/protocol/download-schemas.ts";
 import { startHubServer, type HubServer } from "../../test/harness/hub-server.ts";
 import { testModelsDir } from "../../test/harness/test-models.ts";
 import { DownloadManager } from "./download-manager.ts";
+import { planDownload } from "./download-plan.ts";
+import { transferFile } from "./file-transfer.ts";
 import { HubClient } from "./hub-client.ts";
 
 const REPO = "test-pub/tiny-chat-GGUF";
@@ -170,6 +172,38 @@ test("a file whose SHA-256 is not the hub's is rejected and removed", async () =
   } finally {
     hub.requests.length = 0;
   }
+});
+
+test("bytes that are not what the hub lists, too few or another SHA-256, are download_corrupt and their partial file is removed", async () => {
+  hub.addFile("test-pub/short-GGUF", "short-Q8_0.gguf", q8.subarray(0, 3000));
+  hub.lieAboutSize("short-Q8_0.gguf", 4000);
+  hub.addFile("test-pub/forged-GGUF", "forged-Q8_0.gguf", q8.subarray(0, 3000));
+  hub.lieAboutHash("forged-Q8_0.gguf");
+  const client = new HubClient({ endpoint: hub.url });
+  for (const [repo, message] of [
+    ["test-pub/short-GGUF", "received 3000 bytes of 4000"],
+    ["test-pub/forged-GGUF", "is not the one the hub gives"],
+  ] as const) {
+    const [file] = (await planDownload(client, repo, "Q8_0")).files;
+    const partPath = join(dir, "model.gguf.part");
+    const failure = await transferFile({ hub: client, file: file!, partPath, signal: new AbortController().signal, onProgress: () => {} }).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ status: 502, code: "download_corrupt", message: expect.stringContaining(message) });
+    // Wrong bytes are worth nothing: neither kept nor resumed later.
+    expect(await readdir(dir)).toEqual([]);
+  }
+});
+
+test("a download shorter than the hub says fails, and nothing of it is left as a model or to resume", async () => {
+  hub.addFile("test-pub/truncated-GGUF", "truncated-Q8_0.gguf", q8.subarray(0, 3000));
+  hub.lieAboutSize("truncated-Q8_0.gguf", 4000);
+  const downloads = manager();
+  const job = await downloads.start("test-pub/truncated-GGUF", "Q8_0");
+  expect(job.total_size_bytes).toBe(4000);
+  const failed = await downloads.settled(job.job_id as string);
+  expect(failed).toMatchObject({ status: "failed", downloaded_bytes: 3000, error: expect.stringContaining("received 3000 bytes of 4000") });
+  expect(completed).toEqual([]);
+  expect(await filesIn(join(dir, "test-pub/truncated-GGUF"))).toEqual([]);
+  expect(await manager().resumeInterrupted()).toEqual([]);
 });
 
 test("a cancelled download stops and leaves nothing behind", async () => {

@@ -37,6 +37,8 @@ beforeEach(async () => {
 
 const unload = (id: string) => UnloadRequest.parse({ instance_id: id });
 const load = (body: Record<string, unknown>) => backend.loadModel(LoadRequest.parse(body));
+/** llama.cpp decodes run for CHAT since its load (the agent's `lmgate_agent_decodes_total`). */
+const decodes = () => backend.slotUsage().find((usage) => usage.model === CHAT)?.batches?.decodes ?? 0;
 const states = () => Object.fromEntries(backend.status().models.map((model) => [model.id, model.state]));
 const chatRequest = (model = CHAT, extra: Record<string, unknown> = {}) =>
   ChatRequest.parse({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 4, ...extra });
@@ -170,8 +172,19 @@ test("aborting a running generation ends it as userStopped and frees its slot at
 test("a consumer that stops iterating stops the generation; unloading stops running ones with modelUnloaded", async () => {
   const events = backend.completion(longRequest(), never)[Symbol.asyncIterator]();
   await events.next();
+  const decodesAtStart = decodes();
   await events.return?.(undefined);
   expect(backend.status().busy[CHAT]).toBe(0);
+  // Stopped, not run out in the background: the engine decoded far fewer than the 1,500 tokens
+  // the logit bias would make it write (one decode per token once the prompt is in).
+  const decodesAtStop = decodes();
+  expect(decodesAtStop - decodesAtStart).toBeLessThan(longRequest().max_tokens! / 2);
+  // And nothing decodes for it afterwards: while a short request runs to its end, the engine's
+  // decodes grow by no more than that request's own tokens (each decode carries at least one).
+  const short = (await drain(backend.chat(chatRequest(), never))).at(-1);
+  const shortTokens = short?.type === "done" ? short.result.usage.prompt_tokens + short.result.usage.completion_tokens : 0;
+  expect(shortTokens).toBeGreaterThan(0);
+  expect(decodes() - decodesAtStop).toBeLessThanOrEqual(shortTokens);
 
   const running = drain(backend.completion(longRequest(), never));
   await waitUntil(() => backend.status().busy[CHAT] === 1, 2000);

@@ -141,7 +141,10 @@ describe("through the real gateway", () => {
   test("a client that stops reading stops the node's link from pulling more from its source", async () => {
     // 40 MB of text: far more than every socket buffer on the way can hold.
     const word = `${"x".repeat(99)} `;
-    const fast = new ScriptedSource({ models: ["flood-m"], words: () => Array.from({ length: 400_000 }, () => word) });
+    const fast = new ScriptedSource({
+      models: ["flood-m", "ping-m"],
+      words: (request) => (request.model === "ping-m" ? ["pong"] : Array.from({ length: 400_000 }, () => word)),
+    });
     const fastLink = link("node-flood", fast);
     await until(() => fastLink.connected);
     const response = await fetch(`${gateway.url}/v1/completions`, {
@@ -152,17 +155,23 @@ describe("through the real gateway", () => {
     const reader = response.body!.getReader();
     await reader.read();
     // Nobody reads now. The source may run ahead only by what the pipes and the window hold:
-    // wait until it stalls (no word pulled for half a second).
+    // wait until it stalls, i.e. pulls no word while another request goes through the gateway
+    // to the same link and back. Frames on the link's socket keep their order, so any credit
+    // the gateway granted before that request's frame has reached the link by then. A ping that
+    // fails (a link swamped by a source that does not stall drops) went through nothing: try again.
+    const ping = () => client().completions.create({ model: "ping-m", prompt: "x", max_tokens: 1 }).then((reply) => reply.choices[0]?.text, () => undefined);
     let pulled = -1;
     await until(async () => {
-      if (fast.pulled === pulled) return true;
       pulled = fast.pulled;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      return false;
+      const pong = await ping();
+      // The ping's own word is the one pull allowed.
+      return pong === "pong" && fast.pulled === pulled + 1;
     }, 30_000);
     // What did run ahead sits in socket and runtime buffers along the way (~10 MB on loopback
     // here), a fixed amount: the rest of the 40 MB was never generated.
     expect(pulled).toBeLessThan(200_000);
+    // Paused, not ended: the generation is still there for the client to read on.
+    expect(fast.aborted).toEqual([]);
     await reader.cancel();
     await until(() => fast.aborted.length === 1, 5_000);
   });

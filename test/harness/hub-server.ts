@@ -21,6 +21,8 @@ export interface HubServer {
   cutStalled(): void;
   /** The listing and headers give a hash that is not the file's. */
   lieAboutHash(path: string): void;
+  /** The listing and headers give this size, not the file's (which the CDN still sends, whole). */
+  lieAboutSize(path: string, size: number): void;
   /** The repo is gated, as on the hub: 403 with `X-Error-Code: GatedRepo` to anyone. */
   gate(repo: string): void;
   close(): Promise<void>;
@@ -32,6 +34,7 @@ interface HostedFile {
   sha256: string;
   stallAfter?: number;
   lie?: boolean;
+  advertisedSize?: number;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
 
   const find = (path: string) => [...repos.values()].map((files) => files.get(path)).find((file) => file !== undefined) ?? direct.get(path);
   const advertisedSha = (file: HostedFile) => (file.lie ? createHash("sha256").update("not the file").digest("hex") : file.sha256);
+  const advertisedSize = (file: HostedFile) => file.advertisedSize ?? file.bytes.byteLength;
 
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? "/", "http://hub");
@@ -71,9 +75,9 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       const listing = [...files].map(([path, file]) => ({
         type: "file",
         oid: createHash("sha1").update(file.bytes).digest("hex"),
-        size: file.bytes.byteLength,
+        size: advertisedSize(file),
         path,
-        lfs: { oid: advertisedSha(file), size: file.bytes.byteLength, pointerSize: 134 },
+        lfs: { oid: advertisedSha(file), size: advertisedSize(file), pointerSize: 134 },
       }));
       return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(listing));
     }
@@ -87,7 +91,7 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       return void response
         .writeHead(302, {
           location: `http://${options.cdnHost === undefined ? request.headers.host : `${options.cdnHost}:${port}`}/cdn/${file.id}?X-Amz-Signature=test`,
-          "x-linked-size": String(file.bytes.byteLength),
+          "x-linked-size": String(advertisedSize(file)),
           "x-linked-etag": `"${advertisedSha(file)}"`,
           "x-repo-commit": "0".repeat(40),
         })
@@ -150,6 +154,10 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
     lieAboutHash(path) {
       const file = find(path);
       if (file) file.lie = true;
+    },
+    lieAboutSize(path, size) {
+      const file = find(path);
+      if (file) file.advertisedSize = size;
     },
     gate(repo) {
       gated.add(repo);
