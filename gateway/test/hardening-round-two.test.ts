@@ -241,6 +241,43 @@ describe("what a node says about itself", () => {
     expect(served.slice(2)).toEqual(["honest", "honest", "honest", "honest"]);
   });
 
+  test("a node's claimed slots are believed only as far as it has run that many at once: a rogue claiming 64 takes 4 of 8 concurrent requests, more as it proves them", async () => {
+    const honest = await FakeAgent.connect({ name: "slots-honest", slots: 2, models: [{ id: "slots-chat", state: "loaded" }] });
+    const rogue = await FakeAgent.connect({ name: "slots-rogue", slots: 64, models: [{ id: "slots-chat", state: "loaded" }] });
+    onTestFinished(() => [honest, rogue].forEach((node) => node.close()));
+    const held = { honest: [] as string[], rogue: [] as string[] };
+    honest.autoAnswer((frame) => held.honest.push(frame.id));
+    rogue.autoAnswer((frame) => held.rogue.push(frame.id));
+    const ask = (index: number) => api("/v1/chat/completions", chatBody("slots-chat", { messages: [{ role: "user", content: `slots ${index}` }] })).then((response) => response.text());
+    const release = () => {
+      for (const id of held.honest.splice(0)) honest.complete(id, "done");
+      for (const id of held.rogue.splice(0)) rogue.complete(id, "done");
+    };
+
+    // Unproven, the rogue is believed 4 slots: the honest node gets its 2, the last 2 wait.
+    const first = Array.from({ length: 8 }, (_, index) => ask(index));
+    await eventually(() => held.honest.length + held.rogue.length >= 6);
+    expect({ honest: held.honest.length, rogue: held.rogue.length }).toEqual({ honest: 2, rogue: 4 });
+    honest.autoAnswer((frame) => honest.complete(frame.id, "done"));
+    rogue.autoAnswer((frame) => rogue.complete(frame.id, "done"));
+    release();
+    for (const text of await Promise.all(first)) expect(text).toContain('"finish_reason":"stop"');
+
+    // Having finished a request while it ran 4, it is believed twice that.
+    honest.autoAnswer((frame) => held.honest.push(frame.id));
+    rogue.autoAnswer((frame) => held.rogue.push(frame.id));
+    const second = Array.from({ length: 12 }, (_, index) => ask(8 + index));
+    await eventually(() => held.honest.length + held.rogue.length >= 10);
+    expect({ honest: held.honest.length, rogue: held.rogue.length }).toEqual({ honest: 2, rogue: 8 });
+    honest.autoAnswer((frame) => honest.complete(frame.id, "done"));
+    rogue.autoAnswer((frame) => rogue.complete(frame.id, "done"));
+    release();
+    await Promise.all(second);
+
+    // Past the protocol's bound a hello is not a hello.
+    await expect(FakeAgent.connect({ name: "slots-absurd", slots: 1_000_000, models: [] })).rejects.toMatchObject({ code: CLOSE_CODES.badFrame });
+  });
+
   test("a node's retry_after reaches the client bounded to 30 s", async () => {
     const node = await FakeAgent.connect({ name: "stalls-clients", models: [{ id: "stall-chat", state: "loaded" }] });
     onTestFinished(() => node.close());
