@@ -364,6 +364,33 @@ describe("tokens per day count the prompt before it runs", () => {
     expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: 40, completion_tokens: 60 }]);
   });
 
+  test("CJK text counts a token a character, and tools and a response schema count too: a small budget refuses them before any node sees them, or holds what they leave", async () => {
+    const node = await FakeAgent.connect({ name: "budget-wide-node", models: [{ id: "budget-wide-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    node.autoAnswer((frame) => {
+      asked.push((frame.operation.body as { max_tokens?: number }).max_tokens ?? Number.NaN);
+      node.complete(frame.id, "x");
+    });
+    const chat = (key: string, extra: Record<string, unknown>) => withKey(key, "/v1/chat/completions", chatBody("budget-wide-chat", { max_tokens: 600, ...extra }));
+    const cjk = (characters: number) => ({ messages: [{ role: "user", content: "東京の天気を教えて".repeat(characters / 9) }] });
+    const schema = { type: "object", properties: Object.fromEntries(Array.from({ length: 12 }, (_, index) => [`field_${index}`, { type: "string", description: "a field the caller needs filled in" }])) };
+    const tools = { tools: [{ type: "function", function: { name: "lookup", description: "Looks a thing up.", parameters: schema } }] };
+    const responseFormat = { response_format: { type: "json_schema", json_schema: { name: "answer", schema } } };
+
+    // 54 characters of Japanese are some 54 tokens, not 13; each of these is past 50 before any node sees it.
+    for (const [name, extra] of [["cjk", cjk(54)], ["tools", tools], ["response-format", responseFormat]] as const) {
+      const key = await createKey({ name: `budget-wide-${name}`, tokens_per_day: 50 });
+      await expectError(await chat(key, extra), 429, "tokens_per_day_exceeded");
+    }
+    expect(asked).toEqual([]);
+
+    // 36 characters of Japanese of a budget of 100 leave the completion the other 64.
+    const key = await createKey({ name: "budget-wide-held", tokens_per_day: 100 });
+    expect((await chat(key, cjk(36))).status).toBe(200);
+    expect(asked).toEqual([64]);
+  });
+
   test("a budgeted key asking for a model no live node holds is told the model is not found, not that its budget is spent", async () => {
     const key = await createKey({ name: "budget-no-holder", tokens_per_day: 5_000 });
     const response = await withKey(key, "/v1/chat/completions", { model: "budget-nowhere", messages: [{ role: "user", content: "hi" }] });
