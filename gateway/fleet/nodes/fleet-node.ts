@@ -30,7 +30,10 @@ export class FleetNode {
   readonly unloading = new Set<string>();
   /** Tokens/s per model as the gateway measured it here (routing/node-claims.ts): what routing ranks by, never the node's claim. */
   readonly measuredSpeed = new Map<string, number>();
-  /** The most requests of one model it has been seen to run at once and finish (routing/node-claims.ts): what its slots are believed by. */
+  /**
+   * The most requests of one model it has been seen to run at once and finish (routing/node-claims.ts):
+   * what its slots are believed by. Not saved: after the Fleet is evicted a node earns it again.
+   */
   provenSlots = 0;
 
   /** The last time the node's object reported a change (or the node joined). */
