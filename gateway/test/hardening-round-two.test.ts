@@ -241,6 +241,43 @@ describe("what a node says about itself", () => {
     expect(served.slice(2)).toEqual(["honest", "honest", "honest", "honest"]);
   });
 
+  test("a node's claimed slots are believed only as far as it has run that many at once: a rogue claiming 64 takes 4 of 8 concurrent requests, more as it proves them", async () => {
+    const honest = await FakeAgent.connect({ name: "slots-honest", slots: 2, models: [{ id: "slots-chat", state: "loaded" }] });
+    const rogue = await FakeAgent.connect({ name: "slots-rogue", slots: 64, models: [{ id: "slots-chat", state: "loaded" }] });
+    onTestFinished(() => [honest, rogue].forEach((node) => node.close()));
+    const held = { honest: [] as string[], rogue: [] as string[] };
+    honest.autoAnswer((frame) => held.honest.push(frame.id));
+    rogue.autoAnswer((frame) => held.rogue.push(frame.id));
+    const ask = (index: number) => api("/v1/chat/completions", chatBody("slots-chat", { messages: [{ role: "user", content: `slots ${index}` }] })).then((response) => response.text());
+    const release = () => {
+      for (const id of held.honest.splice(0)) honest.complete(id, "done");
+      for (const id of held.rogue.splice(0)) rogue.complete(id, "done");
+    };
+
+    // Unproven, the rogue is believed 4 slots: the honest node gets its 2, the last 2 wait.
+    const first = Array.from({ length: 8 }, (_, index) => ask(index));
+    await eventually(() => held.honest.length + held.rogue.length >= 6);
+    expect({ honest: held.honest.length, rogue: held.rogue.length }).toEqual({ honest: 2, rogue: 4 });
+    honest.autoAnswer((frame) => honest.complete(frame.id, "done"));
+    rogue.autoAnswer((frame) => rogue.complete(frame.id, "done"));
+    release();
+    for (const text of await Promise.all(first)) expect(text).toContain('"finish_reason":"stop"');
+
+    // Having finished a request while it ran 4, it is believed twice that.
+    honest.autoAnswer((frame) => held.honest.push(frame.id));
+    rogue.autoAnswer((frame) => held.rogue.push(frame.id));
+    const second = Array.from({ length: 12 }, (_, index) => ask(8 + index));
+    await eventually(() => held.honest.length + held.rogue.length >= 10);
+    expect({ honest: held.honest.length, rogue: held.rogue.length }).toEqual({ honest: 2, rogue: 8 });
+    honest.autoAnswer((frame) => honest.complete(frame.id, "done"));
+    rogue.autoAnswer((frame) => rogue.complete(frame.id, "done"));
+    release();
+    await Promise.all(second);
+
+    // Past the protocol's bound a hello is not a hello.
+    await expect(FakeAgent.connect({ name: "slots-absurd", slots: 1_000_000, models: [] })).rejects.toMatchObject({ code: CLOSE_CODES.badFrame });
+  });
+
   test("a node's retry_after reaches the client bounded to 30 s", async () => {
     const node = await FakeAgent.connect({ name: "stalls-clients", models: [{ id: "stall-chat", state: "loaded" }] });
     onTestFinished(() => node.close());
@@ -325,6 +362,33 @@ describe("tokens per day count the prompt before it runs", () => {
     expect(asked).toEqual([60]);
     const rows = ListOf(UsageRow).parse(await (await admin("GET", "/usage")).json()).data.filter((row) => row.key_name === "budget-prompt-100");
     expect(rows.map(({ prompt_tokens, completion_tokens }) => ({ prompt_tokens, completion_tokens }))).toEqual([{ prompt_tokens: 40, completion_tokens: 60 }]);
+  });
+
+  test("CJK text counts a token a character, and tools and a response schema count too: a small budget refuses them before any node sees them, or holds what they leave", async () => {
+    const node = await FakeAgent.connect({ name: "budget-wide-node", models: [{ id: "budget-wide-chat", state: "loaded" }] });
+    onTestFinished(() => node.close());
+    const asked: number[] = [];
+    node.autoAnswer((frame) => {
+      asked.push((frame.operation.body as { max_tokens?: number }).max_tokens ?? Number.NaN);
+      node.complete(frame.id, "x");
+    });
+    const chat = (key: string, extra: Record<string, unknown>) => withKey(key, "/v1/chat/completions", chatBody("budget-wide-chat", { max_tokens: 600, ...extra }));
+    const cjk = (characters: number) => ({ messages: [{ role: "user", content: "東京の天気を教えて".repeat(characters / 9) }] });
+    const schema = { type: "object", properties: Object.fromEntries(Array.from({ length: 12 }, (_, index) => [`field_${index}`, { type: "string", description: "a field the caller needs filled in" }])) };
+    const tools = { tools: [{ type: "function", function: { name: "lookup", description: "Looks a thing up.", parameters: schema } }] };
+    const responseFormat = { response_format: { type: "json_schema", json_schema: { name: "answer", schema } } };
+
+    // 54 characters of Japanese are some 54 tokens, not 13; each of these is past 50 before any node sees it.
+    for (const [name, extra] of [["cjk", cjk(54)], ["tools", tools], ["response-format", responseFormat]] as const) {
+      const key = await createKey({ name: `budget-wide-${name}`, tokens_per_day: 50 });
+      await expectError(await chat(key, extra), 429, "tokens_per_day_exceeded");
+    }
+    expect(asked).toEqual([]);
+
+    // 36 characters of Japanese of a budget of 100 leave the completion the other 64.
+    const key = await createKey({ name: "budget-wide-held", tokens_per_day: 100 });
+    expect((await chat(key, cjk(36))).status).toBe(200);
+    expect(asked).toEqual([64]);
   });
 
   test("a budgeted key asking for a model no live node holds is told the model is not found, not that its budget is spent", async () => {

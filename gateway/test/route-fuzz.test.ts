@@ -2,15 +2,27 @@ import { expect, onTestFinished, test } from "vitest";
 import { exports } from "cloudflare:workers";
 import { OpenApiJson } from "../../shared/app/openapi-document.ts";
 import { CreatedKey } from "../../shared/gateway-admin/admin-schemas.ts";
-import { ADMIN_TOKEN, API_KEY, dialGateway, FakeAgent, NODE_TOKEN } from "./fake-agent.ts";
+import { ADMIN_TOKEN, api, API_KEY, chatBody, dialGateway, FakeAgent, modelObject, NODE_TOKEN, result } from "./fake-agent.ts";
+import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { TEST_BINDINGS } from "./bindings.ts";
 
 /**
  * Random requests to every route the gateway documents (all five API families, the admin API,
  * metrics, the agent socket), with random methods, credentials, headers and bodies, and random
- * frames on agent sockets: no 5xx but the fleet's own "no capacity", no hang, no secret or stack
- * in any answer. Seeded, so a failure can be replayed.
+ * frames on agent sockets, before a hello and after one while a client's request runs there: no
+ * 5xx but the documented ones, no hang, no secret or stack in any answer. Seeded, so a failure can
+ * be replayed.
  */
+
+/** The same seeded generator for every fuzz here: a failure replays from its seed. */
+function seeded(seed: number) {
+  let state = seed;
+  const random = () => ((state = (state * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)] as T;
+  return { random, pick };
+}
+
+const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
 
 const REQUESTS = 600;
 /** Longest any one answer may take: every route answers garbage at once, or within the fleet's short test timings. */
@@ -44,10 +56,7 @@ test(`${REQUESTS} random requests over every documented route, then random agent
   const paths = Object.keys(spec.paths).filter((path) => path !== "/agent/connect");
   expect(paths.length).toBeGreaterThan(30);
 
-  let seed = 2027;
-  const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
-  const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)] as T;
-  const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  const { random, pick } = seeded(2027);
   const bodies: Array<() => BodyInit | undefined> = [
     () => undefined,
     () => "",
@@ -154,3 +163,117 @@ test(`${REQUESTS} random requests over every documented route, then random agent
   });
   expect(await chat.text()).toContain("fuzzed");
 }, 240_000);
+
+const ROUNDS = 40;
+/**
+ * The 5xx a client may get from a node that misbehaves (docs/failure-semantics.md): its node went or
+ * broke its answer, nobody else can serve, or the node's own error, passed on with its code
+ * (`fuzz_node_said` here) once bounded to 400–599.
+ */
+const NODE_FAILURE_CODES = ["node_disconnected", "incomplete_generation", "bad_node_response", "no_capacity", "model_unloaded", "fuzz_node_said"];
+
+test(`a node past its hello sends random frames while a client's request runs on it (${ROUNDS} rounds): documented 5xx only, no hang, nothing leaked, the node object serves on`, async () => {
+  const { random, pick } = seeded(2728);
+  const steady = await FakeAgent.connect({ name: "frames-steady", models: [{ id: "frames-steady-chat", state: "loaded" }] });
+  onTestFinished(() => steady.close());
+  steady.autoAnswer((frame) => steady.complete(frame.id, "steady"));
+
+  const weird = (): unknown => pick([null, -1, 0, 1e308, Number.MAX_SAFE_INTEGER, 1.5, "", "x".repeat(100_000), {}, [], true, JSON.parse(deep(60)) as unknown]);
+  /** The frame with one field somewhere inside it replaced by something it should not be. */
+  const mutate = (value: unknown, depth = 0): unknown => {
+    if (value === null || typeof value !== "object" || (depth > 0 && random() < 0.3)) return weird();
+    const copy = (Array.isArray(value) ? [...value] : { ...value }) as Record<string, unknown>;
+    const keys = Object.keys(copy);
+    if (keys.length === 0) return weird();
+    const key = pick(keys);
+    copy[key] = mutate(copy[key], depth + 1);
+    return copy;
+  };
+  const loaded = modelObject({ id: "frames-chat", state: "loaded" });
+  const wrongId = () => pick(["", "nobody", "x".repeat(10_000), "__proto__"]);
+  const usage = (tokens: number) => ({ prompt_tokens: tokens, completion_tokens: tokens, total_tokens: tokens });
+  /** Frames a node may send, aimed at the running request `id` or past it: the gateway takes each. */
+  const valid: Array<(id: string) => unknown> = [
+    () => ({ type: "status", status: { models: [loaded], busy: {}, speed: {} } }),
+    () => ({ type: "status", status: { models: [], busy: {}, speed: {} } }),
+    () => ({ type: "status", status: { models: [loaded], busy: { "frames-chat": 2 ** 31 }, speed: { "frames-chat": { tokens_per_second: 1e308, time_to_first_token: -1 } } } }),
+    () => ({ type: "status", status: { models: Array.from({ length: 2_000 }, (_, index) => modelObject({ id: `flood-${index}`, state: "loaded" })), busy: {}, speed: {} } }),
+    (id) => ({ type: "events", id, events: [{ type: "start", model: "frames-chat" }, { type: "delta", text: "partial " }] }),
+    (id) => ({ type: "events", id, events: [{ type: "delta", text: "y".repeat(200_000), index: 7 }] }),
+    (id) => ({ type: "events", id, events: [{ type: "done", result: result({ usage: usage(Number.MAX_SAFE_INTEGER) }) }] }),
+    () => ({ type: "events", id: wrongId(), events: [{ type: "delta", text: "not yours" }] }),
+    (id) => ({ type: "batch", frames: [{ type: "events", id, events: [{ type: "delta", text: "a" }] }, { type: "events", id: wrongId(), events: [{ type: "start", model: "m" }] }] }),
+    (id) => ({
+      type: "error",
+      id: pick([id, wrongId()]),
+      status: pick([200, 99, 400, 429, 500, 503, 600, -1]),
+      retry_after: pick([1e12, -5, 1]),
+      body: { error: { message: "node says no", type: "server_error", param: null, code: "fuzz_node_said" } },
+    }),
+    (id) => ({ type: "result", id: pick([id, wrongId()]), result: { prompt_tokens: 3 } }),
+    () => ({ type: "goodbye", reason: pick(["sleep", "shutdown"]) }),
+  ];
+  /** Frames of nearly the protocol's shape: wrong types, negative counts, frames only the gateway sends. */
+  const broken: Array<(id: string) => unknown> = [
+    () => ({ type: "status", status: { models: [loaded], busy: { "frames-chat": -3 }, speed: {} } }),
+    (id) => ({ type: "events", id, events: [] }),
+    (id) => ({ type: "events", id, events: [{ type: "done", result: result({ usage: usage(-7) }) }] }),
+    (id) => ({ type: "events", id, events: JSON.parse(deep(60)) as unknown }),
+    (id) => ({ type: "ack", id, frames: 1 }),
+    () => ({ type: "goodbye", reason: "forever" }),
+    () => ({ type: "hello", protocol: 2, node: {}, status: {} }),
+  ];
+  const frame = (id: string): string => {
+    const roll = random();
+    if (roll < 0.5) return JSON.stringify(pick(valid)(id));
+    if (roll < 0.75) return JSON.stringify(mutate(pick(valid)(id)));
+    if (roll < 0.9) return JSON.stringify(pick(broken)(id));
+    return pick(["garbage", `{"type":"status","status":${deep(3_000)}}`, "x".repeat(300_000)]);
+  };
+  const send = (agent: FakeAgent, text: string) => {
+    try {
+      agent.ws.send(text);
+    } catch {
+      // the gateway closed it already
+    }
+  };
+
+  const secrets = [ADMIN_TOKEN, API_KEY, NODE_TOKEN, TEST_BINDINGS.LMGATE_METRICS_TOKEN];
+  const outcomes = new Map<string, number>();
+  for (let round = 0; round < ROUNDS; round += 1) {
+    const rogue = await FakeAgent.connect({ name: "frames-rogue", models: [{ id: "frames-chat", state: "loaded" }] });
+    const stream = random() < 0.5;
+    const asked = api("/v1/chat/completions", chatBody("frames-chat", { stream, messages: [{ role: "user", content: `round ${round}` }] })).then(async (response) => ({
+      status: response.status,
+      text: await response.text(),
+    }));
+    const { id } = await rogue.nextRequest();
+    const frames = 1 + Math.floor(random() * 4);
+    for (let sent = 0; sent < frames; sent += 1) send(rogue, frame(id));
+    // Then it answers after all, or goes: either way its client's request has to end.
+    if (random() < 0.5) {
+      send(rogue, JSON.stringify({ type: "events", id, events: [{ type: "start", model: "frames-chat" }, { type: "delta", text: "at last" }] }));
+      send(rogue, JSON.stringify({ type: "events", id, events: [{ type: "done", result: result() }] }));
+    } else rogue.close();
+    const answered = await Promise.race([asked, new Promise<null>((resolve) => setTimeout(() => resolve(null), ANSWER_WITHIN_MS))]);
+    rogue.close();
+    const where = `round ${round} (${stream ? "stream" : "no stream"})`;
+    expect(answered, `${where}: no answer within ${ANSWER_WITHIN_MS} ms`).not.toBeNull();
+    const { status, text } = answered as { status: number; text: string };
+    const code = status >= 400 ? (ErrorBody.safeParse(JSON.parse(text)).data?.error.code ?? "unparsed") : null;
+    const outcome = code === null ? `${status}` : `${status} ${code}`;
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    if (status >= 500) expect(NODE_FAILURE_CODES, `${where} → ${status} ${text.slice(0, 300)}`).toContain(code);
+    expect(text, `${where}: an internal error`).not.toContain("internal_error");
+    for (const secret of secrets) expect(text, `${where} leaked a secret`).not.toContain(secret);
+    expect(text, `${where} leaked a stack`).not.toMatch(/\n\s+at /);
+  }
+  console.log(`agent frame fuzz: ${ROUNDS} rounds, outcomes ${JSON.stringify(Object.fromEntries([...outcomes].sort()))}`);
+
+  // The node object that took all this serves an honest agent of that name, and the rest of the fleet serves on.
+  const honest = await FakeAgent.connect({ name: "frames-rogue", models: [{ id: "frames-chat", state: "loaded" }] });
+  onTestFinished(() => honest.close());
+  honest.autoAnswer((request) => honest.complete(request.id, "honest again"));
+  expect(await (await api("/v1/chat/completions", chatBody("frames-chat"))).text()).toContain("honest again");
+  expect(await (await api("/v1/chat/completions", chatBody("frames-steady-chat"))).text()).toContain("steady");
+}, 120_000);

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { CommanderError, type Command } from "commander";
 import * as z from "zod";
 import { NodeName } from "../../shared/protocol/frames.ts";
+import { MAX_SLOTS_PER_MODEL } from "../../shared/protocol/request-schemas.ts";
 import { agentProgram } from "./agent-program.ts";
 import { ConfigError } from "./config-error.ts";
 import { readTokenFile } from "./token-file.ts";
@@ -29,7 +30,7 @@ export const AgentConfig = z
     host: z.string().min(1),
     port: z.number().int().min(0).max(65535),
     threads: z.number().int().min(1).max(512).optional(),
-    slots: z.number().int().min(1).max(64),
+    slots: z.number().int().min(1).max(MAX_SLOTS_PER_MODEL),
     contextLength: z.number().int().min(64).optional(),
     maxQueue: z.number().int().min(0),
     maxModels: z.number().int().min(1).optional(),

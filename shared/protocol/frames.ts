@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { ApiError, ErrorBody } from "./api-error.ts";
-import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, UnloadRequest } from "./request-schemas.ts";
+import { ChatRequest, CompletionRequest, EmbeddingsRequest, LoadRequest, MAX_SLOTS_PER_MODEL, UnloadRequest } from "./request-schemas.ts";
 import { LoadResult, ModelObject, UnloadResult } from "./model-schemas.ts";
 import { EmbeddingsResult, GenerationEvent } from "./generation-events.ts";
 import { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "./download-schemas.ts";
@@ -200,7 +200,8 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
       agent_version: z.string(),
       runtime: z.object({ name: z.string(), version: z.string(), supported_formats: z.array(z.string()) }),
       hardware: Hardware,
-      slots_per_model: z.number().int().positive(),
+      /** Bounded by the protocol; the gateway believes fewer until the node has run them (fleet/routing/node-claims.ts). */
+      slots_per_model: z.number().int().positive().max(MAX_SLOTS_PER_MODEL),
       /** What the agent serves beyond plain generations (generation-features.ts); absent: none of it. */
       generation_features: z.array(z.string()).optional(),
       /** Absent: the node neither can be woken nor wakes others (older agents, or the owner's choice). */

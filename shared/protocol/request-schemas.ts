@@ -31,6 +31,8 @@ const choiceCount = numeric(z.number().int().min(1).max(MAX_CHOICES, `n is at mo
  * the node's memory) are the agent's, where loads run.
  */
 const MAX_CONTEXT_LENGTH = 2 ** 24;
+/** Most parallel slots (context sequences) one loaded model may have: a load's `parallel`, an agent's `--slots`, a node's claim. */
+export const MAX_SLOTS_PER_MODEL = 64;
 const MAX_TTL_SECONDS = 365 * 24 * 3600;
 /** Seconds a model that a request loads stays loaded while idle. */
 const Ttl = z.number().int().positive().max(MAX_TTL_SECONDS, `ttl is at most ${MAX_TTL_SECONDS} seconds (365 days)`);
@@ -152,7 +154,7 @@ export const LoadRequest = z.object({
   model: z.string().min(1, "model is required"),
   context_length: optional(z.number().int().min(16).max(MAX_CONTEXT_LENGTH)),
   /** Parallel slots (context sequences); LM Studio scripts send it as an extension. */
-  parallel: optional(z.number().int().min(1).max(64)),
+  parallel: optional(z.number().int().min(1).max(MAX_SLOTS_PER_MODEL)),
   ttl: optional(Ttl),
   echo_load_config: optional(flag),
   /** Gateway only: the node to load it on (else the fleet places it). */

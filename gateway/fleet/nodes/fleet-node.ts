@@ -4,6 +4,7 @@ import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { ModelNodeInfo, ModelObject } from "../../../shared/protocol/model-schemas.ts";
 import { fitsIn } from "../../../shared/protocol/memory-fit.ts";
 import type { Candidate } from "../routing/routing.ts";
+import { believedSlots } from "../routing/node-claims.ts";
 
 export type HelloFrame = Extract<ToGatewayFrame, { type: "hello" }>;
 export type NodeInfo = HelloFrame["node"];
@@ -29,6 +30,11 @@ export class FleetNode {
   readonly unloading = new Set<string>();
   /** Tokens/s per model as the gateway measured it here (routing/node-claims.ts): what routing ranks by, never the node's claim. */
   readonly measuredSpeed = new Map<string, number>();
+  /**
+   * The most requests of one model it has been seen to run at once and finish (routing/node-claims.ts):
+   * what its slots are believed by. Not saved: after the Fleet is evicted a node earns it again.
+   */
+  provenSlots = 0;
 
   /** The last time the node's object reported a change (or the node joined). */
   lastSeenAt: number;
@@ -84,15 +90,16 @@ export class FleetNode {
   candidate(model: string, draft?: string): Candidate {
     const loadedModels = this.loadedModels();
     const draftReady = draft === undefined || this.isLoaded(draft) || this.#fits([draft], model);
+    const slots = believedSlots(this);
     let nodeBusy = 0;
     for (const id of loadedModels) nodeBusy += this.busy(id);
     return {
       id: this.id,
       loaded: this.isLoaded(model) && draftReady,
-      slots: this.info.slots_per_model,
+      slots,
       busy: this.busy(model),
       nodeBusy,
-      nodeSlots: Math.max(1, loadedModels.size) * this.info.slots_per_model,
+      nodeSlots: Math.max(1, loadedModels.size) * slots,
       tokensPerSecond: this.measuredSpeed.get(model) ?? null,
       lastDispatchAt: this.lastDispatchAt,
       fits: this.hasRoomFor(model, draft),

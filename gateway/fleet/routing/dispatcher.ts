@@ -15,7 +15,7 @@ import { PromptAffinity } from "./prompt-affinity.ts";
 import { chooseLoadTarget, chooseNode } from "./routing.ts";
 import { requestOf, Settlement, type Ending, type SettleObserver } from "./settlement.ts";
 import type { RequestOrigin } from "../access/caller.ts";
-import { boundedNodeError, recordMeasuredSpeed } from "./node-claims.ts";
+import { boundedNodeError, recordMeasuredSpeed, recordProvenSlots } from "./node-claims.ts";
 import { boundedPromptTokens, boundedUsage } from "./usage-bounds.ts";
 import { WaitQueue } from "./wait-queue.ts";
 
@@ -134,10 +134,13 @@ export class Dispatcher {
     if (job.cancelTimer !== null) clearTimeout(job.cancelTimer);
     this.#generations.delete(id);
     this.#rememberSettled(id);
-    const node = this.#detach(job);
+    const node = job.node;
     if (node !== null && ending.status === 200) {
+      // Before its slot is given back: the count it ran at includes this one.
+      recordProvenSlots(node, job.model);
       recordMeasuredSpeed(node, job.model, ending.completionTokens ?? 0, ending.firstTokenAt ?? null, ending.endedAt ?? Date.now());
     }
+    this.#detach(job);
     this.#settlement.settled(job, ending);
     this.capacityChanged();
   }

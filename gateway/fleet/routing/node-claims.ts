@@ -15,6 +15,31 @@ export function boundedNodeError(error: WireError): WireError {
   return { ...error, retry_after: Math.min(MAX_NODE_RETRY_AFTER_S, Math.max(0, error.retry_after)) };
 }
 
+/**
+ * Slots a node is believed to have before it has run more at once: the agent's default `--slots`,
+ * so an honest node's first burst is served as it would be were it believed.
+ */
+const UNPROVEN_SLOTS = 4;
+
+/**
+ * The slots routing counts for a node: its claim, but at most twice the most requests it has been
+ * seen to run at once (and never fewer than UNPROVEN_SLOTS). Routing ranks by busy/slots first, so
+ * a believed claim of 64 would draw nearly every concurrent request (and its prompt) to one node;
+ * a node earns its slots by holding that many and finishing them, and so grows in a few bursts to
+ * what it really runs.
+ */
+export function believedSlots(node: FleetNode): number {
+  return Math.min(node.info.slots_per_model, Math.max(UNPROVEN_SLOTS, 2 * node.provenSlots));
+}
+
+/**
+ * A generation of `model` finished well on `node`: the requests the gateway had running there for
+ * that model at that moment (its own count, not the node's) is concurrency the node has shown.
+ */
+export function recordProvenSlots(node: FleetNode, model: string): void {
+  node.provenSlots = Math.max(node.provenSlots, node.inFlight.get(model) ?? 0);
+}
+
 /** Generations shorter than this say little about decode speed (a first token, a batch boundary). */
 const MIN_MEASURED_TOKENS = 16;
 /** Weight of the newest generation in the running average. */

@@ -17,7 +17,7 @@ export interface Candidate {
   id: string;
   /** The model is loaded there, or is being loaded by a request the gateway already sent. */
   loaded: boolean;
-  /** Slots for this model on this node (parallel sequences). */
+  /** Slots for this model on this node (parallel sequences), as far as the node has earned belief (node-claims.ts). */
   slots: number;
   /** Slots of this model in use. */
   busy: number;
