@@ -50,7 +50,7 @@ describe("a request wakes the sleeping node that holds its model", () => {
   test("the peer on its network is asked to send the packet; the request waits for the node's hello and is served there", async () => {
     await asleep("wk-pc", "wk-m", sleeper("02:00:00:00:00:01"));
     const summary = (await nodes()).find((node) => node.name === "wk-pc");
-    expect(summary?.wake).toMatchObject({ wakeable: true, asleep: true });
+    expect(summary).toMatchObject({ online: false, left: "sleep", wake: { wakeable: true } });
     const lan = await agent({ name: "wk-pi", models: [], wake: peer() });
 
     const pending = api("/v1/chat/completions", chatBody("wk-m"));
@@ -138,6 +138,20 @@ describe("a request wakes the sleeping node that holds its model", () => {
     pc.autoAnswer((frame) => pc.complete(frame.id, "awake"));
     for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
     expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(1);
+  });
+});
+
+describe("how a node left, as the admin sees it", () => {
+  test("a goodbye says on purpose (shutdown or sleep); a socket that just closes is lost (null); online nodes have none", async () => {
+    await agent({ name: "wg-on", models: [] });
+    for (const [name, reason] of [["wg-stop", "shutdown"], ["wg-nap", "sleep"], ["wg-lost", null]] as const) {
+      const node = await agent({ name, models: [], wake: sleeper("02:00:00:00:00:21") });
+      if (reason !== null) node.sendFrame({ type: "goodbye", reason });
+      node.close();
+    }
+    await eventually(async () => (await nodes()).filter((node) => node.name.startsWith("wg-") && !node.online).length === 3);
+    const left = Object.fromEntries((await nodes()).filter((node) => node.name.startsWith("wg-")).map((node) => [node.name, node.left]));
+    expect(left).toEqual({ "wg-on": undefined, "wg-stop": "shutdown", "wg-nap": "sleep", "wg-lost": null });
   });
 });
 

@@ -63,7 +63,8 @@ test("a request for a sleeping node's model wakes it through its peer, and is an
   const admin = new AdminClient(gateway.url, gateway.adminToken);
   await pc.stop();
   const offline = (await admin.listNodes()).find((node) => node.name === "wol-pc");
-  expect(offline).toMatchObject({ online: false, wake: { wakeable: true, wakes_peers: false } });
+  // The agent said goodbye as it stopped: listed as stopped on purpose (not lost), and still wakeable.
+  expect(offline).toMatchObject({ online: false, left: "shutdown", wake: { wakeable: true, wakes_peers: false } });
 
   // The PC's network card: the magic packet for its MAC powers the machine on.
   nic.on("message", (packet) => {
@@ -89,7 +90,8 @@ test("a request for a sleeping node's model wakes it through its peer, and is an
 
 describe("lmgate nodes wake", () => {
   // Run in the empty folder: no `.dev.vars` there, the token comes from the environment.
-  const wake = (...args: string[]) => lmgate({ url: gateway.url, env: { LMGATE_ADMIN_TOKEN: gateway.adminToken }, cwd: emptyModels, timeoutMs: 150_000 }, "nodes", "wake", ...args);
+  const cli = (...args: string[]) => lmgate({ url: gateway.url, env: { LMGATE_ADMIN_TOKEN: gateway.adminToken }, cwd: emptyModels, timeoutMs: 150_000 }, ...args);
+  const wake = (...args: string[]) => cli("nodes", "wake", ...args);
   const simulated = (name: string, broadcast: string) =>
     connectIdleNode({
       url: gateway.url,
@@ -107,6 +109,8 @@ describe("lmgate nodes wake", () => {
     pc ??= await startPc();
     await pc.stop();
     await offline("wol-pc");
+    // Its agent said goodbye as it stopped: `stopped`, not lost.
+    expect((await cli("nodes")).stdout).toMatch(/ wol-pc\W+stopped /);
     // The PC's network card again: the next packet powers it on.
     const packet = new Promise<Buffer>((resolve) => nic.once("message", resolve));
     void packet.then(async () => (pc = await startPc()));
@@ -133,6 +137,8 @@ describe("lmgate nodes wake", () => {
   test("a node no peer can reach: exit code 1 and the gateway's reason, nothing on stdout", async () => {
     await (await simulated("wol-away", "198.51.100.255")).close();
     await offline("wol-away");
+    // It closed its socket without a goodbye: lost, as far as the gateway knows.
+    expect((await cli("nodes")).stdout).toMatch(/ wol-away\W+offline /);
     const { code, stdout, stderr } = await wake("wol-away");
     expect(code).toBe(1);
     expect(stdout).toBe("");
