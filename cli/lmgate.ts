@@ -162,8 +162,9 @@ const nodes = program
         { header: "node", value: (node) => node.name },
         {
           header: "status",
-          value: (node) => (node.online ? "online" : node.wake?.asleep ? "asleep" : "offline"),
-          style: (text) => (text === "online" ? pc.green(text) : text === "asleep" ? pc.yellow(text) : pc.red(text)),
+          value: (node) => (node.online ? "online" : node.left === "sleep" ? "asleep" : node.left === "shutdown" ? "stopped" : "offline"),
+          // Stopped or asleep on purpose: expected, and wakeable; offline: lost without a word.
+          style: (text) => (text === "online" ? pc.green(text) : text === "offline" ? pc.red(text) : pc.yellow(text)),
         },
         { header: "runtime", value: (node) => node.runtime.name },
         { header: "gpu", value: (node) => node.hardware.gpu ?? "cpu" },

@@ -15,7 +15,7 @@ import type {
   UsageQuery,
   UsageRow,
 } from "../../shared/gateway-admin/admin-schemas.ts";
-import { fromWire, toWire, type Operation, type WireError } from "../../shared/protocol/frames.ts";
+import { fromWire, toWire, type GoodbyeReason, type Operation, type WireError } from "../../shared/protocol/frames.ts";
 import type { DeleteRequest, DeleteResult, DownloadJob, DownloadRequest } from "../../shared/protocol/download-schemas.ts";
 import type { EmbeddingsResult } from "../../shared/protocol/generation-events.ts";
 import type { RequestPage, RequestQuery } from "../../shared/gateway-admin/request-log-schemas.ts";
@@ -144,7 +144,7 @@ export interface FleetNodeApi {
   nodeStatus(conn: string, delta: StatusDelta): Promise<void>;
   nodeLeft(conn: string): Promise<void>;
   /** The node said why it is going (`sleep`: its machine suspends and can be woken), just before it leaves. */
-  nodeGoodbye(conn: string, reason: "shutdown" | "sleep"): Promise<void>;
+  nodeGoodbye(conn: string, reason: GoodbyeReason): Promise<void>;
   /** An attempt of a generation ended for good, with these counts: the request's one settlement. */
   settle(id: string, attempt: number, ending: Ending, request: SettledRequest): Promise<void>;
 }

@@ -16,7 +16,7 @@ import { fleetConfig } from "./fleet-config.ts";
 import { FleetMetrics } from "./metrics/fleet-metrics.ts";
 import { ResponseTable } from "./state/response-table.ts";
 import { nodeOf, type GatewayBindings } from "../env.ts";
-import type { WireError } from "../../shared/protocol/frames.ts";
+import type { GoodbyeReason, WireError } from "../../shared/protocol/frames.ts";
 import type { StatusDelta } from "../node/status-deltas.ts";
 import type { SettledRequest } from "../node/node-contract.ts";
 import { AdminCalls } from "./calls/admin-calls.ts";
@@ -320,7 +320,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
     this.#links.status(conn, delta);
   }
 
-  nodeGoodbye(conn: string, reason: "shutdown" | "sleep") {
+  nodeGoodbye(conn: string, reason: GoodbyeReason) {
     this.#called("nodeGoodbye");
     this.#links.goodbye(conn, reason);
   }

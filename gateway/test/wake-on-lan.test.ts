@@ -3,7 +3,7 @@ import { exports } from "cloudflare:workers";
 import OpenAI from "openai";
 import { describe, expect, test } from "vitest";
 import { ErrorBody } from "../../shared/protocol/api-error.ts";
-import { ListOf, NodeSummary, WakeAttempt } from "../../shared/gateway-admin/admin-schemas.ts";
+import { FleetStats, ListOf, NodeSummary, WakeAttempt } from "../../shared/gateway-admin/admin-schemas.ts";
 import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import type { WakeInfo } from "../../shared/protocol/frames.ts";
 import { ADMIN_TOKEN, API_KEY, api, chatBody, eventually, fakeAgentsPerTest, type FakeAgent, type RequestFrame } from "./fake-agent.ts";
@@ -19,6 +19,7 @@ import { TEST_BINDINGS } from "./bindings.ts";
 const agent = fakeAgentsPerTest();
 const admin = (path: string, method = "GET") => api(path, undefined, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
 const WAKE_TIMEOUT_MS = Number(TEST_BINDINGS.LMGATE_WAKE_TIMEOUT_MS);
+const MAX_QUEUE = Number(TEST_BINDINGS.LMGATE_MAX_QUEUE);
 
 const sleeper = (mac: string, broadcast = "192.0.2.255"): WakeInfo => ({ interfaces: [{ mac, broadcast }], wakeable: true, wakes_peers: false });
 const peer = (broadcast = "192.0.2.255"): WakeInfo => ({ interfaces: [{ mac: "02:00:00:00:00:aa", broadcast }], wakeable: false, wakes_peers: true });
@@ -30,6 +31,8 @@ async function asleep(name: string, model: string, wake: WakeInfo): Promise<void
   node.close();
   await eventually(async () => (await nodes()).find((summary) => summary.name === name)?.online === false);
 }
+
+const adminStats = async () => FleetStats.parse(await (await admin("/admin/stats")).json());
 
 async function nodes(): Promise<NodeSummary[]> {
   return ListOf(NodeSummary).parse(await (await admin("/admin/nodes")).json()).data;
@@ -47,7 +50,7 @@ describe("a request wakes the sleeping node that holds its model", () => {
   test("the peer on its network is asked to send the packet; the request waits for the node's hello and is served there", async () => {
     await asleep("wk-pc", "wk-m", sleeper("02:00:00:00:00:01"));
     const summary = (await nodes()).find((node) => node.name === "wk-pc");
-    expect(summary?.wake).toMatchObject({ wakeable: true, asleep: true });
+    expect(summary).toMatchObject({ online: false, left: "sleep", wake: { wakeable: true } });
     const lan = await agent({ name: "wk-pi", models: [], wake: peer() });
 
     const pending = api("/v1/chat/completions", chatBody("wk-m"));
@@ -67,7 +70,7 @@ describe("a request wakes the sleeping node that holds its model", () => {
     expect(back?.wake?.last).toMatchObject({ peer: "wk-pi", back_at: expect.any(String), failure: null });
   });
 
-  test("a node that does not come back in time: 503 naming the node and the peer that sent the packet", async () => {
+  test("a node that does not come back in time: 503 wake_timeout naming the node and the peer that sent the packet", async () => {
     await asleep("wl-pc", "wl-m", sleeper("02:00:00:00:00:02"));
     const lan = await agent({ name: "wl-pi", models: [], wake: peer() });
     const pending = api("/v1/chat/completions", chatBody("wl-m"));
@@ -75,24 +78,80 @@ describe("a request wakes the sleeping node that holds its model", () => {
     const response = await pending;
     expect(response.status).toBe(503);
     const { error } = ErrorBody.parse(await response.json());
-    expect(error.message).toContain(`"wl-pc" did not come back within ${Math.round(WAKE_TIMEOUT_MS / 1000)} s of the wake packet wl-pi sent`);
+    expect(error.code).toBe("wake_timeout");
+    expect(error.message).toContain(`Node "wl-pc" did not come back within ${Math.round(WAKE_TIMEOUT_MS / 1000)} s of the wake packet wl-pi sent`);
   });
 
-  test("no peer on the sleeping node's network: 503 at once, no packet asked of a peer elsewhere", async () => {
+  test("no peer on the sleeping node's network: 503 no_wake_peer at once, naming the node and its network; no packet asked of a peer elsewhere", async () => {
     await asleep("wn-pc", "wn-m", sleeper("02:00:00:00:00:03", "192.0.2.255"));
     const elsewhere = await agent({ name: "wn-pi", models: [], wake: peer("198.51.100.255") });
     const response = await api("/v1/chat/completions", chatBody("wn-m"));
     expect(response.status).toBe(503);
-    expect(ErrorBody.parse(await response.json()).error.message).toContain("offline: wn-pc");
+    const { error } = ErrorBody.parse(await response.json());
+    expect(error.code).toBe("no_wake_peer");
+    expect(error.message).toContain(`Node "wn-pc" is offline and no online node on its network (192.0.2.255) may send wake packets`);
     expect(elsewhere.received.filter((frame) => frame.type === "request")).toHaveLength(0);
   });
 
-  test("a node whose owner did not allow waking is not woken", async () => {
-    await asleep("wo-pc", "wo-m", { ...sleeper("02:00:00:00:00:04"), wakeable: false });
-    const lan = await agent({ name: "wo-pi", models: [], wake: peer() });
-    const response = await api("/v1/chat/completions", chatBody("wo-m"));
+  test("the peer cannot send the packet: 503 wake_failed naming the node, the peer and its error", async () => {
+    await asleep("wf-pc", "wf-m", sleeper("02:00:00:00:00:08"));
+    const lan = await agent({ name: "wf-pi", models: [], wake: peer() });
+    const pending = api("/v1/chat/completions", chatBody("wf-m"));
+    const frame = await lan.nextRequest();
+    lan.sendFrame({ type: "error", id: frame.id, status: 500, body: { error: { message: "EACCES sending to 192.0.2.255", type: "server_error", param: null, code: null } } });
+    const response = await pending;
     expect(response.status).toBe(503);
+    const { error } = ErrorBody.parse(await response.json());
+    expect(error.code).toBe("wake_failed");
+    expect(error.message).toContain(`No peer could send the wake packet for node "wf-pc": wf-pi: EACCES sending to 192.0.2.255`);
+  });
+
+  test("a node whose owner did not allow waking, or that reported no Wake-on-LAN, is not woken: the 503 says so, with the plain no_capacity", async () => {
+    await asleep("wo-pc", "wo-m", { ...sleeper("02:00:00:00:00:04"), wakeable: false });
+    const plain = await agent({ name: "wp-pc", models: [{ id: "wp-m" }] });
+    plain.close();
+    await eventually(async () => (await nodes()).find((summary) => summary.name === "wp-pc")?.online === false);
+    const lan = await agent({ name: "wo-pi", models: [], wake: peer() });
+    for (const [node, model] of [["wo-pc", "wo-m"], ["wp-pc", "wp-m"]] as const) {
+      const response = await api("/v1/chat/completions", chatBody(model));
+      expect(response.status).toBe(503);
+      const { error } = ErrorBody.parse(await response.json());
+      expect(error.code).toBe("no_capacity");
+      expect(error.message).toContain(`Node "${node}" cannot be woken: its agent did not report Wake-on-LAN`);
+    }
     expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(0);
+  });
+
+  test("the wait counts against the queue's bound: with the queue full of requests waiting for the wake, the next is refused at once", async () => {
+    await asleep("wq-pc", "wq-m", sleeper("02:00:00:00:00:09"));
+    const lan = await agent({ name: "wq-pi", models: [], wake: peer() });
+    const waiting = Array.from({ length: MAX_QUEUE }, () => api("/v1/chat/completions", chatBody("wq-m")));
+    await answerWake(lan);
+    await eventually(async () => (await adminStats()).queue_depth === MAX_QUEUE);
+    const refused = await api("/v1/chat/completions", chatBody("wq-m"));
+    expect(refused.status).toBe(503);
+    const { error } = ErrorBody.parse(await refused.json());
+    expect(error.code).toBe("no_capacity");
+    expect(error.message).toContain(`${MAX_QUEUE} requests are already waiting`);
+    // The ones that got in are served once the node is back; one packet for all of them.
+    const pc = await agent({ name: "wq-pc", models: [{ id: "wq-m", state: "loaded" }], wake: sleeper("02:00:00:00:00:09") });
+    pc.autoAnswer((frame) => pc.complete(frame.id, "awake"));
+    for (const response of await Promise.all(waiting)) expect(response.status).toBe(200);
+    expect(lan.received.filter((frame) => frame.type === "request")).toHaveLength(1);
+  });
+});
+
+describe("how a node left, as the admin sees it", () => {
+  test("a goodbye says on purpose (shutdown or sleep); a socket that just closes is lost (null); online nodes have none", async () => {
+    await agent({ name: "wg-on", models: [] });
+    for (const [name, reason] of [["wg-stop", "shutdown"], ["wg-nap", "sleep"], ["wg-lost", null]] as const) {
+      const node = await agent({ name, models: [], wake: sleeper("02:00:00:00:00:21") });
+      if (reason !== null) node.sendFrame({ type: "goodbye", reason });
+      node.close();
+    }
+    await eventually(async () => (await nodes()).filter((node) => node.name.startsWith("wg-") && !node.online).length === 3);
+    const left = Object.fromEntries((await nodes()).filter((node) => node.name.startsWith("wg-")).map((node) => [node.name, node.left]));
+    expect(left).toEqual({ "wg-on": undefined, "wg-stop": "shutdown", "wg-nap": "sleep", "wg-lost": null });
   });
 });
 

@@ -257,6 +257,20 @@ describe("connecting", () => {
     // close() resolves once the link's dial loop has ended, so no reconnect can follow it: one socket, for good.
     expect(gateway.sockets).toHaveLength(1);
   });
+
+  test("close() says goodbye (shutdown) as its last frame, then closes the socket (1000)", async () => {
+    const source = new ScriptedSource({ models: ["m1"], delayMs: 20, words: () => Array.from({ length: 100 }, () => "w ") });
+    const { gateway, link } = await setup(source);
+    await connected(link);
+    const closed = new Promise<number>((resolve) => gateway.socket.once("close", (code) => resolve(code)));
+    gateway.send(chatRequest("r1"));
+    await gateway.next("events", (frame) => frame.events.some((event) => event.type === "delta"));
+    await link.close();
+    expect(await closed).toBe(1000);
+    // The gateway hears why before the socket closes: the node stopped on purpose, it was not lost.
+    expect(gateway.frames.at(-1)).toEqual({ type: "goodbye", reason: "shutdown" });
+    expect(gateway.frames.filter((frame) => frame.type === "goodbye")).toHaveLength(1);
+  });
 });
 
 describe("requests", () => {

@@ -73,9 +73,9 @@ export interface GatewayLink {
   onStateChange(listener: (connected: boolean) => void): () => void;
   /**
    * Disconnects for good: running requests are aborted, no reconnects follow. The gateway is told
-   * why first (`goodbye`): `sleep` marks the node as asleep and wakeable rather than lost.
+   * first (`goodbye`, `shutdown`), so it lists the node as stopped rather than lost.
    */
-  close(reason?: "shutdown" | "sleep"): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** A missed answer to this many heartbeats in a row means the link is dead. */
@@ -122,13 +122,13 @@ class Link implements GatewayLink {
     return () => this.#listeners.delete(listener);
   }
 
-  async close(reason: "shutdown" | "sleep" = "shutdown"): Promise<void> {
+  async close(): Promise<void> {
     if (this.#stopped.signal.aborted) return this.#loop;
     this.#stopped.abort();
     const socket = this.#socket;
     this.#batcher?.flush();
     if (socket !== null && socket.readyState === WebSocket.OPEN && this.#connected) {
-      socket.send(JSON.stringify({ type: "goodbye", reason } satisfies ToGatewayFrame));
+      socket.send(JSON.stringify({ type: "goodbye", reason: "shutdown" } satisfies ToGatewayFrame));
     }
     if (socket !== null && socket.readyState !== WebSocket.CLOSED) {
       socket.close(1000, "agent shutting down");

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { Hardware, ModelFootprint, NodeMemory, NodeName } from "../protocol/frames.ts";
+import { GoodbyeReason, Hardware, ModelFootprint, NodeMemory, NodeName } from "../protocol/frames.ts";
 import { ModelObject } from "../protocol/model-schemas.ts";
 import { DownloadJob } from "../protocol/download-schemas.ts";
 
@@ -125,8 +125,6 @@ export const NodeWake = z.object({
   wakeable: z.boolean(),
   /** It sends magic packets for other nodes (`--wake-peers`). */
   wakes_peers: z.boolean(),
-  /** It said goodbye because its machine went to sleep (offline nodes only). */
-  asleep: z.boolean(),
   /** The latest wake of this node since the gateway last started; absent: none. */
   last: WakeAttempt.optional(),
 });
@@ -150,6 +148,12 @@ export const NodeSummary = z.object({
   footprints: z.record(z.string(), ModelFootprint).optional(),
   /** Absent for nodes whose agent reports no Wake-on-LAN. */
   wake: NodeWake.optional(),
+  /**
+   * Offline nodes only: the goodbye it said going (`shutdown`: its agent stopped; `sleep`: its
+   * machine suspended), or null when its connection was lost without one (a crash, the network, a
+   * machine that suspended without a word).
+   */
+  left: GoodbyeReason.nullable().optional(),
 });
 export type NodeSummary = z.infer<typeof NodeSummary>;
 

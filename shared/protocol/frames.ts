@@ -190,6 +190,14 @@ export type EventsFrame = z.infer<typeof EventsFrame>;
 /** Most `events` frames one `batch` carries: an agent's running generations, with room to spare. */
 export const MAX_BATCH_FRAMES = 1_024;
 
+/**
+ * Why an agent went away on purpose: `shutdown` when it stops (lmgate-agent says this on Ctrl+C or
+ * a service stop); `sleep` when an agent knows its machine is about to suspend (lmgate-agent does
+ * not: it is frozen with its machine, and the gateway finds it gone at the heartbeat timeout).
+ */
+export const GoodbyeReason = z.enum(["shutdown", "sleep"]);
+export type GoodbyeReason = z.infer<typeof GoodbyeReason>;
+
 /** Frames the gateway receives. */
 export const ToGatewayFrame = z.discriminatedUnion("type", [
   z.object({
@@ -216,11 +224,8 @@ export const ToGatewayFrame = z.discriminatedUnion("type", [
    * flush, in one WebSocket message. Each counts as one frame of its request for flow control.
    */
   z.object({ type: z.literal("batch"), frames: z.array(EventsFrame).min(1).max(MAX_BATCH_FRAMES) }),
-  /**
-   * The agent is going away on purpose: `sleep` when its machine suspends (it can be woken),
-   * `shutdown` when the agent stops. Sent just before it closes the socket.
-   */
-  z.object({ type: z.literal("goodbye"), reason: z.enum(["shutdown", "sleep"]) }),
+  /** The agent is going away on purpose (`GoodbyeReason`). Sent just before it closes the socket. */
+  z.object({ type: z.literal("goodbye"), reason: GoodbyeReason }),
   z.object({
     type: z.literal("result"),
     id: z.string(),

@@ -176,6 +176,16 @@ describe("through the real gateway", () => {
     await until(() => fast.aborted.length === 1, 5_000);
   });
 
+  test("a link that closes says goodbye: the Fleet lists its node as stopped on purpose, not lost", async () => {
+    const leaving = link("node-c", new ScriptedSource({ models: ["only-c"] }));
+    await until(() => leaving.connected);
+    await leaving.close();
+    // Closed for good: not one of the links the restart test below expects back.
+    links.splice(links.indexOf(leaving), 1);
+    await until(async () => (await nodes()).some((node) => node.name === "node-c" && !node.online));
+    expect((await nodes()).find((node) => node.name === "node-c")).toMatchObject({ online: false, left: "shutdown" });
+  });
+
   test("a model nobody holds is a 404 model_not_found", async () => {
     const failure = await client()
       .chat.completions.create({ model: "nobody-has-it", messages: [{ role: "user", content: "hi" }] })

@@ -1,9 +1,7 @@
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import type { z } from "zod";
 import { ErrorBody } from "../../shared/protocol/api-error.ts";
@@ -11,6 +9,7 @@ import { CreatedKey, CreatedNodeToken, KeyRecord, NodeSummary, StoredResponsesUs
 import { ChatCompletion } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { lmgate as runLmgate } from "../harness/lmgate-cli.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -20,7 +19,6 @@ import { testModelsDir } from "../harness/test-models.ts";
  * and what the gateway's and the agent's logs never contain.
  */
 
-const CLI = fileURLToPath(new URL("../../cli/lmgate.ts", import.meta.url));
 const CHAT = "tiny-chat-f32";
 const EMBED = "tiny-embed-f32";
 const VARS = { LMGATE_HEARTBEAT_INTERVAL_MS: "2000", LMGATE_HEARTBEAT_TIMEOUT_MS: "6000" };
@@ -36,15 +34,7 @@ const keptStateDirs: string[] = [];
 /** Every secret and prompt this file handled, for the log test. */
 const secrets = new Set<string>();
 
-function lmgate(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, LMGATE_ADMIN_TOKEN: gateway.adminToken, NO_COLOR: "1" };
-    delete env.LMGATE_URL;
-    const child = execFile(process.execPath, [CLI, "--url", gateway.url, ...args], { cwd, env, timeout: 30_000 }, (_error, stdout, stderr) =>
-      resolve({ code: child.exitCode, stdout, stderr }),
-    );
-  });
-}
+const lmgate = (...args: string[]) => runLmgate({ url: gateway.url, env: { LMGATE_ADMIN_TOKEN: gateway.adminToken }, cwd }, ...args);
 
 async function lmgateJson<T>(schema: z.ZodType<T>, ...args: string[]): Promise<T> {
   const { code, stdout, stderr } = await lmgate("--json", ...args);
@@ -154,15 +144,7 @@ test("the admin token: --admin-token, else LMGATE_ADMIN_TOKEN, else the .dev.var
   const folder = await mkdtemp(join(tmpdir(), "lmgate-cli-vars-"));
   keptStateDirs.push(folder);
   const run = (args: string[], adminToken: string | undefined) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
-      delete env.LMGATE_URL;
-      if (adminToken === undefined) delete env.LMGATE_ADMIN_TOKEN;
-      else env.LMGATE_ADMIN_TOKEN = adminToken;
-      const child = execFile(process.execPath, [CLI, "--url", gateway.url, ...args], { cwd: folder, env, timeout: 30_000 }, (_error, stdout, stderr) =>
-        resolve({ code: child.exitCode, stdout, stderr }),
-      );
-    });
+    runLmgate({ url: gateway.url, env: adminToken === undefined ? {} : { LMGATE_ADMIN_TOKEN: adminToken }, cwd: folder }, ...args);
   const wrong = `lmga_${randomBytes(8).toString("hex")}`;
 
   // No token anywhere: refused before any request (2, like a usage error).
@@ -183,11 +165,7 @@ test("the admin token: --admin-token, else LMGATE_ADMIN_TOKEN, else the .dev.var
 });
 
 test("a wrong admin token: exit code 1 and the gateway's reason, nothing on stdout", async () => {
-  const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = execFile(process.execPath, [CLI, "--url", gateway.url, "keys", "list"], { cwd, env: { ...process.env, LMGATE_ADMIN_TOKEN: "lmga_wrong" } }, (_error, stdout, stderr) =>
-      resolve({ code: child.exitCode, stdout, stderr }),
-    );
-  });
+  const result = await runLmgate({ url: gateway.url, env: { LMGATE_ADMIN_TOKEN: "lmga_wrong" }, cwd }, "keys", "list");
   expect(result.code).toBe(1);
   expect(result.stdout).toBe("");
   expect(result.stderr).toMatch(/^lmgate: .*admin token/i);

@@ -1,14 +1,14 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import * as z from "zod";
 import { CreatedKey } from "../../shared/gateway-admin/admin-schemas.ts";
 import { KeyView } from "../../shared/gateway-admin/key-view-schemas.ts";
 import { RequestRow } from "../../shared/gateway-admin/request-log-schemas.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
+import { lmgate as runLmgate, lmgateEnv, LMGATE_CLI } from "../harness/lmgate-cli.ts";
 
 /**
  * `lmgate requests` (the owner's request log, with the admin token) and `lmgate whoami` (a key
@@ -17,27 +17,11 @@ import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts
  * rows of the log like any other.
  */
 
-const CLI = fileURLToPath(new URL("../../cli/lmgate.ts", import.meta.url));
-
 let gateway: GatewayProcess;
 /** The CLI runs here: no `.dev.vars` of the checkout to find. */
 let cwd: string;
 
-const cliEnv = (extra: NodeJS.ProcessEnv) => {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...extra };
-  delete env.LMGATE_URL;
-  if (extra.LMGATE_ADMIN_TOKEN === undefined) delete env.LMGATE_ADMIN_TOKEN;
-  if (extra.LMGATE_API_KEY === undefined) delete env.LMGATE_API_KEY;
-  return env;
-};
-
-function lmgate(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI, "--url", gateway.url, ...args], { cwd, env: cliEnv(env), timeout: 30_000 }, (_error, stdout, stderr) =>
-      resolve({ code: child.exitCode, stdout, stderr }),
-    );
-  });
-}
+const lmgate = (env: NodeJS.ProcessEnv, ...args: string[]) => runLmgate({ url: gateway.url, env, cwd }, ...args);
 const asAdmin = (...args: string[]) => lmgate({ LMGATE_ADMIN_TOKEN: gateway.adminToken }, ...args);
 
 const chat = (key: string, model: string) =>
@@ -90,9 +74,9 @@ test("lmgate requests lists the log oldest to newest, filters by key name, and p
 });
 
 test("lmgate requests --follow prints a request that finishes after it started", async () => {
-  const child = spawn(process.execPath, [CLI, "--url", gateway.url, "--json", "requests", "--follow", "--key", "alice"], {
+  const child = spawn(process.execPath, [LMGATE_CLI, "--url", gateway.url, "--json", "requests", "--follow", "--key", "alice"], {
     cwd,
-    env: cliEnv({ LMGATE_ADMIN_TOKEN: gateway.adminToken }),
+    env: lmgateEnv({ LMGATE_ADMIN_TOKEN: gateway.adminToken }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

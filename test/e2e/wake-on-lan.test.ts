@@ -10,6 +10,7 @@ import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { ARTIFACTS, launchChromium, openDashboardAsAdmin, skipBrowser } from "../harness/chromium.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
 import { connectIdleNode, simulatedModel, type IdleNode } from "../harness/idle-node.ts";
+import { lmgate } from "../harness/lmgate-cli.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -18,7 +19,8 @@ import { testModelsDir } from "../harness/test-models.ts";
  * network's broadcast address is 127.0.0.1 (never a real network). The PC's agent stops; a
  * request for its model makes the peer send the magic packet; a UDP listener standing in for the
  * PC's network card starts the PC's agent again when the packet arrives; the held request is
- * answered there. Then the dashboard's Wake button, in a real browser, on simulated sleeping nodes.
+ * answered there. Then `lmgate nodes wake` as a process, and the dashboard's Wake button in a real
+ * browser, on the PC and on simulated sleeping nodes.
  */
 
 const MODEL = "tiny-chat-f32";
@@ -61,7 +63,8 @@ test("a request for a sleeping node's model wakes it through its peer, and is an
   const admin = new AdminClient(gateway.url, gateway.adminToken);
   await pc.stop();
   const offline = (await admin.listNodes()).find((node) => node.name === "wol-pc");
-  expect(offline).toMatchObject({ online: false, wake: { wakeable: true, wakes_peers: false } });
+  // The agent said goodbye as it stopped: listed as stopped on purpose (not lost), and still wakeable.
+  expect(offline).toMatchObject({ online: false, left: "shutdown", wake: { wakeable: true, wakes_peers: false } });
 
   // The PC's network card: the magic packet for its MAC powers the machine on.
   nic.on("message", (packet) => {
@@ -84,6 +87,64 @@ test("a request for a sleeping node's model wakes it through its peer, and is an
   const reported = Buffer.from((woken?.wake?.last?.mac ?? "").replaceAll(":", ""), "hex");
   expect(packet.subarray(6, 12)).toEqual(reported);
 }, 180_000);
+
+describe("lmgate nodes wake", () => {
+  // Run in the empty folder: no `.dev.vars` there, the token comes from the environment.
+  const cli = (...args: string[]) => lmgate({ url: gateway.url, env: { LMGATE_ADMIN_TOKEN: gateway.adminToken }, cwd: emptyModels, timeoutMs: 150_000 }, ...args);
+  const wake = (...args: string[]) => cli("nodes", "wake", ...args);
+  const simulated = (name: string, broadcast: string) =>
+    connectIdleNode({
+      url: gateway.url,
+      token: gateway.nodeToken,
+      name,
+      models: [simulatedModel(`${name}-model`, false)],
+      wake: { interfaces: [{ mac: "02:00:00:00:00:41", broadcast }], wakeable: true, wakes_peers: false },
+    });
+  const offline = async (name: string) => {
+    const admin = new AdminClient(gateway.url, gateway.adminToken);
+    await expect.poll(async () => (await admin.listNodes()).find((node) => node.name === name)?.online, { timeout: 10_000 }).toBe(false);
+  };
+
+  test("prints which peer sent the packet and when the node came back", async () => {
+    pc ??= await startPc();
+    await pc.stop();
+    await offline("wol-pc");
+    // Its agent said goodbye as it stopped: `stopped`, not lost.
+    expect((await cli("nodes")).stdout).toMatch(/ wol-pc\W+stopped /);
+    // The PC's network card again: the next packet powers it on.
+    const packet = new Promise<Buffer>((resolve) => nic.once("message", resolve));
+    void packet.then(async () => (pc = await startPc()));
+
+    const { code, stdout, stderr } = await wake("wol-pc");
+    expect(code, stderr).toBe(0);
+    const sent = /^Wake packet for wol-pc \(([0-9a-f:]{17})\) sent by wol-peer to 127\.0\.0\.1 at \S+$/m.exec(stdout);
+    expect(sent, stdout).not.toBeNull();
+    expect(stdout).toMatch(/^Back: wol-pc came back at \S+, [\d.]+ s after the packet$/m);
+    // The packet the peer sent carried the MAC the CLI names.
+    expect((await packet).subarray(6, 12)).toEqual(Buffer.from((sent?.[1] ?? "").replaceAll(":", ""), "hex"));
+  }, 180_000);
+
+  test("--no-wait returns once the packet is sent", async () => {
+    await (await simulated("wol-nap", "127.0.0.1")).close();
+    await offline("wol-nap");
+    const { code, stdout, stderr } = await wake("wol-nap", "--no-wait");
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/^Wake packet for wol-nap \(02:00:00:00:00:41\) sent by wol-peer to 127\.0\.0\.1 at \S+\n$/);
+    // Its wake ends when it says hello again.
+    idleNodes.push(await simulated("wol-nap", "127.0.0.1"));
+  });
+
+  test("a node no peer can reach: exit code 1 and the gateway's reason, nothing on stdout", async () => {
+    await (await simulated("wol-away", "198.51.100.255")).close();
+    await offline("wol-away");
+    // It closed its socket without a goodbye: lost, as far as the gateway knows.
+    expect((await cli("nodes")).stdout).toMatch(/ wol-away\W+offline /);
+    const { code, stdout, stderr } = await wake("wol-away");
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/^lmgate: Node "wol-away" is offline and no online node on its network \(198\.51\.100\.255\) may send wake packets/);
+  });
+});
 
 describe.skipIf(skipBrowser !== undefined)("the dashboard's Wake button", () => {
   const wakeOn = (mac: string, broadcast: string): WakeInfo => ({ interfaces: [{ mac, broadcast }], wakeable: true, wakes_peers: false });

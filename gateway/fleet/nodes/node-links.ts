@@ -1,5 +1,5 @@
 import { ApiError } from "../../../shared/protocol/api-error.ts";
-import { NodeName } from "../../../shared/protocol/frames.ts";
+import { NodeName, type GoodbyeReason } from "../../../shared/protocol/frames.ts";
 import type { AccessStore } from "../access/access-store.ts";
 import { tooManyAttempts, type FailedAttempts } from "../access/failed-attempts.ts";
 import { scopedStatus } from "../access/node-model-scope.ts";
@@ -101,7 +101,7 @@ export class NodeLinks {
     this.#dispatcher.capacityChanged();
   }
 
-  goodbye(conn: string, reason: "shutdown" | "sleep"): void {
+  goodbye(conn: string, reason: GoodbyeReason): void {
     const node = this.#registry.get(conn);
     if (node !== undefined) this.#registry.goodbye(node, reason);
   }

@@ -1,4 +1,4 @@
-import type { NodeStatus } from "../../../shared/protocol/frames.ts";
+import type { GoodbyeReason, NodeStatus } from "../../../shared/protocol/frames.ts";
 import type { NodeApi } from "../../node/node-contract.ts";
 import type { StatusDelta } from "../../node/status-deltas.ts";
 import type { NodeSummary } from "../../../shared/gateway-admin/admin-schemas.ts";
@@ -12,7 +12,7 @@ type NodeRow = {
   connected_at: number;
   disconnected_at: number | null;
   /** The node's goodbye: it went away on purpose (`sleep`, `shutdown`); null when it was lost. */
-  left_as: string | null;
+  left_as: GoodbyeReason | null;
 };
 
 /** Offline nodes stay listed (for the admin) this long, the most recently seen this many at most. */
@@ -121,7 +121,7 @@ export class NodeRegistry {
   }
 
   /** The node said why it is going (its socket closes next): remembered while it is offline. */
-  goodbye(node: FleetNode, reason: "shutdown" | "sleep"): void {
+  goodbye(node: FleetNode, reason: GoodbyeReason): void {
     this.#sql.exec("UPDATE nodes SET left_as = ? WHERE conn_id = ?", reason, node.id);
   }
 
@@ -161,7 +161,7 @@ export class NodeRegistry {
       models: node.status.models.map((model) => ({ ...model, nodes: [node.modelNodeInfo(model)] })),
       ...(node.status.downloads ? { downloads: node.status.downloads } : {}),
       ...placementOf(node.status),
-      ...wakeOf(node.info, null),
+      ...wakeOf(node.info),
     }));
     const offline: NodeSummary[] = this.#sql
       .exec<NodeRow>("SELECT * FROM nodes WHERE disconnected_at IS NOT NULL ORDER BY name")
@@ -176,7 +176,8 @@ export class NodeRegistry {
           last_heartbeat_at: row.disconnected_at === null ? null : new Date(row.disconnected_at).toISOString(),
           in_flight: 0,
           models: status.models.map((model) => ({ ...model, state: "not-loaded" as const, loaded_context_length: undefined })),
-          ...wakeOf(info, row.left_as),
+          ...wakeOf(info),
+          left: row.left_as,
         };
       });
     return [...online.sort((a, b) => a.name.localeCompare(b.name)), ...offline];
@@ -187,9 +188,9 @@ function placementOf(status: NodeStatus): Pick<NodeSummary, "memory" | "footprin
   return { ...(status.memory ? { memory: status.memory } : {}), ...(status.footprints ? { footprints: status.footprints } : {}) };
 }
 
-function wakeOf(info: NodeInfo, leftAs: string | null): Pick<NodeSummary, "wake"> {
+function wakeOf(info: NodeInfo): Pick<NodeSummary, "wake"> {
   if (info.wake === undefined) return {};
-  return { wake: { wakeable: info.wake.wakeable, wakes_peers: info.wake.wakes_peers, asleep: leftAs === "sleep" } };
+  return { wake: { wakeable: info.wake.wakeable, wakes_peers: info.wake.wakes_peers } };
 }
 
 function summaryOf(info: NodeInfo, name: string, id: string) {

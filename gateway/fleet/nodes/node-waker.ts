@@ -2,6 +2,7 @@ import { ApiError } from "../../../shared/protocol/api-error.ts";
 import type { WakeInterface, WakeResult } from "../../../shared/protocol/frames.ts";
 import type { WakeAttempt } from "../../../shared/gateway-admin/admin-schemas.ts";
 import type { Outcome } from "../fleet-contract.ts";
+import type { WakeFailure } from "../routing/dispatcher.ts";
 import type { FleetNode } from "./fleet-node.ts";
 import type { NodeRegistry } from "./node-registry.ts";
 
@@ -19,7 +20,7 @@ interface Attempt {
   /** Set once a peer has sent the packet. */
   record?: WakeAttempt;
   /** Why this wake failed: no peer could send, or the node did not come back in time. */
-  failure?: string;
+  failure?: WakeFailure;
   /** While the wake is under way (sending, then awaiting the node): what every asker joins. */
   pending: Promise<WakeAttempt> | null;
   timer: ReturnType<typeof setTimeout> | null;
@@ -73,13 +74,17 @@ export class NodeWaker {
     return this.#registry.offlineHolders(model).some((name) => this.#attempts.get(name)?.pending);
   }
 
-  /** Why the latest wake of a node holding `model` failed, if one did. */
-  failureFor(model: string): string | undefined {
-    for (const name of this.#registry.offlineHolders(model)) {
-      const failure = this.#attempts.get(name)?.failure;
-      if (failure !== undefined) return failure;
-    }
-    return undefined;
+  /**
+   * Why each offline holder of `model` is not awake: a node that could be woken tells how its
+   * latest wake failed; one that cannot, why not (in the admin route's words and codes).
+   */
+  failuresFor(model: string): WakeFailure[] {
+    return this.#registry.offlineHolders(model).flatMap((name): WakeFailure | WakeFailure[] => {
+      const plan = this.#plan(name);
+      if (Array.isArray(plan)) return this.#attempts.get(name)?.failure ?? [];
+      // A node that cannot be woken is simply offline: no wake failed, so the request keeps the plain code.
+      return [{ message: plan.message, code: plan.code === "not_wakeable" ? null : plan.code }];
+    });
   }
 
   /**
@@ -130,16 +135,18 @@ export class NodeWaker {
       attempt.timer = setTimeout(() => {
         attempt.timer = null;
         attempt.pending = null;
-        attempt.failure = `"${name}" did not come back within ${record.timeout_s} s of the wake packet ${peer.name} sent`;
-        attempt.record = { ...record, failure: attempt.failure };
+        const message = `Node "${name}" did not come back within ${record.timeout_s} s of the wake packet ${peer.name} sent.`;
+        attempt.failure = { message, code: "wake_timeout" };
+        attempt.record = { ...record, failure: message };
         this.#onSettled();
       }, this.#timeoutMs);
       return record;
     }
+    const error = new ApiError(502, `No peer could send the wake packet for node "${name}": ${failures.join("; ")}.`, { code: "wake_failed" });
     attempt.pending = null;
-    attempt.failure = `no peer could send the wake packet for "${name}" (${failures.join("; ")})`;
+    attempt.failure = { message: error.message, code: "wake_failed" };
     this.#onSettled();
-    throw new ApiError(502, `No peer could send the wake packet for node "${name}": ${failures.join("; ")}.`, { code: "wake_failed" });
+    throw error;
   }
 
   /** Which peer sends which packet to wake `name`, or why nobody can. */

@@ -33,7 +33,18 @@ export interface Wakes {
   /** Starts (or joins) waking an offline holder of `model`; false when none can be woken. */
   wakeFor(model: string): boolean;
   pendingFor(model: string): boolean;
-  failureFor(model: string): string | undefined;
+  /** Why each offline holder of `model` is not awake (none: nobody tried, nothing stops it). */
+  failuresFor(model: string): WakeFailure[];
+}
+
+/**
+ * Why a sleeping node is not serving: its name and the reason in a sentence; `code` when a wake
+ * could have worked and did not (`no_wake_peer`, `wake_failed`, `wake_timeout`), null when the
+ * node may not be woken at all.
+ */
+export interface WakeFailure {
+  message: string;
+  code: string | null;
 }
 
 /** A waiting request outlives the wake it waits for, so the wake's own failure is what it reports. */
@@ -289,9 +300,13 @@ export class Dispatcher {
     // A home machine that is asleep or reconnecting still has the model: "try again" is the truth, not "no such model".
     const offline = this.#registry.offlineHolders(job.model);
     if (offline.length > 0) {
-      const wakeFailure = this.#wakes?.failureFor(job.model);
-      const why = wakeFailure === undefined ? "" : `; waking failed: ${wakeFailure}`;
-      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")})${why}.`, OFFLINE_RETRY_AFTER_S);
+      const failures = this.#wakes?.failuresFor(job.model) ?? [];
+      const why = failures.map((failure) => ` ${failure.message}`).join("");
+      const code = failures.find((failure) => failure.code !== null)?.code ?? "no_capacity";
+      return new ApiError(503, `Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).${why}`, {
+        code,
+        retryAfter: OFFLINE_RETRY_AFTER_S,
+      });
     }
     return modelNotFound(job.model, [...everyModel].sort());
   }

@@ -88,7 +88,7 @@ function wakeCell(node, click, now) {
   const attempt = laterWake(node.wake?.last, click !== undefined && "attempt" in click ? click.attempt : undefined);
   // A refused click matters while the node is still offline; once it is back, the latest wake says more.
   const note = click !== undefined && "error" in click && !node.online ? { text: click.error, bad: true } : attempt ? wakeNote(attempt, now) : null;
-  if (button === null && note === null) return el("td", { class: "muted" }, node.wake?.asleep && !node.online ? "asleep" : "—");
+  if (button === null && note === null) return el("td", { class: "muted" }, node.left === "sleep" ? "asleep" : "—");
   return el(
     "td",
     { class: "wake-cell" },
