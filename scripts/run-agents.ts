@@ -30,6 +30,7 @@ const RUN_TIMEOUT_MS = 600_000;
 
 function run(label: string, command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<number | null> {
   console.log(`\n== ${label}: ${command} ${args.map((arg) => JSON.stringify(arg)).join(" ")}`);
+  const startedAt = performance.now();
   return new Promise((resolve) => {
     const child = spawn(command, args, { cwd, env, stdio: ["ignore", "inherit", "inherit"] });
     const timer = setTimeout(() => child.kill("SIGTERM"), RUN_TIMEOUT_MS);
@@ -39,13 +40,21 @@ function run(label: string, command: string, args: string[], cwd: string, env: N
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      console.log(`== ${label}: exit ${code}`);
+      console.log(`== ${label}: exit ${code} after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
       resolve(code);
     });
   });
 }
 
-async function claudeCode(url: string, key: string, label: string): Promise<number | null> {
+/** The model's context as the server states it (the loaded one once loaded), which neither CLI can learn. */
+async function contextWindow(url: string, key: string): Promise<number> {
+  const response = await fetch(`${url}/v1/models/${encodeURIComponent(values.model)}`, { headers: { authorization: `Bearer ${key}` } });
+  if (!response.ok) throw new Error(`GET ${url}/v1/models/${values.model}: ${response.status} ${await response.text()}`);
+  const { context_length } = (await response.json()) as { context_length: number };
+  return context_length;
+}
+
+async function claudeCode(url: string, key: string, window: number, label: string): Promise<number | null> {
   const home = await mkdtemp(join(tmpdir(), "lmgate-claude-home-"));
   try {
     return await run(label, process.env.CLAUDE_BIN ?? "claude", ["-p", TASK], home, {
@@ -55,9 +64,10 @@ async function claudeCode(url: string, key: string, label: string): Promise<numb
       ANTHROPIC_AUTH_TOKEN: key,
       ANTHROPIC_MODEL: values.model,
       ANTHROPIC_DEFAULT_HAIKU_MODEL: values.model,
-      // Claude Code does not know the model's window (it warns unrecognized_model and assumes a
-      // large one): compact before the context the agent loads it with is full.
-      CLAUDE_CODE_AUTO_COMPACT_WINDOW: "65536",
+      // Claude Code does not know the model's window (it assumes 1,000,000 tokens for a model id
+      // that is not Claude's): this one sets it, so it compacts before the context is full.
+      // (CLAUDE_CODE_AUTO_COMPACT_WINDOW cannot: it raises any value below 100,000 to 100,000.)
+      CLAUDE_CODE_MAX_CONTEXT_TOKENS: String(window),
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
       DISABLE_TELEMETRY: "1",
     });
@@ -66,7 +76,7 @@ async function claudeCode(url: string, key: string, label: string): Promise<numb
   }
 }
 
-async function codex(url: string, key: string, label: string): Promise<number | null> {
+async function codex(url: string, key: string, window: number, label: string): Promise<number | null> {
   const home = await mkdtemp(join(tmpdir(), "lmgate-codex-home-"));
   try {
     await mkdir(join(home, ".codex"));
@@ -76,7 +86,7 @@ async function codex(url: string, key: string, label: string): Promise<number | 
         `model = "${values.model}"`,
         `model_provider = "lmgate"`,
         // The model's context, which Codex cannot learn from a custom provider.
-        "model_context_window = 65536",
+        `model_context_window = ${window}`,
         "",
         "[model_providers.lmgate]",
         `name = "lmgate"`,
@@ -102,8 +112,10 @@ const targets: Array<[string, string, string]> = [["gateway", values.gateway, ke
 if (values.direct) targets.push(["direct", values.direct, "unused"]);
 const results: Array<[string, number | null]> = [];
 for (const [name, url, token] of targets) {
-  results.push([`claude -p (${name})`, await claudeCode(url, token, `claude -p (${name})`)]);
-  results.push([`codex exec (${name})`, await codex(url, token, `codex exec (${name})`)]);
+  const window = await contextWindow(url, token);
+  console.log(`\n${values.model} on ${name} (${url}): a context of ${window} tokens`);
+  results.push([`claude -p (${name})`, await claudeCode(url, token, window, `claude -p (${name})`)]);
+  results.push([`codex exec (${name})`, await codex(url, token, window, `codex exec (${name})`)]);
 }
 console.log("\n" + results.map(([label, code]) => `${label}: exit ${code}`).join("\n"));
 if (results.some(([, code]) => code !== 0)) process.exitCode = 1;

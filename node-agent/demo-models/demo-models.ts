@@ -53,8 +53,8 @@ export const DEMO_MODELS: readonly DemoModel[] = [
 
 /**
  * A chat model with a long context (64k tokens) and the same tool-calling chat template, for coding
- * agents: Claude Code's and Codex's first prompts alone take some 20,000–35,000 tokens of this
- * vocabulary. It ends its turns after some tens of tokens (`endOfTurnLogit`), so an agent's turn
+ * agents: Claude Code's first prompt alone takes some 20,500 tokens of this vocabulary, Codex's
+ * some 11,700 (Claude Code 2.1.332, Codex 0.171). It ends its turns after some tens of tokens (`endOfTurnLogit`), so an agent's turn
  * does not run to the end of the context. Still tiny, so it loads in a second or two; `npm start` serves it beside the
  * demo models (it is not one of them, so the models every test lists stay the same).
  */

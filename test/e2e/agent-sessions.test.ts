@@ -14,6 +14,8 @@ import { testModelsDir } from "../harness/test-models.ts";
  * listing a folder with their own tools, then answering) go, through the official SDKs, to an agent
  * in direct mode and to the gateway, served by the long-context demo model they would use under
  * `npm start`. Only the answer's length is changed (Claude Code asks for up to 32,000 tokens).
+ * Then a call the model itself writes (forced, so it comes every time) goes back out through the
+ * SDKs as a tool call, and the turn carrying its result is answered.
  */
 
 const FIXTURES = new URL("../fixtures/agent-sessions/", import.meta.url);
@@ -35,6 +37,17 @@ function session(agent: string): Captured[] {
 
 const claudeCode = session("claude-code");
 const codex = session("codex");
+
+/** A Responses stream read to its end, as Codex reads it: the event types and the final response. */
+async function streamed(client: OpenAI, params: OpenAI.Responses.ResponseCreateParamsStreaming): Promise<{ events: string[]; final: OpenAI.Responses.Response | undefined }> {
+  const events: string[] = [];
+  let final: OpenAI.Responses.Response | undefined;
+  for await (const event of await client.responses.create(params)) {
+    events.push(event.type);
+    if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
+  }
+  return { events, final };
+}
 
 let api: ApiTargets;
 beforeAll(async () => {
@@ -88,12 +101,7 @@ describe.each(TARGETS)("agent sessions replayed (%s)", (name) => {
     const prompts: number[] = [];
     for (const captured of codex) {
       const params = { ...captured.body, model: MODEL, max_output_tokens: ANSWER_TOKENS, stream: true } as unknown as OpenAI.Responses.ResponseCreateParamsStreaming;
-      const events: string[] = [];
-      let final: OpenAI.Responses.Response | undefined;
-      for await (const event of await client.responses.create(params)) {
-        events.push(event.type);
-        if (event.type === "response.completed" || event.type === "response.incomplete") final = event.response;
-      }
+      const { events, final } = await streamed(client, params);
       expect(events[0]).toBe("response.created");
       // Codex keeps nothing on the server (store: false) and says so.
       expect(ResponseObject.parse(final).store).toBe(false);
@@ -102,6 +110,72 @@ describe.each(TARGETS)("agent sessions replayed (%s)", (name) => {
     }
     expect(prompts[0]).toBeGreaterThan(10_000);
     expect(prompts).toEqual([...prompts].sort((a, b) => a - b));
+  }, 600_000);
+
+  test("Claude Code: a forced tool call comes back as a tool_use block, and the tool_result turn after it answers 200", async () => {
+    const client = new Anthropic({ baseURL: api.target(name).url, apiKey: api.target(name).key, maxRetries: 0, timeout: 240_000 });
+    const captured = claudeCode[0]!;
+    const body = captured.body as unknown as Anthropic.MessageCreateParamsStreaming;
+    const options = { headers: { "anthropic-beta": captured.headers["anthropic-beta"] } };
+    // The random model would write a string forever (a closing quote is one token among tens of
+    // thousands), and the grammar of a forced call writes every property: Read, forced, takes a
+    // path of bounded length. `thinking` is off because Anthropic refuses it with a forced tool.
+    const boundedRead = { type: "object" as const, properties: { file_path: { type: "string", maxLength: 12 } }, required: ["file_path"] };
+    const tools = body.tools!.map((tool) => ("input_schema" in tool && tool.name === "Read" ? { ...tool, input_schema: boundedRead } : tool));
+    const forced = await client.messages
+      .stream({ ...body, model: MODEL, max_tokens: 200, stream: true, tools, thinking: { type: "disabled" }, tool_choice: { type: "tool", name: "Read" } }, options)
+      .finalMessage();
+    Message.parse(forced);
+    expect(forced.stop_reason).toBe("tool_use");
+    // The SDK put the call together from the stream's input_json_delta.
+    const call = forced.content.find((block) => block.type === "tool_use");
+    expect(call).toMatchObject({ type: "tool_use", name: "Read", input: { file_path: expect.any(String) } });
+
+    const answered = await client.messages
+      .stream(
+        {
+          ...body,
+          model: MODEL,
+          max_tokens: ANSWER_TOKENS,
+          stream: true,
+          messages: [
+            ...body.messages,
+            { role: "assistant", content: forced.content },
+            { role: "user", content: [{ type: "tool_result", tool_use_id: call!.type === "tool_use" ? call!.id : "", content: "hello from notes.txt" }] },
+          ],
+        },
+        options,
+      )
+      .finalMessage();
+    Message.parse(answered);
+    expect(["end_turn", "max_tokens", "tool_use"]).toContain(answered.stop_reason);
+    // The call and its result are in the prompt the model read.
+    const promptOf = (usage: Anthropic.Usage) => usage.input_tokens + (usage.cache_read_input_tokens ?? 0);
+    expect(promptOf(answered.usage)).toBeGreaterThan(promptOf(forced.usage));
+  }, 600_000);
+
+  test("Codex: a forced tool call comes back as a function_call item, and the function_call_output turn after it answers 200", async () => {
+    const client = new OpenAI({ baseURL: `${api.target(name).url}/v1`, apiKey: api.target(name).key, maxRetries: 0, timeout: 240_000 });
+    const body = codex[0]!.body as unknown as OpenAI.Responses.ResponseCreateParamsStreaming & { input: OpenAI.Responses.ResponseInputItem[] };
+    // get_goal, one of Codex's own tools, takes no arguments: the random model can finish its call
+    // (it would write a string such as exec_command's `cmd` forever).
+    const { events, final: forced } = await streamed(client, { ...body, model: MODEL, max_output_tokens: 200, stream: true, tool_choice: { type: "function", name: "get_goal" } });
+    expect(events).toContain("response.function_call_arguments.done");
+    ResponseObject.parse(forced);
+    const call = forced!.output.find((item) => item.type === "function_call");
+    expect(call).toMatchObject({ type: "function_call", name: "get_goal", arguments: "{}", call_id: expect.any(String) });
+
+    const { final: answered } = await streamed(client, {
+      ...body,
+      model: MODEL,
+      max_output_tokens: ANSWER_TOKENS,
+      stream: true,
+      input: [...body.input, call!, { type: "function_call_output", call_id: call!.type === "function_call" ? call!.call_id : "", output: "no goal is set" }],
+    });
+    ResponseObject.parse(answered);
+    expect(["completed", "incomplete"]).toContain(answered!.status);
+    expect(answered!.output.every((item) => item.type === "message" || item.type === "function_call")).toBe(true);
+    expect(answered!.usage!.input_tokens).toBeGreaterThan(forced!.usage!.input_tokens);
   }, 600_000);
 
   test("the long-context model is loaded with all the context it was trained for", async () => {
