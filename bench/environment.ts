@@ -13,6 +13,7 @@ import { AGENT_DEFAULTS } from "../node-agent/configuration/defaults.ts";
 import { BENCH_SMALL_MODEL, DEMO_MODELS, ensureDemoModels, ensureModel } from "../node-agent/demo-models/demo-models.ts";
 import { startAgent, type AgentProcess } from "../test/harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../test/harness/gateway-process.ts";
+import { workerSocketUrl } from "./dev-proxy.ts";
 import type { Target } from "./client.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -64,8 +65,15 @@ export class BenchEnvironment {
   readonly #nodes = new Map<string, Promise<ServingNode>>();
   readonly #cleanup: Array<() => Promise<unknown>> = [];
 
-  constructor(log: Log) {
+  readonly #aroundDevProxy: boolean;
+
+  /**
+   * `aroundDevProxy`: agents and clients use the Worker's own socket instead of `wrangler dev`'s
+   * public port, whose proxy does not exist on Cloudflare (see dev-proxy.ts).
+   */
+  constructor(log: Log, { aroundDevProxy = false }: { aroundDevProxy?: boolean } = {}) {
     this.log = log;
+    this.#aroundDevProxy = aroundDevProxy;
   }
 
   async tinyModelsDir(): Promise<string> {
@@ -87,7 +95,11 @@ export class BenchEnvironment {
       const gateway = await startGateway({ readyTimeoutMs: 120_000 });
       this.#cleanup.push(() => gateway.stop());
       this.log(`gateway on ${gateway.url}`);
-      return gateway;
+      if (!this.#aroundDevProxy) return gateway;
+      const url = await workerSocketUrl(gateway.pid, gateway.url);
+      if (url === null) throw new Error("--around-dev-proxy: the Worker's own socket was not found (it needs pgrep and lsof)");
+      this.log(`around wrangler's dev proxy: agents and clients use the Worker's own socket, ${url}`);
+      return { ...gateway, url };
     })();
     return this.#gateway;
   }

@@ -40,6 +40,8 @@ const HELP = `Usage: npm run bench -- [options]
   --only <sections>   comma-separated, of: ${Object.keys(SECTIONS).join(", ")}
   --iterations <n>    override each section's repetition count (tiny values are for smoke tests)
   --out <dir>         where the JSON goes (default bench/results)
+  --around-dev-proxy  agents and clients use the gateway Worker's own socket, not wrangler dev's
+                      proxy in front of it (which Cloudflare does not have; see bench/dev-proxy.ts)
 Environment: LLAMA_SERVER=<path to llama-server> adds the engine and arrival comparisons
 (build one with scripts/build-llama-server.sh).`;
 
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     iterations: { type: "string" },
     out: { type: "string" },
+    "around-dev-proxy": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -75,7 +78,7 @@ const log = (message: string) => console.log(`[${((performance.now() - started) 
 log(`lmgate bench on ${machineLine(machine)}`);
 if (machine.loadAverage.start > 0.5 * machine.cores) log("note: the machine is busy; expect noisy numbers");
 
-const env = new BenchEnvironment(log);
+const env = new BenchEnvironment(log, { aroundDevProxy: values["around-dev-proxy"] });
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
@@ -112,7 +115,7 @@ machine.loadAverage.end = loadavg()[0] ?? 0;
 const report: BenchReport = {
   startedAt,
   durationSeconds: Math.round((performance.now() - started) / 100) / 10,
-  options: { quick: values.quick, only: only ?? Object.keys(SECTIONS), iterations: iterations ?? null, llamaServer: process.env.LLAMA_SERVER ?? null },
+  options: { quick: values.quick, only: only ?? Object.keys(SECTIONS), iterations: iterations ?? null, aroundDevProxy: values["around-dev-proxy"], llamaServer: process.env.LLAMA_SERVER ?? null },
   machine,
   sections,
   failures,

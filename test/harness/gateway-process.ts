@@ -29,6 +29,8 @@ export interface GatewayProcess extends GatewaySecrets {
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
   readonly port: number;
+  /** wrangler's process id, which is also its process group's (workerd is in it). */
+  readonly pid: number;
   readonly persistDir: string;
   /** Everything wrangler printed so far. */
   output(): string;
@@ -76,6 +78,7 @@ export async function startGateway(options: GatewayProcessOptions = {}): Promise
     ...secrets,
     url: worker.url,
     port,
+    pid: worker.pid,
     persistDir,
     output: () => worker.output(),
     kill: (signal) => worker.kill(signal),
