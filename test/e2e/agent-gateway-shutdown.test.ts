@@ -3,7 +3,7 @@ import { NodeSummary } from "../../shared/gateway-admin/admin-schemas.ts";
 import { ChatCompletion, ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
 import { startGateway, type GatewayProcess } from "../harness/gateway-process.ts";
-import { readSse } from "../harness/sse.ts";
+import { untilFirstText } from "../harness/sse.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -86,14 +86,7 @@ test("SIGTERM on a node mid-stream: the stream finishes through the gateway, new
 
   const response = await chat({ max_tokens: 1800, logit_bias: { [TOKEN_A]: 100 }, stream: true, stream_options: { include_usage: true } });
   expect(response.status).toBe(200);
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!/"content":"[^"]/.test(text)) {
-    const next = await reader.read();
-    if (next.done) throw new Error(`the stream ended before any text:\n${text}`);
-    text += decoder.decode(next.value, { stream: true });
-  }
+  const reading = await untilFirstText(response);
   const busy = (await nodes()).find((node) => node.in_flight > 0);
   expect(busy).toBeDefined();
   const leaving = agents.get(busy?.name ?? "") as AgentProcess;
@@ -108,8 +101,7 @@ test("SIGTERM on a node mid-stream: the stream finishes through the gateway, new
   const answer = ChatCompletion.parse(await after.json());
   expect(answer.gateway?.node).toBe(stayingName);
 
-  for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
-  const { events, done } = await readSse(new Response(text));
+  const { events, done } = await reading.rest();
   expect(done).toBe(true);
   const chunks = events.map((event) => ChatCompletionChunk.parse(event));
   expect(chunks.findLast((chunk) => chunk.choices.length > 0)?.choices[0]?.finish_reason).toBe("length");

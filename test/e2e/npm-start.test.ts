@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect, test, vi } from "vitest";
 import { ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
-import { readSse } from "../harness/sse.ts";
+import { untilFirstText } from "../harness/sse.ts";
 import { recordGateway } from "../../scripts/leftover-gateway.ts";
 import { freePort, holdPort, startWranglerDev } from "../../scripts/wrangler-dev.ts";
 
@@ -121,22 +121,10 @@ async function streamingChat(running: Running, { model, maxTokens }: { model: st
     }),
   });
   if (response.status !== 200) throw new Error(`chat: ${response.status} ${await response.text()}\n${running.output()}`);
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!/"content":"[^"]/.test(text)) {
-    const next = await reader.read();
-    if (next.done) throw new Error(`the stream ended before any text:\n${text}`);
-    text += decoder.decode(next.value, { stream: true });
-  }
+  const reading = await untilFirstText(response);
   return {
     rest: async () => {
-      try {
-        for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
-      } catch {
-        // Cut: what came is what there is.
-      }
-      const { events, done } = await readSse(new Response(text));
+      const { events, done } = await reading.rest();
       return { done, chunks: events.flatMap((event) => (ChatCompletionChunk.safeParse(event).success ? [ChatCompletionChunk.parse(event)] : [])) };
     },
   };

@@ -15,3 +15,28 @@ export async function readSse(response: Response): Promise<{ events: unknown[]; 
   }
   return { events, done };
 }
+
+/**
+ * Reads a chat stream until its first text has come (the generation is running), and hands back
+ * the rest: every event in order and whether `[DONE]` ended it; a stream cut short keeps what came.
+ */
+export async function untilFirstText(response: Response): Promise<{ rest(): Promise<{ events: unknown[]; done: boolean }> }> {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!/"content":"[^"]/.test(text)) {
+    const next = await reader.read();
+    if (next.done) throw new Error(`the stream ended before any text:\n${text}`);
+    text += decoder.decode(next.value, { stream: true });
+  }
+  return {
+    async rest() {
+      try {
+        for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
+      } catch {
+        // Cut: what came is what there is.
+      }
+      return readSse(new Response(text));
+    },
+  };
+}

@@ -7,7 +7,7 @@ import { planTools, toToolCalls } from "../tool-calls.ts";
 import { contextBudget } from "./context-budget.ts";
 import { forcedCallPlan, forcedInput } from "./forced-call-plan.ts";
 import { logprobPlan } from "./logprob-plan.ts";
-import { outcomeOf, planSampling, type Plan, type PlanModel } from "./plan.ts";
+import { outcomeOf, planSampling, runOptions, type Plan, type PlanModel } from "./plan.ts";
 import { checkChatRequest, checkLogprobChat } from "./request-checks.ts";
 
 /** Chat through the model's own chat template: a forced tool call, a chat with log probabilities, or a chat (with tools offered or an answer format). */
@@ -33,15 +33,7 @@ export async function chatPlan(model: PlanModel, request: ChatRequest): Promise<
     prompt: promptTokens,
     ...budget,
     run: async (slot, hooks) => {
-      const common = {
-        ...sampling,
-        maxTokens: budget.maxTokens,
-        evaluationPriority: slot.priority,
-        signal: hooks.signal,
-        stopOnAbortSignal: true,
-        onTextChunk: hooks.onText,
-        onToken: hooks.onToken,
-      };
+      const common = { ...sampling, ...runOptions(slot, hooks, budget.maxTokens) };
       const response = functions
         ? await slot.chat.generateResponse(history, { ...common, functions })
         : await slot.chat.generateResponse(history, { ...common, grammar });

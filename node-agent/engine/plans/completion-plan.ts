@@ -1,7 +1,7 @@
 import type { CompletionRequest } from "../../../shared/protocol/request-schemas.ts";
 import { contextBudget } from "./context-budget.ts";
 import { logprobPlan } from "./logprob-plan.ts";
-import { completionSampling, outcomeOf, planSampling, withCompletionBos, type Plan, type PlanModel } from "./plan.ts";
+import { completionSampling, outcomeOf, planSampling, runOptions, withCompletionBos, type Plan, type PlanModel } from "./plan.ts";
 
 /** Raw text completion: no template; special tokens written in the prompt are honoured, as llama.cpp's server does. */
 export function completionPlan(model: PlanModel, request: CompletionRequest): Plan {
@@ -18,15 +18,7 @@ export function completionPlan(model: PlanModel, request: CompletionRequest): Pl
     prompt: held,
     ...budget,
     run: async (slot, hooks) => {
-      const response = await slot.completion.generateCompletionWithMeta(input, {
-        ...sampling,
-        maxTokens: budget.maxTokens,
-        evaluationPriority: slot.priority,
-        signal: hooks.signal,
-        stopOnAbortSignal: true,
-        onTextChunk: hooks.onText,
-        onToken: hooks.onToken,
-      });
+      const response = await slot.completion.generateCompletionWithMeta(input, { ...sampling, ...runOptions(slot, hooks, budget.maxTokens) });
       return outcomeOf(response.metadata);
     },
   };

@@ -4,7 +4,7 @@ import { createJsonSchemaGrammar } from "../json-schema.ts";
 import type { SamplingOptions } from "../sampling-options.ts";
 import { parseForcedCall, toToolCalls, type ToolPlan } from "../tool-calls.ts";
 import { contextBudget } from "./context-budget.ts";
-import { completionSampling, outcomeOf, withCompletionBos, type Plan, type PlanModel } from "./plan.ts";
+import { completionSampling, outcomeOf, runOptions, withCompletionBos, type Plan, type PlanModel } from "./plan.ts";
 
 /**
  * A forced call's grammar cannot ride along `functions` in LlamaChat, so the rendered prompt
@@ -33,11 +33,9 @@ export async function forcedCallPlan(
       const response = await slot.completion.generateCompletionWithMeta(input, {
         ...completionSampling(sampling),
         grammar,
-        maxTokens: budget.maxTokens,
-        evaluationPriority: slot.priority,
-        signal: hooks.signal,
-        stopOnAbortSignal: true,
-        onToken: hooks.onToken,
+        ...runOptions(slot, hooks, budget.maxTokens),
+        // The call's text is not the answer: it leaves as a tool call, parsed at the end.
+        onTextChunk: undefined,
       });
       const call = parseForcedCall(response.response);
       if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };

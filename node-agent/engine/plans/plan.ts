@@ -61,6 +61,11 @@ export function planSampling(model: PlanModel, request: ChatRequest | Completion
   return samplingOptions(request, { tokenizer: model.model.tokenizer, vocabularySize: model.vocabularySize });
 }
 
+/** What each plan's run tells node-llama-cpp of its slot and hooks: the length, the slot's order in a batch, the cancel, where tokens go. */
+export function runOptions(slot: Slot, hooks: RunHooks, maxTokens: number) {
+  return { maxTokens, evaluationPriority: slot.priority, signal: hooks.signal, stopOnAbortSignal: true, onTextChunk: hooks.onText, onToken: hooks.onToken };
+}
+
 /** LlamaCompletion's context shift would cut the prompt's start; the budget already keeps it from being needed. */
 export function completionSampling(sampling: SamplingOptions) {
   return { ...sampling, contextShiftSize: 0, disableContextShift: true };
