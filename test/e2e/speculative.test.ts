@@ -100,7 +100,7 @@ describe.each(["direct", "gateway"] as const)("draft_model (%s)", (name) => {
     expect([plain.status, drafted.status]).toEqual([200, 200]);
     expect(drafted.body.output).toEqual(plain.body.output);
     const unknown = await post(target, "/api/v1/chat", { ...body, draft_model: "no-such-draft" });
-    expect([unknown.status, unknown.body.error?.param]).toEqual([name === "direct" ? 404 : 400, "draft_model"]);
+    expect([unknown.status, unknown.body.error?.param, unknown.body.error?.code]).toEqual([404, "draft_model", "model_not_found"]);
   });
 
   test("the official openai client passes draft_model through", async () => {
@@ -122,10 +122,9 @@ describe("routing a request with a draft through the gateway", () => {
     }
   });
 
-  test("when no node holds both, the gateway says so: a 400 naming both models", async () => {
+  test("when no node holds both, the gateway says so: a 400 naming both models (a 404 for a draft no node holds)", async () => {
     const { status, body } = await post(targets().gateway, "/api/v0/chat/completions", bodyFor(true, { draft_model: `${STRANGER}-nowhere` }));
-    expect(status).toBe(400);
-    expect(body.error.param).toBe("draft_model");
+    expect([status, body.error.param, body.error.code]).toEqual([404, "draft_model", "model_not_found"]);
     const split = await post(targets().gateway, "/api/v0/chat/completions", { ...bodyFor(true, {}), model: DRAFT, draft_model: STRANGER });
     expect([split.status, split.body.error.code]).toEqual([400, "draft_model_not_beside_model"]);
     expect(split.body.error.message).toContain(DRAFT);

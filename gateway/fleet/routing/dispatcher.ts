@@ -283,8 +283,11 @@ export class Dispatcher {
     if (first !== undefined && missing.every((need) => need !== undefined)) {
       return invalidRequest(`${first.param} is not supported by the agents serving "${job.model}"; update lmgate-agent on their nodes.`, first.param);
     }
-    // A draft runs beside its model, on the same node.
+    // A draft runs beside its model, on the same node; one no node holds is unknown, as in direct mode.
     const draft = draftModelOf(job.operation);
+    if (draft !== undefined && heldSomewhere && !this.#registry.online().some((node) => node.model(draft) !== undefined)) {
+      return new ApiError(404, `Draft model "${draft}" not found. Name a model that a node holds as draft_model.`, { param: "draft_model", code: "model_not_found" });
+    }
     if (draft !== undefined && heldSomewhere && !this.#registry.online().some((node) => node.model(job.model) !== undefined && node.model(draft) !== undefined)) {
       return new ApiError(400, `No node holds both "${job.model}" and its draft_model "${draft}"; a draft model runs beside its model, on the same node.`, {
         param: "draft_model",
