@@ -19,6 +19,7 @@ import { ROOT } from "./environment.ts";
 import { connectPacedAgent, type PacedAgent } from "./paced-agent.ts";
 import type { Row, SectionContext, SectionResult } from "./section.ts";
 import { round } from "./stats.ts";
+import { MAX_SLOTS_PER_MODEL } from "../shared/protocol/request-schemas.ts";
 
 /** The last commit before node objects: the Fleet relayed every frame. */
 export const PREVIOUS_DESIGN = "6f7c23e";
@@ -28,6 +29,9 @@ const STREAMS = [64, 256];
 const TOKENS_PER_SECOND = 25;
 const MODEL = "paced";
 const FAIRNESS_TARGET = 0.5;
+
+/** Slots each of `count` agents offers: enough for the most streams, within the protocol's bound. */
+const slotsFor = (count: number) => Math.min(MAX_SLOTS_PER_MODEL, Math.ceil(Math.max(...STREAMS) / count));
 
 export interface ScaleRun {
   agents: number;
@@ -63,6 +67,17 @@ async function fleetCalls(gateway: GatewayProcess): Promise<number> {
   return total;
 }
 
+/**
+ * Bursts that double until each agent has run `slots` at once: the Fleet believes a node's slots
+ * only as far as it has seen them used (node-claims.ts), so a fresh agent's 64 are earned first.
+ */
+async function earnSlots(target: Target, agents: number, slots: number): Promise<void> {
+  for (let perAgent = Math.min(4, slots); ; perAgent = Math.min(2 * perAgent, slots)) {
+    await streamsAtOnce(target, agents * perAgent, 4);
+    if (perAgent === slots) return;
+  }
+}
+
 async function streamsAtOnce(target: Target, streams: number, maxTokens: number): Promise<{ timings: StreamTiming[]; errors: string[]; wallMs: number }> {
   const started = performance.now();
   const outcomes = await Promise.allSettled(Array.from({ length: streams }, () => timedStream(target, { model: MODEL, prompt: "x", maxTokens })));
@@ -81,7 +96,7 @@ async function runDesign(design: Design, context: SectionContext, tokens: number
   const target: Target = { label: design.name, url: gateway.url, apiKey: gateway.apiKey };
   const agents: PacedAgent[] = [];
   const join = async (count: number, rate: number, tag: string) => {
-    const slots = Math.ceil(Math.max(...STREAMS) / count);
+    const slots = slotsFor(count);
     const joined = await Promise.all(
       Array.from({ length: count }, (_, index) =>
         connectPacedAgent({ url: gateway.url, token: gateway.nodeToken, name: `${tag}-${index}`, model: MODEL, slots, tokensPerSecond: rate, protocol: design.protocol }),
@@ -100,8 +115,9 @@ async function runDesign(design: Design, context: SectionContext, tokens: number
     const runs: ScaleRun[] = [];
     for (const count of AGENTS) {
       const joined = await join(count, TOKENS_PER_SECOND, `paced${count}`);
-      await streamsAtOnce(target, count, 4); // warm the path
-      for (const streams of STREAMS) {
+      await earnSlots(target, count, slotsFor(count));
+      // More streams than the agents may run at once (the protocol's 64 slots a model) would measure the queue.
+      for (const streams of STREAMS.filter((streams) => streams <= count * slotsFor(count))) {
         const { timings, errors, wallMs } = await streamsAtOnce(target, streams, tokens);
         const rates = timings.map(decodeRate).filter(Number.isFinite);
         const delivered = timings.reduce((sum, timing) => sum + timing.tokens, 0) / (wallMs / 1000);
