@@ -116,6 +116,7 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       onRefused: (refusal) => this.#refused(refusal),
     });
     this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses, log, waker });
+    void ctx.blockConcurrencyWhile(() => this.#links.forgetLost());
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------

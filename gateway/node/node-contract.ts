@@ -97,4 +97,6 @@ export interface NodeApi {
   call(conn: string, id: string, operation: Operation): Promise<CallAnswer>;
   /** Closes the sockets that joined with this (revoked) node token. */
   disconnectToken(tokenId: string): Promise<void>;
+  /** Whether this object still holds the node's socket of connection `conn` (a restart loses it). */
+  holds(conn: string): Promise<boolean>;
 }

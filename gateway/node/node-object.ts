@@ -196,6 +196,10 @@ export class NodeObject extends DurableObject<GatewayBindings> implements Servin
     });
   }
 
+  holds(conn: string): boolean {
+    return this.#socketOf(conn) !== undefined;
+  }
+
   disconnectToken(tokenId: string): void {
     for (const ws of this.ctx.getWebSockets(tokenTag(tokenId))) this.#reject(ws, CLOSE_CODES.revoked, "node token revoked");
   }

@@ -96,3 +96,22 @@ test("counts are saved within moments of a request, unscraped, so a Fleet that f
   await hibernate();
   expect((await scrape()).samples.get(requests)).toBe(before + 1);
 });
+
+test("after a restart of the whole gateway, a connection the store lists but no node object holds is offline; a held one stays online", async () => {
+  const live = await FakeAgent.connect({ name: "still-here", models: [{ id: MODEL, state: "loaded" }] });
+  onTestFinished(() => live.close());
+  // What a restart of the whole gateway leaves: the registry's row of a connection whose socket died with its object.
+  await runInDurableObject(fleetStub(env), (_fleet, state) => {
+    state.storage.sql.exec(
+      `INSERT INTO nodes (name, conn_id, info_json, status_json, connected_at, disconnected_at)
+       SELECT 'gone-gpu', 'gone-conn', info_json, status_json, connected_at, NULL FROM nodes WHERE name = 'still-here'`,
+    );
+  });
+  await hibernate();
+  const response = await admin("GET", "/nodes");
+  const { data } = (await response.json()) as { data: Array<{ name: string; online: boolean }> };
+  expect(data.filter((node) => node.name === "gone-gpu" || node.name === "still-here").map((node) => [node.name, node.online]).sort()).toEqual([
+    ["gone-gpu", false],
+    ["still-here", true],
+  ]);
+});

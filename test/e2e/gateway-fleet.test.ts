@@ -268,6 +268,7 @@ describe("a fleet of two real agents behind the real gateway", () => {
 
   test("after a gateway restart the agents reconnect within seconds and serve again", async () => {
     const { port, persistDir, apiKey, nodeToken, adminToken } = gateway;
+    const before = new Map((await nodes()).map((node) => [node.name, node.id]));
     await gateway.stop({ keepState: true });
     cleanup.push(persistDir);
     gateway = await startGateway({
@@ -276,8 +277,11 @@ describe("a fleet of two real agents behind the real gateway", () => {
       secrets: { apiKey, nodeToken, adminToken },
       vars: { LMGATE_HEARTBEAT_INTERVAL_MS: "2000", LMGATE_HEARTBEAT_TIMEOUT_MS: "6000" },
     });
+    // The Fleet's state outlives the restart and lists the old connections as online until they are
+    // found gone: the agents are back when both are online on connections of their own.
     // Backoff is capped at 10 s: twice that is a guard, not a measure.
-    await until(() => online(["node-a", "node-b"]), 20_000);
+    const reconnected = async () => (await nodes()).filter((node) => node.online && before.has(node.name) && node.id !== before.get(node.name)).length === 2;
+    await until(reconnected, 20_000);
     expect((await chatV0({ max_tokens: 4 })).choices[0]?.finish_reason).toBe("length");
   }, 120_000);
 });

@@ -116,6 +116,20 @@ export class NodeLinks {
     return tokenId === undefined ? null : (this.#access.nodeToken(tokenId)?.models ?? null);
   }
 
+  /**
+   * Forgets the connections the stored registry lists but their node objects no longer hold. After
+   * the whole gateway restarted, those sockets are gone and nothing else would ever say so: the
+   * nodes would stay listed online, and requests placed on them fail over. A Fleet that was only
+   * evicted (its nodes' objects kept their sockets) finds every one held.
+   */
+  async forgetLost(): Promise<void> {
+    await Promise.all(
+      this.#registry.online().map(async (node) => {
+        if (!(await node.link.holds(node.id).catch(() => true))) this.left(node.id);
+      }),
+    );
+  }
+
   /** Disconnects, at once, every node that joined with this (revoked) node token: each node object closes its sockets of it. */
   async disconnectToken(tokenId: string): Promise<void> {
     await Promise.all(this.#registry.online().map((node) => node.link.disconnectToken(tokenId).catch(() => undefined)));
