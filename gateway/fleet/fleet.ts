@@ -116,7 +116,8 @@ export class Fleet extends DurableObject<GatewayBindings> implements Serving<Fle
       onRefused: (refusal) => this.#refused(refusal),
     });
     this.#admin = new AdminCalls({ registry, dispatcher, links: this.#links, access, ledger, metrics, traffic: this.#traffic, saved, responses, log, waker });
-    void ctx.blockConcurrencyWhile(() => this.#links.forgetLost());
+    // Not awaited before calls: a request placed on a lost node meanwhile fails over, as before.
+    ctx.waitUntil(this.#links.forgetLost());
   }
 
   // ---- RPC from the Worker: the API (`FleetApi`) -------------------------------------------------

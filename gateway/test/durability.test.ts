@@ -108,9 +108,12 @@ test("after a restart of the whole gateway, a connection the store lists but no 
     );
   });
   await hibernate();
-  const response = await admin("GET", "/nodes");
-  const { data } = (await response.json()) as { data: Array<{ name: string; online: boolean }> };
-  expect(data.filter((node) => node.name === "gone-gpu" || node.name === "still-here").map((node) => [node.name, node.online]).sort()).toEqual([
+  const listed = async () => {
+    const { data } = (await (await admin("GET", "/nodes")).json()) as { data: Array<{ name: string; online: boolean }> };
+    return data.filter((node) => node.name === "gone-gpu" || node.name === "still-here").map((node) => [node.name, node.online]).sort();
+  };
+  await eventually(async () => JSON.stringify(await listed()) === JSON.stringify([["gone-gpu", false], ["still-here", true]]));
+  expect(await listed()).toEqual([
     ["gone-gpu", false],
     ["still-here", true],
   ]);

@@ -277,8 +277,8 @@ describe("a fleet of two real agents behind the real gateway", () => {
       secrets: { apiKey, nodeToken, adminToken },
       vars: { LMGATE_HEARTBEAT_INTERVAL_MS: "2000", LMGATE_HEARTBEAT_TIMEOUT_MS: "6000" },
     });
-    // The Fleet's state outlives the restart and lists the old connections as online until they are
-    // found gone: the agents are back when both are online on connections of their own.
+    // The Fleet's state outlives the restart, and forgets the old connections only as it finds them
+    // gone: the agents are back when both are online on connections of their own.
     // Backoff is capped at 10 s: twice that is a guard, not a measure.
     const reconnected = async () => (await nodes()).filter((node) => node.online && before.has(node.name) && node.id !== before.get(node.name)).length === 2;
     await until(reconnected, 20_000);

@@ -120,7 +120,8 @@ export class NodeLinks {
    * Forgets the connections the stored registry lists but their node objects no longer hold. After
    * the whole gateway restarted, those sockets are gone and nothing else would ever say so: the
    * nodes would stay listed online, and requests placed on them fail over. A Fleet that was only
-   * evicted (its nodes' objects kept their sockets) finds every one held.
+   * evicted (its nodes' objects kept their sockets) finds every one held. A node object that does
+   * not answer is taken to hold its socket: its own sweep is what closes a dead one.
    */
   async forgetLost(): Promise<void> {
     await Promise.all(
