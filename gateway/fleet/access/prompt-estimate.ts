@@ -42,8 +42,15 @@ function countWritten(value: unknown, into: Characters): void {
   }
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** One pass over UTF-16 units: a surrogate pair is one code point, counted at its high half. */
 function countText(text: string, into: Characters): void {
+  // Most prompts are ASCII: the regular expression's scan is native, the loop below is not.
+  if (!NON_ASCII.test(text)) {
+    into.ascii += text.length;
+    return;
+  }
   for (let index = 0; index < text.length; index += 1) {
     const unit = text.charCodeAt(index);
     if (unit < 0x80) into.ascii += 1;
