@@ -33,7 +33,7 @@ export async function chatPlan(model: PlanModel, request: ChatRequest): Promise<
     prompt: promptTokens,
     ...budget,
     run: async (slot, hooks) => {
-      const common = { ...sampling, ...runOptions(slot, hooks, budget.maxTokens) };
+      const common = { ...sampling, ...runOptions(slot, hooks, budget.maxTokens), onTextChunk: hooks.onText };
       const response = functions
         ? await slot.chat.generateResponse(history, { ...common, functions })
         : await slot.chat.generateResponse(history, { ...common, grammar });

@@ -18,7 +18,7 @@ export function completionPlan(model: PlanModel, request: CompletionRequest): Pl
     prompt: held,
     ...budget,
     run: async (slot, hooks) => {
-      const response = await slot.completion.generateCompletionWithMeta(input, { ...sampling, ...runOptions(slot, hooks, budget.maxTokens) });
+      const response = await slot.completion.generateCompletionWithMeta(input, { ...sampling, ...runOptions(slot, hooks, budget.maxTokens), onTextChunk: hooks.onText });
       return outcomeOf(response.metadata);
     },
   };

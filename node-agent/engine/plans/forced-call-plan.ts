@@ -33,9 +33,8 @@ export async function forcedCallPlan(
       const response = await slot.completion.generateCompletionWithMeta(input, {
         ...completionSampling(sampling),
         grammar,
+        // No onTextChunk: the call's text is not the answer; it leaves as a tool call, parsed at the end.
         ...runOptions(slot, hooks, budget.maxTokens),
-        // The call's text is not the answer: it leaves as a tool call, parsed at the end.
-        onTextChunk: undefined,
       });
       const call = parseForcedCall(response.response);
       if (call) return { stopReason: "functionCalls", toolCalls: toToolCalls([call]) };

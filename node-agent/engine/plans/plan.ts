@@ -61,9 +61,9 @@ export function planSampling(model: PlanModel, request: ChatRequest | Completion
   return samplingOptions(request, { tokenizer: model.model.tokenizer, vocabularySize: model.vocabularySize });
 }
 
-/** What each plan's run tells node-llama-cpp of its slot and hooks: the length, the slot's order in a batch, the cancel, where tokens go. */
+/** What each plan's run tells node-llama-cpp of its slot and hooks: the length, the slot's order in a batch, the cancel, the token count (text goes where the plan says). */
 export function runOptions(slot: Slot, hooks: RunHooks, maxTokens: number) {
-  return { maxTokens, evaluationPriority: slot.priority, signal: hooks.signal, stopOnAbortSignal: true, onTextChunk: hooks.onText, onToken: hooks.onToken };
+  return { maxTokens, evaluationPriority: slot.priority, signal: hooks.signal, stopOnAbortSignal: true, onToken: hooks.onToken };
 }
 
 /** LlamaCompletion's context shift would cut the prompt's start; the budget already keeps it from being needed. */
