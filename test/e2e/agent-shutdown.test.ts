@@ -2,7 +2,7 @@ import { afterEach, expect, test } from "vitest";
 import { ErrorBody } from "../../shared/protocol/api-error.ts";
 import { ChatCompletion, ChatCompletionChunk } from "../../shared/openai-completions/completion-schemas.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
-import { readSse } from "../harness/sse.ts";
+import { untilFirstText } from "../harness/sse.ts";
 import { testModelsDir } from "../harness/test-models.ts";
 
 /**
@@ -45,33 +45,13 @@ async function gauge(name: string): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
-/** Reads SSE bytes until generated text has arrived, then hands back a reader for the rest. */
-async function openStream(response: Response): Promise<{ first: string; rest: () => Promise<{ events: unknown[]; done: boolean }> }> {
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let first = "";
-  while (!/"content":"[^"]/.test(first)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the stream ended before any text:\n${first}`);
-    first += decoder.decode(value, { stream: true });
-  }
-  return {
-    first,
-    rest: async () => {
-      let text = first;
-      for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
-      return readSse(new Response(text));
-    },
-  };
-}
-
 test(
   "SIGTERM during a stream lets it and the request queued behind it finish, answers new requests 503 with Retry-After, then exits 0",
   async () => {
     agent = await startAgent({ models: [await testModelsDir()], extraArgs: ["--slots", "1", "--metrics"] });
     const response = await post("/api/v0/chat/completions", longChat(1500, { stream: true, stream_options: { include_usage: true } }));
     expect(response.status).toBe(200);
-    const stream = await openStream(response);
+    const stream = await untilFirstText(response);
     expect(stream.first).toContain("chat.completion.chunk");
     // A second request, admitted before the signal, waits for the one slot.
     const queued = post("/v1/chat/completions", longChat(1200));
@@ -107,7 +87,7 @@ test(
 test("past --shutdown-timeout a running stream is stopped, ending with a model_unloaded error (no [DONE], no finish_reason), and the agent exits 0", async () => {
   agent = await startAgent({ models: [await testModelsDir()], extraArgs: ["--shutdown-timeout", "0"] });
   const response = await post("/api/v0/chat/completions", longChat(2000, { stream: true }));
-  const stream = await openStream(response);
+  const stream = await untilFirstText(response);
   agent.kill("SIGTERM");
   const { events, done } = await stream.rest();
   expect(done).toBe(false);
@@ -121,7 +101,7 @@ test("past --shutdown-timeout a running stream is stopped, ending with a model_u
 test("a second signal exits at once, without waiting for running requests", async () => {
   agent = await startAgent({ models: [await testModelsDir()] });
   const response = await post("/api/v0/chat/completions", longChat(2000, { stream: true }));
-  await openStream(response);
+  await untilFirstText(response);
   agent.kill("SIGINT");
   await until(() => agent?.output().includes("SIGINT: shutting down") ?? false);
   agent.kill("SIGTERM");

@@ -17,10 +17,11 @@ export async function readSse(response: Response): Promise<{ events: unknown[]; 
 }
 
 /**
- * Reads a chat stream until its first text has come (the generation is running), and hands back
- * the rest: every event in order and whether `[DONE]` ended it; a stream cut short keeps what came.
+ * Reads a chat stream until its first text has come (the generation is running): what was read so
+ * far (`first`), and the rest: every event in order and whether `[DONE]` ended it; a stream cut
+ * short keeps what came.
  */
-export async function untilFirstText(response: Response): Promise<{ rest(): Promise<{ events: unknown[]; done: boolean }> }> {
+export async function untilFirstText(response: Response): Promise<{ first: string; rest(): Promise<{ events: unknown[]; done: boolean }> }> {
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -30,6 +31,7 @@ export async function untilFirstText(response: Response): Promise<{ rest(): Prom
     text += decoder.decode(next.value, { stream: true });
   }
   return {
+    first: text,
     async rest() {
       try {
         for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
