@@ -100,7 +100,26 @@ describe("a named node token owns its name", () => {
   });
 });
 
+const dialFrom = (address: string, name: string) =>
+  exports.default.fetch("http://gateway.test/agent/connect", {
+    headers: { upgrade: "websocket", authorization: `Bearer ${NODE_TOKEN}`, [NODE_NAME_HEADER]: name, "cf-connecting-ip": address },
+  });
+
 describe("idle sockets", () => {
+  test("one node's object holds at most 16 sockets without hello of the shared token, from however many addresses", async () => {
+    const sockets: WebSocket[] = [];
+    onTestFinished(() => sockets.forEach((ws) => ws.close()));
+    // One socket per address: the Fleet's count per address never refuses, so only the node object can.
+    for (let index = 0; index < 16; index += 1) {
+      const response = await dialFrom(`198.51.100.${index + 1}`, "crowded-node");
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      sockets.push(response.webSocket!);
+    }
+    await expectError(await dialFrom("198.51.100.17", "crowded-node"), 429, "too_many_connections");
+  });
+
+
   test("the shared node token holds at most 16 sockets that have not said hello (of its 64); the next upgrade gets 429", async () => {
     const sockets: WebSocket[] = [];
     onTestFinished(() => sockets.forEach((ws) => ws.close()));
@@ -123,11 +142,6 @@ describe("idle sockets", () => {
 });
 
 describe("idle sockets across names", () => {
-  const dialFrom = (address: string, name: string) =>
-    exports.default.fetch("http://gateway.test/agent/connect", {
-      headers: { upgrade: "websocket", authorization: `Bearer ${NODE_TOKEN}`, [NODE_NAME_HEADER]: name, "cf-connecting-ip": address },
-    });
-
   test("one token from one address holds at most 16 sockets without hello whatever names it dials; another address is not held back; a socket that goes frees its place", async () => {
     const sockets: WebSocket[] = [];
     onTestFinished(() => sockets.forEach((ws) => ws.close()));
