@@ -131,27 +131,32 @@ describe.each(TARGETS)("agent sessions replayed (%s)", (name) => {
     const call = forced.content.find((block) => block.type === "tool_use");
     expect(call).toMatchObject({ type: "tool_use", name: "Read", input: { file_path: expect.any(String) } });
 
-    const answered = await client.messages
-      .stream(
-        {
-          ...body,
-          model: MODEL,
-          max_tokens: ANSWER_TOKENS,
-          stream: true,
-          messages: [
-            ...body.messages,
-            { role: "assistant", content: forced.content },
-            { role: "user", content: [{ type: "tool_result", tool_use_id: call!.type === "tool_use" ? call!.id : "", content: "hello from notes.txt" }] },
-          ],
-        },
-        options,
-      )
-      .finalMessage();
+    const answer = (result: string, maxTokens: number) =>
+      client.messages
+        .stream(
+          {
+            ...body,
+            model: MODEL,
+            max_tokens: maxTokens,
+            stream: true,
+            messages: [
+              ...body.messages,
+              { role: "assistant", content: forced.content },
+              { role: "user", content: [{ type: "tool_result", tool_use_id: call!.type === "tool_use" ? call!.id : "", content: result }] },
+            ],
+          },
+          options,
+        )
+        .finalMessage();
+    const answered = await answer("hello from notes.txt", ANSWER_TOKENS);
     Message.parse(answered);
     expect(["end_turn", "max_tokens", "tool_use"]).toContain(answered.stop_reason);
     // The call and its result are in the prompt the model read.
     const promptOf = (usage: Anthropic.Usage) => usage.input_tokens + (usage.cache_read_input_tokens ?? 0);
     expect(promptOf(answered.usage)).toBeGreaterThan(promptOf(forced.usage));
+    // The result's own text, not only the call, reaches the prompt: a longer result reads longer.
+    const longer = await answer(`hello from notes.txt\n${"another line of the file\n".repeat(40)}`, 1);
+    expect(promptOf(longer.usage)).toBeGreaterThan(promptOf(answered.usage));
   }, 600_000);
 
   test("Codex: a forced tool call comes back as a function_call item, and the function_call_output turn after it answers 200", async () => {
@@ -165,17 +170,24 @@ describe.each(TARGETS)("agent sessions replayed (%s)", (name) => {
     const call = forced!.output.find((item) => item.type === "function_call");
     expect(call).toMatchObject({ type: "function_call", name: "get_goal", arguments: "{}", call_id: expect.any(String) });
 
-    const { final: answered } = await streamed(client, {
-      ...body,
-      model: MODEL,
-      max_output_tokens: ANSWER_TOKENS,
-      stream: true,
-      input: [...body.input, call!, { type: "function_call_output", call_id: call!.type === "function_call" ? call!.call_id : "", output: "no goal is set" }],
-    });
+    const answer = async (output: string, maxTokens: number) =>
+      (
+        await streamed(client, {
+          ...body,
+          model: MODEL,
+          max_output_tokens: maxTokens,
+          stream: true,
+          input: [...body.input, call!, { type: "function_call_output", call_id: call!.type === "function_call" ? call!.call_id : "", output }],
+        })
+      ).final;
+    const answered = await answer("no goal is set", ANSWER_TOKENS);
     ResponseObject.parse(answered);
     expect(["completed", "incomplete"]).toContain(answered!.status);
     expect(answered!.output.every((item) => item.type === "message" || item.type === "function_call")).toBe(true);
     expect(answered!.usage!.input_tokens).toBeGreaterThan(forced!.usage!.input_tokens);
+    // The output's own text, not only the call, reaches the prompt: a longer output reads longer.
+    const longer = await answer(`no goal is set\n${"another line of the output\n".repeat(40)}`, 16);
+    expect(longer!.usage!.input_tokens).toBeGreaterThan(answered!.usage!.input_tokens);
   }, 600_000);
 
   test("the long-context model is loaded with all the context it was trained for", async () => {
