@@ -211,7 +211,8 @@ test("Ctrl-C again stops at once: the running request is cut, not waited for", a
   ctrlC(running);
   await vi.waitFor(() => expect(running.output()).toContain("running requests may finish"), { timeout: 10_000, interval: 50 });
   ctrlC(running);
-  const { chunks } = await stream.rest();
+  const { chunks, done } = await stream.rest();
+  expect(done).toBe(false);
   const generated = chunks.reduce((sum, chunk) => sum + (chunk.choices[0]?.delta.content?.length ?? 0), 0);
   expect(generated).toBeLessThan(LONG.maxTokens);
   expect(running.output()).toContain("again: exiting now");
