@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { AdminClient } from "../../cli/admin-client.ts";
 import type { WakeInfo } from "../../shared/protocol/frames.ts";
 import { startAgent, type AgentProcess } from "../harness/agent-process.ts";
@@ -55,22 +55,31 @@ afterAll(async () => {
   if (emptyModels) await rm(emptyModels, { recursive: true, force: true });
 });
 
+const offline = async (name: string) => {
+  const admin = new AdminClient(gateway.url, gateway.adminToken);
+  await expect.poll(async () => (await admin.listNodes()).find((node) => node.name === name)?.online, { timeout: 10_000 }).toBe(false);
+};
+
 const startPc = async () =>
   startAgent({ models: [await testModelsDir()], gateway: { url: gateway.url, token: gateway.nodeToken }, name: "wol-pc", extraArgs: ["--wake-on-lan", ...WAKE_ARGS] });
 
 test("a request for a sleeping node's model wakes it through its peer, and is answered once it is back", async () => {
-  pc = await startPc();
+  // The PC another test may have left running is the one that goes to sleep here.
+  pc ??= await startPc();
   const admin = new AdminClient(gateway.url, gateway.adminToken);
   await pc.stop();
-  const offline = (await admin.listNodes()).find((node) => node.name === "wol-pc");
+  await offline("wol-pc");
+  const asleep = (await admin.listNodes()).find((node) => node.name === "wol-pc");
   // The agent said goodbye as it stopped: listed as stopped on purpose (not lost), and still wakeable.
-  expect(offline).toMatchObject({ online: false, left: "shutdown", wake: { wakeable: true, wakes_peers: false } });
+  expect(asleep).toMatchObject({ online: false, left: "shutdown", wake: { wakeable: true, wakes_peers: false } });
 
   // The PC's network card: the magic packet for its MAC powers the machine on.
-  nic.on("message", (packet) => {
+  const powerOn = (packet: Buffer) => {
     packets.push(packet);
     if (packets.length === 1) void startPc().then((started) => (pc = started));
-  });
+  };
+  nic.on("message", powerOn);
+  onTestFinished(() => void nic.off("message", powerOn));
 
   const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: gateway.apiKey, maxRetries: 0, timeout: 120_000 });
   const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "good morning" }], max_tokens: 4 });
@@ -100,10 +109,6 @@ describe("lmgate nodes wake", () => {
       models: [simulatedModel(`${name}-model`, false)],
       wake: { interfaces: [{ mac: "02:00:00:00:00:41", broadcast }], wakeable: true, wakes_peers: false },
     });
-  const offline = async (name: string) => {
-    const admin = new AdminClient(gateway.url, gateway.adminToken);
-    await expect.poll(async () => (await admin.listNodes()).find((node) => node.name === name)?.online, { timeout: 10_000 }).toBe(false);
-  };
 
   test("prints which peer sent the packet and when the node came back", async () => {
     pc ??= await startPc();
@@ -174,6 +179,7 @@ describe.skipIf(skipBrowser !== undefined)("the dashboard's Wake button", () => 
       await row(FAR.name).locator(`button[data-wake="${FAR.name}"]`).click({ timeout: 10_000 });
       await expect.poll(() => note(FAR.name).textContent(), { timeout: 10_000 }).toMatch(/^Node "wol-far" is offline and no online node on its network \(198\.51\.100\.255\) may send wake packets/);
       // Nodes that are online, or whose owner did not allow waking, have no button.
+      expect(await row("wol-peer").count()).toBe(1);
       expect(await row("wol-peer").locator("button[data-wake]").count()).toBe(0);
 
       await row(DESK.name).locator(`button[data-wake="${DESK.name}"]`).click({ timeout: 10_000 });
