@@ -84,8 +84,8 @@ export const unexpectedEndpoint = (request: Request) =>
 
 export const invalidApiKey = (message: string) => new ApiError(401, message, { code: "invalid_api_key" });
 
-export const noCapacity = (message: string, retryAfter: number) =>
-  new ApiError(503, message, { code: "no_capacity", retryAfter });
+/** 503: nothing can serve it now; `code` says why more closely where there is more to say (a wake that failed). */
+export const noCapacity = (message: string, retryAfter: number, code = "no_capacity") => new ApiError(503, message, { code, retryAfter });
 
 export const contextOverflow = (promptTokens: number, contextLength: number, param = "messages") =>
   new ApiError(

@@ -306,10 +306,7 @@ export class Dispatcher {
       const failures = this.#wakes?.failuresFor(job.model) ?? [];
       const why = failures.map((failure) => ` ${failure.message}`).join("");
       const code = failures.find((failure) => failure.code !== null)?.code ?? "no_capacity";
-      return new ApiError(503, `Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).${why}`, {
-        code,
-        retryAfter: OFFLINE_RETRY_AFTER_S,
-      });
+      return noCapacity(`Cannot serve the request: no node that holds "${job.model}" is online (offline: ${offline.join(", ")}).${why}`, OFFLINE_RETRY_AFTER_S, code);
     }
     return modelNotFound(job.model, [...everyModel].sort());
   }
